@@ -1,0 +1,75 @@
+/*
+ * lb_conn.h: connections. An lb_conn_t wraps one socket, its two events and
+ * an I/O layer (lb_io_t): plain sockets today, TLS later, without the
+ * modules above noticing. Connection objects and their pools are recycled
+ * through a free list, so a steady stream of connections does not malloc.
+ */
+#ifndef LB_CONN_H
+#define LB_CONN_H
+
+#include <sys/uio.h>
+
+/* An I/O layer. recv/send return bytes (> 0), 0 for end of stream (recv),
+ * LB_AGAIN when the socket would block (clearing the event's ready flag)
+ * or LB_ERROR with errno set. */
+typedef struct {
+    ssize_t (*recv)(lb_conn_t *c, char *buf, size_t size);
+    ssize_t (*send)(lb_conn_t *c, const char *buf, size_t size);
+    ssize_t (*sendv)(lb_conn_t *c, const struct iovec *iov, int iovcnt);
+    /* Half-close our sending side: LB_OK, LB_AGAIN, LB_ERROR. */
+    int     (*shutdown)(lb_conn_t *c);
+    /* true when bytes may move with splice(2) on c->fd directly */
+    bool      raw;
+} lb_io_t;
+
+extern const lb_io_t  lb_io_plain;
+
+struct lb_conn_s {
+    int               fd;
+    lb_event_t        read;
+    lb_event_t        write;
+    void             *data;         /* owner: session, request, listener */
+    const lb_io_t    *io;
+    void             *io_ctx;       /* state of the I/O layer (TLS) */
+    lb_pool_t        *pool;         /* reset when the connection is freed */
+    lb_listener_t    *listener;     /* for accepted connections */
+    uint64_t          id;           /* "*ID" in log lines */
+    struct sockaddr_storage  peer;
+    socklen_t         peer_len;
+    char              peer_text[LB_ADDR_TEXT_LEN];
+    lb_queue_t        link;         /* free list, closed list */
+    unsigned          registered:1;
+    unsigned          eof:1;        /* the peer finished sending */
+    unsigned          shut_wr:1;    /* we finished sending */
+    unsigned          error:1;
+};
+
+extern uint64_t  lb_conn_next_id;
+extern size_t    lb_conn_active;        /* connections in use in this process */
+
+/* Takes a connection object for fd (from the free list when possible), with
+ * a fresh id, plain I/O and cleared events. NULL on allocation failure. */
+lb_conn_t *lb_conn_get(int fd);
+/* Closes the socket and retires the object: its timers are removed at once,
+ * and it returns to the free list (pool reset) after the current batch of
+ * events, so later events of the batch for it are skipped safely. */
+void       lb_conn_close(lb_conn_t *c);
+void       lb_conn_release_closed(void);
+/* Frees every cached connection object (worker exit). */
+void       lb_conn_free_cache(void);
+/* Lazily creates the connection's pool. NULL on failure. */
+lb_pool_t *lb_conn_pool(lb_conn_t *c);
+
+static inline ssize_t lb_conn_recv(lb_conn_t *c, char *buf, size_t n) { return c->io->recv(c, buf, n); }
+static inline ssize_t lb_conn_send(lb_conn_t *c, const char *buf, size_t n) { return c->io->send(c, buf, n); }
+
+/* Starts a non-blocking connect to addr and registers the new connection
+ * with the loop. Returns LB_OK (connected), LB_AGAIN (in progress: wait for
+ * the write event, then call lb_conn_connect_result) or LB_ERROR (errno). */
+int lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out);
+/* After the write event of a pending connect: LB_OK or LB_ERROR (errno). */
+int lb_conn_connect_result(lb_conn_t *c);
+
+int lb_socket_nonblocking(int fd);
+
+#endif

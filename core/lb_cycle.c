@@ -1,0 +1,425 @@
+/*
+ * lb_cycle.c: loading a configuration generation, and the core module that
+ * owns the global settings (SPEC §3.1) and the common listener settings
+ * (SPEC §3.3).
+ */
+#include "lb_core.h"
+
+#include <libgen.h>
+#include <limits.h>
+
+typedef struct {
+    char          *protocol;
+    lb_array_t     listen;          /* lb_addr_t */
+    char          *name;
+} lb_core_listener_conf_t;
+
+static int lb_core_set_workers(lb_conf_t *cf, const lb_setting_t *s,
+                               config_setting_t *v, void *conf);
+static int lb_core_set_listeners(lb_conf_t *cf, const lb_setting_t *s,
+                                 config_setting_t *v, void *conf);
+static void *lb_core_create_conf(lb_conf_t *cf, unsigned ctx);
+static int lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int lb_core_init_conf(lb_conf_t *cf);
+
+static const lb_setting_t  lb_core_settings[] = {
+    { "workers", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0,
+      offsetof(lb_core_conf_t, workers), NULL, lb_core_set_workers, 0 },
+    { "pid_file", LB_SET_STR, LB_CTX_GLOBAL, "logs/lbd.pid", 0, 0,
+      offsetof(lb_core_conf_t, pid_file), NULL, NULL, 0 },
+    { "error_log", LB_SET_STR, LB_CTX_GLOBAL, "logs/error.log", 0, 0,
+      offsetof(lb_core_conf_t, error_log), NULL, NULL, 0 },
+    { "log_level", LB_SET_ENUM, LB_CTX_GLOBAL, "info", 0, 0,
+      offsetof(lb_core_conf_t, log_level), lb_log_level_names, NULL, 0 },
+    { "admin_socket", LB_SET_STR, LB_CTX_GLOBAL, "logs/admin.sock", 0, 0,
+      offsetof(lb_core_conf_t, admin_socket), NULL, NULL, 0 },
+    { "shutdown_timeout", LB_SET_DURATION, LB_CTX_GLOBAL, "30s", 0, 86400000,
+      offsetof(lb_core_conf_t, shutdown_timeout), NULL, NULL, 0 },
+    { "user", LB_SET_STR, LB_CTX_GLOBAL, NULL, 0, 0,
+      offsetof(lb_core_conf_t, user), NULL, NULL, 0 },
+    { "listeners", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0, 0, NULL,
+      lb_core_set_listeners, 0 },
+
+    { "protocol", LB_SET_STR, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_core_listener_conf_t, protocol), NULL, NULL, LB_SETTING_REQUIRED },
+    { "listen", LB_SET_ADDRS, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_core_listener_conf_t, listen), NULL, NULL, LB_SETTING_REQUIRED },
+    { "name", LB_SET_STR, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_core_listener_conf_t, name), NULL, NULL, 0 },
+    lb_setting_end
+};
+
+lb_module_t  lb_core_module = {
+    "core", LB_MODULE_CORE, NULL, lb_core_settings,
+    LB_CTX_GLOBAL | LB_CTX_LISTENER,
+    lb_core_create_conf, lb_core_merge_conf, lb_core_init_conf,
+    NULL, NULL, NULL, NULL, 0
+};
+
+lb_module_t  **lb_all_modules;
+size_t         lb_nmodules;
+
+int
+lb_modules_init(void)
+{
+    size_t  n, i;
+
+    if (lb_all_modules) {
+        return LB_OK;
+    }
+    for (n = 0; lb_modules[n]; n++) { /* count */ }
+    lb_all_modules = calloc(n + 2, sizeof(lb_module_t *));
+    if (lb_all_modules == NULL) {
+        return LB_ERROR;
+    }
+    lb_all_modules[0] = &lb_core_module;
+    for (i = 0; i < n; i++) {
+        lb_all_modules[i + 1] = lb_modules[i];
+    }
+    lb_nmodules = n + 1;
+    for (i = 0; i < lb_nmodules; i++) {
+        lb_all_modules[i]->index = i;
+    }
+    return LB_OK;
+}
+
+char *
+lb_cycle_path(lb_pool_t *pool, const char *prefix, const char *path)
+{
+    if (path[0] == '/' || strcmp(path, "stderr") == 0) {
+        return lb_pstrdup(pool, path);
+    }
+    return lb_psprintf(pool, "%s%s", prefix, path);
+}
+
+static void *
+lb_core_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    lb_core_conf_t  *ccf;
+
+    if (ctx == LB_CTX_LISTENER) {
+        return lb_pcalloc(cf->pool, sizeof(lb_core_listener_conf_t));
+    }
+    ccf = lb_pcalloc(cf->pool, sizeof(lb_core_conf_t));
+    if (ccf) {
+        ccf->workers = sysconf(_SC_NPROCESSORS_ONLN);
+        if (ccf->workers < 1) {
+            ccf->workers = 1;
+        }
+    }
+    return ccf;
+}
+
+static int
+lb_core_set_workers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_core_conf_t  *ccf = conf;
+    long long        n;
+
+    if (config_setting_type(v) == CONFIG_TYPE_STRING
+        && strcmp(config_setting_get_string(v), "auto") == 0)
+    {
+        return LB_OK;       /* the default already is the CPU count */
+    }
+    if (config_setting_type(v) != CONFIG_TYPE_INT && config_setting_type(v) != CONFIG_TYPE_INT64) {
+        return lb_conf_error(cf, v, "\"workers\" must be an integer or \"auto\", not %s",
+                             config_setting_type(v) == CONFIG_TYPE_STRING
+                             ? "that string" : lb_conf_type_name(v));
+    }
+    n = config_setting_get_int64(v);
+    if (n < 1 || n > 256) {
+        return lb_conf_error(cf, v, "\"workers\" must be between 1 and 256, got %lld", n);
+    }
+    ccf->workers = n;
+    return LB_OK;
+}
+
+/* Every protocol some compiled-in module declares, for error messages. */
+static size_t
+lb_core_protocols(const char **out, size_t max)
+{
+    const char *const  *p;
+    size_t              i, j, n = 0;
+
+    for (i = 0; i < lb_nmodules; i++) {
+        for (p = lb_all_modules[i]->protocols; p && *p; p++) {
+            for (j = 0; j < n && strcmp(out[j], *p) != 0; j++) { /* dedup */ }
+            if (j == n && n < max - 1) {
+                out[n++] = *p;
+            }
+        }
+    }
+    out[n] = NULL;
+    return n;
+}
+
+static int
+lb_core_parse_listener(lb_conf_t *cf, config_setting_t *g, unsigned i)
+{
+    config_setting_t   *proto, *listen, *name;
+    lb_listener_t      *ls, **lsp;
+    const char         *protocols[32], *hint, *first;
+    char                list[256];
+    size_t              n, k, len;
+    int                 rc;
+
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, g, "each entry of \"listeners\" must be a group { ... }, not %s",
+                             lb_conf_type_name(g));
+    }
+
+    proto = config_setting_get_member(g, "protocol");
+    if (proto == NULL || config_setting_type(proto) != CONFIG_TYPE_STRING) {
+        return lb_conf_error(cf, proto ? proto : g, "listener #%u needs \"protocol\" "
+                             "as a string", i + 1);
+    }
+
+    n = lb_core_protocols(protocols, lb_nelems(protocols));
+    for (k = 0; k < n && strcmp(protocols[k], config_setting_get_string(proto)) != 0; k++) {
+        /* search */
+    }
+    if (k == n) {
+        list[0] = '\0';
+        for (k = 0, len = 0; k < n && len < sizeof(list); k++) {
+            len += (size_t) snprintf(list + len, sizeof(list) - len, "%s%s",
+                                     k ? ", " : "", protocols[k]);
+        }
+        hint = lb_did_you_mean(config_setting_get_string(proto), protocols);
+        if (hint) {
+            return lb_conf_error(cf, proto, "unknown protocol \"%s\" (did you mean \"%s\"?); "
+                                 "this build serves: %s",
+                                 config_setting_get_string(proto), hint, list);
+        }
+        return lb_conf_error(cf, proto, "unknown protocol \"%s\"; this build serves: %s",
+                             config_setting_get_string(proto), list);
+    }
+
+    ls = lb_pcalloc(cf->pool, sizeof(lb_listener_t));
+    lsp = lb_array_push(&cf->cycle->listeners);
+    if (ls == NULL || lsp == NULL) {
+        return lb_conf_error(cf, g, "out of memory");
+    }
+    *lsp = ls;
+    ls->protocol = protocols[k];
+    ls->socktype = SOCK_STREAM;
+    ls->file = lb_pstrdup(cf->pool, lb_conf_file(g));
+    ls->line = (int) config_setting_source_line(g);
+
+    /* the name is needed for messages before the block is parsed */
+    name = config_setting_get_member(g, "name");
+    listen = config_setting_get_member(g, "listen");
+    first = NULL;
+    if (listen && config_setting_type(listen) == CONFIG_TYPE_STRING) {
+        first = config_setting_get_string(listen);
+    } else if (listen && config_setting_length(listen) > 0) {
+        first = config_setting_get_string_elem(listen, 0);
+    }
+    if (name && config_setting_type(name) == CONFIG_TYPE_STRING) {
+        ls->name = lb_pstrdup(cf->pool, config_setting_get_string(name));
+    } else {
+        ls->name = lb_psprintf(cf->pool, "%s:%s", ls->protocol, first ? first : "?");
+    }
+
+    cf->listener = ls;
+    cf->protocol = ls->protocol;
+    cf->block = lb_psprintf(cf->pool, "listener \"%s\"", ls->name);
+    rc = lb_conf_parse_block(cf, g, LB_CTX_LISTENER, &ls->confs);
+    cf->listener = NULL;
+    cf->protocol = NULL;
+    cf->block = "the global section";
+
+    if (rc == LB_OK && ls->handler == NULL) {
+        return lb_conf_error(cf, g, "no compiled-in module serves protocol \"%s\"",
+                             ls->protocol);
+    }
+    return rc;
+}
+
+static int
+lb_core_set_listeners(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    int       rc = LB_OK;
+    unsigned  i, n;
+
+    if (config_setting_type(v) != CONFIG_TYPE_LIST) {
+        return lb_conf_error(cf, v, "\"listeners\" must be a list ( { ... }, ... ), not %s",
+                             lb_conf_type_name(v));
+    }
+    n = (unsigned) config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        if (lb_core_parse_listener(cf, config_setting_get_elem(v, i), i) != LB_OK) {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
+static int
+lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_core_conf_t           *ccf;
+    lb_core_listener_conf_t  *lcf;
+    lb_cycle_t               *cycle = cf->cycle;
+
+    if (ctx == LB_CTX_LISTENER) {
+        lcf = conf;
+        cf->listener->addrs = lcf->listen;
+        return LB_OK;
+    }
+
+    ccf = conf;
+    ccf->pid_file = lb_cycle_path(cf->pool, cycle->prefix, ccf->pid_file);
+    ccf->error_log = lb_cycle_path(cf->pool, cycle->prefix, ccf->error_log);
+    ccf->admin_socket = lb_cycle_path(cf->pool, cycle->prefix, ccf->admin_socket);
+    if (!ccf->pid_file || !ccf->error_log || !ccf->admin_socket) {
+        return lb_conf_error(cf, cf->group, "out of memory");
+    }
+    cycle->core = ccf;
+    return LB_OK;
+}
+
+/* Two listeners may not share an address: with SO_REUSEPORT the kernel
+ * would silently split connections between them. */
+static int
+lb_core_init_conf(lb_conf_t *cf)
+{
+    lb_array_t     *lss = &cf->cycle->listeners;
+    lb_listener_t  *a, *b;
+    lb_addr_t      *x, *y;
+    size_t          i, j, k, l;
+    int             rc = LB_OK;
+
+    for (i = 0; i < lss->nelts; i++) {
+        a = lb_array_at(lss, lb_listener_t *, i);
+        for (k = 0; k < a->addrs.nelts; k++) {
+            x = &lb_array_at(&a->addrs, lb_addr_t, k);
+            for (j = 0; j <= i; j++) {
+                b = lb_array_at(lss, lb_listener_t *, j);
+                for (l = 0; l < (j == i ? k : b->addrs.nelts); l++) {
+                    y = &lb_array_at(&b->addrs, lb_addr_t, l);
+                    if (lb_addr_equal(x, y) && a->socktype == b->socktype) {
+                        rc = lb_conf_error_at(cf, a->file, a->line,
+                                              "address %s of listener \"%s\" is already "
+                                              "used by listener \"%s\"",
+                                              x->text, a->name, b->name);
+                    }
+                }
+            }
+        }
+        for (j = 0; j < i; j++) {
+            b = lb_array_at(lss, lb_listener_t *, j);
+            if (strcmp(a->name, b->name) == 0) {
+                rc = lb_conf_error_at(cf, a->file, a->line,
+                                      "duplicate listener name \"%s\"", a->name);
+            }
+        }
+    }
+    return rc;
+}
+
+static char *
+lb_cycle_absolute(lb_pool_t *pool, const char *path)
+{
+    char  cwd[PATH_MAX];
+
+    if (path[0] == '/') {
+        return lb_pstrdup(pool, path);
+    }
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        return NULL;
+    }
+    return lb_psprintf(pool, "%s/%s", cwd, path);
+}
+
+lb_cycle_t *
+lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt report)
+{
+    lb_pool_t   *pool;
+    lb_cycle_t  *cycle;
+    lb_conf_t    cf;
+    config_t     config;
+    char        *dir, *p;
+    size_t       i;
+    int          rc = LB_OK;
+
+    if (lb_modules_init() != LB_OK || (pool = lb_pool_create(16384)) == NULL) {
+        return NULL;
+    }
+    cycle = lb_pcalloc(pool, sizeof(lb_cycle_t));
+    if (cycle == NULL
+        || lb_array_init(&cycle->listeners, pool, 8, sizeof(lb_listener_t *)) != LB_OK
+        || lb_array_init(&cycle->shm_zones, pool, 4, sizeof(lb_shm_zone_t)) != LB_OK
+        || (cycle->conf_file = lb_cycle_absolute(pool, conf_file)) == NULL)
+    {
+        lb_pool_destroy(pool);
+        return NULL;
+    }
+    cycle->pool = pool;
+
+    p = lb_cycle_absolute(pool, prefix);
+    cycle->prefix = p ? lb_psprintf(pool, "%s%s", p,
+                                    p[0] && p[strlen(p) - 1] == '/' ? "" : "/") : NULL;
+    dir = lb_pstrdup(pool, cycle->conf_file);
+    if (cycle->prefix == NULL || dir == NULL) {
+        lb_pool_destroy(pool);
+        return NULL;
+    }
+
+    memset(&cf, 0, sizeof(cf));
+    cf.cycle = cycle;
+    cf.pool = pool;
+    cf.report = report;
+    cf.config = &config;
+    cf.block = "the global section";
+
+    config_init(&config);
+    /* @include paths are relative to the including file's directory */
+    config_set_include_dir(&config, dirname(dir));
+
+    if (config_read_file(&config, cycle->conf_file) != CONFIG_TRUE) {
+        if (config_error_type(&config) == CONFIG_ERR_FILE_IO && config_error_file(&config) == NULL) {
+            char  line[PATH_MAX + 128];
+
+            snprintf(line, sizeof(line), "%s:0: cannot read the configuration file: %s",
+                     conf_file, strerror(errno ? errno : ENOENT));
+            if (report) {
+                report(line);
+            } else {
+                fprintf(stderr, "%s\n", line);
+            }
+        } else {
+            lb_conf_error_at(&cf, config_error_file(&config) ? config_error_file(&config)
+                                                             : conf_file,
+                             config_error_line(&config), "%s", config_error_text(&config));
+        }
+        config_destroy(&config);
+        lb_pool_destroy(pool);
+        return NULL;
+    }
+
+    rc = lb_conf_parse_block(&cf, config_root_setting(&config), LB_CTX_GLOBAL, &cycle->confs);
+
+    if (rc == LB_OK) {
+        for (i = 0; i < lb_nmodules; i++) {
+            if (lb_all_modules[i]->init_conf && lb_all_modules[i]->init_conf(&cf) != LB_OK) {
+                rc = LB_ERROR;
+            }
+        }
+    }
+    config_destroy(&config);
+
+    if (rc != LB_OK || cf.nerrors) {
+        lb_pool_destroy(pool);
+        return NULL;
+    }
+    return cycle;
+}
+
+void
+lb_cycle_free(lb_cycle_t *cycle)
+{
+    if (cycle) {
+        lb_shm_zones_unmap(cycle);
+        lb_pool_destroy(cycle->pool);
+    }
+}

@@ -1,0 +1,62 @@
+/*
+ * lb_cycle.h: one configuration generation. A cycle owns everything that a
+ * configuration file produced: the global settings, the listeners, the
+ * module configurations and the shared zones it declared. A reload builds
+ * a new cycle beside the old one and swaps them only when it is complete.
+ */
+#ifndef LB_CYCLE_H
+#define LB_CYCLE_H
+
+typedef struct {
+    int64_t       workers;          /* resolved: "auto" = online CPUs */
+    char         *pid_file;         /* absolute */
+    char         *error_log;        /* absolute, or "stderr" */
+    int           log_level;        /* lb_log_level_t */
+    char         *admin_socket;     /* absolute */
+    lb_msec_t     shutdown_timeout;
+    char         *user;             /* NULL: keep the master's user */
+} lb_core_conf_t;
+
+/* Called for each connection a listener accepts (stream) or each datagram
+ * socket it owns: the protocol module takes it over from here. */
+typedef void (*lb_listener_handler_pt)(lb_conn_t *c);
+
+struct lb_listener_s {
+    const char              *name;
+    const char              *protocol;
+    lb_array_t               addrs;         /* lb_addr_t */
+    int                      socktype;      /* SOCK_STREAM (default) or SOCK_DGRAM */
+    void                   **confs;         /* per-module confs of this listener */
+    lb_listener_handler_pt   handler;       /* set by the protocol module */
+    const char              *file;          /* where it was declared */
+    int                      line;
+    /* sockets, one per address per worker slot: fds[addr * workers + slot] */
+    int                     *fds;
+    /* in a worker: the listening connection of each address */
+    lb_conn_t              **conns;
+};
+
+struct lb_cycle_s {
+    lb_pool_t       *pool;
+    void           **confs;             /* global confs, by module index */
+    lb_core_conf_t  *core;
+    lb_array_t       listeners;         /* lb_listener_t * */
+    lb_array_t       shm_zones;         /* lb_shm_zone_t */
+    char            *conf_file;         /* absolute */
+    char            *prefix;            /* absolute, with a trailing slash */
+    unsigned         generation;
+};
+
+extern lb_module_t  lb_core_module;
+
+/* Loads and validates a configuration file. Every error is handed to
+ * report (stderr when NULL) as "FILE:LINE: message". Opens no socket and
+ * maps no memory. Returns the cycle, or NULL when the file has errors. */
+lb_cycle_t *lb_cycle_load(const char *conf_file, const char *prefix,
+                          lb_conf_report_pt report);
+void        lb_cycle_free(lb_cycle_t *cycle);
+
+/* path if absolute, else prefix + path, allocated from pool. */
+char *lb_cycle_path(lb_pool_t *pool, const char *prefix, const char *path);
+
+#endif

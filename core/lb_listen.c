@@ -1,0 +1,347 @@
+/*
+ * lb_listen.c: listening sockets. The master owns one SO_REUSEPORT socket
+ * per worker slot and address and keeps it across reloads and worker
+ * restarts, so the kernel's queue of pending connections for that slot
+ * outlives any one worker. Workers accept on their slot's socket only.
+ */
+#include "lb_core.h"
+
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+typedef struct {
+    lb_addr_t  addr;
+    int        socktype;
+    int        slot;        /* -1: one socket shared by every slot (unix) */
+    int        fd;
+    bool       used;
+} lb_socket_t;
+
+static lb_socket_t  *lb_sockets;
+static size_t        lb_nsockets, lb_sockets_cap;
+
+static lb_socket_t *
+lb_socket_find(const lb_addr_t *addr, int socktype, int slot)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nsockets; i++) {
+        if (lb_sockets[i].fd != -1 && lb_sockets[i].socktype == socktype
+            && lb_sockets[i].slot == slot && lb_addr_equal(&lb_sockets[i].addr, addr))
+        {
+            return &lb_sockets[i];
+        }
+    }
+    return NULL;
+}
+
+/* Before the first SO_REUSEPORT socket of an address, bind one without it:
+ * that fails when anyone else (another lbd too) already listens there,
+ * which SO_REUSEPORT would otherwise silently share. */
+static int
+lb_socket_probe(const lb_addr_t *addr, int socktype)
+{
+    int  fd, one = 1, rc, err;
+
+    if (addr->u.sa.sa_family == AF_UNIX) {
+        return LB_OK;
+    }
+    fd = socket(addr->u.sa.sa_family, socktype | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return LB_ERROR;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr->u.sa.sa_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    rc = bind(fd, &addr->u.sa, addr->len);
+    err = errno;
+    close(fd);
+    errno = err;
+    return rc == 0 ? LB_OK : LB_ERROR;
+}
+
+static int
+lb_socket_create(const lb_addr_t *addr, int socktype)
+{
+    int          fd, one = 1, err;
+    struct stat  st;
+
+    fd = socket(addr->u.sa.sa_family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return -1;
+    }
+    if (addr->u.sa.sa_family == AF_UNIX) {
+        /* a socket file left by a previous run that nobody listens on */
+        if (stat(addr->u.sun.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            unlink(addr->u.sun.sun_path);
+        }
+    } else {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+            goto failed;
+        }
+        if (addr->u.sa.sa_family == AF_INET6) {
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        }
+    }
+    if (bind(fd, &addr->u.sa, addr->len) == -1) {
+        goto failed;
+    }
+    if (socktype == SOCK_STREAM && listen(fd, 4096) == -1) {
+        goto failed;
+    }
+    return fd;
+
+failed:
+    err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+}
+
+static lb_socket_t *
+lb_socket_add(const lb_addr_t *addr, int socktype, int slot, int fd)
+{
+    lb_socket_t  *s;
+
+    if (lb_nsockets == lb_sockets_cap) {
+        s = realloc(lb_sockets, (lb_sockets_cap ? 2 * lb_sockets_cap : 16) * sizeof(*s));
+        if (s == NULL) {
+            return NULL;
+        }
+        lb_sockets = s;
+        lb_sockets_cap = lb_sockets_cap ? 2 * lb_sockets_cap : 16;
+    }
+    s = &lb_sockets[lb_nsockets++];
+    s->addr = *addr;
+    s->socktype = socktype;
+    s->slot = slot;
+    s->fd = fd;
+    s->used = false;
+    return s;
+}
+
+int
+lb_sockets_open(lb_cycle_t *cycle)
+{
+    lb_listener_t  *ls;
+    lb_addr_t      *addr;
+    lb_socket_t    *s;
+    size_t          i, a, first_new = lb_nsockets;
+    int             slot, workers = (int) cycle->core->workers, fd, shared;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        ls->fds = lb_palloc(cycle->pool, ls->addrs.nelts * (size_t) workers * sizeof(int));
+        if (ls->fds == NULL) {
+            goto failed;
+        }
+        for (a = 0; a < ls->addrs.nelts; a++) {
+            addr = &lb_array_at(&ls->addrs, lb_addr_t, a);
+            shared = addr->u.sa.sa_family == AF_UNIX;
+
+            if (!shared && lb_socket_find(addr, ls->socktype, 0) == NULL
+                && lb_socket_probe(addr, ls->socktype) != LB_OK)
+            {
+                lb_log_error(errno, "cannot listen on %s for listener \"%s\"",
+                             addr->text, ls->name);
+                goto failed;
+            }
+            for (slot = 0; slot < workers; slot++) {
+                s = lb_socket_find(addr, ls->socktype, shared ? -1 : slot);
+                if (s == NULL) {
+                    fd = lb_socket_create(addr, ls->socktype);
+                    if (fd == -1) {
+                        lb_log_error(errno, "cannot listen on %s for listener \"%s\"",
+                                     addr->text, ls->name);
+                        goto failed;
+                    }
+                    s = lb_socket_add(addr, ls->socktype, shared ? -1 : slot, fd);
+                    if (s == NULL) {
+                        close(fd);
+                        lb_log_error(ENOMEM, "cannot track listening sockets");
+                        goto failed;
+                    }
+                }
+                ls->fds[a * (size_t) workers + (size_t) slot] = s->fd;
+            }
+        }
+    }
+    return LB_OK;
+
+failed:
+    /* undo only what this call created */
+    for (i = first_new; i < lb_nsockets; i++) {
+        close(lb_sockets[i].fd);
+    }
+    lb_nsockets = first_new;
+    return LB_ERROR;
+}
+
+void
+lb_sockets_close_unused(lb_cycle_t *cycle)
+{
+    lb_listener_t  *ls;
+    size_t          i, j, a, n;
+    int             workers = (int) cycle->core->workers;
+
+    for (j = 0; j < lb_nsockets; j++) {
+        lb_sockets[j].used = false;
+    }
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        n = ls->addrs.nelts * (size_t) workers;
+        for (a = 0; a < n; a++) {
+            for (j = 0; j < lb_nsockets; j++) {
+                if (lb_sockets[j].fd == ls->fds[a]) {
+                    lb_sockets[j].used = true;
+                }
+            }
+        }
+    }
+    for (i = 0, j = 0; j < lb_nsockets; j++) {
+        if (lb_sockets[j].used) {
+            lb_sockets[i++] = lb_sockets[j];
+        } else {
+            if (lb_sockets[j].addr.u.sa.sa_family == AF_UNIX) {
+                unlink(lb_sockets[j].addr.u.sun.sun_path);
+            }
+            close(lb_sockets[j].fd);
+        }
+    }
+    lb_nsockets = i;
+}
+
+void
+lb_sockets_close_all(void)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nsockets; i++) {
+        if (lb_sockets[i].addr.u.sa.sa_family == AF_UNIX) {
+            unlink(lb_sockets[i].addr.u.sun.sun_path);
+        }
+        close(lb_sockets[i].fd);
+    }
+    lb_nsockets = 0;
+}
+
+/* Accepting ------------------------------------------------------------- */
+
+static void lb_listener_accept(lb_event_t *ev);
+
+static void
+lb_listener_resume(lb_timer_t *t)
+{
+    lb_conn_t  *lc = t->data;
+
+    if (!lb_worker_quitting && lb_loop_add_conn(lc, true) != LB_OK) {
+        lb_log_error(errno, "cannot resume accepting on listener \"%s\"", lc->listener->name);
+    }
+}
+
+static void
+lb_listener_accept(lb_event_t *ev)
+{
+    lb_conn_t               *lc = ev->data, *c;
+    lb_listener_t           *ls = lc->listener;
+    struct sockaddr_storage  peer;
+    socklen_t                len;
+    int                      fd, i, one = 1;
+
+    for (i = 0; i < 64; i++) {
+        len = sizeof(peer);
+        fd = accept4(lc->fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return;
+            }
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) {
+                continue;
+            }
+            /* out of descriptors or memory: pause this listener briefly
+             * instead of spinning on a level-triggered event */
+            lb_log_error(errno, "accept4() failed on listener \"%s\"; pausing it for 100ms",
+                         ls->name);
+            lb_loop_del_conn(lc);
+            lb_timer_init(&lc->read.timer, lb_listener_resume, lc);
+            lb_timer_set(&lc->read.timer, 100);
+            return;
+        }
+
+        c = lb_conn_get(fd);
+        if (c == NULL) {
+            lb_log_error(ENOMEM, "cannot allocate a connection on listener \"%s\"", ls->name);
+            close(fd);
+            return;
+        }
+        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        memcpy(&c->peer, &peer, len);
+        c->peer_len = len;
+        lb_addr_format((struct sockaddr *) &peer, len, c->peer_text, sizeof(c->peer_text));
+        c->listener = ls;
+        ls->handler(c);
+    }
+}
+
+int
+lb_listeners_start(lb_cycle_t *cycle, int slot)
+{
+    lb_listener_t  *ls;
+    lb_conn_t      *lc;
+    size_t          i, a;
+    int             workers = (int) cycle->core->workers;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        ls->conns = lb_pcalloc(cycle->pool, ls->addrs.nelts * sizeof(lb_conn_t *));
+        if (ls->conns == NULL) {
+            return LB_ERROR;
+        }
+        for (a = 0; a < ls->addrs.nelts; a++) {
+            lc = lb_conn_get(ls->fds[a * (size_t) workers + (size_t) slot]);
+            if (lc == NULL) {
+                return LB_ERROR;
+            }
+            lc->listener = ls;
+            lc->data = ls;
+            if (ls->socktype == SOCK_STREAM) {
+                lc->read.handler = lb_listener_accept;
+            } else {
+                ls->handler(lc);        /* datagram listeners read themselves */
+            }
+            if (lb_loop_add_conn(lc, ls->socktype == SOCK_STREAM) != LB_OK) {
+                lb_log_error(errno, "cannot watch listener \"%s\"", ls->name);
+                return LB_ERROR;
+            }
+            ls->conns[a] = lc;
+        }
+    }
+    return LB_OK;
+}
+
+/* Stops accepting. The worker's descriptor is closed, but the socket lives
+ * on in the master and in the next worker of the slot, so connections still
+ * queued on it are served by that worker, not reset. */
+void
+lb_listeners_stop(lb_cycle_t *cycle)
+{
+    lb_listener_t  *ls;
+    size_t          i, a;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        for (a = 0; ls->conns && a < ls->addrs.nelts; a++) {
+            if (ls->conns[a]) {
+                lb_timer_del(&ls->conns[a]->read.timer);
+                lb_loop_del_conn(ls->conns[a]);
+                lb_conn_close(ls->conns[a]);
+                ls->conns[a] = NULL;
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+/*
+ * lb_log.c: the error log file, shared by the master and its workers
+ * (each process holds its own descriptor, reopened on USR1).
+ */
+#include "lb_core.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+
+lb_log_level_t  lb_log_level = LB_LOG_INFO;
+bool            lb_log_copy_stderr;
+
+const char *const lb_log_level_names[] = {
+    "debug", "info", "notice", "warn", "error", NULL
+};
+
+static int    lb_log_file_fd = STDERR_FILENO;
+static char  *lb_log_path;
+
+int
+lb_log_open(const char *path)
+{
+    int    fd;
+    char  *copy;
+
+    if (path == NULL || strcmp(path, "stderr") == 0) {
+        if (lb_log_file_fd != STDERR_FILENO) {
+            close(lb_log_file_fd);
+        }
+        lb_log_file_fd = STDERR_FILENO;
+        free(lb_log_path);
+        lb_log_path = NULL;
+        return LB_OK;
+    }
+
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        return LB_ERROR;
+    }
+
+    copy = strdup(path);
+    if (copy == NULL) {
+        close(fd);
+        return LB_ERROR;
+    }
+
+    if (lb_log_file_fd != STDERR_FILENO) {
+        close(lb_log_file_fd);
+    }
+    free(lb_log_path);
+    lb_log_path = copy;
+    lb_log_file_fd = fd;
+    return LB_OK;
+}
+
+int
+lb_log_reopen(void)
+{
+    char  *path;
+    int    rc;
+
+    if (lb_log_path == NULL) {
+        return LB_OK;
+    }
+    path = strdup(lb_log_path);
+    if (path == NULL) {
+        return LB_ERROR;
+    }
+    rc = lb_log_open(path);
+    free(path);
+    return rc;
+}
+
+int
+lb_log_fd(void)
+{
+    return lb_log_file_fd;
+}
+
+void
+lb_log_redirect_stderr(void)
+{
+    if (lb_log_file_fd != STDERR_FILENO) {
+        dup2(lb_log_file_fd, STDERR_FILENO);
+    }
+}
+
+void
+lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
+{
+    char     line[2048];
+    size_t   n, max;
+    int      r;
+    va_list  ap;
+
+    if (lb_log_time_len == 0) {
+        lb_time_update();
+    }
+
+    max = sizeof(line) - 1;     /* room for the newline */
+    r = snprintf(line, max, "%s [%s] %d#%ld: ", lb_log_time,
+                 lb_log_level_names[level], (int) getpid(),
+                 (long) syscall(SYS_gettid));
+    n = r > 0 ? lb_min((size_t) r, max) : 0;
+
+    va_start(ap, fmt);
+    r = vsnprintf(line + n, max - n, fmt, ap);
+    va_end(ap);
+    n = r > 0 ? lb_min(n + (size_t) r, max - 1) : n;
+
+    if (err && n < max - 1) {
+        r = snprintf(line + n, max - n, " (%d: %s)", err, strerror(err));
+        n = r > 0 ? lb_min(n + (size_t) r, max - 1) : n;
+    }
+
+    line[n++] = '\n';
+    if (write(lb_log_file_fd, line, n) == -1) {
+        /* nowhere left to report it */
+    }
+    if (lb_log_copy_stderr && level >= LB_LOG_WARN && lb_log_file_fd != STDERR_FILENO
+        && write(STDERR_FILENO, line, n) == -1)
+    {
+        /* as above */
+    }
+}

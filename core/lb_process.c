@@ -1,0 +1,507 @@
+/*
+ * lb_process.c: the master, which supervises workers and reloads, and the
+ * worker main loop. The master sleeps in sigsuspend(2): every event it acts
+ * on is a signal (HUP, QUIT, TERM/INT, USR1, CHLD, ALRM).
+ */
+#include "lb_core.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+lb_cycle_t  *lb_cycle;
+int          lb_worker_slot = -1;
+bool         lb_worker_quitting;
+
+typedef struct {
+    pid_t      pid;             /* 0: free entry */
+    int        slot;
+    unsigned   generation;
+    bool       quitting;        /* QUIT sent: finishing in-flight work */
+    lb_msec_t  started;
+    lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
+} lb_worker_t;
+
+static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
+
+static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
+                              lb_sig_reopen, lb_sig_child, lb_sig_alarm;
+
+/* Slots whose worker died young are restarted after a pause, so a worker
+ * that crashes at once does not make the master spin. */
+static lb_msec_t  lb_slot_respawn_at[LB_MAX_WORKERS];
+
+static void
+lb_signal_handler(int signo)
+{
+    switch (signo) {
+    case SIGHUP:  lb_sig_reload = 1; break;
+    case SIGQUIT: lb_sig_quit = 1; break;
+    case SIGTERM:
+    case SIGINT:  lb_sig_terminate = 1; break;
+    case SIGUSR1: lb_sig_reopen = 1; break;
+    case SIGCHLD: lb_sig_child = 1; break;
+    case SIGALRM: lb_sig_alarm = 1; break;
+    }
+}
+
+static const int  lb_signals[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD, SIGALRM };
+
+static void
+lb_signals_install(void)
+{
+    struct sigaction  sa;
+    size_t            i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = lb_signal_handler;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < lb_nelems(lb_signals); i++) {
+        sigaction(lb_signals[i], &sa, NULL);
+    }
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void
+lb_signals_block(sigset_t *old)
+{
+    sigset_t  set;
+    size_t    i;
+
+    sigemptyset(&set);
+    for (i = 0; i < lb_nelems(lb_signals); i++) {
+        sigaddset(&set, lb_signals[i]);
+    }
+    sigprocmask(SIG_BLOCK, &set, old);
+}
+
+/* Workers ---------------------------------------------------------------- */
+
+static int
+lb_worker_drop_privileges(lb_cycle_t *cycle)
+{
+    struct passwd  *pw;
+
+    if (cycle->core->user == NULL || geteuid() != 0) {
+        return LB_OK;
+    }
+    pw = getpwnam(cycle->core->user);
+    if (pw == NULL) {
+        lb_log_error(0, "user \"%s\" does not exist", cycle->core->user);
+        return LB_ERROR;
+    }
+    if (setgid(pw->pw_gid) == -1 || initgroups(pw->pw_name, pw->pw_gid) == -1
+        || setuid(pw->pw_uid) == -1)
+    {
+        lb_log_error(errno, "cannot switch to user \"%s\"", cycle->core->user);
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
+static void
+lb_worker_shutdown_expired(lb_timer_t *t)
+{
+    lb_log_warn(0, "shutdown_timeout reached with %zu connections still open; closing them",
+                lb_conn_active);
+    exit(0);
+}
+
+static void
+lb_worker_run(lb_cycle_t *cycle, int slot)
+{
+    lb_timer_t  shutdown_timer;
+    sigset_t    empty;
+    size_t      i, nlisten = 0;
+
+    lb_worker_slot = slot;
+    sigemptyset(&empty);
+
+    if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(512) != LB_OK) {
+        exit(2);
+    }
+    for (i = 0; i < lb_nmodules; i++) {
+        if (lb_all_modules[i]->init_worker && lb_all_modules[i]->init_worker(cycle) != LB_OK) {
+            lb_log_error(0, "module %s failed to start in worker slot %d",
+                         lb_all_modules[i]->name, slot);
+            exit(2);
+        }
+    }
+    if (lb_listeners_start(cycle, slot) != LB_OK) {
+        exit(2);
+    }
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        nlisten += lb_array_at(&cycle->listeners, lb_listener_t *, i)->addrs.nelts;
+    }
+    lb_timer_init(&shutdown_timer, lb_worker_shutdown_expired, NULL);
+
+    for ( ;; ) {
+        lb_loop_process(-1, &empty);
+
+        if (lb_sig_terminate) {
+            break;
+        }
+        if (lb_sig_quit && !lb_worker_quitting) {
+            lb_sig_quit = 0;
+            lb_worker_quitting = true;
+            lb_listeners_stop(cycle);
+            lb_conn_release_closed();
+            nlisten = 0;
+            lb_timer_set(&shutdown_timer, cycle->core->shutdown_timeout);
+        }
+        if (lb_sig_reopen) {
+            lb_sig_reopen = 0;
+            if (lb_log_reopen() != LB_OK) {
+                lb_log_error(errno, "cannot reopen the error log");
+            }
+        }
+        if (lb_worker_quitting && lb_conn_active <= nlisten) {
+            break;
+        }
+    }
+
+    for (i = lb_nmodules; i-- > 0; ) {
+        if (lb_all_modules[i]->exit_worker) {
+            lb_all_modules[i]->exit_worker(cycle);
+        }
+    }
+    exit(0);
+}
+
+static lb_worker_t *
+lb_worker_spawn(lb_cycle_t *cycle, int slot)
+{
+    lb_worker_t  *w = NULL;
+    size_t        i;
+    pid_t         pid;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid == 0) {
+            w = &lb_workers[i];
+            break;
+        }
+    }
+    if (w == NULL) {
+        lb_log_error(0, "too many worker processes; cannot start slot %d", slot);
+        return NULL;
+    }
+
+    pid = fork();
+    if (pid == -1) {
+        lb_log_error(errno, "fork() failed for worker slot %d", slot);
+        return NULL;
+    }
+    if (pid == 0) {
+        /* the signal handlers stay; the flags start clear */
+        lb_sig_reload = lb_sig_quit = lb_sig_terminate = lb_sig_reopen = 0;
+        lb_sig_child = lb_sig_alarm = 0;
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGCHLD, SIG_DFL);
+        lb_worker_run(cycle, slot);     /* does not return */
+        _exit(0);
+    }
+
+    w->pid = pid;
+    w->slot = slot;
+    w->generation = cycle->generation;
+    w->quitting = false;
+    w->started = lb_current_msec;
+    w->kill_at = 0;
+    lb_log_notice("started worker %d in slot %d (generation %u)", (int) pid, slot,
+                  cycle->generation);
+    return w;
+}
+
+static void
+lb_workers_signal(int signo, bool old_only, unsigned generation)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid == 0) {
+            continue;
+        }
+        if (old_only && lb_workers[i].generation >= generation) {
+            continue;
+        }
+        if (signo == SIGQUIT) {
+            if (lb_workers[i].quitting) {
+                continue;
+            }
+            lb_workers[i].quitting = true;
+            lb_workers[i].kill_at = lb_current_msec + lb_cycle->core->shutdown_timeout + 5000;
+        }
+        if (kill(lb_workers[i].pid, signo) == -1 && errno != ESRCH) {
+            lb_log_error(errno, "kill(%d, %d) failed", (int) lb_workers[i].pid, signo);
+        }
+    }
+}
+
+static size_t
+lb_workers_count(void)
+{
+    size_t  i, n = 0;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        n += lb_workers[i].pid != 0;
+    }
+    return n;
+}
+
+/* Restarts slots that have no live, non-quitting worker of the current
+ * generation (and whose pause, if any, is over). */
+static void
+lb_workers_fill(lb_cycle_t *cycle, bool exiting)
+{
+    bool    alive[LB_MAX_WORKERS] = { false };
+    size_t  i;
+    int     slot;
+
+    if (exiting) {
+        return;
+    }
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid && !lb_workers[i].quitting
+            && lb_workers[i].generation == cycle->generation)
+        {
+            alive[lb_workers[i].slot] = true;
+        }
+    }
+    for (slot = 0; slot < (int) cycle->core->workers; slot++) {
+        if (!alive[slot] && lb_slot_respawn_at[slot] <= lb_current_msec) {
+            lb_worker_spawn(cycle, slot);
+        }
+    }
+}
+
+static void
+lb_workers_reap(lb_cycle_t *cycle, bool exiting)
+{
+    lb_worker_t  *w;
+    pid_t         pid;
+    size_t        i;
+    int           status;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        w = NULL;
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid == pid) {
+                w = &lb_workers[i];
+                break;
+            }
+        }
+        if (w == NULL) {
+            continue;
+        }
+        if (WIFSIGNALED(status)) {
+            lb_log(w->quitting || exiting ? LB_LOG_NOTICE : LB_LOG_ERROR, 0,
+                   "worker %d (slot %d) exited on signal %d", (int) pid, w->slot,
+                   WTERMSIG(status));
+        } else if (WEXITSTATUS(status) != 0 || (!w->quitting && !exiting)) {
+            lb_log(w->quitting || exiting ? LB_LOG_NOTICE : LB_LOG_ERROR, 0,
+                   "worker %d (slot %d) exited with code %d", (int) pid, w->slot,
+                   WEXITSTATUS(status));
+        } else {
+            lb_log_info("worker %d (slot %d) exited", (int) pid, w->slot);
+        }
+        if (!w->quitting && !exiting && w->generation == cycle->generation
+            && lb_current_msec - w->started < 1000)
+        {
+            lb_slot_respawn_at[w->slot] = lb_current_msec + 1000;
+            lb_log_error(0, "worker slot %d died within a second of starting; "
+                         "restarting it in 1s", w->slot);
+        }
+        w->pid = 0;
+    }
+}
+
+/* Keeps a 1s alarm running while the master has timed work: quitting
+ * workers to kill when they outlive shutdown_timeout, slots waiting to be
+ * restarted, or a fast shutdown to escalate. */
+static void
+lb_master_arm_alarm(bool exiting)
+{
+    struct itimerval  it;
+    bool              pending = exiting;
+    size_t            i;
+    int               slot;
+
+    for (i = 0; i < lb_nelems(lb_workers) && !pending; i++) {
+        pending = lb_workers[i].pid && lb_workers[i].quitting;
+    }
+    for (slot = 0; slot < LB_MAX_WORKERS && !pending; slot++) {
+        pending = lb_slot_respawn_at[slot] > lb_current_msec;
+    }
+    memset(&it, 0, sizeof(it));
+    if (pending) {
+        it.it_value.tv_sec = 1;
+    }
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void
+lb_workers_kill_overdue(void)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid && lb_workers[i].quitting && lb_workers[i].kill_at
+            && lb_workers[i].kill_at <= lb_current_msec)
+        {
+            lb_log_warn(0, "worker %d outlived shutdown_timeout; killing it",
+                        (int) lb_workers[i].pid);
+            kill(lb_workers[i].pid, SIGKILL);
+            lb_workers[i].kill_at = 0;
+        }
+    }
+}
+
+/* Reload ----------------------------------------------------------------- */
+
+static void
+lb_reload_report(const char *line)
+{
+    lb_log_error(0, "%s", line);
+}
+
+static int
+lb_master_init_cycle(lb_cycle_t *cycle, lb_cycle_t *old)
+{
+    size_t  i;
+
+    if (lb_sockets_open(cycle) != LB_OK || lb_shm_zones_map(cycle, old) != LB_OK) {
+        return LB_ERROR;
+    }
+    for (i = 0; i < lb_nmodules; i++) {
+        if (lb_all_modules[i]->init_master && lb_all_modules[i]->init_master(cycle) != LB_OK) {
+            lb_log_error(0, "module %s failed to initialise", lb_all_modules[i]->name);
+            return LB_ERROR;
+        }
+    }
+    return LB_OK;
+}
+
+static void
+lb_master_reload(void)
+{
+    lb_cycle_t  *cycle, *old = lb_cycle;
+
+    lb_log_notice("reloading configuration from %s", old->conf_file);
+    cycle = lb_cycle_load(old->conf_file, old->prefix, lb_reload_report);
+    if (cycle == NULL) {
+        lb_log_error(0, "reload failed: the configuration has errors; "
+                     "the running configuration keeps serving");
+        return;
+    }
+    cycle->generation = old->generation + 1;
+    if (lb_master_init_cycle(cycle, old) != LB_OK) {
+        lb_log_error(0, "reload failed; the running configuration keeps serving");
+        lb_cycle_free(cycle);
+        return;
+    }
+    if (strcmp(cycle->core->error_log, old->core->error_log) != 0
+        && lb_log_open(cycle->core->error_log) != LB_OK)
+    {
+        lb_log_error(errno, "cannot open error log \"%s\"; keeping the old one",
+                     cycle->core->error_log);
+    }
+    lb_log_level = (lb_log_level_t) cycle->core->log_level;
+
+    lb_cycle = cycle;
+    memset(lb_slot_respawn_at, 0, sizeof(lb_slot_respawn_at));
+    lb_workers_fill(cycle, false);
+    lb_workers_signal(SIGQUIT, true, cycle->generation);
+    lb_sockets_close_unused(cycle);
+    lb_cycle_free(old);
+    lb_log_notice("reload done: generation %u, %lld workers", cycle->generation,
+                  (long long) cycle->core->workers);
+}
+
+int
+lb_master_init(lb_cycle_t *cycle)
+{
+    return lb_master_init_cycle(cycle, NULL);
+}
+
+/* The master loop --------------------------------------------------------- */
+
+int
+lb_master_run(lb_cycle_t *cycle, bool foreground)
+{
+    sigset_t  empty;
+    bool      exiting = false, terminating = false;
+    int       ticks = 0;
+
+    lb_cycle = cycle;
+    lb_signals_install();
+    lb_signals_block(NULL);
+    sigemptyset(&empty);
+    lb_workers_fill(cycle, false);
+
+    for ( ;; ) {
+        lb_time_update();
+        if (exiting && lb_workers_count() == 0) {
+            break;
+        }
+        lb_master_arm_alarm(exiting);
+        if (!lb_sig_reload && !lb_sig_quit && !lb_sig_terminate && !lb_sig_reopen
+            && !lb_sig_child && !lb_sig_alarm)
+        {
+            sigsuspend(&empty);
+        }
+        lb_time_update();
+
+        if (lb_sig_child) {
+            lb_sig_child = 0;
+            lb_workers_reap(lb_cycle, exiting);
+            lb_workers_fill(lb_cycle, exiting);
+        }
+        if (lb_sig_alarm) {
+            lb_sig_alarm = 0;
+            lb_workers_kill_overdue();
+            lb_workers_fill(lb_cycle, exiting);
+            if (terminating) {
+                /* workers get three seconds to honour TERM */
+                lb_workers_signal(++ticks >= 3 ? SIGKILL : SIGTERM, false, 0);
+            }
+        }
+        if (lb_sig_terminate) {
+            lb_sig_terminate = 0;
+            if (!terminating) {
+                lb_log_notice("fast shutdown");
+            }
+            exiting = terminating = true;
+            lb_workers_signal(SIGTERM, false, 0);
+        }
+        if (lb_sig_quit) {
+            lb_sig_quit = 0;
+            if (!exiting) {
+                lb_log_notice("graceful shutdown");
+                exiting = true;
+                lb_workers_signal(SIGQUIT, false, 0);
+            }
+        }
+        if (lb_sig_reload) {
+            lb_sig_reload = 0;
+            if (!exiting) {
+                lb_master_reload();
+            }
+        }
+        if (lb_sig_reopen) {
+            lb_sig_reopen = 0;
+            if (lb_log_reopen() != LB_OK) {
+                lb_log_error(errno, "cannot reopen the error log");
+            } else if (!foreground) {
+                lb_log_redirect_stderr();
+            }
+            lb_workers_signal(SIGUSR1, false, 0);
+        }
+    }
+
+    lb_log_notice("exiting");
+    unlink(lb_cycle->core->pid_file);
+    lb_sockets_close_all();
+    return 0;
+}

@@ -1,0 +1,33 @@
+/*
+ * lb_process.h: the master and worker processes (SPEC §5, §6) and the
+ * listening sockets they share.
+ */
+#ifndef LB_PROCESS_H
+#define LB_PROCESS_H
+
+#define LB_MAX_WORKERS  256
+
+extern lb_cycle_t  *lb_cycle;           /* the configuration in force */
+extern int          lb_worker_slot;     /* in a worker: its slot; -1 in the master */
+extern bool         lb_worker_quitting; /* in a worker: graceful shutdown started */
+
+/* Opens (or reuses from the previous generation) one SO_REUSEPORT socket per
+ * worker slot for every listening address of cycle, and fills each
+ * listener's fds. On failure logs one line naming the address and returns
+ * LB_ERROR; sockets of the previous generation are untouched. */
+int  lb_sockets_open(lb_cycle_t *cycle);
+/* Closes the sockets no listener of cycle uses any more. */
+void lb_sockets_close_unused(lb_cycle_t *cycle);
+void lb_sockets_close_all(void);
+
+/* Starts accepting on this worker's sockets of every listener. */
+int  lb_listeners_start(lb_cycle_t *cycle, int slot);
+void lb_listeners_stop(lb_cycle_t *cycle);
+
+/* Opens the sockets, maps shared memory and runs the modules' init_master
+ * for the first configuration. LB_OK or LB_ERROR (logged). */
+int  lb_master_init(lb_cycle_t *cycle);
+/* Runs the master until it exits; returns the process exit status. */
+int  lb_master_run(lb_cycle_t *cycle, bool foreground);
+
+#endif

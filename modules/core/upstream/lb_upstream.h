@@ -1,0 +1,84 @@
+/*
+ * lb_upstream.h: backend server groups (SPEC §3.2) as the other modules see
+ * them: find an upstream by name, pick a server for a new connection, give
+ * it back. Server state that must be the same in every worker and survive
+ * reloads (active connections, failures, down) lives in shared memory.
+ */
+#ifndef LB_UPSTREAM_H
+#define LB_UPSTREAM_H
+
+#include "lb_core.h"
+
+#define LB_UPSTREAM_MAX_SERVERS  1024
+
+typedef enum {
+    LB_BALANCE_ROUND_ROBIN = 0,
+    LB_BALANCE_LEAST_CONN,
+    LB_BALANCE_RANDOM_TWO,
+    LB_BALANCE_HASH,
+} lb_balance_t;
+
+/* One server's state shared by all workers, kept across reloads while the
+ * upstream still has a server at that address. */
+typedef struct {
+    uint32_t   active;          /* open connections, all workers */
+    uint32_t   fails;           /* consecutive failed connects */
+    uint32_t   down;            /* set by health checks */
+    uint64_t   connects;        /* total connections made */
+} lb_upstream_peer_state_t;
+
+typedef struct {
+    lb_addr_t                  addr;
+    int64_t                    weight;
+    int64_t                    max_conns;   /* 0: unlimited */
+    int                        backup;
+    lb_upstream_peer_state_t  *state;       /* in shared memory */
+    int64_t                    current;     /* smooth round robin, per worker */
+} lb_upstream_server_t;
+
+typedef struct {
+    char                  *name;
+    lb_upstream_server_t  *servers;         /* primaries first, then backups */
+    size_t                 nservers;
+    size_t                 nprimary;
+    int                    balance;         /* lb_balance_t */
+    char                  *hash_key;
+    lb_msec_t              connect_timeout;
+    lb_msec_t              read_timeout;
+    lb_msec_t              send_timeout;
+    int64_t                retries;
+    int64_t                keepalive;
+    lb_array_t             server_list;     /* while parsing */
+    void                 **confs;           /* every module's conf of this upstream */
+} lb_upstream_t;
+
+/* The servers already tried for one connection. */
+typedef struct {
+    uint64_t   tried[LB_UPSTREAM_MAX_SERVERS / 64];
+    unsigned   attempts;
+} lb_upstream_try_t;
+
+extern lb_module_t  lb_core_upstream_module;
+
+/* The upstream called name in cycle, or NULL. */
+lb_upstream_t *lb_upstream_find(lb_cycle_t *cycle, const char *name);
+/* Checks a reference to an upstream from setting v; reports a "did you
+ * mean" error naming `where` when there is none. */
+int lb_upstream_resolve(lb_conf_t *cf, const char *file, int line, const char *name,
+                        const char *where, lb_upstream_t **out);
+
+/* Picks a usable server not yet in `try` (primaries first, backups when no
+ * primary is usable), counts a connection against it and marks it tried.
+ * Returns NULL when no server is usable; `why` then says why. */
+lb_upstream_server_t *lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try,
+                                       const char **why);
+/* The connection counted by lb_upstream_pick is over. failed: the connect
+ * failed (feeds passive health); ok: it succeeded. */
+void lb_upstream_connected(lb_upstream_server_t *s, bool ok);
+void lb_upstream_release(lb_upstream_server_t *s);
+
+/* Smooth weighted round robin over servers[0..n) restricted to usable[i]:
+ * the pure algorithm, exposed for unit tests. Returns an index or -1. */
+ssize_t lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable);
+
+#endif

@@ -25,6 +25,11 @@ typedef struct {
 
 static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
 
+/* lbctl reload sends HUP with sigqueue(2) and this value, and the master
+ * answers SIGUSR1 (applied) or SIGUSR2 (refused) to the sender. A plain
+ * kill -HUP gets no answer, so no shell is ever signalled back. */
+static volatile pid_t         lb_reload_requester;
+
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
                               lb_sig_reopen, lb_sig_child, lb_sig_alarm;
 
@@ -33,10 +38,15 @@ static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
 static lb_msec_t  lb_slot_respawn_at[LB_MAX_WORKERS];
 
 static void
-lb_signal_handler(int signo)
+lb_signal_handler(int signo, siginfo_t *info, void *unused)
 {
     switch (signo) {
-    case SIGHUP:  lb_sig_reload = 1; break;
+    case SIGHUP:
+        lb_sig_reload = 1;
+        if (info && info->si_code == SI_QUEUE && info->si_value.sival_int == LB_CTL_RELOAD) {
+            lb_reload_requester = info->si_pid;
+        }
+        break;
     case SIGQUIT: lb_sig_quit = 1; break;
     case SIGTERM:
     case SIGINT:  lb_sig_terminate = 1; break;
@@ -55,11 +65,13 @@ lb_signals_install(void)
     size_t            i;
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = lb_signal_handler;
+    sa.sa_sigaction = lb_signal_handler;
+    sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     for (i = 0; i < lb_nelems(lb_signals); i++) {
         sigaction(lb_signals[i], &sa, NULL);
     }
+    sa.sa_flags = 0;
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }
@@ -197,6 +209,9 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
         /* the signal handlers stay; the flags start clear */
         lb_sig_reload = lb_sig_quit = lb_sig_terminate = lb_sig_reopen = 0;
         lb_sig_child = lb_sig_alarm = 0;
+        /* Ctrl-C reaches the whole process group: the master alone
+         * decides, and stops the workers with TERM */
+        signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
         signal(SIGCHLD, SIG_DFL);
         lb_worker_run(cycle, slot);     /* does not return */
@@ -383,7 +398,7 @@ lb_master_init_cycle(lb_cycle_t *cycle, lb_cycle_t *old)
     return LB_OK;
 }
 
-static void
+static bool
 lb_master_reload(void)
 {
     lb_cycle_t  *cycle, *old = lb_cycle;
@@ -393,13 +408,13 @@ lb_master_reload(void)
     if (cycle == NULL) {
         lb_log_error(0, "reload failed: the configuration has errors; "
                      "the running configuration keeps serving");
-        return;
+        return false;
     }
     cycle->generation = old->generation + 1;
     if (lb_master_init_cycle(cycle, old) != LB_OK) {
         lb_log_error(0, "reload failed; the running configuration keeps serving");
         lb_cycle_free(cycle);
-        return;
+        return false;
     }
     if (strcmp(cycle->core->error_log, old->core->error_log) != 0
         && lb_log_open(cycle->core->error_log) != LB_OK)
@@ -417,6 +432,7 @@ lb_master_reload(void)
     lb_cycle_free(old);
     lb_log_notice("reload done: generation %u, %lld workers", cycle->generation,
                   (long long) cycle->core->workers);
+    return true;
 }
 
 int
@@ -453,11 +469,6 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         lb_time_update();
 
-        if (lb_sig_child) {
-            lb_sig_child = 0;
-            lb_workers_reap(lb_cycle, exiting);
-            lb_workers_fill(lb_cycle, exiting);
-        }
         if (lb_sig_alarm) {
             lb_sig_alarm = 0;
             lb_workers_kill_overdue();
@@ -483,10 +494,25 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
                 lb_workers_signal(SIGQUIT, false, 0);
             }
         }
+        /* after TERM and QUIT, so workers stopped by the same Ctrl-C are
+         * reaped as part of the shutdown, not restarted */
+        if (lb_sig_child) {
+            lb_sig_child = 0;
+            lb_workers_reap(lb_cycle, exiting);
+            lb_workers_fill(lb_cycle, exiting);
+        }
         if (lb_sig_reload) {
+            bool            ok = false;
+            pid_t           requester = lb_reload_requester;
+            union sigval    value = { .sival_int = LB_CTL_RELOAD };
+
             lb_sig_reload = 0;
+            lb_reload_requester = 0;
             if (!exiting) {
-                lb_master_reload();
+                ok = lb_master_reload();
+            }
+            if (requester > 0) {
+                sigqueue(requester, ok ? SIGUSR1 : SIGUSR2, value);
             }
         }
         if (lb_sig_reopen) {

@@ -7,6 +7,9 @@
 
 #define LB_MAX_WORKERS  256
 
+/* The sigqueue(2) value lbctl sends with HUP to ask for an answer. */
+#define LB_CTL_RELOAD   0x4c42
+
 extern lb_cycle_t  *lb_cycle;           /* the configuration in force */
 extern int          lb_worker_slot;     /* in a worker: its slot; -1 in the master */
 extern bool         lb_worker_quitting; /* in a worker: graceful shutdown started */

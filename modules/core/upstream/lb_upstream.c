@@ -352,10 +352,28 @@ lb_upstream_init_master(lb_cycle_t *cycle)
     return LB_OK;
 }
 
+/* Each worker runs its own round robin; starting worker N N steps into the
+ * sequence keeps workers from all sending their first connections to the
+ * same server. */
 static int
 lb_upstream_init_worker(lb_cycle_t *cycle)
 {
+    lb_upstream_main_conf_t  *umcf = lb_get_conf(cycle->confs, lb_core_upstream_module);
+    lb_upstream_t            *u;
+    bool                      usable[LB_UPSTREAM_MAX_SERVERS];
+    size_t                    i;
+    int                       step;
+
     srandom((unsigned) getpid() ^ (unsigned) lb_current_msec);
+    for (i = 0; i < LB_UPSTREAM_MAX_SERVERS; i++) {
+        usable[i] = true;
+    }
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
+        for (step = 0; step < lb_worker_slot; step++) {
+            lb_upstream_swrr(u->servers, u->nprimary, usable);
+        }
+    }
     return LB_OK;
 }
 

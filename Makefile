@@ -1,0 +1,214 @@
+# Makefile: builds lbd from what ./configure wrote under objs/ (SPEC section 1).
+# On a fresh clone `make` runs ./configure first; later it reruns configure
+# (with the same arguments) when configure, auto/* or a module's config change.
+#
+#   make              objs/lbd and objs/lbctl
+#   make test         unit tests (Check) then integration tests (pytest);
+#                     PYTEST_ARGS='-k name -x' is passed to pytest
+#   make unit         unit tests only        make integration  pytest only
+#   make bench        builds lbd and tests/bench/*.c, runs tests/bench/run
+#   make run          demo: lbd on 127.0.0.1:8080 before two demo backends
+#   make install      PREFIX/sbin, PREFIX/conf, PREFIX/logs; honours DESTDIR
+#   make clean        removes objs/
+#
+# Sanitizer build: ./configure --with-sanitizers && make test (.ci/run does it).
+# V=1 shows the full compiler command lines.
+
+SHELL := /bin/sh
+.DEFAULT_GOAL := all
+.SUFFIXES:
+.DELETE_ON_ERROR:
+
+LB_PYTHON ?= /usr/bin/python3
+
+# Goals that need no configured tree: make does not run configure for them.
+LB_NOCONF_GOALS := clean help run
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(LB_NOCONF_GOALS),$(MAKECMDGOALS)),)
+LB_NOCONF := 1
+endif
+endif
+
+ifndef LB_NOCONF
+include objs/Makefile.conf
+endif
+
+# `make -j clean all` must not build while it deletes.
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+.NOTPARALLEL:
+endif
+
+# Fresh clone: no Makefile.conf, so configure runs with no arguments. Later:
+# rerun with the arguments it was last given when one of its inputs changes.
+objs/Makefile.conf: $(LB_CONFIGURE_DEPS)
+	$(lb_configure)
+
+# The other files configure writes, when one has gone (`make clean all`).
+objs/build.flags objs/lb_modules.c objs/lb_auto_config.h &:
+	$(lb_configure)
+
+lb_configure = CC='$(CC)' AR='$(AR)' $(SHELL) ./configure $(LB_CONFIGURE_ARGS)
+
+# Written by configure only when it changes: the compiler, flags, include
+# directories and libraries. Everything built depends on it.
+LB_BUILD_FLAGS := objs/build.flags
+
+LB_CORE_SRCS := $(filter-out core/lbd.c core/lbctl.c,$(wildcard core/*.c))
+LB_LIB_OBJS := $(patsubst %.c,objs/%.o,$(LB_CORE_SRCS)) $(LB_MODULE_OBJS) \
+	objs/lb_modules.o
+LB_BIN_OBJS := objs/core/lbd.o objs/core/lbctl.o
+
+LB_UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+LB_UNIT_OBJS := $(patsubst %.c,objs/%.o,$(LB_UNIT_SRCS))
+LB_UNIT_BINS := $(patsubst tests/unit/%.c,objs/tests/%,$(LB_UNIT_SRCS))
+
+LB_BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
+LB_BENCH_BINS := $(patsubst tests/bench/%.c,objs/bench/%,$(LB_BENCH_SRCS))
+
+ifeq ($(V),1)
+lb_q :=
+lb_say := @true
+else
+lb_q := @
+lb_say := @printf '  %-5s %s\n'
+endif
+
+define lb_compile
+$(lb_say) CC $<
+$(lb_q)mkdir -p $(@D)
+$(lb_q)$(CC) -c $(CFLAGS) $(LB_LIB_CFLAGS) $(LB_INCS) -MMD -MP -o $@ $<
+endef
+
+all: objs/lbd objs/lbctl
+
+objs/%.o: %.c $(LB_BUILD_FLAGS)
+	$(lb_compile)
+
+objs/lb_modules.o: objs/lb_modules.c $(LB_BUILD_FLAGS)
+	$(lb_compile)
+
+ifneq ($(LB_UNIT_OBJS),)
+$(LB_UNIT_OBJS): LB_LIB_CFLAGS += $(LB_CHECK_CFLAGS)
+endif
+
+# objs/liblbd.list names the archive's members and changes only when the
+# set does: a source removed from the tree is removed from the archive too.
+ifndef LB_NOCONF
+ifneq ($(wildcard objs/Makefile.conf),)
+ifneq ($(file < objs/liblbd.list),$(strip $(LB_LIB_OBJS)))
+$(file > objs/liblbd.list,$(strip $(LB_LIB_OBJS)))
+endif
+endif
+endif
+
+objs/liblbd.list: ;
+
+objs/liblbd.a: $(LB_LIB_OBJS) objs/liblbd.list
+	$(lb_say) AR $@
+	$(lb_q)rm -f $@
+	$(lb_q)$(AR) rcs $@ $(LB_LIB_OBJS)
+
+objs/lbd objs/lbctl: objs/%: objs/core/%.o objs/liblbd.a $(LB_BUILD_FLAGS)
+	$(lb_say) LINK $@
+	$(lb_q)$(CC) $(LDFLAGS) -o $@ $< objs/liblbd.a $(LIBS)
+
+$(LB_UNIT_BINS): objs/tests/%: objs/tests/unit/%.o objs/liblbd.a $(LB_BUILD_FLAGS)
+	$(lb_say) LINK $@
+	$(lb_q)$(CC) $(LDFLAGS) -o $@ $< objs/liblbd.a $(LIBS) $(LB_CHECK_LIBS)
+
+# Benchmark tools are standalone: one source each, libc only.
+$(LB_BENCH_BINS): objs/bench/%: tests/bench/%.c $(LB_BUILD_FLAGS)
+	$(lb_say) CC $<
+	$(lb_q)mkdir -p $(@D)
+	$(lb_q)$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $<
+
+-include $(patsubst %.o,%.d,$(LB_LIB_OBJS) $(LB_BIN_OBJS) $(LB_UNIT_OBJS)) \
+	$(addsuffix .d,$(LB_BENCH_BINS))
+
+# The test runners: each is one shell command line, run in a subshell by
+# `make test` so that a failing unit test does not skip the integration tests.
+lb_unit_run = \
+	if [ -z '$(LB_UNIT_BINS)' ]; then \
+		echo 'unit: no tests in tests/unit/, skipped'; exit 0; \
+	fi; \
+	failed=; \
+	for t in $(LB_UNIT_BINS); do \
+		echo "unit: $$t"; \
+		./$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "unit: FAILED:$$failed" >&2; exit 1; fi; \
+	echo 'unit: all passed'
+
+# pytest exits 5 when it collects no test: that is "skipped", not a failure.
+lb_integration_run = \
+	if [ -z "$$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]; then \
+		echo 'integration: no tests in tests/integration/, skipped'; exit 0; \
+	fi; \
+	cd tests/integration && \
+	LBD='$(abspath objs/lbd)' LBCTL='$(abspath objs/lbctl)' \
+	PYTHONPYCACHEPREFIX='$(abspath objs/pycache)' \
+	$(LB_PYTHON) -m pytest -q -o cache_dir='$(abspath objs/pytest-cache)' \
+		$(PYTEST_ARGS); \
+	rc=$$?; \
+	if [ $$rc = 5 ]; then echo 'integration: pytest collected no tests, skipped'; exit 0; fi; \
+	if [ $$rc != 0 ]; then echo "integration: FAILED (pytest exit $$rc)" >&2; fi; \
+	exit $$rc
+
+test: all $(LB_UNIT_BINS)
+	@rc=0; \
+	( $(lb_unit_run) ) || rc=1; \
+	( $(lb_integration_run) ) || rc=1; \
+	if [ $$rc = 0 ]; then echo 'make test: passed'; \
+	else echo 'make test: FAILED (see above)' >&2; fi; \
+	exit $$rc
+
+unit: $(LB_UNIT_BINS)
+	@$(lb_unit_run)
+
+integration: all
+	@$(lb_integration_run)
+
+bench: all $(LB_BENCH_BINS)
+	@if [ ! -x tests/bench/run ]; then \
+		echo 'make bench: tests/bench/run is missing or not executable' >&2; exit 1; \
+	fi
+	@mkdir -p objs/bench
+	LBD='$(abspath objs/lbd)' LBCTL='$(abspath objs/lbctl)' \
+	BENCH_BIN='$(abspath objs/bench)' tests/bench/run
+
+# `make run` works on a fresh machine: auto/deps first if a build dependency
+# is missing, then the build (which configures), then the demo.
+lb_deps_present = \
+	command -v '$(firstword $(CC))' >/dev/null 2>&1 && \
+	command -v pkg-config >/dev/null 2>&1 && \
+	pkg-config --exists libconfig openssl libpcre2-8 zlib check && \
+	[ -x '$(LB_PYTHON)' ]
+
+run:
+	@$(lb_deps_present) || $(SHELL) auto/deps
+	@$(MAKE) --no-print-directory -s all
+	@LB_PYTHON='$(LB_PYTHON)' $(SHELL) auto/run-demo
+
+# The configuration is installed only where there is none: an upgrade never
+# overwrites the one in use. conf/examples/ always gets the shipped ones.
+lb_dest := $(DESTDIR)$(LB_PREFIX)
+
+install: all
+	@if [ ! -f conf/lbd.conf ]; then echo 'make install: conf/lbd.conf is missing' >&2; exit 1; fi
+	install -d '$(lb_dest)/sbin' '$(lb_dest)/conf/examples' '$(lb_dest)/logs'
+	install -m 755 objs/lbd objs/lbctl '$(lb_dest)/sbin/'
+	$(if $(wildcard conf/*.conf),install -m 644 $(wildcard conf/*.conf) '$(lb_dest)/conf/examples/')
+	@if [ -e '$(lb_dest)/conf/lbd.conf' ]; then \
+		echo 'keeping the existing $(lb_dest)/conf/lbd.conf (the shipped one is conf/examples/lbd.conf)'; \
+	else \
+		echo "install -m 644 conf/lbd.conf '$(lb_dest)/conf/lbd.conf'"; \
+		install -m 644 conf/lbd.conf '$(lb_dest)/conf/lbd.conf'; \
+	fi
+
+clean:
+	rm -rf objs
+
+help:
+	@sed -n '2,16s/^# \{0,1\}//p' Makefile
+
+.PHONY: all test unit integration bench run install clean help

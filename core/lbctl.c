@@ -1,0 +1,187 @@
+/*
+ * lbctl.c: the control command (SPEC §2). It reads the same configuration
+ * as lbd to find the master (pid_file) and talks to it with signals; every
+ * failure is one line on stderr and a non-zero exit.
+ */
+#include "lb_core.h"
+
+#include <signal.h>
+#include <time.h>
+
+static void
+lbctl_usage(FILE *f)
+{
+    fprintf(f, "usage: lbctl [-c FILE] [-p PREFIX] COMMAND\n"
+               "commands:\n"
+               "  test     check the configuration (same as lbd -t)\n"
+               "  reload   check the configuration, then make lbd load it\n"
+               "  stop     fast shutdown; waits until lbd has exited\n"
+               "  quit     graceful shutdown; waits until lbd has exited\n"
+               "  reopen   reopen the log files\n");
+}
+
+static pid_t
+lbctl_read_pid(const char *path)
+{
+    FILE  *f;
+    long   pid = 0;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "lbctl: cannot read pid file \"%s\": %s (is lbd running?)\n",
+                path, strerror(errno));
+        return -1;
+    }
+    if (fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+        fprintf(stderr, "lbctl: pid file \"%s\" does not hold a process id\n", path);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    if (kill((pid_t) pid, 0) == -1 && errno == ESRCH) {
+        fprintf(stderr, "lbctl: lbd is not running (no process %ld from \"%s\")\n", pid, path);
+        return -1;
+    }
+    return (pid_t) pid;
+}
+
+static int
+lbctl_signal(pid_t pid, int signo)
+{
+    if (kill(pid, signo) == -1) {
+        fprintf(stderr, "lbctl: cannot signal process %d: %s\n", (int) pid, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* Sends HUP with a value that asks the master to answer, then waits for
+ * its answer: SIGUSR1 applied, SIGUSR2 refused (reasons in the error log). */
+static int
+lbctl_reload(pid_t pid, lb_cycle_t *cycle)
+{
+    union sigval     value = { .sival_int = LB_CTL_RELOAD };
+    struct timespec  timeout = { 30, 0 };
+    siginfo_t        info;
+    sigset_t         set;
+    int              signo;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+
+    if (sigqueue(pid, SIGHUP, value) == -1) {
+        fprintf(stderr, "lbctl: cannot signal process %d: %s\n", (int) pid, strerror(errno));
+        return 1;
+    }
+    for ( ;; ) {
+        signo = sigtimedwait(&set, &info, &timeout);
+        if (signo == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            fprintf(stderr, "lbctl: lbd (pid %d) did not answer the reload within 30s; "
+                    "see the error log \"%s\"\n", (int) pid, cycle->core->error_log);
+            return 1;
+        }
+        if (info.si_pid != pid) {
+            continue;
+        }
+        if (signo == SIGUSR1) {
+            return 0;
+        }
+        fprintf(stderr, "lbctl: lbd refused the new configuration and keeps the running one; "
+                "see the error log \"%s\"\n", cycle->core->error_log);
+        return 1;
+    }
+}
+
+/* Waits until pid has exited, up to timeout ms. */
+static int
+lbctl_wait_exit(pid_t pid, lb_msec_t timeout)
+{
+    struct timespec  ts = { 0, 20 * 1000000 };
+    lb_msec_t        waited;
+
+    for (waited = 0; waited < timeout; waited += 20) {
+        if (kill(pid, 0) == -1 && errno == ESRCH) {
+            return 0;
+        }
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "lbctl: lbd (pid %d) is still running after %lldms\n",
+            (int) pid, (long long) timeout);
+    return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char  *conf = NULL, *prefix = LB_PREFIX, *cmd;
+    lb_cycle_t  *cycle;
+    char        *conf_path;
+    pid_t        pid;
+    int          opt, rc;
+
+    while ((opt = getopt(argc, argv, "+c:p:h")) != -1) {
+        switch (opt) {
+        case 'c': conf = optarg; break;
+        case 'p': prefix = optarg; break;
+        case 'h': lbctl_usage(stdout); return 0;
+        default:  lbctl_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        lbctl_usage(stderr);
+        return 2;
+    }
+    cmd = argv[optind];
+    if (strcmp(cmd, "test") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "stop") != 0
+        && strcmp(cmd, "quit") != 0 && strcmp(cmd, "reopen") != 0)
+    {
+        fprintf(stderr, "lbctl: unknown command \"%s\" (try lbctl -h)\n", cmd);
+        return 2;
+    }
+
+    lb_time_update();
+    if (conf == NULL) {
+        conf_path = malloc(strlen(prefix) + sizeof(LB_CONF_PATH) + 2);
+        if (conf_path == NULL) {
+            return 1;
+        }
+        sprintf(conf_path, "%s/%s", prefix, LB_CONF_PATH);
+        conf = conf_path;
+    }
+
+    /* every command needs the configuration: test and reload check it,
+     * the others read pid_file from it */
+    cycle = lb_cycle_load(conf, prefix, NULL);
+    if (cycle == NULL) {
+        if (strcmp(cmd, "test") != 0 && strcmp(cmd, "reload") != 0) {
+            fprintf(stderr, "lbctl: cannot find lbd: the configuration has errors\n");
+        }
+        return 1;
+    }
+    if (strcmp(cmd, "test") == 0) {
+        printf("configuration ok\n");
+        return 0;
+    }
+
+    pid = lbctl_read_pid(cycle->core->pid_file);
+    if (pid == -1) {
+        return 1;
+    }
+    if (strcmp(cmd, "reload") == 0) {
+        return lbctl_reload(pid, cycle);
+    }
+    if (strcmp(cmd, "reopen") == 0) {
+        return lbctl_signal(pid, SIGUSR1);
+    }
+    if (strcmp(cmd, "stop") == 0) {
+        rc = lbctl_signal(pid, SIGTERM);
+        return rc ? rc : lbctl_wait_exit(pid, 15000);
+    }
+    rc = lbctl_signal(pid, SIGQUIT);
+    return rc ? rc : lbctl_wait_exit(pid, cycle->core->shutdown_timeout + 10000);
+}

@@ -275,6 +275,10 @@ lb_conn_connect_result(lb_conn_t *c)
     int        err = 0;
     socklen_t  len = sizeof(err);
 
+    /* a failed connect always raises EPOLLERR: without it, no need to ask */
+    if (!c->error) {
+        return LB_OK;
+    }
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
         err = errno;
     }

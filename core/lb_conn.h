@@ -41,7 +41,7 @@ struct lb_conn_s {
     unsigned          registered:1;
     unsigned          eof:1;        /* the peer finished sending */
     unsigned          shut_wr:1;    /* we finished sending */
-    unsigned          error:1;
+    unsigned          error:1;      /* the socket reported an error */
 };
 
 extern uint64_t  lb_conn_next_id;

@@ -6,6 +6,7 @@
 #include "lb_core.h"
 
 #include <libgen.h>
+#include <pwd.h>
 #include <limits.h>
 
 typedef struct {
@@ -268,6 +269,10 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     }
 
     ccf = conf;
+    if (ccf->user && getpwnam(ccf->user) == NULL) {
+        return lb_conf_error(cf, config_setting_get_member(cf->group, "user"),
+                             "user \"%s\" does not exist", ccf->user);
+    }
     ccf->pid_file = lb_cycle_path(cf->pool, cycle->prefix, ccf->pid_file);
     ccf->error_log = lb_cycle_path(cf->pool, cycle->prefix, ccf->error_log);
     ccf->admin_socket = lb_cycle_path(cf->pool, cycle->prefix, ccf->admin_socket);

@@ -211,10 +211,10 @@ lb_tcp_close(lb_tcp_session_t *s)
 }
 
 /* Moves what can move in one direction without blocking. Returns true when
- * bytes moved or the direction changed state, LB_ERROR-like false with
- * *failed set when a socket failed. */
+ * bytes moved or the direction changed state; sets *failed when a socket
+ * failed. */
 static bool
-lb_tcp_pump(lb_tcp_dir_t *d, bool *failed)
+lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
 {
     ssize_t  n;
     bool     moved = false;
@@ -259,7 +259,9 @@ lb_tcp_pump(lb_tcp_dir_t *d, bool *failed)
         }
 
         if (d->eof && d->pipe.len == 0 && !d->done) {
-            if (d->dst->io->shutdown(d->dst) != LB_OK) {
+            /* when the other direction is over too, the close that follows
+             * says the same as this shutdown would */
+            if (!(other->done) && d->dst->io->shutdown(d->dst) != LB_OK) {
                 *failed = true;
                 return moved;
             }
@@ -281,9 +283,9 @@ lb_tcp_relay(lb_tcp_session_t *s)
     bool  failed = false, moved;
 
     do {
-        moved = lb_tcp_pump(&s->up, &failed);
+        moved = lb_tcp_pump(&s->up, &s->down, &failed);
         if (!failed) {
-            moved |= lb_tcp_pump(&s->down, &failed);
+            moved |= lb_tcp_pump(&s->down, &s->up, &failed);
         }
         if (moved) {
             s->last_active = lb_current_msec;

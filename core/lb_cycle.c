@@ -336,6 +336,41 @@ lb_cycle_absolute(lb_pool_t *pool, const char *path)
     return lb_psprintf(pool, "%s/%s", cwd, path);
 }
 
+/* libconfig 1.5 says only "cannot open include file": find the @include
+ * on that line and name the file and the reason. */
+static void
+lb_cycle_include_error(lb_conf_t *cf, const char *file, int line, const char *dir)
+{
+    char   buf[1024], path[PATH_MAX], *p, *q;
+    FILE  *f;
+    int    n = 0, err = 0;
+
+    f = fopen(file, "r");
+    while (f && fgets(buf, sizeof(buf), f)) {
+        if (++n < line) {
+            continue;
+        }
+        p = strstr(buf, "@include");
+        p = p ? strchr(p, '"') : NULL;
+        q = p ? strchr(p + 1, '"') : NULL;
+        if (q) {
+            *q = '\0';
+            snprintf(path, sizeof(path), "%s%s%s", p[1] == '/' ? "" : dir,
+                     p[1] == '/' ? "" : "/", p + 1);
+            err = access(path, R_OK) == 0 ? EIO : errno;
+            fclose(f);
+            lb_conf_error_at(cf, file, line, "cannot open include file \"%s\": %s",
+                             path, strerror(err));
+            return;
+        }
+        break;
+    }
+    if (f) {
+        fclose(f);
+    }
+    lb_conf_error_at(cf, file, line, "cannot open include file");
+}
+
 lb_cycle_t *
 lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt report)
 {
@@ -379,7 +414,8 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
 
     config_init(&config);
     /* @include paths are relative to the including file's directory */
-    config_set_include_dir(&config, dirname(dir));
+    dir = dirname(dir);
+    config_set_include_dir(&config, dir);
 
     if (config_read_file(&config, cycle->conf_file) != CONFIG_TRUE) {
         if (config_error_type(&config) == CONFIG_ERR_FILE_IO && config_error_file(&config) == NULL) {
@@ -392,6 +428,11 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
             } else {
                 fprintf(stderr, "%s\n", line);
             }
+        } else if (strcmp(config_error_text(&config), "cannot open include file") == 0
+                   && config_error_file(&config))
+        {
+            lb_cycle_include_error(&cf, config_error_file(&config),
+                                   config_error_line(&config), dir);
         } else {
             lb_conf_error_at(&cf, config_error_file(&config) ? config_error_file(&config)
                                                              : conf_file,

@@ -6,11 +6,21 @@
 #include <limits.h>
 
 const char *
-lb_conf_file(const config_setting_t *s)
+lb_conf_file(lb_conf_t *cf, const config_setting_t *s)
 {
     const char  *f = config_setting_source_file(s);
+    char        *abs;
 
-    return f ? f : "(unknown)";
+    if (f == NULL) {
+        return "(unknown)";
+    }
+    /* libconfig 1.5 names an included file as written in @include, and
+     * resolves it against the include directory: do the same */
+    if (f[0] != '/' && cf->include_dir) {
+        abs = lb_psprintf(cf->pool, "%s/%s", cf->include_dir, f);
+        return abs ? abs : f;
+    }
+    return f;
 }
 
 static void
@@ -62,7 +72,7 @@ lb_conf_error(lb_conf_t *cf, const config_setting_t *s, const char *fmt, ...)
     va_list  ap;
 
     va_start(ap, fmt);
-    lb_conf_verror(cf, lb_conf_file(s), (int) config_setting_source_line(s), fmt, ap);
+    lb_conf_verror(cf, lb_conf_file(cf, s), (int) config_setting_source_line(s), fmt, ap);
     va_end(ap);
     return LB_ERROR;
 }

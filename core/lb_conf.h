@@ -3,7 +3,8 @@
  * blocks and, for every setting, finds the module that declared it in that
  * context, parses and range-checks the value and stores it in the module's
  * configuration. Errors read "FILE:LINE: message" and are all collected,
- * not just the first.
+ * not just the first; references between blocks (an upstream named by a
+ * listener) are checked once the file has no other error.
  */
 #ifndef LB_CONF_H
 #define LB_CONF_H
@@ -23,6 +24,7 @@ struct lb_conf_s {
     void               *ctx_data;       /* the object owning this block */
     void              **parent_confs;   /* confs of the enclosing block */
     config_setting_t   *group;          /* the block being parsed */
+    const char         *include_dir;    /* @include paths are relative to it */
     unsigned            nerrors;
     lb_conf_report_pt   report;
 };
@@ -49,7 +51,8 @@ int  lb_conf_each_string(lb_conf_t *cf, config_setting_t *v,
                                    const char *s, void *arg), void *arg);
 const char *lb_conf_type_name(const config_setting_t *v);
 
-/* The file and line of a setting, for errors raised after parsing. */
-const char *lb_conf_file(const config_setting_t *s);
+/* The file a setting comes from (absolute when the configuration file's
+ * path is), for errors raised after parsing. */
+const char *lb_conf_file(lb_conf_t *cf, const config_setting_t *s);
 
 #endif

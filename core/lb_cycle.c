@@ -5,7 +5,9 @@
  */
 #include "lb_core.h"
 
+#include <fcntl.h>
 #include <libgen.h>
+#include <sys/stat.h>
 #include <pwd.h>
 #include <limits.h>
 
@@ -203,7 +205,7 @@ lb_core_parse_listener(lb_conf_t *cf, config_setting_t *g, unsigned i)
     *lsp = ls;
     ls->protocol = protocols[k];
     ls->socktype = SOCK_STREAM;
-    ls->file = lb_pstrdup(cf->pool, lb_conf_file(g));
+    ls->file = lb_pstrdup(cf->pool, lb_conf_file(cf, g));
     ls->line = (int) config_setting_source_line(g);
 
     /* the name is needed for messages before the block is parsed */
@@ -336,6 +338,36 @@ lb_cycle_absolute(lb_pool_t *pool, const char *path)
     return lb_psprintf(pool, "%s/%s", cwd, path);
 }
 
+/* libconfig does not say why it cannot read a file; ask first. */
+static int
+lb_cycle_check_file(const char *path, lb_conf_report_pt report)
+{
+    char         line[PATH_MAX + 128];
+    struct stat  st;
+    int          fd, err = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        err = errno;
+    } else {
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+            err = EISDIR;
+        }
+        close(fd);
+    }
+    if (err == 0) {
+        return LB_OK;
+    }
+    snprintf(line, sizeof(line), "%s:0: cannot read the configuration file: %s",
+             path, strerror(err));
+    if (report) {
+        report(line);
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
+    return LB_ERROR;
+}
+
 /* libconfig 1.5 says only "cannot open include file": find the @include
  * on that line and name the file and the reason. */
 static void
@@ -413,10 +445,17 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
     cf.block = "the global section";
 
     config_init(&config);
-    /* @include paths are relative to the including file's directory */
+    /* @include paths are relative to the main file's directory (libconfig
+     * resolves nested includes against it too) */
     dir = dirname(dir);
     config_set_include_dir(&config, dir);
+    cf.include_dir = dir;
 
+    if (lb_cycle_check_file(cycle->conf_file, report) != LB_OK) {
+        config_destroy(&config);
+        lb_pool_destroy(pool);
+        return NULL;
+    }
     if (config_read_file(&config, cycle->conf_file) != CONFIG_TRUE) {
         if (config_error_type(&config) == CONFIG_ERR_FILE_IO && config_error_file(&config) == NULL) {
             char  line[PATH_MAX + 128];
@@ -431,7 +470,10 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
         } else if (strcmp(config_error_text(&config), "cannot open include file") == 0
                    && config_error_file(&config))
         {
-            lb_cycle_include_error(&cf, config_error_file(&config),
+            lb_cycle_include_error(&cf, config_error_file(&config)[0] == '/'
+                                        ? config_error_file(&config)
+                                        : lb_psprintf(pool, "%s/%s", dir,
+                                                      config_error_file(&config)),
                                    config_error_line(&config), dir);
         } else {
             lb_conf_error_at(&cf, config_error_file(&config) ? config_error_file(&config)

@@ -220,29 +220,38 @@ lb_addr_equal(const lb_addr_t *a, const lb_addr_t *b)
     return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
 }
 
+/* Optimal string alignment distance: insertions, deletions, substitutions
+ * and swaps of two neighbours ("wbe" -> "web") each cost one. */
 unsigned
 lb_edit_distance(const char *a, const char *b)
 {
-    unsigned  row[65], prev, tmp, cost;
+    unsigned  rows[3][65], *prev2, *prev, *cur, *tmp, cost;
     size_t    la = strlen(a), lb = strlen(b), i, j;
 
     if (la > 64 || lb > 64) {
         return 255;
     }
+    prev2 = rows[0];
+    prev = rows[1];
+    cur = rows[2];
     for (j = 0; j <= lb; j++) {
-        row[j] = (unsigned) j;
+        prev[j] = (unsigned) j;
     }
     for (i = 1; i <= la; i++) {
-        prev = row[0];
-        row[0] = (unsigned) i;
+        cur[0] = (unsigned) i;
         for (j = 1; j <= lb; j++) {
-            tmp = row[j];
             cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            row[j] = lb_min(lb_min(row[j] + 1, row[j - 1] + 1), prev + cost);
-            prev = tmp;
+            cur[j] = lb_min(lb_min(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                cur[j] = lb_min(cur[j], prev2[j - 2] + 1);
+            }
         }
+        tmp = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = tmp;
     }
-    return lb_min(row[lb], 255u);
+    return lb_min(prev[lb], 255u);
 }
 
 const char *

@@ -103,6 +103,9 @@ lb_palloc(lb_pool_t *pool, size_t size)
     char             *p;
     size_t            head;
 
+    if (size > SIZE_MAX / 2) {
+        return NULL;
+    }
     size = lb_align_up(size ? size : 1, LB_POOL_ALIGN);
 
     if (size <= pool->block_size / 2) {

@@ -93,7 +93,7 @@ lb_stream_tcp_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_
         return LB_ERROR;
     }
     tcf->upstream_name = lb_pstrdup(cf->pool, name);
-    tcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(v));
+    tcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
     tcf->upstream_line = (int) config_setting_source_line(v);
     return tcf->upstream_name && tcf->upstream_file ? LB_OK : LB_ERROR;
 }

@@ -2,7 +2,8 @@
  * lb_stream_tcp.c: the tcp listener (SPEC §3.3): accept a client, connect
  * to a server of the listener's upstream (retrying other servers when a
  * connect fails), then relay bytes unchanged both ways with splice(2)
- * through a pipe per direction, propagating half-closes.
+ * through a pipe per direction (or through buffers when an I/O layer must
+ * see the bytes, or splice = false), propagating half-closes.
  */
 #include "lb_core.h"
 #include "lb_upstream.h"
@@ -11,6 +12,8 @@
 
 #define LB_TCP_PIPE_SIZE   (256 * 1024)
 #define LB_TCP_PIPE_CACHE  64
+#define LB_TCP_BUF_SIZE    (16 * 1024)
+#define LB_TCP_BUF_CACHE   64
 
 typedef struct {
     char            *upstream_name;
@@ -18,6 +21,7 @@ typedef struct {
     int              upstream_line;
     lb_upstream_t   *upstream;
     lb_msec_t        idle_timeout;
+    int              splice;        /* relay with splice(2) when both sides allow */
     lb_listener_t   *listener;
 } lb_stream_tcp_conf_t;
 
@@ -27,11 +31,15 @@ typedef struct {
     size_t   size;          /* its capacity */
 } lb_tcp_pipe_t;
 
-/* One direction of a session: bytes from src go through pipe into dst. */
+/* One direction of a session: bytes from src go into dst through a pipe
+ * (splice: no copy through user space) or, when an I/O layer such as TLS
+ * must see the bytes, through a buffer. */
 typedef struct {
     lb_conn_t       *src;
     lb_conn_t       *dst;
+    bool             splice;
     lb_tcp_pipe_t    pipe;
+    lb_buf_t         buf;
     uint64_t         bytes;
     bool             eof;       /* src has finished sending */
     bool             done;      /* ... and dst has been half-closed */
@@ -65,6 +73,8 @@ static const lb_setting_t  lb_stream_tcp_settings[] = {
       lb_stream_tcp_set_upstream, LB_SETTING_REQUIRED },
     { "idle_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "10m", 1, 7 * 86400000LL,
       offsetof(lb_stream_tcp_conf_t, idle_timeout), NULL, NULL, 0 },
+    { "splice", LB_SET_BOOL, LB_CTX_LISTENER, "true", 0, 0,
+      offsetof(lb_stream_tcp_conf_t, splice), NULL, NULL, 0 },
     lb_setting_end
 };
 
@@ -178,9 +188,43 @@ lb_tcp_pipe_put(lb_tcp_pipe_t *p)
     p->fd[0] = p->fd[1] = -1;
 }
 
+/* Copy buffers, cached per worker like the pipes. */
+static char   *lb_tcp_buf_cache[LB_TCP_BUF_CACHE];
+static size_t  lb_tcp_buf_cached;
+
+static int
+lb_tcp_buf_get(lb_buf_t *b)
+{
+    char  *mem = lb_tcp_buf_cached ? lb_tcp_buf_cache[--lb_tcp_buf_cached]
+                                   : malloc(LB_TCP_BUF_SIZE);
+
+    if (mem == NULL) {
+        return LB_ERROR;
+    }
+    lb_buf_init(b, mem, LB_TCP_BUF_SIZE);
+    return LB_OK;
+}
+
+static void
+lb_tcp_buf_put(lb_buf_t *b)
+{
+    if (b->start == NULL) {
+        return;
+    }
+    if (lb_tcp_buf_cached < LB_TCP_BUF_CACHE) {
+        lb_tcp_buf_cache[lb_tcp_buf_cached++] = b->start;
+    } else {
+        free(b->start);
+    }
+    b->start = b->end = b->pos = b->last = NULL;
+}
+
 static void
 lb_stream_tcp_exit_worker(lb_cycle_t *cycle)
 {
+    while (lb_tcp_buf_cached) {
+        free(lb_tcp_buf_cache[--lb_tcp_buf_cached]);
+    }
     while (lb_tcp_pipe_cached) {
         lb_tcp_pipe_cached--;
         close(lb_tcp_pipe_cache[lb_tcp_pipe_cached].fd[0]);
@@ -200,6 +244,8 @@ lb_tcp_close(lb_tcp_session_t *s)
     lb_timer_del(&s->idle);
     lb_tcp_pipe_put(&s->up.pipe);
     lb_tcp_pipe_put(&s->down.pipe);
+    lb_tcp_buf_put(&s->up.buf);
+    lb_tcp_buf_put(&s->down.buf);
     if (s->peer) {
         lb_conn_close(s->peer);
         s->peer = NULL;
@@ -208,6 +254,75 @@ lb_tcp_close(lb_tcp_session_t *s)
                  (unsigned long long) s->client->id, (unsigned long long) s->up.bytes,
                  (unsigned long long) s->down.bytes);
     lb_conn_close(s->client);   /* last: the session lives in its pool */
+}
+
+static inline size_t
+lb_tcp_held(const lb_tcp_dir_t *d)
+{
+    return d->splice ? d->pipe.len : lb_buf_len(&d->buf);
+}
+
+static inline size_t
+lb_tcp_room(const lb_tcp_dir_t *d)
+{
+    return d->splice ? d->pipe.size - d->pipe.len : lb_buf_room(&d->buf);
+}
+
+/* Moves held bytes into dst: returns bytes (> 0), LB_AGAIN or LB_ERROR. */
+static ssize_t
+lb_tcp_drain(lb_tcp_dir_t *d)
+{
+    ssize_t  n;
+
+    if (!d->splice) {
+        n = lb_conn_send(d->dst, d->buf.pos, lb_buf_len(&d->buf));
+        if (n > 0) {
+            lb_buf_consume(&d->buf, (size_t) n);
+        }
+        return n == 0 ? LB_AGAIN : n;
+    }
+    n = splice(d->pipe.fd[0], NULL, d->dst->fd, NULL, d->pipe.len,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+        d->pipe.len -= (size_t) n;
+        return n;
+    }
+    if (n == -1 && errno == EAGAIN) {
+        d->dst->write.ready = 0;        /* the pipe has data: the socket is full */
+        return LB_AGAIN;
+    }
+    return n == -1 && errno == EINTR ? LB_AGAIN : LB_ERROR;
+}
+
+/* Takes bytes from src: returns bytes (> 0), 0 at end of stream, LB_AGAIN
+ * or LB_ERROR. */
+static ssize_t
+lb_tcp_fill(lb_tcp_dir_t *d)
+{
+    ssize_t  n;
+
+    if (!d->splice) {
+        n = lb_conn_recv(d->src, d->buf.last, lb_buf_room(&d->buf));
+        if (n > 0) {
+            d->buf.last += n;
+        }
+        return n;
+    }
+    n = splice(d->src->fd, NULL, d->pipe.fd[1], NULL, d->pipe.size - d->pipe.len,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n >= 0) {
+        d->pipe.len += (size_t) n;
+        return n;
+    }
+    if (errno == EAGAIN) {
+        /* ambiguous: an empty socket or a full pipe. Only an empty pipe
+         * proves the socket is drained. */
+        if (d->pipe.len == 0) {
+            d->src->read.ready = 0;
+        }
+        return LB_AGAIN;
+    }
+    return errno == EINTR ? LB_AGAIN : LB_ERROR;
 }
 
 /* Moves what can move in one direction without blocking. Returns true when
@@ -220,48 +335,36 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
     bool     moved = false;
 
     for ( ;; ) {
-        if (d->pipe.len && d->dst->write.ready) {
-            n = splice(d->pipe.fd[0], NULL, d->dst->fd, NULL, d->pipe.len,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (lb_tcp_held(d) && d->dst->write.ready) {
+            n = lb_tcp_drain(d);
             if (n > 0) {
-                d->pipe.len -= (size_t) n;
                 d->bytes += (uint64_t) n;
                 moved = true;
-            } else if (n == -1 && errno == EAGAIN) {
-                d->dst->write.ready = 0;    /* the pipe has data: the socket is full */
-            } else if (n == -1 && errno != EINTR) {
+            } else if (n == LB_ERROR) {
                 *failed = true;
                 return moved;
             }
         }
 
-        if (!d->eof && d->src->read.ready && d->pipe.len < d->pipe.size) {
-            n = splice(d->src->fd, NULL, d->pipe.fd[1], NULL, d->pipe.size - d->pipe.len,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (!d->eof && d->src->read.ready && lb_tcp_room(d)) {
+            n = lb_tcp_fill(d);
             if (n > 0) {
-                d->pipe.len += (size_t) n;
                 moved = true;
                 continue;
             }
             if (n == 0) {
                 d->eof = true;
                 moved = true;
-            } else if (errno == EAGAIN) {
-                /* EAGAIN is ambiguous: an empty socket or a full pipe. Only
-                 * an empty pipe proves the socket is drained. */
-                if (d->pipe.len == 0) {
-                    d->src->read.ready = 0;
-                }
-            } else if (errno != EINTR) {
+            } else if (n == LB_ERROR) {
                 *failed = true;
                 return moved;
             }
         }
 
-        if (d->eof && d->pipe.len == 0 && !d->done) {
+        if (d->eof && lb_tcp_held(d) == 0 && !d->done) {
             /* when the other direction is over too, the close that follows
              * says the same as this shutdown would */
-            if (!(other->done) && d->dst->io->shutdown(d->dst) != LB_OK) {
+            if (!other->done && d->dst->io->shutdown(d->dst) != LB_OK) {
                 *failed = true;
                 return moved;
             }
@@ -269,8 +372,8 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
             moved = true;
         }
 
-        if (!(d->pipe.len && d->dst->write.ready)
-            && !(!d->eof && d->src->read.ready && d->pipe.len < d->pipe.size))
+        if (!(lb_tcp_held(d) && d->dst->write.ready)
+            && !(!d->eof && d->src->read.ready && lb_tcp_room(d)))
         {
             return moved;
         }
@@ -331,9 +434,15 @@ lb_tcp_idle_expired(lb_timer_t *t)
 static void
 lb_tcp_start_relay(lb_tcp_session_t *s)
 {
-    if (lb_tcp_pipe_get(&s->up.pipe) != LB_OK || lb_tcp_pipe_get(&s->down.pipe) != LB_OK) {
-        lb_log_error(errno, "*%llu client %s: cannot create a pipe; closing",
-                     (unsigned long long) s->client->id, s->client->peer_text);
+    bool  splice = s->conf->splice && s->client->io->raw && s->peer->io->raw;
+
+    s->up.splice = s->down.splice = splice;
+    if (splice ? lb_tcp_pipe_get(&s->up.pipe) != LB_OK || lb_tcp_pipe_get(&s->down.pipe) != LB_OK
+               : lb_tcp_buf_get(&s->up.buf) != LB_OK || lb_tcp_buf_get(&s->down.buf) != LB_OK)
+    {
+        lb_log_error(errno, "*%llu client %s: cannot allocate relay %s; closing",
+                     (unsigned long long) s->client->id, s->client->peer_text,
+                     splice ? "pipes" : "buffers");
         lb_tcp_close(s);
         return;
     }

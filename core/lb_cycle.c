@@ -257,16 +257,41 @@ lb_core_set_listeners(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
     return rc;
 }
 
+int
+lb_addr_resolve_unix(lb_conf_t *cf, lb_addr_t *a)
+{
+    char    *path;
+    size_t   n;
+    char     err[160];
+
+    if (a->u.sa.sa_family != AF_UNIX || a->u.sun.sun_path[0] == '/') {
+        return LB_OK;
+    }
+    path = lb_psprintf(cf->pool, "unix:%s%s", cf->cycle->prefix, a->u.sun.sun_path);
+    n = path ? strlen(path) : 0;
+    if (path == NULL || lb_parse_addr(path, a, err, sizeof(err)) != LB_OK) {
+        return lb_conf_error(cf, cf->group, "unix socket path \"%s\" is too long once "
+                             "resolved against the prefix (%zu bytes)", path ? path : "", n);
+    }
+    return LB_OK;
+}
+
 static int
 lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_core_conf_t           *ccf;
     lb_core_listener_conf_t  *lcf;
     lb_cycle_t               *cycle = cf->cycle;
+    size_t                    i;
 
     if (ctx == LB_CTX_LISTENER) {
         lcf = conf;
         cf->listener->addrs = lcf->listen;
+        for (i = 0; i < lcf->listen.nelts; i++) {
+            if (lb_addr_resolve_unix(cf, &lb_array_at(&lcf->listen, lb_addr_t, i)) != LB_OK) {
+                return LB_ERROR;
+            }
+        }
         return LB_OK;
     }
 
@@ -285,8 +310,9 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     return LB_OK;
 }
 
-/* Two listeners may not share an address: with SO_REUSEPORT the kernel
- * would silently split connections between them. */
+/* Two listeners may not share an address, nor a port where one of them
+ * listens on the wildcard: with SO_REUSEPORT the kernel would split
+ * connections between them, or the bind would fail at start-up. */
 static int
 lb_core_init_conf(lb_conf_t *cf)
 {
@@ -304,11 +330,19 @@ lb_core_init_conf(lb_conf_t *cf)
                 b = lb_array_at(lss, lb_listener_t *, j);
                 for (l = 0; l < (j == i ? k : b->addrs.nelts); l++) {
                     y = &lb_array_at(&b->addrs, lb_addr_t, l);
-                    if (lb_addr_equal(x, y) && a->socktype == b->socktype) {
+                    if (a->socktype != b->socktype || !lb_addr_overlaps(x, y)) {
+                        continue;
+                    }
+                    if (lb_addr_equal(x, y)) {
                         rc = lb_conf_error_at(cf, a->file, a->line,
                                               "address %s of listener \"%s\" is already "
                                               "used by listener \"%s\"",
                                               x->text, a->name, b->name);
+                    } else {
+                        rc = lb_conf_error_at(cf, a->file, a->line,
+                                              "address %s of listener \"%s\" overlaps %s "
+                                              "of listener \"%s\"",
+                                              x->text, a->name, y->text, b->name);
                     }
                 }
             }

@@ -56,6 +56,10 @@ lb_cycle_t *lb_cycle_load(const char *conf_file, const char *prefix,
                           lb_conf_report_pt report);
 void        lb_cycle_free(lb_cycle_t *cycle);
 
+/* Makes a relative "unix:" address relative to the prefix, like every
+ * other path in the configuration. Reports an error when it gets too long. */
+int   lb_addr_resolve_unix(lb_conf_t *cf, lb_addr_t *a);
+
 /* path if absolute, else prefix + path, allocated from pool. */
 char *lb_cycle_path(lb_pool_t *pool, const char *prefix, const char *path);
 

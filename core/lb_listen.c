@@ -45,6 +45,18 @@ lb_socket_probe(const lb_addr_t *addr, int socktype)
     int  fd, one = 1, rc, err;
 
     if (addr->u.sa.sa_family == AF_UNIX) {
+        /* a socket file someone still accepts on is in use; one left by a
+         * process that is gone (connect refused) may be replaced */
+        fd = socket(AF_UNIX, socktype | SOCK_CLOEXEC, 0);
+        if (fd == -1) {
+            return LB_ERROR;
+        }
+        rc = connect(fd, &addr->u.sa, addr->len);
+        close(fd);
+        if (rc == 0) {
+            errno = EADDRINUSE;
+            return LB_ERROR;
+        }
         return LB_OK;
     }
     fd = socket(addr->u.sa.sa_family, socktype | SOCK_CLOEXEC, 0);
@@ -142,7 +154,7 @@ lb_sockets_open(lb_cycle_t *cycle)
             addr = &lb_array_at(&ls->addrs, lb_addr_t, a);
             shared = addr->u.sa.sa_family == AF_UNIX;
 
-            if (!shared && lb_socket_find(addr, ls->socktype, 0) == NULL
+            if (lb_socket_find(addr, ls->socktype, shared ? -1 : 0) == NULL
                 && lb_socket_probe(addr, ls->socktype) != LB_OK)
             {
                 lb_log_error(errno, "cannot listen on %s for listener \"%s\"",

@@ -31,7 +31,7 @@ void lb_log_redirect_stderr(void);
  * (start-up, before daemonizing, so the user sees why lbd did not start). */
 extern bool  lb_log_copy_stderr;
 
-/* err: an errno value to append as ": strerror (err)", or 0. */
+/* err: an errno value, appended as " (N: strerror text)", or 0. */
 void lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

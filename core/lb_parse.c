@@ -222,6 +222,36 @@ lb_addr_equal(const lb_addr_t *a, const lb_addr_t *b)
 
 /* Optimal string alignment distance: insertions, deletions, substitutions
  * and swaps of two neighbours ("wbe" -> "web") each cost one. */
+static bool
+lb_addr_is_any(const lb_addr_t *a)
+{
+    return (a->u.sa.sa_family == AF_INET && a->u.sin.sin_addr.s_addr == htonl(INADDR_ANY))
+           || (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a->u.sin6.sin6_addr));
+}
+
+bool
+lb_addr_overlaps(const lb_addr_t *a, const lb_addr_t *b)
+{
+    if (a->u.sa.sa_family != b->u.sa.sa_family) {
+        return false;
+    }
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        if (a->u.sin.sin_port != b->u.sin.sin_port) {
+            return false;
+        }
+        break;
+    case AF_INET6:
+        if (a->u.sin6.sin6_port != b->u.sin6.sin6_port) {
+            return false;
+        }
+        break;
+    default:
+        return lb_addr_equal(a, b);
+    }
+    return lb_addr_is_any(a) || lb_addr_is_any(b) || lb_addr_equal(a, b);
+}
+
 unsigned
 lb_edit_distance(const char *a, const char *b)
 {

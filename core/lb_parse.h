@@ -36,6 +36,9 @@ int lb_parse_addr(const char *s, lb_addr_t *out, char *err, size_t errlen);
  * "[::1]:80", "unix:/p"); returns its length. */
 size_t lb_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 bool lb_addr_equal(const lb_addr_t *a, const lb_addr_t *b);
+/* Whether two listening addresses would take the same connections: equal,
+ * or the same family and port with either one a wildcard. */
+bool lb_addr_overlaps(const lb_addr_t *a, const lb_addr_t *b);
 
 /* Levenshtein distance between two short strings (capped at 255). */
 unsigned lb_edit_distance(const char *a, const char *b);

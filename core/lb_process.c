@@ -20,6 +20,7 @@ typedef struct {
     unsigned   generation;
     bool       quitting;        /* QUIT sent: finishing in-flight work */
     lb_msec_t  started;
+    lb_msec_t  shutdown_timeout;    /* of the worker's own configuration */
     lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
 } lb_worker_t;
 
@@ -28,10 +29,12 @@ static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
 /* lbctl reload sends HUP with sigqueue(2) and this value, and the master
  * answers SIGUSR1 (applied) or SIGUSR2 (refused) to the sender. A plain
  * kill -HUP gets no answer, so no shell is ever signalled back. */
-static volatile pid_t         lb_reload_requester;
+#define LB_MAX_REQUESTERS  16
+static volatile pid_t         lb_reload_requesters[LB_MAX_REQUESTERS];
+static volatile sig_atomic_t  lb_nrequesters;
 
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
-                              lb_sig_reopen, lb_sig_child, lb_sig_alarm;
+                              lb_sig_reopen, lb_sig_child, lb_sig_alarm, lb_sig_upgrade;
 
 /* Slots whose worker died young are restarted after a pause, so a worker
  * that crashes at once does not make the master spin. */
@@ -43,10 +46,13 @@ lb_signal_handler(int signo, siginfo_t *info, void *unused)
     switch (signo) {
     case SIGHUP:
         lb_sig_reload = 1;
-        if (info && info->si_code == SI_QUEUE && info->si_value.sival_int == LB_CTL_RELOAD) {
-            lb_reload_requester = info->si_pid;
+        if (info && info->si_code == SI_QUEUE && info->si_value.sival_int == LB_CTL_RELOAD
+            && lb_nrequesters < LB_MAX_REQUESTERS)
+        {
+            lb_reload_requesters[lb_nrequesters++] = info->si_pid;
         }
         break;
+    case SIGUSR2: lb_sig_upgrade = 1; break;
     case SIGQUIT: lb_sig_quit = 1; break;
     case SIGTERM:
     case SIGINT:  lb_sig_terminate = 1; break;
@@ -56,7 +62,9 @@ lb_signal_handler(int signo, siginfo_t *info, void *unused)
     }
 }
 
-static const int  lb_signals[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD, SIGALRM };
+static const int  lb_signals[] = {
+    SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM
+};
 
 static void
 lb_signals_install(void)
@@ -113,12 +121,14 @@ lb_worker_drop_privileges(lb_cycle_t *cycle)
     return LB_OK;
 }
 
+static bool  lb_worker_shutdown_over;
+
 static void
 lb_worker_shutdown_expired(lb_timer_t *t)
 {
     lb_log_warn(0, "shutdown_timeout reached with %zu connections still open; closing them",
                 lb_conn_active);
-    exit(0);
+    lb_worker_shutdown_over = true;
 }
 
 static void
@@ -152,7 +162,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
     for ( ;; ) {
         lb_loop_process(-1, &empty);
 
-        if (lb_sig_terminate) {
+        if (lb_sig_terminate || lb_worker_shutdown_over) {
             break;
         }
         if (lb_sig_quit && !lb_worker_quitting) {
@@ -208,11 +218,12 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
     if (pid == 0) {
         /* the signal handlers stay; the flags start clear */
         lb_sig_reload = lb_sig_quit = lb_sig_terminate = lb_sig_reopen = 0;
-        lb_sig_child = lb_sig_alarm = 0;
+        lb_sig_child = lb_sig_alarm = lb_sig_upgrade = 0;
         /* Ctrl-C reaches the whole process group: the master alone
          * decides, and stops the workers with TERM */
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
+        signal(SIGUSR2, SIG_IGN);
         signal(SIGCHLD, SIG_DFL);
         lb_worker_run(cycle, slot);     /* does not return */
         _exit(0);
@@ -223,6 +234,7 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
     w->generation = cycle->generation;
     w->quitting = false;
     w->started = lb_current_msec;
+    w->shutdown_timeout = cycle->core->shutdown_timeout;
     w->kill_at = 0;
     lb_log_notice("started worker %d in slot %d (generation %u)", (int) pid, slot,
                   cycle->generation);
@@ -246,7 +258,7 @@ lb_workers_signal(int signo, bool old_only, unsigned generation)
                 continue;
             }
             lb_workers[i].quitting = true;
-            lb_workers[i].kill_at = lb_current_msec + lb_cycle->core->shutdown_timeout + 5000;
+            lb_workers[i].kill_at = lb_current_msec + lb_workers[i].shutdown_timeout + 5000;
         }
         if (kill(lb_workers[i].pid, signo) == -1 && errno != ESRCH) {
             lb_log_error(errno, "kill(%d, %d) failed", (int) lb_workers[i].pid, signo);
@@ -413,9 +425,12 @@ lb_master_reload(void)
     cycle->generation = old->generation + 1;
     if (lb_master_init_cycle(cycle, old) != LB_OK) {
         lb_log_error(0, "reload failed; the running configuration keeps serving");
+        lb_shm_zones_abandon(cycle);
         lb_cycle_free(cycle);
+        lb_sockets_close_unused(old);       /* those this attempt opened */
         return false;
     }
+    lb_shm_zones_commit(cycle, old);
     if (strcmp(cycle->core->error_log, old->core->error_log) != 0
         && lb_log_open(cycle->core->error_log) != LB_OK)
     {
@@ -463,7 +478,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         lb_master_arm_alarm(exiting);
         if (!lb_sig_reload && !lb_sig_quit && !lb_sig_terminate && !lb_sig_reopen
-            && !lb_sig_child && !lb_sig_alarm)
+            && !lb_sig_child && !lb_sig_alarm && !lb_sig_upgrade)
         {
             sigsuspend(&empty);
         }
@@ -502,18 +517,24 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_workers_fill(lb_cycle, exiting);
         }
         if (lb_sig_reload) {
-            bool            ok = false;
-            pid_t           requester = lb_reload_requester;
-            union sigval    value = { .sival_int = LB_CTL_RELOAD };
+            union sigval  value = { .sival_int = LB_CTL_RELOAD };
+            bool          ok = false;
+            int           k;
 
             lb_sig_reload = 0;
-            lb_reload_requester = 0;
             if (!exiting) {
                 ok = lb_master_reload();
             }
-            if (requester > 0) {
-                sigqueue(requester, ok ? SIGUSR1 : SIGUSR2, value);
+            /* signals stay blocked outside sigsuspend: the list is ours */
+            for (k = 0; k < lb_nrequesters; k++) {
+                sigqueue(lb_reload_requesters[k], ok ? SIGUSR1 : SIGUSR2, value);
             }
+            lb_nrequesters = 0;
+        }
+        if (lb_sig_upgrade) {
+            lb_sig_upgrade = 0;
+            lb_log_error(0, "binary upgrade (USR2) is not available in this version of lbd; "
+                         "ignoring the signal");
         }
         if (lb_sig_reopen) {
             lb_sig_reopen = 0;

@@ -59,9 +59,9 @@ lb_shm_zones_map(lb_cycle_t *cycle, lb_cycle_t *old)
         z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
         o = lb_shm_zone_take(old, z);
         if (o) {
+            /* shared until lb_shm_zones_commit: a failed reload gives it back */
             z->addr = o->addr;
             z->reused = true;
-            o->addr = NULL;         /* now owned by the new cycle */
         } else {
             z->addr = mmap(NULL, z->size, PROT_READ | PROT_WRITE,
                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -77,6 +77,35 @@ lb_shm_zones_map(lb_cycle_t *cycle, lb_cycle_t *old)
         }
     }
     return LB_OK;
+}
+
+void
+lb_shm_zones_commit(lb_cycle_t *cycle, lb_cycle_t *old)
+{
+    lb_shm_zone_t  *z, *o;
+    size_t          i;
+
+    for (i = 0; i < cycle->shm_zones.nelts; i++) {
+        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        o = z->reused && old ? lb_shm_zone_take(old, z) : NULL;
+        if (o && o->addr == z->addr) {
+            o->addr = NULL;         /* now owned by the new cycle only */
+        }
+    }
+}
+
+void
+lb_shm_zones_abandon(lb_cycle_t *cycle)
+{
+    lb_shm_zone_t  *z;
+    size_t          i;
+
+    for (i = 0; i < cycle->shm_zones.nelts; i++) {
+        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        if (z->reused) {
+            z->addr = NULL;         /* still the running cycle's */
+        }
+    }
 }
 
 void

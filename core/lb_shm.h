@@ -23,9 +23,13 @@ struct lb_shm_zone_s {
  * name must agree on size. NULL on failure. */
 lb_shm_zone_t *lb_shm_zone_add(lb_conf_t *cf, const char *name, size_t size,
                                int (*init)(lb_shm_zone_t *), void *owner);
-/* Maps every zone of cycle, reusing old's mappings where name and size match;
- * unmaps old's others. old may be NULL. */
+/* Maps every zone of cycle, sharing old's mappings where name and size
+ * match. old may be NULL. Then exactly one of: commit (the new cycle takes
+ * the shared mappings over, so freeing old leaves them alone) or abandon
+ * (the reload failed: freeing the new cycle leaves them to old). */
 int  lb_shm_zones_map(lb_cycle_t *cycle, lb_cycle_t *old);
+void lb_shm_zones_commit(lb_cycle_t *cycle, lb_cycle_t *old);
+void lb_shm_zones_abandon(lb_cycle_t *cycle);
 void lb_shm_zones_unmap(lb_cycle_t *cycle);
 
 /* A spin lock that lives in shared memory. */

@@ -6,6 +6,7 @@
 #include "lb_core.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void
@@ -55,6 +56,42 @@ lbctl_signal(pid_t pid, int signo)
     return 0;
 }
 
+static off_t
+lbctl_log_size(const char *path)
+{
+    struct stat  st;
+
+    if (strcmp(path, "stderr") == 0 || stat(path, &st) == -1) {
+        return -1;
+    }
+    return st.st_size;
+}
+
+/* Prints the master's error lines written since offset `from`: the reasons
+ * a reload was refused on the master's side (a port in use, say). */
+static void
+lbctl_print_errors(const char *path, off_t from, pid_t pid)
+{
+    char   line[2048], tag[32], *msg;
+    FILE  *f;
+
+    if (from < 0 || (f = fopen(path, "r")) == NULL) {
+        fprintf(stderr, "lbctl: the reasons are in the error log \"%s\"\n", path);
+        return;
+    }
+    snprintf(tag, sizeof(tag), "] %d#", (int) pid);
+    if (fseeko(f, from, SEEK_SET) == 0) {
+        while (fgets(line, sizeof(line), f)) {
+            if (strstr(line, "[error]") == NULL || strstr(line, tag) == NULL) {
+                continue;
+            }
+            msg = strstr(line, ": ");
+            fprintf(stderr, "%s", msg ? msg + 2 : line);
+        }
+    }
+    fclose(f);
+}
+
 /* Sends HUP with a value that asks the master to answer, then waits for
  * its answer: SIGUSR1 applied, SIGUSR2 refused (reasons in the error log). */
 static int
@@ -65,12 +102,14 @@ lbctl_reload(pid_t pid, lb_cycle_t *cycle)
     siginfo_t        info;
     sigset_t         set;
     int              signo;
+    off_t            log_size;
 
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
     sigprocmask(SIG_BLOCK, &set, NULL);
 
+    log_size = lbctl_log_size(cycle->core->error_log);
     if (sigqueue(pid, SIGHUP, value) == -1) {
         fprintf(stderr, "lbctl: cannot signal process %d: %s\n", (int) pid, strerror(errno));
         return 1;
@@ -91,8 +130,8 @@ lbctl_reload(pid_t pid, lb_cycle_t *cycle)
         if (signo == SIGUSR1) {
             return 0;
         }
-        fprintf(stderr, "lbctl: lbd refused the new configuration and keeps the running one; "
-                "see the error log \"%s\"\n", cycle->core->error_log);
+        lbctl_print_errors(cycle->core->error_log, log_size, pid);
+        fprintf(stderr, "lbctl: lbd refused the new configuration and keeps the running one\n");
         return 1;
     }
 }

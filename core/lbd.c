@@ -54,6 +54,41 @@ lbd_write_pid(const char *path)
     return LB_OK;
 }
 
+/* Refuses to start over a pid file whose process is a live lbd: starting
+ * would overwrite it and leave lbctl unable to find the running master. */
+static int
+lbd_check_running(const char *pid_file)
+{
+    char   path[64], cmd[256];
+    FILE  *f;
+    long   pid = 0;
+    size_t n;
+
+    f = fopen(pid_file, "r");
+    if (f == NULL) {
+        return LB_OK;
+    }
+    if (fscanf(f, "%ld", &pid) != 1 || pid <= 1 || pid == (long) getpid()) {
+        fclose(f);
+        return LB_OK;
+    }
+    fclose(f);
+    snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return LB_OK;               /* stale: that process is gone */
+    }
+    n = fread(cmd, 1, sizeof(cmd) - 1, f);
+    fclose(f);
+    cmd[n] = '\0';
+    if (strstr(cmd, "lbd") == NULL) {
+        return LB_OK;
+    }
+    fprintf(stderr, "lbd: already running with pid %ld (pid file \"%s\"); "
+            "stop it first or use another pid_file\n", pid, pid_file);
+    return LB_ERROR;
+}
+
 static int
 lbd_daemonize(void)
 {
@@ -138,11 +173,10 @@ main(int argc, char **argv)
 
     /* fail early, while the user still sees stderr */
     lb_log_copy_stderr = true;
-    if (lbd_write_pid(cycle->core->pid_file) != LB_OK) {
-        return 1;
-    }
-    if (lb_master_init(cycle) != LB_OK) {
-        unlink(cycle->core->pid_file);
+    if (lbd_check_running(cycle->core->pid_file) != LB_OK
+        || lb_master_init(cycle) != LB_OK
+        || lbd_write_pid(cycle->core->pid_file) != LB_OK)
+    {
         return 1;
     }
     if (!foreground) {

@@ -171,6 +171,10 @@ lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
             continue;
         }
         srv = confs[lb_core_upstream_module.index];
+        if (lb_addr_resolve_unix(cf, &srv->addr) != LB_OK) {
+            rc = LB_ERROR;
+            continue;
+        }
         for (k = 0; k < u->server_list.nelts; k++) {
             other = &lb_array_at(&u->server_list, lb_upstream_server_t, k);
             if (lb_addr_equal(&other->addr, &srv->addr)) {

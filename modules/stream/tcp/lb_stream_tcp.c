@@ -332,7 +332,7 @@ static bool
 lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
 {
     ssize_t  n;
-    bool     moved = false;
+    bool     moved = false, src_dry = false;
 
     for ( ;; ) {
         if (lb_tcp_held(d) && d->dst->write.ready) {
@@ -340,13 +340,14 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
             if (n > 0) {
                 d->bytes += (uint64_t) n;
                 moved = true;
+                src_dry = false;
             } else if (n == LB_ERROR) {
                 *failed = true;
                 return moved;
             }
         }
 
-        if (!d->eof && d->src->read.ready && lb_tcp_room(d)) {
+        if (!d->eof && !src_dry && d->src->read.ready && lb_tcp_room(d)) {
             n = lb_tcp_fill(d);
             if (n > 0) {
                 moved = true;
@@ -358,6 +359,10 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
             } else if (n == LB_ERROR) {
                 *failed = true;
                 return moved;
+            } else {
+                /* LB_AGAIN may leave read.ready set (see lb_tcp_fill):
+                 * do not try again before the pipe has drained some */
+                src_dry = true;
             }
         }
 
@@ -373,7 +378,7 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
         }
 
         if (!(lb_tcp_held(d) && d->dst->write.ready)
-            && !(!d->eof && d->src->read.ready && lb_tcp_room(d)))
+            && !(!d->eof && !src_dry && d->src->read.ready && lb_tcp_room(d)))
         {
             return moved;
         }

@@ -36,9 +36,11 @@ static volatile sig_atomic_t  lb_nrequesters;
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
                               lb_sig_reopen, lb_sig_child, lb_sig_alarm, lb_sig_upgrade;
 
-/* Slots whose worker died young are restarted after a pause, so a worker
- * that crashes at once does not make the master spin. */
+/* A slot whose workers keep dying young (three in a row within a second of
+ * starting) is restarted after a pause, so a worker that crashes at once
+ * does not make the master spin; a single early death is replaced at once. */
 static lb_msec_t  lb_slot_respawn_at[LB_MAX_WORKERS];
+static unsigned   lb_slot_quick_deaths[LB_MAX_WORKERS];
 
 static void
 lb_signal_handler(int signo, siginfo_t *info, void *unused)
@@ -333,12 +335,15 @@ lb_workers_reap(lb_cycle_t *cycle, bool exiting)
         } else {
             lb_log_info("worker %d (slot %d) exited", (int) pid, w->slot);
         }
-        if (!w->quitting && !exiting && w->generation == cycle->generation
-            && lb_current_msec - w->started < 1000)
-        {
-            lb_slot_respawn_at[w->slot] = lb_current_msec + 1000;
-            lb_log_error(0, "worker slot %d died within a second of starting; "
-                         "restarting it in 1s", w->slot);
+        if (!w->quitting && !exiting && w->generation == cycle->generation) {
+            if (lb_current_msec - w->started >= 1000) {
+                lb_slot_quick_deaths[w->slot] = 0;
+            } else if (++lb_slot_quick_deaths[w->slot] >= 3) {
+                lb_slot_respawn_at[w->slot] = lb_current_msec + 1000;
+                lb_log_error(0, "worker slot %d died within a second of starting %u times "
+                             "in a row; restarting it in 1s", w->slot,
+                             lb_slot_quick_deaths[w->slot]);
+            }
         }
         w->pid = 0;
     }
@@ -441,6 +446,7 @@ lb_master_reload(void)
 
     lb_cycle = cycle;
     memset(lb_slot_respawn_at, 0, sizeof(lb_slot_respawn_at));
+    memset(lb_slot_quick_deaths, 0, sizeof(lb_slot_quick_deaths));
     lb_workers_fill(cycle, false);
     lb_workers_signal(SIGQUIT, true, cycle->generation);
     lb_sockets_close_unused(cycle);

@@ -372,6 +372,18 @@ lb_cycle_absolute(lb_pool_t *pool, const char *path)
     return lb_psprintf(pool, "%s/%s", cwd, path);
 }
 
+static const char *
+lb_cycle_abs_in(lb_pool_t *pool, const char *dir, const char *path)
+{
+    char  *p;
+
+    if (path[0] == '/') {
+        return path;
+    }
+    p = lb_psprintf(pool, "%s/%s", dir, path);
+    return p ? p : path;
+}
+
 /* libconfig does not say why it cannot read a file; ask first. */
 static int
 lb_cycle_check_file(const char *path, lb_conf_report_pt report)
@@ -402,39 +414,86 @@ lb_cycle_check_file(const char *path, lb_conf_report_pt report)
     return LB_ERROR;
 }
 
-/* libconfig 1.5 says only "cannot open include file": find the @include
- * on that line and name the file and the reason. */
-static void
-lb_cycle_include_error(lb_conf_t *cf, const char *file, int line, const char *dir)
+/* Checks every @include before libconfig reads the file: libconfig 1.5
+ * exits the process when asked to include a directory, and names neither
+ * the file nor the reason when it cannot open one. Paths are resolved as
+ * libconfig will resolve them: absolute, or relative to dir (the main
+ * file's directory, the working directory while libconfig reads). */
+static int
+lb_cycle_check_includes(lb_conf_t *cf, const char *file, const char *dir, int depth)
 {
-    char   buf[1024], path[PATH_MAX], *p, *q;
-    FILE  *f;
-    int    n = 0, err = 0;
+    char         buf[4096], path[PATH_MAX], *p, *q;
+    struct stat  st;
+    FILE        *f;
+    int          line = 0, rc = LB_OK, fd;
 
     f = fopen(file, "r");
-    while (f && fgets(buf, sizeof(buf), f)) {
-        if (++n < line) {
+    if (f == NULL) {
+        return LB_OK;               /* reported by whoever opens it */
+    }
+    while (fgets(buf, sizeof(buf), f)) {
+        line++;
+        for (p = buf; *p == ' ' || *p == '\t'; p++) { /* skip */ }
+        if (strncmp(p, "@include", 8) != 0) {
             continue;
         }
-        p = strstr(buf, "@include");
-        p = p ? strchr(p, '"') : NULL;
+        p = strchr(p + 8, '"');
         q = p ? strchr(p + 1, '"') : NULL;
-        if (q) {
-            *q = '\0';
-            snprintf(path, sizeof(path), "%s%s%s", p[1] == '/' ? "" : dir,
-                     p[1] == '/' ? "" : "/", p + 1);
-            err = access(path, R_OK) == 0 ? EIO : errno;
-            fclose(f);
-            lb_conf_error_at(cf, file, line, "cannot open include file \"%s\": %s",
-                             path, strerror(err));
-            return;
+        if (q == NULL) {
+            continue;               /* libconfig reports the syntax */
         }
-        break;
+        *q = '\0';
+        snprintf(path, sizeof(path), "%s%s%s", p[1] == '/' ? "" : dir,
+                 p[1] == '/' ? "" : "/", p + 1);
+        if (depth >= 10) {
+            rc = lb_conf_error_at(cf, file, line, "includes nested more than 10 deep at "
+                                  "\"%s\"", path);
+            break;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd == -1) {
+            rc = lb_conf_error_at(cf, file, line, "cannot open include file \"%s\": %s",
+                                  path, strerror(errno));
+            continue;
+        }
+        if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+            close(fd);
+            rc = lb_conf_error_at(cf, file, line, "cannot include \"%s\": %s", path,
+                                  S_ISDIR(st.st_mode) ? "it is a directory"
+                                                      : "it is not a regular file");
+            continue;
+        }
+        close(fd);
+        if (lb_cycle_check_includes(cf, path, dir, depth + 1) != LB_OK) {
+            rc = LB_ERROR;
+        }
     }
-    if (f) {
-        fclose(f);
+    fclose(f);
+    return rc;
+}
+
+/* libconfig 1.5 prepends its include directory even to absolute paths, so
+ * instead of setting one, the file is read from its own directory. */
+static int
+lb_cycle_read_config(config_t *config, const char *file, const char *dir)
+{
+    int  cwd, rc, err;
+
+    cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cwd == -1 || chdir(dir) == -1) {
+        if (cwd != -1) {
+            close(cwd);
+        }
+        return config_read_file(config, file);
     }
-    lb_conf_error_at(cf, file, line, "cannot open include file");
+    rc = config_read_file(config, file);
+    err = errno;
+    if (fchdir(cwd) == -1) {
+        lb_log_error(errno, "cannot return to the working directory");
+    }
+    close(cwd);
+    errno = err;
+    return rc;
 }
 
 lb_cycle_t *
@@ -479,10 +538,9 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
     cf.block = "the global section";
 
     config_init(&config);
-    /* @include paths are relative to the main file's directory (libconfig
-     * resolves nested includes against it too) */
+    /* @include paths are relative to the main file's directory, nested
+     * includes too (libconfig resolves them all against it) */
     dir = dirname(dir);
-    config_set_include_dir(&config, dir);
     cf.include_dir = dir;
 
     if (lb_cycle_check_file(cycle->conf_file, report) != LB_OK) {
@@ -490,7 +548,12 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
         lb_pool_destroy(pool);
         return NULL;
     }
-    if (config_read_file(&config, cycle->conf_file) != CONFIG_TRUE) {
+    if (lb_cycle_check_includes(&cf, cycle->conf_file, dir, 0) != LB_OK) {
+        config_destroy(&config);
+        lb_pool_destroy(pool);
+        return NULL;
+    }
+    if (lb_cycle_read_config(&config, cycle->conf_file, dir) != CONFIG_TRUE) {
         if (config_error_type(&config) == CONFIG_ERR_FILE_IO && config_error_file(&config) == NULL) {
             char  line[PATH_MAX + 128];
 
@@ -501,17 +564,10 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
             } else {
                 fprintf(stderr, "%s\n", line);
             }
-        } else if (strcmp(config_error_text(&config), "cannot open include file") == 0
-                   && config_error_file(&config))
-        {
-            lb_cycle_include_error(&cf, config_error_file(&config)[0] == '/'
-                                        ? config_error_file(&config)
-                                        : lb_psprintf(pool, "%s/%s", dir,
-                                                      config_error_file(&config)),
-                                   config_error_line(&config), dir);
         } else {
-            lb_conf_error_at(&cf, config_error_file(&config) ? config_error_file(&config)
-                                                             : conf_file,
+            lb_conf_error_at(&cf, config_error_file(&config)
+                                  ? lb_cycle_abs_in(pool, dir, config_error_file(&config))
+                                  : cycle->conf_file,
                              config_error_line(&config), "%s", config_error_text(&config));
         }
         config_destroy(&config);

@@ -336,6 +336,34 @@ lb_listeners_start(lb_cycle_t *cycle, int slot)
     return LB_OK;
 }
 
+/* A worker inherits every listening socket the master holds; it keeps only
+ * its own slot's, so that when the master and the slot's worker close a
+ * socket (graceful stop), no stray copy keeps it open and accepting into a
+ * queue nobody serves. */
+void
+lb_sockets_keep_slot(lb_cycle_t *cycle, int slot)
+{
+    lb_listener_t  *ls;
+    size_t          i, j, a, n;
+    int             workers = (int) cycle->core->workers;
+    bool            mine;
+
+    for (j = 0; j < lb_nsockets; j++) {
+        mine = false;
+        for (i = 0; i < cycle->listeners.nelts && !mine; i++) {
+            ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+            n = ls->addrs.nelts;
+            for (a = 0; a < n && !mine; a++) {
+                mine = ls->fds[a * (size_t) workers + (size_t) slot] == lb_sockets[j].fd;
+            }
+        }
+        if (!mine) {
+            close(lb_sockets[j].fd);
+        }
+    }
+    lb_nsockets = 0;        /* this process owns no table: the master does */
+}
+
 /* Stops accepting. The worker's descriptor is closed, but the socket lives
  * on in the master and in the next worker of the slot, so connections still
  * queued on it are served by that worker, not reset. */

@@ -19,6 +19,7 @@ typedef struct {
     int        slot;
     unsigned   generation;
     bool       quitting;        /* QUIT sent: finishing in-flight work */
+    bool       stopped;         /* it said it no longer accepts */
     lb_msec_t  started;
     lb_msec_t  shutdown_timeout;    /* of the worker's own configuration */
     lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
@@ -33,8 +34,19 @@ static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
 static volatile pid_t         lb_reload_requesters[LB_MAX_REQUESTERS];
 static volatile sig_atomic_t  lb_nrequesters;
 
+/* Workers that reported they stopped accepting, not yet processed. */
+#define LB_MAX_STOPPED  (4 * LB_MAX_WORKERS)
+static volatile pid_t         lb_stopped_pids[LB_MAX_STOPPED];
+static volatile sig_atomic_t  lb_nstopped;
+
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
                               lb_sig_reopen, lb_sig_child, lb_sig_alarm, lb_sig_upgrade;
+
+/* The answer to lbctl reload waits until no worker of an older generation
+ * still accepts, so that once lbctl returns every new connection meets the
+ * new configuration (bounded: 5s). */
+static bool       lb_answer_pending, lb_answer_ok;
+static lb_msec_t  lb_answer_deadline;
 
 /* A slot whose workers keep dying young (three in a row within a second of
  * starting) is restarted after a pause, so a worker that crashes at once
@@ -55,6 +67,11 @@ lb_signal_handler(int signo, siginfo_t *info, void *unused)
         }
         break;
     case SIGUSR2: lb_sig_upgrade = 1; break;
+    default:
+        if (signo == LB_SIG_STOPPED && info && lb_nstopped < LB_MAX_STOPPED) {
+            lb_stopped_pids[lb_nstopped++] = info->si_pid;
+        }
+        break;
     case SIGQUIT: lb_sig_quit = 1; break;
     case SIGTERM:
     case SIGINT:  lb_sig_terminate = 1; break;
@@ -81,6 +98,7 @@ lb_signals_install(void)
     for (i = 0; i < lb_nelems(lb_signals); i++) {
         sigaction(lb_signals[i], &sa, NULL);
     }
+    sigaction(LB_SIG_STOPPED, &sa, NULL);
     sa.sa_flags = 0;
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
@@ -96,6 +114,7 @@ lb_signals_block(sigset_t *old)
     for (i = 0; i < lb_nelems(lb_signals); i++) {
         sigaddset(&set, lb_signals[i]);
     }
+    sigaddset(&set, LB_SIG_STOPPED);
     sigprocmask(SIG_BLOCK, &set, old);
 }
 
@@ -153,6 +172,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
             exit(2);
         }
     }
+    lb_sockets_keep_slot(cycle, slot);
     if (lb_listeners_start(cycle, slot) != LB_OK) {
         exit(2);
     }
@@ -171,6 +191,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
             lb_sig_quit = 0;
             lb_worker_quitting = true;
             lb_listeners_stop(cycle);
+            kill(getppid(), LB_SIG_STOPPED);    /* the master may answer lbctl now */
             lb_conn_release_closed();
             nlisten = 0;
             lb_timer_set(&shutdown_timer, cycle->core->shutdown_timeout);
@@ -235,6 +256,7 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
     w->slot = slot;
     w->generation = cycle->generation;
     w->quitting = false;
+    w->stopped = false;
     w->started = lb_current_msec;
     w->shutdown_timeout = cycle->core->shutdown_timeout;
     w->kill_at = 0;
@@ -356,7 +378,7 @@ static void
 lb_master_arm_alarm(bool exiting)
 {
     struct itimerval  it;
-    bool              pending = exiting;
+    bool              pending = exiting || lb_answer_pending;
     size_t            i;
     int               slot;
 
@@ -462,6 +484,49 @@ lb_master_init(lb_cycle_t *cycle)
     return lb_master_init_cycle(cycle, NULL);
 }
 
+static void
+lb_workers_mark_stopped(void)
+{
+    size_t  i;
+    int     k;
+
+    /* signals stay blocked outside sigsuspend: the list is ours */
+    for (k = 0; k < lb_nstopped; k++) {
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].pid == lb_stopped_pids[k]) {
+                lb_workers[i].stopped = true;
+            }
+        }
+    }
+    lb_nstopped = 0;
+}
+
+static void
+lb_master_answer(bool now)
+{
+    union sigval  value = { .sival_int = LB_CTL_RELOAD };
+    size_t        i;
+    int           k;
+
+    if (!lb_answer_pending) {
+        return;
+    }
+    if (lb_answer_ok && !now && lb_current_msec < lb_answer_deadline) {
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].generation < lb_cycle->generation
+                && !lb_workers[i].stopped)
+            {
+                return;
+            }
+        }
+    }
+    for (k = 0; k < lb_nrequesters; k++) {
+        sigqueue(lb_reload_requesters[k], lb_answer_ok ? SIGUSR1 : SIGUSR2, value);
+    }
+    lb_nrequesters = 0;
+    lb_answer_pending = false;
+}
+
 /* The master loop --------------------------------------------------------- */
 
 int
@@ -513,6 +578,9 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
                 lb_log_notice("graceful shutdown");
                 exiting = true;
                 lb_workers_signal(SIGQUIT, false, 0);
+                /* new clients are refused at once, not queued until the
+                 * end: the workers close their copies as they stop */
+                lb_sockets_close_all();
             }
         }
         /* after TERM and QUIT, so workers stopped by the same Ctrl-C are
@@ -522,21 +590,16 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_workers_reap(lb_cycle, exiting);
             lb_workers_fill(lb_cycle, exiting);
         }
-        if (lb_sig_reload) {
-            union sigval  value = { .sival_int = LB_CTL_RELOAD };
-            bool          ok = false;
-            int           k;
-
-            lb_sig_reload = 0;
-            if (!exiting) {
-                ok = lb_master_reload();
-            }
-            /* signals stay blocked outside sigsuspend: the list is ours */
-            for (k = 0; k < lb_nrequesters; k++) {
-                sigqueue(lb_reload_requesters[k], ok ? SIGUSR1 : SIGUSR2, value);
-            }
-            lb_nrequesters = 0;
+        if (lb_nstopped) {
+            lb_workers_mark_stopped();
         }
+        if (lb_sig_reload) {
+            lb_sig_reload = 0;
+            lb_answer_ok = !exiting && lb_master_reload();
+            lb_answer_pending = true;
+            lb_answer_deadline = lb_current_msec + 5000;
+        }
+        lb_master_answer(false);
         if (lb_sig_upgrade) {
             lb_sig_upgrade = 0;
             lb_log_error(0, "binary upgrade (USR2) is not available in this version of lbd; "
@@ -553,6 +616,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
     }
 
+    lb_master_answer(true);
     lb_log_notice("exiting");
     unlink(lb_cycle->core->pid_file);
     lb_sockets_close_all();

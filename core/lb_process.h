@@ -22,6 +22,11 @@ int  lb_sockets_open(lb_cycle_t *cycle);
 /* Closes the sockets no listener of cycle uses any more. */
 void lb_sockets_close_unused(lb_cycle_t *cycle);
 void lb_sockets_close_all(void);
+/* In a worker: closes the inherited sockets of every other slot. */
+void lb_sockets_keep_slot(lb_cycle_t *cycle, int slot);
+
+/* Sent by a worker to the master once it has stopped accepting. */
+#define LB_SIG_STOPPED  (SIGRTMIN + 1)
 
 /* Starts accepting on this worker's sockets of every listener. */
 int  lb_listeners_start(lb_cycle_t *cycle, int slot);

@@ -4,6 +4,7 @@
  * failure is one line on stderr and a non-zero exit.
  */
 #include "lb_core.h"
+#include "lb_sanitizer.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -136,6 +137,26 @@ lbctl_reload(pid_t pid, lb_cycle_t *cycle)
     }
 }
 
+/* An exited master whose parent has not reaped it yet is gone for us. */
+static bool
+lbctl_is_zombie(pid_t pid)
+{
+    char   path[64], buf[512], *p;
+    FILE  *f;
+    bool   zombie = false;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) != NULL) {
+        zombie = p[1] == ' ' && p[2] == 'Z';
+    }
+    fclose(f);
+    return zombie;
+}
+
 /* Waits until pid has exited, up to timeout ms. */
 static int
 lbctl_wait_exit(pid_t pid, lb_msec_t timeout)
@@ -144,7 +165,7 @@ lbctl_wait_exit(pid_t pid, lb_msec_t timeout)
     lb_msec_t        waited;
 
     for (waited = 0; waited < timeout; waited += 20) {
-        if (kill(pid, 0) == -1 && errno == ESRCH) {
+        if ((kill(pid, 0) == -1 && errno == ESRCH) || lbctl_is_zombie(pid)) {
             return 0;
         }
         nanosleep(&ts, NULL);
@@ -154,13 +175,40 @@ lbctl_wait_exit(pid_t pid, lb_msec_t timeout)
     return 1;
 }
 
+static int
+lbctl_run(const char *cmd, lb_cycle_t *cycle)
+{
+    pid_t  pid;
+    int    rc;
+
+    if (strcmp(cmd, "test") == 0) {
+        printf("configuration ok\n");
+        return 0;
+    }
+    pid = lbctl_read_pid(cycle->core->pid_file);
+    if (pid == -1) {
+        return 1;
+    }
+    if (strcmp(cmd, "reload") == 0) {
+        return lbctl_reload(pid, cycle);
+    }
+    if (strcmp(cmd, "reopen") == 0) {
+        return lbctl_signal(pid, SIGUSR1);
+    }
+    if (strcmp(cmd, "stop") == 0) {
+        rc = lbctl_signal(pid, SIGTERM);
+        return rc ? rc : lbctl_wait_exit(pid, 15000);
+    }
+    rc = lbctl_signal(pid, SIGQUIT);
+    return rc ? rc : lbctl_wait_exit(pid, cycle->core->shutdown_timeout + 10000);
+}
+
 int
 main(int argc, char **argv)
 {
     const char  *conf = NULL, *prefix = LB_PREFIX, *cmd;
     lb_cycle_t  *cycle;
-    char        *conf_path;
-    pid_t        pid;
+    char        *conf_path = NULL;
     int          opt, rc;
 
     while ((opt = getopt(argc, argv, "+c:p:h")) != -1) {
@@ -200,27 +248,11 @@ main(int argc, char **argv)
         if (strcmp(cmd, "test") != 0 && strcmp(cmd, "reload") != 0) {
             fprintf(stderr, "lbctl: cannot find lbd: the configuration has errors\n");
         }
+        free(conf_path);
         return 1;
     }
-    if (strcmp(cmd, "test") == 0) {
-        printf("configuration ok\n");
-        return 0;
-    }
-
-    pid = lbctl_read_pid(cycle->core->pid_file);
-    if (pid == -1) {
-        return 1;
-    }
-    if (strcmp(cmd, "reload") == 0) {
-        return lbctl_reload(pid, cycle);
-    }
-    if (strcmp(cmd, "reopen") == 0) {
-        return lbctl_signal(pid, SIGUSR1);
-    }
-    if (strcmp(cmd, "stop") == 0) {
-        rc = lbctl_signal(pid, SIGTERM);
-        return rc ? rc : lbctl_wait_exit(pid, 15000);
-    }
-    rc = lbctl_signal(pid, SIGQUIT);
-    return rc ? rc : lbctl_wait_exit(pid, cycle->core->shutdown_timeout + 10000);
+    rc = lbctl_run(cmd, cycle);
+    lb_cycle_free(cycle);
+    free(conf_path);
+    return rc;
 }

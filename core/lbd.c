@@ -3,6 +3,7 @@
  * the configuration, then become the master.
  */
 #include "lb_core.h"
+#include "lb_sanitizer.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -125,7 +126,7 @@ main(int argc, char **argv)
     const char  *conf = NULL, *prefix = LB_PREFIX;
     bool         foreground = false, test = false;
     lb_cycle_t  *cycle;
-    char        *conf_path;
+    char        *conf_path = NULL;
     int          opt;
 
     while ((opt = getopt(argc, argv, "c:p:ftVh")) != -1) {
@@ -155,6 +156,7 @@ main(int argc, char **argv)
     }
 
     cycle = lb_cycle_load(conf, prefix, NULL);
+    free(conf_path);
     if (cycle == NULL) {
         return 1;
     }
@@ -167,7 +169,7 @@ main(int argc, char **argv)
     if (lb_log_open(cycle->core->error_log) != LB_OK) {
         fprintf(stderr, "lbd: cannot open error log \"%s\": %s\n",
                 cycle->core->error_log, strerror(errno));
-        return 1;
+        goto failed;
     }
     lb_log_level = (lb_log_level_t) cycle->core->log_level;
 
@@ -177,18 +179,20 @@ main(int argc, char **argv)
         || lb_master_init(cycle) != LB_OK
         || lbd_write_pid(cycle->core->pid_file) != LB_OK)
     {
-        return 1;
+        goto failed;
     }
-    if (!foreground) {
-        if (lbd_daemonize() != LB_OK) {
-            return 1;
-        }
-        if (lbd_write_pid(cycle->core->pid_file) != LB_OK) {
-            return 1;
-        }
+    if (!foreground && (lbd_daemonize() != LB_OK
+                        || lbd_write_pid(cycle->core->pid_file) != LB_OK))
+    {
+        goto failed;
     }
 
     lb_log_copy_stderr = foreground;
     lb_log_notice("lbd %s started, configuration %s", LB_VERSION, cycle->conf_file);
     return lb_master_run(cycle, foreground);
+
+failed:
+    lb_sockets_close_all();
+    lb_cycle_free(cycle);
+    return 1;
 }

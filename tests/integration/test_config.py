@@ -1,0 +1,273 @@
+"""Configuration checking (SPEC §2 `lbd -t`, §3): every error is one line
+`FILE:LINE: message` and exit 1; a valid file prints `configuration ok`; a
+test never binds a listening socket."""
+
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import textwrap
+
+import pytest
+
+from helpers import LBD, free_port, lbctl, lbd_test, listening_sockets
+
+UPSTREAM = """\
+upstreams = {
+  backend = {
+    servers = ( { address = "127.0.0.1:9001"; } );
+  };
+};
+"""
+LISTENER = """\
+listeners = (
+  { protocol = "tcp"; listen = "127.0.0.1:8080"; upstream = "backend"; }
+);
+"""
+
+# (name, configuration, line, message): one class of error each.
+BROKEN = [
+    ("unknown_setting_with_did_you_mean",
+     'workers = 1;\nlog_levle = "info";\n',
+     2, 'unknown setting "log_levle" in the global section (did you mean "log_level"?)'),
+    ("unknown_setting_without_suggestion",
+     'workers = 1;\ncolour = "blue";\n',
+     2, 'unknown setting "colour" in the global section'),
+    ("unknown_setting_in_a_server",
+     'upstreams = {\n  backend = {\n'
+     '    servers = ( { address = "127.0.0.1:9001"; max_conn = 10; } );\n  };\n};\n',
+     3, 'unknown setting "max_conn" in server #1 of upstream "backend" '
+        '(did you mean "max_conns"?)'),
+    ("wrong_type_integer",
+     'upstreams = {\n  backend = {\n'
+     '    servers = ( { address = "127.0.0.1:9001"; weight = "3"; } );\n  };\n};\n',
+     3, '"weight" must be an integer, not a string'),
+    ("wrong_type_boolean",
+     'upstreams = {\n  backend = {\n'
+     '    servers = ( { address = "127.0.0.1:9001"; backup = 1; } );\n  };\n};\n',
+     3, '"backup" must be true or false, not an integer'),
+    ("workers_out_of_range",
+     'pid_file = "lbd.pid";\nworkers = 0;\n',
+     2, '"workers" must be between 1 and 256, got 0'),
+    ("integer_out_of_range",
+     'upstreams = {\n  backend = {\n    retries = 101;\n'
+     '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',
+     3, '"retries" must be between 0 and 100, got 101'),
+    ("duration_out_of_range",
+     'upstreams = {\n  backend = {\n    connect_timeout = "2h";\n'
+     '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',
+     3, '"connect_timeout" must be between 1ms and 3600000ms, got 7200000ms'),
+    ("bad_duration",
+     UPSTREAM + 'listeners = (\n  { protocol = "tcp"; listen = "127.0.0.1:8080"; '
+     'upstream = "backend";\n    idle_timeout = "10 minutes"; }\n);\n',
+     8, '"idle_timeout" must be a duration such as "250ms", "5s", "2m", "1h" or "1d", '
+        'got "10 minutes"'),
+    ("bad_listen_port",
+     UPSTREAM + 'listeners = (\n  { protocol = "tcp"; listen = "127.0.0.1:99999"; '
+     'upstream = "backend"; }\n);\n',
+     7, 'invalid address "127.0.0.1:99999" in "listen": invalid port "99999" '
+        '(must be 1..65535)'),
+    ("bad_server_address",
+     'upstreams = {\n  backend = {\n'
+     '    servers = ( { address = "localhost"; } );\n  };\n};\n',
+     3, 'invalid address "localhost" in "address": expected "HOST:PORT", "[IPV6]:PORT", '
+        '"*:PORT" or "unix:PATH"'),
+    ("unknown_enum_value_with_did_you_mean",
+     'upstreams = {\n  backend = {\n    balance = "round-robin";\n'
+     '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',
+     3, 'invalid value "round-robin" for "balance" (did you mean "round_robin"?); '
+        'expected one of: round_robin, least_conn, random_two, hash'),
+    ("unknown_log_level",
+     'workers = 1;\nlog_level = "verbose";\n',
+     2, 'invalid value "verbose" for "log_level"; expected one of: '
+        'debug, info, notice, warn, error'),
+    ("dangling_upstream_with_did_you_mean",
+     UPSTREAM + 'listeners = (\n  { protocol = "tcp"; listen = "127.0.0.1:8080";\n'
+     '    upstream = "backnd"; }\n);\n',
+     8, 'unknown upstream "backnd" in listener "tcp:127.0.0.1:8080" '
+        '(did you mean "backend"?)'),
+    ("missing_upstream_setting",
+     UPSTREAM + 'listeners = (\n  {\n    protocol = "tcp";\n'
+     '    listen = "127.0.0.1:8080";\n  }\n);\n',
+     7, 'missing required setting "upstream" in listener "tcp:127.0.0.1:8080"'),
+    ("missing_server_address",
+     'upstreams = {\n  backend = {\n    servers = ( { weight = 2; } );\n  };\n};\n',
+     3, 'missing required setting "address" in server #1 of upstream "backend"'),
+    ("duplicate_listen_address",
+     UPSTREAM + 'listeners = (\n'
+     '  { name = "a"; protocol = "tcp"; listen = "127.0.0.1:8080"; upstream = "backend"; },\n'
+     '  { name = "b"; protocol = "tcp";\n'
+     '    listen = [ "127.0.0.1:8081", "127.0.0.1:8080" ]; upstream = "backend"; }\n);\n',
+     8, 'address 127.0.0.1:8080 of listener "b" is already used by listener "a"'),
+    ("syntax_error",
+     'workers = 1;\nlog_level "info";\nerror_log = "error.log";\n',
+     2, 'syntax error'),
+    ("unbalanced_braces",
+     'workers = 1;\nupstreams = {\n  backend = {\n',
+     4, 'syntax error'),                 # found at the end of the file
+]
+
+
+def check(tmp_path, text, name="lbd.conf"):
+    conf = tmp_path / name
+    conf.write_text(text)
+    return conf, lbd_test(conf)
+
+
+@pytest.mark.parametrize("text,line,message",
+                         [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_broken_configuration_is_one_file_line_message(tmp_path, text, line, message):
+    conf, out = check(tmp_path, text)
+    assert (out.returncode, out.stdout, out.stderr) == (1, "", f"{conf}:{line}: {message}\n")
+
+
+def test_unknown_protocol_suggests_one_and_lists_those_built_in(tmp_path):
+    conf, out = check(tmp_path, UPSTREAM + 'listeners = (\n  { protocol = "tcpp"; '
+                      'listen = "127.0.0.1:8080"; upstream = "backend"; }\n);\n')
+    assert out.returncode == 1
+    assert re.fullmatch(re.escape(f'{conf}:7: unknown protocol "tcpp" (did you mean "tcp"?); '
+                                  'this build serves: ') + r'(\w+, )*tcp(, \w+)*\n',
+                        out.stderr), out.stderr
+
+
+def test_every_error_of_a_file_is_reported_one_per_line(tmp_path):
+    conf, out = check(tmp_path, 'workers = 0;\nlog_level = "loud";\n'
+                      'upstreams = {\n  backend = {\n'
+                      '    servers = ( { address = "127.0.0.1:9001"; weight = 0; } );\n'
+                      '  };\n};\n')
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f'{conf}:1: "workers" must be between 1 and 256, got 0',
+        f'{conf}:2: invalid value "loud" for "log_level"; expected one of: '
+        'debug, info, notice, warn, error',
+        f'{conf}:5: "weight" must be between 1 and 1000, got 0',
+    ]
+
+
+def test_error_in_an_included_file_names_that_file(tmp_path):
+    (tmp_path / "upstreams.conf").write_text(
+        'upstreams = {\n  backend = {\n    balance = "fastest";\n'
+        '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n')
+    conf, out = check(tmp_path, 'workers = 1;\n@include "upstreams.conf"\n' + LISTENER)
+    assert out.returncode == 1
+    assert out.stderr == (f'{tmp_path}/upstreams.conf:3: invalid value "fastest" for '
+                          '"balance"; expected one of: round_robin, least_conn, '
+                          'random_two, hash\n')
+
+
+def test_missing_include_names_the_path_and_the_reason(tmp_path):
+    conf, out = check(tmp_path, 'workers = 1;\n\n@include "nothere.conf"\n')
+    assert (out.returncode, out.stderr) == (
+        1, f'{conf}:3: cannot open include file "{tmp_path}/nothere.conf": '
+           'No such file or directory\n')
+
+
+def test_unreadable_include_names_the_path_and_the_reason(tmp_path):
+    # as root every file is readable: run the check as nobody on a
+    # directory nobody may read
+    shared = tempfile.mkdtemp(prefix="lbd-include-", dir="/tmp")
+    try:
+        os.chmod(shared, 0o755)
+        conf = os.path.join(shared, "lbd.conf")
+        secret = os.path.join(shared, "secret.conf")
+        with open(conf, "w") as f:
+            f.write('workers = 1;\n@include "secret.conf"\n')
+        with open(secret, "w") as f:
+            f.write('workers = 2;\n')
+        os.chmod(conf, 0o644)
+        os.chmod(secret, 0o000)
+        as_nobody = None
+        if os.geteuid() == 0:
+            def as_nobody():
+                os.setgid(65534)
+                os.setuid(65534)
+        out = subprocess.run([LBD, "-t", "-p", shared, "-c", conf], capture_output=True,
+                             text=True, timeout=30, preexec_fn=as_nobody)
+        assert (out.returncode, out.stderr) == (
+            1, f'{conf}:2: cannot open include file "{secret}": Permission denied\n')
+    finally:
+        for name in ("lbd.conf", "secret.conf"):
+            try:
+                os.unlink(os.path.join(shared, name))
+            except FileNotFoundError:
+                pass
+        os.rmdir(shared)
+
+
+# Regression: libconfig's scanner exits the process when it includes a
+# directory; lbd checks every @include first and reports FILE:LINE.
+def test_include_of_a_directory_is_a_file_line_error(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    conf, out = check(tmp_path, 'workers = 1;\n@include "conf.d"\n')
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"{conf}:2: "), out.stderr
+
+
+# Regression: libconfig 1.5 prepends its include directory even to absolute
+# paths; lbd reads the file from its own directory instead.
+def test_include_with_an_absolute_path_is_read(tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "upstreams.conf").write_text(UPSTREAM)
+    conf, out = check(tmp_path, f'workers = 1;\n@include "{other}/upstreams.conf"\n'
+                      + LISTENER)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "configuration ok\n", "")
+
+
+def test_valid_configuration_from_include_is_ok(tmp_path):
+    (tmp_path / "upstreams.conf").write_text(UPSTREAM)
+    conf, out = check(tmp_path, 'workers = 1;\n@include "upstreams.conf"\n' + LISTENER)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "configuration ok\n", "")
+
+
+def test_missing_configuration_file_is_one_line(tmp_path):
+    out = lbd_test(tmp_path / "none.conf")
+    assert (out.returncode, out.stderr) == (
+        1, f"{tmp_path}/none.conf:0: cannot read the configuration file: "
+           "No such file or directory\n")
+
+
+def test_valid_configuration_is_ok_and_binds_nothing(tmp_path):
+    port = free_port()
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(UPSTREAM + LISTENER.replace("8080", str(port)))
+    # we hold the port without SO_REUSEPORT: lbd -t may not even probe it
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        out = lbd_test(conf)
+        assert (out.returncode, out.stdout, out.stderr) == (0, "configuration ok\n", "")
+        assert listening_sockets(port) == 1
+    with socket.socket() as after:
+        after.bind(("127.0.0.1", port))
+
+
+def test_lbctl_test_says_configuration_ok_for_a_valid_file(tmp_path):
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(UPSTREAM + LISTENER)
+    out = lbctl(conf, "test")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "configuration ok\n", "")
+
+
+def test_lbctl_test_reports_errors_like_lbd_t(tmp_path):
+    conf, expected = check(tmp_path, UPSTREAM + 'listeners = (\n  { protocol = "tcp"; '
+                           'listen = "127.0.0.1:8080"; upstream = "nope"; }\n);\n')
+    out = lbctl(conf, "test")
+    assert expected.returncode == 1
+    assert (out.returncode, out.stdout, out.stderr) == (1, "", expected.stderr)
+    assert out.stderr == f'{conf}:7: unknown upstream "nope" in listener "tcp:127.0.0.1:8080"\n'
+
+
+def test_lbd_does_not_start_on_a_broken_configuration(lbd):
+    lbd.start(textwrap.dedent("""\
+        upstreams = { backend = { servers = ( { address = "127.0.0.1:9001"; } ); }; };
+        listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "backend";
+                        idle_timeout = "forever"; } );
+        """), wait=False)
+    assert lbd.wait_exit(10) == 1
+    line = lbd.line_of('idle_timeout = "forever"')
+    assert lbd.stderr() == (f'{lbd.conf_path}:{line}: "idle_timeout" must be a duration such '
+                            'as "250ms", "5s", "2m", "1h" or "1d", got "forever"\n')
+    assert listening_sockets(lbd.port) == 0
+    assert not os.path.exists(lbd.pid_file)

@@ -12,11 +12,19 @@
 #if LB_WITH_SANITIZERS
 
 const char *__lsan_default_suppressions(void);
+const char *__lsan_default_options(void);
 
 const char *
 __lsan_default_suppressions(void)
 {
     return "leak:libconfig.so\n";
+}
+
+/* keep stderr to lbd's own lines: no "Suppressions used" summary */
+const char *
+__lsan_default_options(void)
+{
+    return "print_suppressions=0";
 }
 
 #endif

@@ -20,30 +20,32 @@ typedef struct {
     lb_conn_t   conns[LB_CONN_CHUNK];
 } lb_conn_chunk_t;
 
+/* The common tail of the plain I/O calls: EAGAIN clears the event's ready
+ * flag (the loop will say when to try again), anything else is an error. */
+static ssize_t
+lb_io_plain_failed(lb_conn_t *c, lb_event_t *ev)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        ev->ready = 0;
+        return LB_AGAIN;
+    }
+    c->error = 1;
+    return LB_ERROR;
+}
+
 static ssize_t
 lb_io_plain_recv(lb_conn_t *c, char *buf, size_t size)
 {
     ssize_t  n;
 
-    for ( ;; ) {
+    do {
         n = recv(c->fd, buf, size, 0);
-        if (n > 0) {
-            return n;
-        }
-        if (n == 0) {
-            c->eof = 1;
-            return 0;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->read.ready = 0;
-            return LB_AGAIN;
-        }
-        c->error = 1;
-        return LB_ERROR;
+    } while (n == -1 && errno == EINTR);
+
+    if (n == 0) {
+        c->eof = 1;
     }
+    return n >= 0 ? n : lb_io_plain_failed(c, &c->read);
 }
 
 static ssize_t
@@ -51,21 +53,11 @@ lb_io_plain_send(lb_conn_t *c, const char *buf, size_t size)
 {
     ssize_t  n;
 
-    for ( ;; ) {
+    do {
         n = send(c->fd, buf, size, MSG_NOSIGNAL);
-        if (n >= 0) {
-            return n;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->write.ready = 0;
-            return LB_AGAIN;
-        }
-        c->error = 1;
-        return LB_ERROR;
-    }
+    } while (n == -1 && errno == EINTR);
+
+    return n >= 0 ? n : lb_io_plain_failed(c, &c->write);
 }
 
 static ssize_t
@@ -74,21 +66,11 @@ lb_io_plain_sendv(lb_conn_t *c, const struct iovec *iov, int iovcnt)
     struct msghdr  msg = { .msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) iovcnt };
     ssize_t        n;
 
-    for ( ;; ) {
+    do {
         n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-        if (n >= 0) {
-            return n;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->write.ready = 0;
-            return LB_AGAIN;
-        }
-        c->error = 1;
-        return LB_ERROR;
-    }
+    } while (n == -1 && errno == EINTR);
+
+    return n >= 0 ? n : lb_io_plain_failed(c, &c->write);
 }
 
 static int

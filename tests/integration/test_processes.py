@@ -76,6 +76,24 @@ def test_workers_setting_starts_that_many_workers(lbd, backend, setting, count):
     assert helpers.listening_sockets(lbd.port) == count
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_setting_runs_workers_as_that_user(lbd, backend):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    server = backend(helpers.echo)
+    lbd.start('user = "nobody";\n' + PROXY, server=server)
+    for pid in lbd.workers():
+        with open(f"/proc/{pid}/status") as f:
+            ids = {line.split(":")[0]: line.split()[1:] for line in f}
+        assert int(ids["Uid"][0]) == nobody.pw_uid
+        assert int(ids["Gid"][0]) == nobody.pw_gid
+    with open(f"/proc/{lbd.master_pid}/status") as f:
+        assert f.read().split("Uid:")[1].split()[0] == "0"     # the master stays root
+    with connect(lbd.address) as sock:                         # and it still relays
+        sock.sendall(b"ping")
+        assert sock.recv(4) == b"ping"
+
+
 def test_killed_worker_is_replaced_and_no_connection_is_refused(lbd, backend):
     server = backend(helpers.echo)
     lbd.start(PROXY, server=server)

@@ -7,6 +7,7 @@
 #                     PYTEST_ARGS='-k name -x' is passed to pytest
 #   make unit         unit tests only        make integration  pytest only
 #   make bench        builds lbd and tests/bench/*.c, runs tests/bench/run
+#   make fuzz         tests/fuzz/*.c with clang and libFuzzer, FUZZ_SECONDS each (30)
 #   make run          demo: lbd on 127.0.0.1:8080 before two demo backends
 #   make install      PREFIX/sbin, PREFIX/conf, PREFIX/logs; honours DESTDIR
 #   make clean        removes objs/
@@ -176,6 +177,46 @@ bench: all $(LB_BENCH_BINS)
 	LBD='$(abspath objs/lbd)' LBCTL='$(abspath objs/lbctl)' \
 	BENCH_BIN='$(abspath objs/bench)' tests/bench/run
 
+# Fuzzing: each tests/fuzz/NAME.c is a libFuzzer target built with the
+# sanitizers into objs/fuzz/NAME, run FUZZ_SECONDS from the seeds in
+# tests/fuzz/corpus/NAME/ (what it learns goes to objs/fuzz/corpus/NAME/).
+# A crash leaves its input as objs/fuzz/NAME-crash-* and fails the target.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+
+LB_FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
+LB_FUZZ_BINS := $(patsubst tests/fuzz/%.c,objs/fuzz/%,$(LB_FUZZ_SRCS))
+LB_FUZZ_PARSER := modules/http/core/lb_http_parse.c
+
+$(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
+	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \
+		{ echo 'make fuzz: $(FUZZ_CC) not found (auto/deps installs it)' >&2; exit 1; }
+	$(lb_say) FUZZ $@
+	$(lb_q)mkdir -p $(@D)
+	$(lb_q)$(FUZZ_CC) -std=gnu11 -g -O1 -Wall -Wextra -Werror \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		$(LB_INCS) -I modules/http/core -MMD -MP -MF $@.d -o $@ $< $(LB_FUZZ_PARSER)
+
+-include $(addsuffix .d,$(LB_FUZZ_BINS))
+
+fuzz: $(LB_FUZZ_BINS)
+	@failed=; \
+	for f in $(LB_FUZZ_BINS); do \
+		n=$${f#objs/fuzz/}; \
+		mkdir -p objs/fuzz/corpus/$$n; \
+		if $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=objs/fuzz/$$n- objs/fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+			>objs/fuzz/$$n.log 2>&1; \
+		then \
+			echo "fuzz: $$n: $$(sed -n 's/^stat::number_of_executed_units: *//p' \
+				objs/fuzz/$$n.log) runs in $(FUZZ_SECONDS)s, no crash"; \
+		else \
+			tail -n 40 objs/fuzz/$$n.log >&2; \
+			echo "fuzz: $$n FAILED (objs/fuzz/$$n.log)" >&2; failed="$$failed $$n"; \
+		fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed" >&2; exit 1; fi
+
 # `make run` works on a fresh machine: auto/deps first if a build dependency
 # is missing, then the build (which configures), then the demo.
 lb_deps_present = \
@@ -197,7 +238,7 @@ install: all
 	@if [ ! -f conf/lbd.conf ]; then echo 'make install: conf/lbd.conf is missing' >&2; exit 1; fi
 	install -d '$(lb_dest)/sbin' '$(lb_dest)/conf/examples' '$(lb_dest)/logs'
 	install -m 755 objs/lbd objs/lbctl '$(lb_dest)/sbin/'
-	$(if $(wildcard conf/*.conf),install -m 644 $(wildcard conf/*.conf) '$(lb_dest)/conf/examples/')
+	$(if $(wildcard conf/*.conf conf/examples/*.conf),install -m 644 $(wildcard conf/*.conf conf/examples/*.conf) '$(lb_dest)/conf/examples/')
 	@if [ -e '$(lb_dest)/conf/lbd.conf' ]; then \
 		echo 'keeping the existing $(lb_dest)/conf/lbd.conf (the shipped one is conf/examples/lbd.conf)'; \
 	else \
@@ -209,6 +250,6 @@ clean:
 	rm -rf objs
 
 help:
-	@sed -n '2,16s/^# \{0,1\}//p' Makefile
+	@sed -n '2,17s/^# \{0,1\}//p' Makefile
 
-.PHONY: all test unit integration bench run install clean help
+.PHONY: all test unit integration bench fuzz run install clean help

@@ -1,0 +1,130 @@
+/*
+ * lb_http_parse.h: the HTTP/1.x message parser (RFC 9112), strict and
+ * zero-copy: every field it returns points into the caller's buffer, which
+ * must hold the whole message head. Nothing here allocates or keeps global
+ * state, so the parser is trivially fuzzable (tests/fuzz/).
+ */
+#ifndef LB_HTTP_PARSE_H
+#define LB_HTTP_PARSE_H
+
+#include "lb_core.h"
+
+#define LB_HTTP_MAX_HEADERS  256          /* hard cap; max_headers is lower */
+
+typedef struct {
+    lb_str_t   name;
+    lb_str_t   value;             /* leading and trailing whitespace removed */
+} lb_http_header_t;
+
+typedef enum {
+    LB_HTTP_BODY_NONE = 0,        /* no body (or a response without one) */
+    LB_HTTP_BODY_LENGTH,          /* Content-Length bytes */
+    LB_HTTP_BODY_CHUNKED,         /* Transfer-Encoding: chunked */
+    LB_HTTP_BODY_CLOSE,           /* response: until the connection closes */
+} lb_http_body_t;
+
+/* Limits the parser enforces; a violation gives the status to answer. */
+typedef struct {
+    size_t   max_header_size;     /* whole head, request line included: 431 */
+    size_t   max_headers;         /* number of fields: 431 */
+    size_t   max_uri;             /* request target: 414 */
+} lb_http_limits_t;
+
+typedef struct {
+    /* request line (requests) */
+    lb_str_t            method;
+    lb_str_t            target;       /* as sent: origin-form, absolute-form, ... */
+    lb_str_t            path;         /* target up to '?'; for absolute-form the
+                                         part after the authority; empty for
+                                         CONNECT host:port and OPTIONS * */
+    lb_str_t            query;        /* after '?', without it; empty if none */
+    /* status line (responses) */
+    int                 status;
+    lb_str_t            reason;
+    /* both */
+    int                 version;      /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
+    lb_http_header_t    headers[LB_HTTP_MAX_HEADERS];
+    size_t              nheaders;
+    size_t              head_len;     /* bytes of the head, final CRLF included
+                                         (and the empty lines before a request
+                                         line: the caller skips head_len) */
+
+    /* derived from the headers by lb_http_parse_*_head */
+    lb_http_body_t      body;
+    int64_t             content_length;   /* for LB_HTTP_BODY_LENGTH, else -1 */
+    bool                keep_alive;       /* per version and Connection; false
+                                             for a response delimited by close */
+    bool                expect_continue;  /* Expect: 100-continue */
+    bool                upgrade;          /* Connection: upgrade + Upgrade */
+    lb_str_t            host;             /* Host field value (requests); the
+                                             target's authority is not used */
+
+    /* on LB_ERROR: the status to answer and why, for the log */
+    int                 error_status;
+    const char         *error;
+} lb_http_msg_t;
+
+/* Parses a request head from buf[0..len). Returns LB_OK when the head is
+ * complete (msg filled, msg->head_len bytes used), LB_AGAIN when more bytes
+ * are needed (nothing in buf is invalid so far, and the limits still hold),
+ * or LB_ERROR with msg->error_status (400, 414, 431, 501) and msg->error.
+ * Refused with 400: a request line that is not METHOD SP target SP
+ * HTTP/1.0 or HTTP/1.1 (any other version too: 505 is not among the
+ * answers lbd gives, SPEC §4); a target that is not one of the four forms
+ * of RFC 9112 §3.2, or holds a fragment or a non-ASCII byte; more than a
+ * few empty lines before the request line; whitespace before a colon;
+ * obsolete line folding; a bare CR or LF; NUL or other control characters
+ * in a field; both Content-Length and Transfer-Encoding; a malformed or
+ * repeated Content-Length (even "5, 5": no real client sends it, and the
+ * next hop might read it differently); Transfer-Encoding in HTTP/1.0 or
+ * with an empty element, parameters or chunked twice; a missing Host in
+ * HTTP/1.1, more than one Host, an invalid Host. 501: a transfer coding
+ * other than chunked (alone and last). 414 as soon as the target is longer
+ * than max_uri; 431 as soon as len passes max_header_size without a
+ * complete head. Calling it again with more bytes re-parses from the
+ * start of buf: heads are short and this keeps the state trivial. */
+int lb_http_parse_request_head(lb_http_msg_t *msg, const char *buf, size_t len,
+                               const lb_http_limits_t *limits);
+
+/* Parses a response head (status line + fields) with the same rules, and
+ * fails every error with 502: a bad answer is never the client's fault.
+ * Differences: no empty lines before the status line; a status outside
+ * 100..599 is refused; "HTTP/1.1 200\r\n" without the SP before an empty
+ * reason is accepted; identical Content-Length values ("5, 5") count as
+ * one (RFC 9110 §8.6); no Host is needed. For a response to HEAD, or with
+ * status 1xx, 204 or 304, body is NONE; without Content-Length or
+ * Transfer-Encoding it is CLOSE. */
+int lb_http_parse_response_head(lb_http_msg_t *msg, const char *buf, size_t len,
+                                const lb_http_limits_t *limits, bool head_request);
+
+/* The value of field name (case-insensitive), or NULL. */
+const lb_http_header_t *lb_http_find_header(const lb_http_msg_t *msg, const char *name);
+
+/* Incremental chunked-body decoder (RFC 9112 §7.1). Zero it before the
+ * first call; any split of the input gives the same result. */
+typedef struct {
+    int        state;
+    uint64_t   size;              /* of the current chunk, left to deliver */
+    size_t     ext_len;           /* bytes of the chunk line seen: size and
+                                     extension, without the CRLF */
+    size_t     trailer_len;       /* bytes of trailer section seen */
+    bool       done;              /* last chunk and trailers consumed */
+} lb_http_chunked_t;
+
+#define LB_HTTP_CHUNK_EXT_MAX   4096
+#define LB_HTTP_TRAILER_MAX     16384
+
+/* Decodes from buf[0..len). Sets *used to the bytes consumed; when chunk
+ * data is found, *data / *data_len point at it (a view into buf) and the
+ * call returns right after it, so data is never copied or moved. Returns
+ * LB_OK (data found; call again with the rest), LB_AGAIN (buf fully
+ * consumed, more needed), LB_DONE (body complete: *used ends after the
+ * trailers; later calls return LB_DONE with *used 0) or LB_ERROR (a chunk
+ * size that is not 1*HEXDIG or reaches 2^60, whitespace other than before
+ * ';', a chunk line longer than LB_HTTP_CHUNK_EXT_MAX, trailers longer
+ * than LB_HTTP_TRAILER_MAX or not field lines, anything but CRLF where
+ * one is due, control characters). */
+int lb_http_parse_chunked(lb_http_chunked_t *c, const char *buf, size_t len,
+                          size_t *used, const char **data, size_t *data_len);
+
+#endif

@@ -44,6 +44,11 @@ lb_io_plain_recv(lb_conn_t *c, char *buf, size_t size)
 
     if (n == 0) {
         c->eof = 1;
+    } else if (n > 0 && (size_t) n < size && !c->rdhup) {
+        /* a short read drained the socket: new bytes will raise a new
+         * edge, so no read is needed just to see EAGAIN. Not after a FIN
+         * was seen: its edge is spent, and the 0 must still be read. */
+        c->read.ready = 0;
     }
     return n >= 0 ? n : lb_io_plain_failed(c, &c->read);
 }

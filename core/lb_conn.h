@@ -42,6 +42,7 @@ struct lb_conn_s {
     unsigned          eof:1;        /* the peer finished sending */
     unsigned          shut_wr:1;    /* we finished sending */
     unsigned          error:1;      /* the socket reported an error */
+    unsigned          rdhup:1;      /* the peer's FIN (or a hang-up) was seen */
 };
 
 extern uint64_t  lb_conn_next_id;

@@ -141,6 +141,9 @@ lb_loop_process(lb_msec_t max_wait, const sigset_t *sigmask)
         if (ee->events & EPOLLERR) {
             c->error = 1;
         }
+        if (ee->events & (EPOLLRDHUP | EPOLLHUP)) {
+            c->rdhup = 1;
+        }
         if (ee->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
             c->read.ready = 1;
             if (c->read.handler) {

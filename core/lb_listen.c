@@ -97,6 +97,10 @@ lb_socket_create(const lb_addr_t *addr, int socktype)
         if (addr->u.sa.sa_family == AF_INET6) {
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         }
+        if (socktype == SOCK_STREAM) {
+            /* accepted sockets inherit it: no setsockopt per connection */
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
     }
     if (bind(fd, &addr->u.sa, addr->len) == -1) {
         goto failed;
@@ -261,7 +265,7 @@ lb_listener_accept(lb_event_t *ev)
     lb_listener_t           *ls = lc->listener;
     struct sockaddr_storage  peer;
     socklen_t                len;
-    int                      fd, i, one = 1;
+    int                      fd, i;
 
     for (i = 0; i < 64; i++) {
         len = sizeof(peer);
@@ -288,9 +292,6 @@ lb_listener_accept(lb_event_t *ev)
             lb_log_error(ENOMEM, "cannot allocate a connection on listener \"%s\"", ls->name);
             close(fd);
             return;
-        }
-        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         memcpy(&c->peer, &peer, len);
         c->peer_len = len;

@@ -15,6 +15,12 @@
 #define LB_TCP_BUF_SIZE    (16 * 1024)
 #define LB_TCP_BUF_CACHE   64
 
+/* A direction starts by copying through a buffer and moves to splice once
+ * it has carried this much: for a request of a few kilobytes, recv and
+ * send are cheaper than two splices and a pipe, and a short read says the
+ * socket is drained where a splice cannot (see lb_tcp_fill). */
+#define LB_TCP_SPLICE_AFTER  (64 * 1024)
+
 typedef struct {
     char            *upstream_name;
     const char      *upstream_file;
@@ -37,7 +43,8 @@ typedef struct {
 typedef struct {
     lb_conn_t       *src;
     lb_conn_t       *dst;
-    bool             splice;
+    bool             splice;        /* moving through the pipe now */
+    bool             can_splice;    /* both sockets allow it, and the listener */
     lb_tcp_pipe_t    pipe;
     lb_buf_t         buf;
     uint64_t         bytes;
@@ -325,6 +332,19 @@ lb_tcp_fill(lb_tcp_dir_t *d)
     return errno == EINTR ? LB_AGAIN : LB_ERROR;
 }
 
+/* Switches an emptied copy direction to splice; stays with copying when no
+ * pipe can be had. */
+static void
+lb_tcp_to_splice(lb_tcp_dir_t *d)
+{
+    if (lb_tcp_pipe_get(&d->pipe) != LB_OK) {
+        d->can_splice = false;
+        return;
+    }
+    lb_tcp_buf_put(&d->buf);
+    d->splice = true;
+}
+
 /* Moves what can move in one direction without blocking. Returns true when
  * bytes moved or the direction changed state; sets *failed when a socket
  * failed. */
@@ -341,6 +361,11 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
                 d->bytes += (uint64_t) n;
                 moved = true;
                 src_dry = false;
+                if (d->can_splice && !d->splice && d->bytes >= LB_TCP_SPLICE_AFTER
+                    && lb_buf_len(&d->buf) == 0)
+                {
+                    lb_tcp_to_splice(d);
+                }
             } else if (n == LB_ERROR) {
                 *failed = true;
                 return moved;
@@ -441,13 +466,10 @@ lb_tcp_start_relay(lb_tcp_session_t *s)
 {
     bool  splice = s->conf->splice && s->client->io->raw && s->peer->io->raw;
 
-    s->up.splice = s->down.splice = splice;
-    if (splice ? lb_tcp_pipe_get(&s->up.pipe) != LB_OK || lb_tcp_pipe_get(&s->down.pipe) != LB_OK
-               : lb_tcp_buf_get(&s->up.buf) != LB_OK || lb_tcp_buf_get(&s->down.buf) != LB_OK)
-    {
-        lb_log_error(errno, "*%llu client %s: cannot allocate relay %s; closing",
-                     (unsigned long long) s->client->id, s->client->peer_text,
-                     splice ? "pipes" : "buffers");
+    s->up.can_splice = s->down.can_splice = splice;
+    if (lb_tcp_buf_get(&s->up.buf) != LB_OK || lb_tcp_buf_get(&s->down.buf) != LB_OK) {
+        lb_log_error(errno, "*%llu client %s: cannot allocate relay buffers; closing",
+                     (unsigned long long) s->client->id, s->client->peer_text);
         lb_tcp_close(s);
         return;
     }

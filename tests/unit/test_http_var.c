@@ -1,0 +1,571 @@
+/*
+ * test_http_var.c: the variables of modules/http/core (SPEC §3.5): compile
+ * errors and their suggestions, literals and escapes, every variable read
+ * from a request parsed for real, captures, and evaluation into buffers too
+ * small for the result.
+ */
+#include "lb_core.h"
+#include "lb_http_parse.h"
+#include "lb_http_var.h"
+
+#include <check.h>
+#include <time.h>
+
+#define UNSET  (~(size_t) 0)
+
+static const lb_http_limits_t  limits = { 8192, 64, 1024 };
+
+static const char  request[] =
+    "GET /search/q?page=2&x=&page=3&flag&q=a%20b&PAGE=9 HTTP/1.1\r\n"
+    "Host: Example.COM:8080\r\n"
+    "X-Forwarded-For: 10.0.0.1\r\n"
+    "User-Agent: curl/8.0\r\n"
+    "x-forwarded-for: 10.0.0.2, 10.0.0.3\r\n"
+    "Cookie: a=1; session=abc ;  theme = dark ;flag; Up=x\r\n"
+    "Cookie: late=9;a=2\r\n"
+    "\r\n";
+
+static lb_http_msg_t      msg;
+static lb_http_var_ctx_t  ctx;
+static lb_pool_t         *pool;
+static char               err[256];
+
+static void
+setup(void)
+{
+    pool = lb_pool_create(LB_POOL_DEFAULT_SIZE);
+    ck_assert_ptr_nonnull(pool);
+    ck_assert_int_eq(lb_http_parse_request_head(&msg, request, sizeof(request) - 1,
+                                                &limits), LB_OK);
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.request = &msg;
+    ctx.upstream_response_msec = -1;
+    err[0] = '\0';
+}
+
+static void
+teardown(void)
+{
+    lb_pool_destroy(pool);
+}
+
+/* Replaces msg with the parse of a request with this Host. */
+static void
+parse_with_host(const char *host)
+{
+    static char  buf[512];
+    int          n;
+
+    n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+    ck_assert_int_eq(lb_http_parse_request_head(&msg, buf, (size_t) n, &limits), LB_OK);
+}
+
+static lb_http_complex_t *
+compile(const char *text)
+{
+    lb_http_complex_t  *cv = lb_http_complex_compile(pool, text, err, sizeof(err));
+
+    ck_assert_msg(cv != NULL, "\"%s\" failed: %s", text, err);
+    return cv;
+}
+
+/* Evaluates text three ways (length only, into a buffer, into the pool)
+ * and checks all three agree with expected. */
+#define eval_is(text, expected) eval_check(text, expected, sizeof(expected) - 1)
+
+static void
+eval_check(const char *text, const char *expected, size_t len)
+{
+    lb_http_complex_t  *cv = compile(text);
+    char                buf[512];
+    size_t              n;
+    lb_str_t           *s;
+
+    ck_assert_uint_eq(lb_http_complex_eval(cv, &ctx, NULL, 0), len);
+    n = lb_http_complex_eval(cv, &ctx, buf, sizeof(buf));
+    ck_assert_msg(n == len && memcmp(buf, expected, len) == 0,
+                  "\"%s\" gave \"%.*s\", expected \"%s\"", text, (int) lb_min(n, sizeof(buf)),
+                  buf, expected);
+    s = lb_http_complex_eval_pool(cv, &ctx, pool);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(s->len, len);
+    ck_assert(memcmp(s->data, expected, len) == 0);
+}
+
+/* Compilation errors --------------------------------------------------------- */
+
+static const struct {
+    const char  *text;
+    const char  *err;
+} bad[] = {
+    { "$hots", "unknown variable \"$hots\" (did you mean \"$host\"?)" },
+    { "x=$request_url", "unknown variable \"$request_url\" (did you mean \"$request_uri\"?)" },
+    { "$remoteaddr", "unknown variable \"$remoteaddr\" (did you mean \"$remote_addr\"?)" },
+    { "$htpp_x_id", "unknown variable \"$htpp_x_id\" (did you mean \"$http_x_id\"?)" },
+    { "$cokie_sid", "unknown variable \"$cokie_sid\" (did you mean \"$cookie_sid\"?)" },
+    { "$hostname", "unknown variable \"$hostname\" (did you mean \"${host}name\"?)" },
+    { "$nonsense", "unknown variable \"$nonsense\"" },
+    { "$0", "unknown variable \"$0\"" },
+    { "${10}", "unknown variable \"$10\"" },
+    { "price: 5$", "a \"$\" must start a variable name (write $$ for a dollar sign)" },
+    { "a $ b", "a \"$\" must start a variable name (write $$ for a dollar sign)" },
+    { "$-x", "a \"$\" must start a variable name (write $$ for a dollar sign)" },
+    { "$$$", "a \"$\" must start a variable name (write $$ for a dollar sign)" },
+    { "${}", "empty variable name \"${}\"" },
+    { "$arg_", "variable \"$arg_\" needs a name after \"arg_\" (as in \"$arg_name\")" },
+    { "${http_}", "variable \"$http_\" needs a name after \"http_\" (as in \"$http_name\")" },
+    { "$cookie_/", "variable \"$cookie_\" needs a name after \"cookie_\" (as in \"$cookie_name\")" },
+    { "${host", "the closing \"}\" of \"${host\" is missing" },
+    { "x${", "the closing \"}\" of \"${\" is missing" },
+    { "${ho-st}", "invalid character \"-\" in \"${ho-\": a variable name is letters, "
+                  "digits and \"_\"" },
+};
+
+START_TEST(compile_error_says_why)
+{
+    ck_assert_ptr_null(lb_http_complex_compile(pool, bad[_i].text, err, sizeof(err)));
+    ck_assert_msg(strcmp(err, bad[_i].err) == 0, "\"%s\": got \"%s\", expected \"%s\"",
+                  bad[_i].text, err, bad[_i].err);
+}
+END_TEST
+
+START_TEST(compile_error_fits_a_small_err)
+{
+    char  small[8];
+
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$hots", small, sizeof(small)));
+    ck_assert_str_eq(small, "unknown");
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$hots", NULL, 0));
+}
+END_TEST
+
+START_TEST(every_name_compiles)
+{
+    char    text[64];
+    size_t  i;
+
+    for (i = 0; lb_http_var_names[i] != NULL; i++) {
+        snprintf(text, sizeof(text), "$%s", lb_http_var_names[i]);
+        ck_assert(!lb_http_complex_is_literal(compile(text)));
+    }
+    ck_assert_uint_eq(i, 21);
+}
+END_TEST
+
+/* Literals ------------------------------------------------------------------ */
+
+START_TEST(literal_is_itself)
+{
+    ck_assert(lb_http_complex_is_literal(compile("max-age=31536000")));
+    eval_is("max-age=31536000", "max-age=31536000");
+    ck_assert(lb_http_complex_is_literal(compile("")));
+    eval_is("", "");
+}
+END_TEST
+
+START_TEST(double_dollar_is_a_dollar)
+{
+    ck_assert(lb_http_complex_is_literal(compile("cost: $$5")));
+    eval_is("cost: $$5", "cost: $5");
+    eval_is("$$", "$");
+    eval_is("$$$$", "$$");
+    eval_is("$$$host", "$example.com");
+    eval_is("$host$$", "example.com$");
+}
+END_TEST
+
+START_TEST(braces_end_a_name)
+{
+    eval_is("${host}name", "example.comname");
+    eval_is("${scheme}://${host}${request_uri}", "://example.com/search/q?page=2&x=&page=3"
+            "&flag&q=a%20b&PAGE=9");
+    eval_is("${arg_page}0", "20");
+    eval_is("[$method]", "[GET]");
+    ck_assert(!lb_http_complex_is_literal(compile("${host}")));
+}
+END_TEST
+
+/* Variables from the request -------------------------------------------------- */
+
+START_TEST(request_line_variables)
+{
+    eval_is("$method", "GET");
+    eval_is("$request_uri", "/search/q?page=2&x=&page=3&flag&q=a%20b&PAGE=9");
+    eval_is("$uri", "/search/q");
+    eval_is("$args", "page=2&x=&page=3&flag&q=a%20b&PAGE=9");
+}
+END_TEST
+
+START_TEST(absolute_form_uri_is_the_path)
+{
+    static const char  req[] =
+        "GET http://other.example/a/b?c=d HTTP/1.1\r\nHost: real.example\r\n\r\n";
+
+    ck_assert_int_eq(lb_http_parse_request_head(&msg, req, sizeof(req) - 1, &limits), LB_OK);
+    eval_is("$request_uri", "http://other.example/a/b?c=d");
+    eval_is("$uri", "/a/b");
+    eval_is("$args", "c=d");
+    eval_is("$host", "real.example");
+}
+END_TEST
+
+START_TEST(no_query_means_empty_args)
+{
+    parse_with_host("a");
+    eval_is("[$args][$arg_x]", "[][]");
+    eval_is("$uri", "/");
+}
+END_TEST
+
+static const struct {
+    const char  *host;
+    const char  *expected;
+} hosts[] = {
+    { "Example.COM:8080", "example.com" },
+    { "EXAMPLE.com", "example.com" },
+    { "10.0.0.1:443", "10.0.0.1" },
+    { "[::1]:80", "[::1]" },
+    { "[::1]", "[::1]" },
+    { "[2001:DB8::A]:8443", "[2001:db8::a]" },
+    { "localhost", "localhost" },
+};
+
+START_TEST(host_is_lowercase_without_port)
+{
+    parse_with_host(hosts[_i].host);
+    eval_check("$host", hosts[_i].expected, strlen(hosts[_i].expected));
+}
+END_TEST
+
+START_TEST(arg_takes_the_first_match)
+{
+    eval_is("$arg_page", "2");
+    eval_is("[$arg_x]", "[]");
+    eval_is("[$arg_flag]", "[]");
+    eval_is("$arg_q", "a%20b");
+    eval_is("$arg_PAGE", "9");
+    eval_is("[$arg_pag][$arg_ge][$arg_missing]", "[][][]");
+}
+END_TEST
+
+START_TEST(http_joins_repeated_fields)
+{
+    eval_is("$http_x_forwarded_for", "10.0.0.1, 10.0.0.2, 10.0.0.3");
+    eval_is("$http_user_agent", "curl/8.0");
+    eval_is("$http_USER_AGENT", "curl/8.0");
+    eval_is("$http_host", "Example.COM:8080");
+    eval_is("[$http_x_missing][$http_user]", "[][]");
+    eval_is("$http_cookie", "a=1; session=abc ;  theme = dark ;flag; Up=x; late=9;a=2");
+}
+END_TEST
+
+START_TEST(http_underscore_matches_underscore_too)
+{
+    static const char  req[] = "GET / HTTP/1.1\r\nHost: a\r\nX_Odd: 1\r\n\r\n";
+
+    ck_assert_int_eq(lb_http_parse_request_head(&msg, req, sizeof(req) - 1, &limits), LB_OK);
+    eval_is("$http_x_odd", "1");
+}
+END_TEST
+
+START_TEST(cookie_finds_one_by_name)
+{
+    eval_is("$cookie_a", "1");
+    eval_is("$cookie_session", "abc");
+    eval_is("$cookie_theme", "dark");
+    eval_is("$cookie_late", "9");
+    eval_is("$cookie_Up", "x");
+    eval_is("[$cookie_up][$cookie_flag][$cookie_sess][$cookie_missing]", "[][][][]");
+}
+END_TEST
+
+START_TEST(request_variables_without_a_request_are_empty)
+{
+    ctx.request = NULL;
+    eval_is("[$host][$method][$request_uri][$uri][$args][$arg_a][$http_host][$cookie_a]",
+            "[][][][][][][][]");
+}
+END_TEST
+
+START_TEST(no_context_means_nothing_known)
+{
+    static const char   expected[] = "[][][][][0][][$x]";
+    lb_http_complex_t  *cv = compile("[$host][$status][$request_time][$upstream_response_time]"
+                                     "[$bytes_sent][$1][$$x]");
+    char                buf[64];
+    size_t              n;
+
+    lb_current_msec = 123456;
+    n = lb_http_complex_eval(cv, NULL, buf, sizeof(buf));
+    ck_assert_uint_eq(n, sizeof(expected) - 1);
+    ck_assert(memcmp(buf, expected, n) == 0);
+    n = lb_http_complex_eval(compile("just text"), NULL, buf, sizeof(buf));
+    ck_assert(n == 9 && memcmp(buf, "just text", 9) == 0);
+}
+END_TEST
+
+/* Variables from the context --------------------------------------------------- */
+
+START_TEST(context_strings)
+{
+    ctx.remote_addr = (lb_str_t) lb_string("192.0.2.7");
+    ctx.remote_port = (lb_str_t) lb_string("51234");
+    ctx.server_addr = (lb_str_t) lb_string("127.0.0.1");
+    ctx.server_port = (lb_str_t) lb_string("8443");
+    ctx.scheme = (lb_str_t) lb_string("https");
+    ctx.request_id = (lb_str_t) lb_string("4f2a");
+    ctx.upstream_addr = (lb_str_t) lb_string("10.0.0.1:80");
+    ctx.sni = (lb_str_t) lb_string("api.example");
+    ctx.ssl_protocol = (lb_str_t) lb_string("TLSv1.3");
+    ctx.ssl_cipher = (lb_str_t) lb_string("TLS_AES_128_GCM_SHA256");
+
+    eval_is("$remote_addr:$remote_port", "192.0.2.7:51234");
+    eval_is("$server_addr:$server_port", "127.0.0.1:8443");
+    eval_is("$scheme://$host$uri", "https://example.com/search/q");
+    eval_is("$request_id $upstream_addr $sni", "4f2a 10.0.0.1:80 api.example");
+    eval_is("$ssl_protocol/$ssl_cipher", "TLSv1.3/TLS_AES_128_GCM_SHA256");
+}
+END_TEST
+
+START_TEST(unknown_context_strings_are_empty)
+{
+    eval_is("[$remote_addr][$sni][$ssl_cipher][$upstream_addr]", "[][][][]");
+}
+END_TEST
+
+START_TEST(numbers)
+{
+    eval_is("[$status]", "[]");
+    ctx.status = 404;
+    eval_is("$status", "404");
+    ctx.status = 200;
+    eval_is("$status", "200");
+    eval_is("$bytes_sent", "0");
+    ctx.bytes_sent = 1234567;
+    eval_is("$bytes_sent", "1234567");
+    ctx.bytes_sent = UINT64_MAX;
+    eval_is("$bytes_sent", "18446744073709551615");
+}
+END_TEST
+
+START_TEST(request_time_is_seconds_since_start)
+{
+    ctx.start_msec = 1000;
+    lb_current_msec = 1123;
+    eval_is("$request_time", "0.123");
+    lb_current_msec = 1000;
+    eval_is("$request_time", "0.000");
+    lb_current_msec = 13345;
+    eval_is("$request_time", "12.345");
+    lb_current_msec = 999;
+    eval_is("$request_time", "0.000");
+}
+END_TEST
+
+START_TEST(upstream_response_time)
+{
+    eval_is("[$upstream_response_time]", "[]");
+    ctx.upstream_response_msec = 0;
+    eval_is("$upstream_response_time", "0.000");
+    ctx.upstream_response_msec = 5;
+    eval_is("$upstream_response_time", "0.005");
+    ctx.upstream_response_msec = 61070;
+    eval_is("$upstream_response_time", "61.070");
+}
+END_TEST
+
+START_TEST(msec_is_wall_clock_with_milliseconds)
+{
+    char                buf[64];
+    size_t              n;
+    double              v;
+    time_t              before = time(NULL), after;
+    lb_http_complex_t  *cv = compile("$msec");
+
+    n = lb_http_complex_eval(cv, &ctx, buf, sizeof(buf) - 1);
+    after = time(NULL);
+    ck_assert_uint_ge(n, 14);
+    buf[n] = '\0';
+    ck_assert_msg(buf[n - 4] == '.', "\"%s\"", buf);
+    ck_assert_uint_eq(strspn(buf, "0123456789"), n - 4);
+    ck_assert_uint_eq(strspn(buf + n - 3, "0123456789"), 3);
+    v = strtod(buf, NULL);
+    ck_assert(v >= (double) before && v < (double) after + 1);
+}
+END_TEST
+
+static void
+check_iso8601(const char *tz, const char *offset)
+{
+    char                buf[64];
+    size_t              n;
+    lb_http_complex_t  *cv = compile("$time_iso8601");
+
+    setenv("TZ", tz, 1);
+    tzset();
+    n = lb_http_complex_eval(cv, &ctx, buf, sizeof(buf) - 1);
+    buf[lb_min(n, sizeof(buf) - 1)] = '\0';
+    ck_assert_msg(n == 25, "\"%s\"", buf);
+    ck_assert_msg(buf[4] == '-' && buf[7] == '-' && buf[10] == 'T' && buf[13] == ':'
+                  && buf[16] == ':', "\"%s\"", buf);
+    ck_assert_str_eq(buf + 19, offset);
+}
+
+START_TEST(time_iso8601_has_a_colon_in_the_offset)
+{
+    check_iso8601("UTC0", "+00:00");
+    check_iso8601("IST-5:30", "+05:30");
+    check_iso8601("NST3:30", "-03:30");
+}
+END_TEST
+
+/* Captures ------------------------------------------------------------------- */
+
+static const char    subject[] = "/img/cat.png";
+static const size_t  offsets[] = { 0, 12, 5, 8, 9, 12, UNSET, UNSET, 4, 4 };
+
+static void
+set_captures(void)
+{
+    ctx.capture_subject = subject;
+    ctx.captures = offsets;
+    ctx.ncaptures = 5;
+}
+
+START_TEST(captures_one_to_nine)
+{
+    set_captures();
+    eval_is("$1.$2", "cat.png");
+    eval_is("/thumbs/${1}_small.$2", "/thumbs/cat_small.png");
+    eval_is("[$3][$4][$5][$9]", "[][][][]");
+    eval_is("$1x", "catx");
+    eval_is("$10", "cat0");
+}
+END_TEST
+
+START_TEST(captures_absent_are_empty)
+{
+    eval_is("[$1][$9]", "[][]");
+    ctx.capture_subject = subject;
+    ctx.ncaptures = 3;
+    eval_is("[$1]", "[]");
+}
+END_TEST
+
+/* Evaluation into small buffers ---------------------------------------------- */
+
+START_TEST(small_buffer_gets_a_prefix_and_the_full_length)
+{
+    static const char *const  texts[] = {
+        "max-age=31536000",
+        "$scheme://$host$request_uri",
+        "$http_x_forwarded_for|$cookie_theme|$arg_q",
+        "$status $bytes_sent $request_time $$ $1$2",
+    };
+    char                full[512], buf[512];
+    size_t              t, len, size, n;
+    lb_http_complex_t  *cv;
+
+    ctx.scheme = (lb_str_t) lb_string("http");
+    ctx.status = 503;
+    ctx.bytes_sent = 98765;
+    ctx.start_msec = lb_current_msec;
+    set_captures();
+
+    for (t = 0; t < lb_nelems(texts); t++) {
+        cv = compile(texts[t]);
+        len = lb_http_complex_eval(cv, &ctx, full, sizeof(full));
+        ck_assert_uint_gt(len, 0);
+        ck_assert_uint_lt(len, sizeof(full));
+        for (size = 0; size <= len + 1; size++) {
+            memset(buf, 0x5a, sizeof(buf));
+            n = lb_http_complex_eval(cv, &ctx, buf, size);
+            ck_assert_msg(n == len, "\"%s\" into %zu bytes: %zu, expected %zu",
+                          texts[t], size, n, len);
+            ck_assert_msg(memcmp(buf, full, lb_min(size, len)) == 0,
+                          "\"%s\" into %zu bytes: wrong prefix", texts[t], size);
+            ck_assert_msg((unsigned char) buf[size] == 0x5a
+                          && (size < len ? true : (unsigned char) buf[len] == 0x5a),
+                          "\"%s\" into %zu bytes: wrote past the end", texts[t], size);
+        }
+    }
+}
+END_TEST
+
+START_TEST(eval_pool_is_nul_terminated)
+{
+    lb_str_t  *s = lb_http_complex_eval_pool(compile("<$host>"), &ctx, pool);
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(s->len, 13);
+    ck_assert_str_eq(s->data, "<example.com>");
+}
+END_TEST
+
+static Suite *
+http_var_suite(void)
+{
+    Suite  *s = suite_create("http_var");
+    TCase  *tc;
+
+    tc = tcase_create("compile");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, compile_error_says_why, 0, (int) lb_nelems(bad));
+    tcase_add_test(tc, compile_error_fits_a_small_err);
+    tcase_add_test(tc, every_name_compiles);
+    tcase_add_test(tc, literal_is_itself);
+    tcase_add_test(tc, double_dollar_is_a_dollar);
+    tcase_add_test(tc, braces_end_a_name);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("request");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, request_line_variables);
+    tcase_add_test(tc, absolute_form_uri_is_the_path);
+    tcase_add_test(tc, no_query_means_empty_args);
+    tcase_add_loop_test(tc, host_is_lowercase_without_port, 0, (int) lb_nelems(hosts));
+    tcase_add_test(tc, arg_takes_the_first_match);
+    tcase_add_test(tc, http_joins_repeated_fields);
+    tcase_add_test(tc, http_underscore_matches_underscore_too);
+    tcase_add_test(tc, cookie_finds_one_by_name);
+    tcase_add_test(tc, request_variables_without_a_request_are_empty);
+    tcase_add_test(tc, no_context_means_nothing_known);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("context");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, context_strings);
+    tcase_add_test(tc, unknown_context_strings_are_empty);
+    tcase_add_test(tc, numbers);
+    tcase_add_test(tc, request_time_is_seconds_since_start);
+    tcase_add_test(tc, upstream_response_time);
+    tcase_add_test(tc, msec_is_wall_clock_with_milliseconds);
+    tcase_add_test(tc, time_iso8601_has_a_colon_in_the_offset);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("captures");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, captures_one_to_nine);
+    tcase_add_test(tc, captures_absent_are_empty);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("buffers");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, small_buffer_gets_a_prefix_and_the_full_length);
+    tcase_add_test(tc, eval_pool_is_nul_terminated);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner  *sr = srunner_create(http_var_suite());
+    int       failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

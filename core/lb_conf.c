@@ -474,6 +474,9 @@ lb_conf_parse_block(lb_conf_t *cf, config_setting_t *group, unsigned ctx, void *
     if (confs == NULL) {
         return lb_conf_error(cf, group, "out of memory");
     }
+    /* visible at once, so a nested block parsed by a setting or a
+     * merge_conf of this one can name these confs as its parent */
+    *out = confs;
     cf->ctx = ctx;
     cf->group = group;
 

@@ -703,7 +703,7 @@ START_TEST(unknown_protocol_with_suggestion)
         ");\n"
         WEB_UPSTREAM,
         "lbd.conf:2: unknown protocol \"tcpp\" (did you mean \"tcp\"?); "
-        "this build serves: tcp");
+        "this build serves: tcp, http, https");
 }
 END_TEST
 
@@ -711,10 +711,10 @@ START_TEST(unknown_protocol_without_suggestion)
 {
     expect_error(
         "listeners = (\n"                                                   /* 1 */
-        "  { protocol = \"http\"; listen = \"127.0.0.1:8000\"; upstream = \"web\"; }\n"
+        "  { protocol = \"quic\"; listen = \"127.0.0.1:8000\"; upstream = \"web\"; }\n"
         ");\n"
         WEB_UPSTREAM,
-        "lbd.conf:2: unknown protocol \"http\"; this build serves: tcp");
+        "lbd.conf:2: unknown protocol \"quic\"; this build serves: tcp, http, https");
 }
 END_TEST
 

@@ -1,0 +1,1251 @@
+/*
+ * lb_http_route.c: the `routes` of http and https listeners (SPEC §3.4):
+ * their settings, their compilation at load (regexes with PCRE2 JIT, match
+ * data made once), first-match lookup for a parsed request, and a text
+ * account of a route for `lbctl route`. The rules are in lb_http_route.h.
+ */
+#include "lb_core.h"
+#include "lb_http_route.h"
+
+#define PCRE2_CODE_UNIT_WIDTH  8
+#include <pcre2.h>
+
+#define LB_ROUTE_HOST_MAX  255      /* longest Host a host regex is tried on */
+
+typedef struct {
+    pcre2_code         *code;
+    pcre2_match_data   *md;         /* made at load: matching never allocates */
+    uint32_t            ngroups;    /* capture groups in the pattern */
+} lb_route_regex_t;
+
+typedef enum {
+    LB_ROUTE_PRESENT = 0,
+    LB_ROUTE_EXACT,
+    LB_ROUTE_REGEX,
+} lb_route_how_t;
+
+/* One header, cookie or query condition. */
+typedef struct {
+    lb_str_t            name;
+    lb_route_how_t      how;
+    lb_str_t            value;      /* EXACT */
+    lb_route_regex_t   *re;         /* REGEX */
+    const char         *text;       /* as written, for lb_http_route_describe */
+} lb_route_field_t;
+
+typedef enum {
+    LB_ROUTE_HOST_ANY = 0,
+    LB_ROUTE_HOST_EXACT,
+    LB_ROUTE_HOST_SUFFIX,           /* "*.example.com": host holds ".example.com" */
+    LB_ROUTE_HOST_REGEX,
+} lb_route_host_t;
+
+/* A string with variables as written, and where, for checks made once the
+ * whole route is read ($N against path_regex). */
+typedef struct {
+    const char         *text;
+    const char         *file;
+    int                 line;
+} lb_route_source_t;
+
+/* The module's configuration of one route: the public part first, so that
+ * a route handed out is also its conf. */
+typedef struct {
+    lb_http_route_t     route;
+
+    lb_route_host_t     host_kind;
+    lb_str_t            host;           /* lowercased */
+    const char         *host_text;
+    lb_route_regex_t   *host_re;
+    lb_str_t            path;           /* data NULL: no condition */
+    lb_str_t            path_prefix;
+    const char         *path_regex_text;
+    lb_route_regex_t   *path_re;
+    bool                has_methods;
+    uint32_t            methods;        /* bit per lb_route_methods entry */
+    lb_array_t          ext_methods;    /* lb_str_t: other tokens */
+    lb_array_t          method_texts;   /* char *: as written, for describe */
+    lb_array_t          headers;        /* lb_route_field_t */
+    lb_array_t          cookies;
+    lb_array_t          queries;
+    bool                field_regex;    /* some field condition is a regex */
+
+    unsigned            nactions;
+    const char         *upstream_file;
+    int                 upstream_line;
+    lb_route_source_t   rewrite_src;
+    lb_route_source_t   body_src;
+    lb_route_source_t   location_src;
+} lb_route_conf_t;
+
+typedef struct {
+    config_setting_t   *routes_v;       /* while loading */
+    lb_http_routes_t    routes;
+} lb_route_listener_conf_t;
+
+static void *lb_http_route_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int   lb_http_route_init_conf(lb_conf_t *cf);
+static int   lb_route_set_routes(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                 void *conf);
+static int   lb_route_set_host(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                               void *conf);
+static int   lb_route_set_path(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                               void *conf);
+static int   lb_route_set_path_regex(lb_conf_t *cf, const lb_setting_t *s,
+                                     config_setting_t *v, void *conf);
+static int   lb_route_set_method(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                 void *conf);
+static int   lb_route_set_field(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                void *conf);
+static int   lb_route_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                   void *conf);
+static int   lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                 void *conf);
+static int   lb_route_set_redirect(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                   void *conf);
+static int   lb_route_set_rewrite(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                  void *conf);
+
+static const char *const  lb_http_route_protocols[] = { "http", "https", NULL };
+
+static const lb_setting_t  lb_http_route_settings[] = {
+    { "routes", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
+      lb_route_set_routes, 0 },
+
+    { "host", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_host, 0 },
+    { "path", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_route_conf_t, path), NULL, lb_route_set_path, 0 },
+    { "path_prefix", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_route_conf_t, path_prefix), NULL, lb_route_set_path, 0 },
+    { "path_regex", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_route_set_path_regex, 0 },
+    { "method", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_method, 0 },
+    { "header", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_route_conf_t, headers), NULL, lb_route_set_field, 0 },
+    { "cookie", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_route_conf_t, cookies), NULL, lb_route_set_field, 0 },
+    { "query", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_route_conf_t, queries), NULL, lb_route_set_field, 0 },
+
+    { "upstream", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_route_set_upstream, 0 },
+    { "return", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_return, 0 },
+    { "redirect", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_route_set_redirect, 0 },
+    { "rewrite", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_rewrite, 0 },
+    lb_setting_end
+};
+
+lb_module_t  lb_http_route_module = {
+    "http_route", LB_MODULE_HTTP, lb_http_route_protocols, lb_http_route_settings,
+    LB_CTX_LISTENER | LB_CTX_ROUTE,
+    lb_http_route_create_conf, lb_http_route_merge_conf, lb_http_route_init_conf,
+    NULL, NULL, NULL, NULL, 0
+};
+
+/* The methods of RFC 9110 §9 and RFC 5789, one bit each: a route's method
+ * list becomes a mask, and a request's method is looked up once. */
+static const lb_str_t  lb_route_methods[] = {
+    lb_string("GET"), lb_string("HEAD"), lb_string("POST"), lb_string("PUT"),
+    lb_string("DELETE"), lb_string("CONNECT"), lb_string("OPTIONS"),
+    lb_string("TRACE"), lb_string("PATCH"),
+};
+
+static uint32_t
+lb_route_method_bit(const char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nelems(lb_route_methods); i++) {
+        if (lb_route_methods[i].len == len && memcmp(lb_route_methods[i].data, p, len) == 0) {
+            return (uint32_t) 1 << i;
+        }
+    }
+    return 0;
+}
+
+/* tchar of RFC 9110 §5.6.2 */
+static bool
+lb_route_is_token(const char *s, size_t len)
+{
+    size_t  i;
+
+    if (len == 0) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9')
+              || (s[i] != '\0' && strchr("!#$%&'*+-.^_`|~", s[i]) != NULL)))
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Configuration ---------------------------------------------------------- */
+
+static void *
+lb_http_route_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    lb_route_conf_t  *rcf;
+
+    if (ctx == LB_CTX_LISTENER) {
+        return lb_pcalloc(cf->pool, sizeof(lb_route_listener_conf_t));
+    }
+    rcf = lb_pcalloc(cf->pool, sizeof(lb_route_conf_t));
+    if (rcf == NULL
+        || lb_array_init(&rcf->ext_methods, cf->pool, 2, sizeof(lb_str_t)) != LB_OK
+        || lb_array_init(&rcf->method_texts, cf->pool, 4, sizeof(char *)) != LB_OK
+        || lb_array_init(&rcf->headers, cf->pool, 2, sizeof(lb_route_field_t)) != LB_OK
+        || lb_array_init(&rcf->cookies, cf->pool, 2, sizeof(lb_route_field_t)) != LB_OK
+        || lb_array_init(&rcf->queries, cf->pool, 2, sizeof(lb_route_field_t)) != LB_OK)
+    {
+        return NULL;
+    }
+    rcf->route.content_type = "text/plain";
+    return rcf;
+}
+
+static void
+lb_route_regex_free(void *data)
+{
+    lb_route_regex_t  *re = data;
+
+    pcre2_match_data_free(re->md);
+    pcre2_code_free(re->code);
+}
+
+/* Compiles pattern (from setting v, named what in messages) with JIT when
+ * the platform has it; pcre2_match falls back to the interpreter itself.
+ * The code and its match data are freed with the cycle's pool. */
+static lb_route_regex_t *
+lb_route_regex(lb_conf_t *cf, const config_setting_t *v, const char *what, const char *pattern)
+{
+    lb_route_regex_t  *re;
+    PCRE2_UCHAR        msg[256];
+    PCRE2_SIZE         offset;
+    int                errcode;
+
+    re = lb_pcalloc(cf->pool, sizeof(lb_route_regex_t));
+    if (re == NULL) {
+        lb_conf_error(cf, v, "out of memory");
+        return NULL;
+    }
+    re->code = pcre2_compile((PCRE2_SPTR) pattern, PCRE2_ZERO_TERMINATED, 0,
+                             &errcode, &offset, NULL);
+    if (re->code == NULL) {
+        pcre2_get_error_message(errcode, msg, sizeof(msg));
+        lb_conf_error(cf, v, "invalid regex \"%s\" in \"%s\": %s at offset %zu",
+                      pattern, what, (const char *) msg, (size_t) offset);
+        return NULL;
+    }
+    re->md = pcre2_match_data_create_from_pattern(re->code, NULL);
+    if (re->md == NULL || lb_pool_cleanup_add(cf->pool, lb_route_regex_free, re) != LB_OK) {
+        lb_route_regex_free(re);
+        lb_conf_error(cf, v, "out of memory");
+        return NULL;
+    }
+    (void) pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
+    pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &re->ngroups);
+    return re;
+}
+
+static int
+lb_route_set_routes(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_route_listener_conf_t  *lcf = conf;
+
+    if (config_setting_type(v) != CONFIG_TYPE_LIST) {
+        return lb_conf_error(cf, v, "\"routes\" must be a list ( { ... }, ... ), not %s",
+                             lb_conf_type_name(v));
+    }
+    /* compiled in merge_conf, once the listener's other settings are read */
+    lcf->routes_v = v;
+    return LB_OK;
+}
+
+static int
+lb_route_set_host(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_route_conf_t  *rcf = conf;
+    const char       *host, *name, *port;
+    char             *lower;
+    size_t            i, len;
+
+    if (lb_conf_get_string(cf, v, &host) != LB_OK) {
+        return LB_ERROR;
+    }
+    rcf->host_text = lb_pstrdup(cf->pool, host);
+    if (rcf->host_text == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    if (host[0] == '~') {
+        rcf->host_kind = LB_ROUTE_HOST_REGEX;
+        rcf->host_re = lb_route_regex(cf, v, "host", host + 1);
+        return rcf->host_re ? LB_OK : LB_ERROR;
+    }
+
+    name = host;
+    rcf->host_kind = LB_ROUTE_HOST_EXACT;
+    if (host[0] == '*' && host[1] == '.') {
+        name = host + 1;                /* keep the dot: ".example.com" */
+        rcf->host_kind = LB_ROUTE_HOST_SUFFIX;
+    }
+    len = strlen(name);
+    if (len == 0 || (rcf->host_kind == LB_ROUTE_HOST_SUFFIX && len == 1)
+        || strpbrk(name, "* \t/") != NULL)
+    {
+        return lb_conf_error(cf, v, "invalid host \"%s\": expected a name "
+                             "(\"api.example.com\"), a wildcard (\"*.example.com\") "
+                             "or a regex (\"~^api[0-9]+\\\\.\")", host);
+    }
+    port = name[0] == '[' ? strchr(name, ']') : name;      /* "[::1]" has colons */
+    if (port && strchr(port, ':')) {
+        return lb_conf_error(cf, v, "invalid host \"%s\": a host is matched without "
+                             "its port, so it may not name one", host);
+    }
+    lower = lb_pstrdup(cf->pool, name);
+    if (lower == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    for (i = 0; i < len; i++) {
+        if (lower[i] >= 'A' && lower[i] <= 'Z') {
+            lower[i] = (char) (lower[i] - 'A' + 'a');
+        }
+    }
+    if (len > 1 && lower[len - 1] == '.') {
+        len--;                          /* "example.com." is "example.com" */
+    }
+    rcf->host.data = lower;
+    rcf->host.len = len;
+    return LB_OK;
+}
+
+static int
+lb_route_set_path(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_str_t    *field = (lb_str_t *) ((char *) conf + s->offset);
+    const char  *path;
+
+    if (lb_conf_get_string(cf, v, &path) != LB_OK) {
+        return LB_ERROR;
+    }
+    if (path[0] != '/') {
+        return lb_conf_error(cf, v, "\"%s\" must start with \"/\", got \"%s\"", s->name, path);
+    }
+    field->data = lb_pstrdup(cf->pool, path);
+    field->len = strlen(path);
+    return field->data ? LB_OK : lb_conf_error(cf, v, "out of memory");
+}
+
+static int
+lb_route_set_path_regex(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_route_conf_t  *rcf = conf;
+    const char       *pattern;
+
+    if (lb_conf_get_string(cf, v, &pattern) != LB_OK) {
+        return LB_ERROR;
+    }
+    rcf->path_regex_text = lb_pstrdup(cf->pool, pattern);
+    rcf->path_re = lb_route_regex(cf, v, "path_regex", pattern);
+    return rcf->path_re && rcf->path_regex_text ? LB_OK : LB_ERROR;
+}
+
+static int
+lb_route_add_method(lb_conf_t *cf, config_setting_t *elt, const char *m, void *arg)
+{
+    lb_route_conf_t  *rcf = arg;
+    lb_str_t         *ext;
+    char            **text;
+    size_t            i, len = strlen(m);
+    uint32_t          bit;
+
+    if (!lb_route_is_token(m, len)) {
+        return lb_conf_error(cf, elt, "invalid method \"%s\": a method is a token "
+                             "(RFC 9110 §9.1), such as \"GET\"", m);
+    }
+    text = lb_array_push(&rcf->method_texts);
+    if (text == NULL || (*text = lb_pstrdup(cf->pool, m)) == NULL) {
+        return lb_conf_error(cf, elt, "out of memory");
+    }
+    rcf->has_methods = true;
+    bit = lb_route_method_bit(m, len);
+    if (bit) {
+        rcf->methods |= bit;
+        return LB_OK;
+    }
+    for (i = 0; i < lb_nelems(lb_route_methods); i++) {
+        if (lb_route_methods[i].len == len && strncasecmp(lb_route_methods[i].data, m, len) == 0) {
+            return lb_conf_error(cf, elt, "method \"%s\" would only match requests that "
+                                 "send \"%s\": methods are case-sensitive (did you mean "
+                                 "\"%s\"?)", m, m, lb_route_methods[i].data);
+        }
+    }
+    ext = lb_array_push(&rcf->ext_methods);
+    if (ext == NULL) {
+        return lb_conf_error(cf, elt, "out of memory");
+    }
+    ext->data = *text;
+    ext->len = len;
+    return LB_OK;
+}
+
+static int
+lb_route_set_method(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    return lb_conf_each_string(cf, v, lb_route_add_method, conf);
+}
+
+/* "Name", "Name: value" or "Name: ~regex" for header, cookie and query. */
+static int
+lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void *arg)
+{
+    lb_array_t        *fields = arg;
+    lb_route_field_t  *f;
+    const char        *what = config_setting_name(elt) ? config_setting_name(elt)
+                              : config_setting_name(config_setting_parent(elt));
+    const char        *colon, *value, *end;
+    char              *pattern;
+    size_t             nlen;
+    bool               ok;
+
+    colon = strchr(text, ':');
+    nlen = colon ? (size_t) (colon - text) : strlen(text);
+    if (strcmp(what, "query") == 0) {
+        ok = nlen > 0 && strcspn(text, "&=# \t") >= nlen;
+    } else {
+        ok = lb_route_is_token(text, nlen);     /* field and cookie names are tokens */
+    }
+    if (!ok) {
+        return lb_conf_error(cf, elt, "invalid %s \"%s\": expected \"Name\", \"Name: value\" "
+                             "or \"Name: ~regex\", where Name is a %s", what, text,
+                             strcmp(what, "query") == 0 ? "parameter name"
+                                                        : "token (RFC 9110 §5.6.2)");
+    }
+
+    f = lb_array_push(fields);
+    if (f == NULL || (f->text = lb_pstrdup(cf->pool, text)) == NULL
+        || (f->name.data = lb_pstrndup(cf->pool, text, nlen)) == NULL)
+    {
+        return lb_conf_error(cf, elt, "out of memory");
+    }
+    f->name.len = nlen;
+    if (colon == NULL) {
+        f->how = LB_ROUTE_PRESENT;
+        return LB_OK;
+    }
+
+    for (value = colon + 1; *value == ' ' || *value == '\t'; value++) { /* OWS */ }
+    for (end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t'); end--) {
+        /* OWS */
+    }
+    if (*value == '~') {
+        f->how = LB_ROUTE_REGEX;
+        pattern = lb_pstrndup(cf->pool, value + 1, (size_t) (end - value - 1));
+        if (pattern == NULL) {
+            return lb_conf_error(cf, elt, "out of memory");
+        }
+        f->re = lb_route_regex(cf, elt, what, pattern);
+        return f->re ? LB_OK : LB_ERROR;
+    }
+    f->how = LB_ROUTE_EXACT;
+    f->value.len = (size_t) (end - value);
+    f->value.data = lb_pstrndup(cf->pool, value, f->value.len);
+    return f->value.data ? LB_OK : lb_conf_error(cf, elt, "out of memory");
+}
+
+static int
+lb_route_set_field(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_route_conf_t  *rcf = conf;
+    lb_array_t       *fields = (lb_array_t *) ((char *) conf + s->offset);
+    lb_route_field_t *f;
+    size_t            i;
+    int               rc;
+
+    rc = lb_conf_each_string(cf, v, lb_route_add_field, fields);
+    for (i = 0; i < fields->nelts; i++) {
+        f = &lb_array_at(fields, lb_route_field_t, i);
+        if (f->how == LB_ROUTE_REGEX) {
+            rcf->field_regex = true;
+        }
+    }
+    return rc;
+}
+
+/* Compiles a string with variables; what names it in messages. */
+static int
+lb_route_complex(lb_conf_t *cf, config_setting_t *v, const char *what,
+                 lb_http_complex_t **out, lb_route_source_t *src)
+{
+    const char  *text;
+    char         err[256];
+
+    if (lb_conf_get_string(cf, v, &text) != LB_OK) {
+        return LB_ERROR;
+    }
+    err[0] = '\0';
+    *out = lb_http_complex_compile(cf->pool, text, err, sizeof(err));
+    if (*out == NULL) {
+        return lb_conf_error(cf, v, "invalid \"%s\" in %s: %s", what, cf->block,
+                             err[0] ? err : "out of memory");
+    }
+    src->text = lb_pstrdup(cf->pool, text);
+    src->file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    src->line = (int) config_setting_source_line(v);
+    return src->text && src->file ? LB_OK : lb_conf_error(cf, v, "out of memory");
+}
+
+static int
+lb_route_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_route_conf_t  *rcf = conf;
+    const char       *name;
+
+    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
+        return LB_ERROR;
+    }
+    rcf->nactions++;
+    rcf->route.action = LB_HTTP_ROUTE_UPSTREAM;
+    rcf->route.upstream_name = lb_pstrdup(cf->pool, name);
+    rcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    rcf->upstream_line = (int) config_setting_source_line(v);
+    return rcf->route.upstream_name && rcf->upstream_file ? LB_OK
+                                                         : lb_conf_error(cf, v, "out of memory");
+}
+
+/* Checks that group v (the value of `return` or `redirect`) is a group
+ * whose members are all among names; reports each stranger. */
+static int
+lb_route_check_group(lb_conf_t *cf, config_setting_t *v, const char *const *names)
+{
+    config_setting_t  *m;
+    const char        *hint, *const *p;
+    int                i, n, rc = LB_OK;
+
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "\"%s\" must be a group { %s = ...; ... }, not %s",
+                             config_setting_name(v), names[0], lb_conf_type_name(v));
+    }
+    n = config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        m = config_setting_get_elem(v, (unsigned) i);
+        for (p = names; *p && strcmp(*p, config_setting_name(m)) != 0; p++) { /* search */ }
+        if (*p) {
+            continue;
+        }
+        hint = lb_did_you_mean(config_setting_name(m), names);
+        if (hint) {
+            rc = lb_conf_error(cf, m, "unknown setting \"%s\" in \"%s\" of %s "
+                               "(did you mean \"%s\"?)", config_setting_name(m),
+                               config_setting_name(v), cf->block, hint);
+        } else {
+            rc = lb_conf_error(cf, m, "unknown setting \"%s\" in \"%s\" of %s",
+                               config_setting_name(m), config_setting_name(v), cf->block);
+        }
+    }
+    return rc;
+}
+
+/* The status member of a return or redirect group; *status keeps its
+ * default when there is none. */
+static int
+lb_route_get_status(lb_conf_t *cf, config_setting_t *v, bool redirect, int *status)
+{
+    config_setting_t  *st = config_setting_get_member(v, "status");
+    long long          n;
+
+    if (st == NULL) {
+        if (redirect) {
+            return LB_OK;
+        }
+        return lb_conf_error(cf, v, "missing required setting \"status\" in \"return\" of %s",
+                             cf->block);
+    }
+    if (config_setting_type(st) != CONFIG_TYPE_INT && config_setting_type(st) != CONFIG_TYPE_INT64) {
+        return lb_conf_error(cf, st, "\"status\" must be an integer, not %s",
+                             lb_conf_type_name(st));
+    }
+    n = config_setting_get_int64(st);
+    if (redirect && n != 301 && n != 302 && n != 303 && n != 307 && n != 308) {
+        return lb_conf_error(cf, st, "\"status\" of \"redirect\" must be 301, 302, 303, 307 "
+                             "or 308, got %lld", n);
+    }
+    if (!redirect && (n < 100 || n > 599)) {
+        return lb_conf_error(cf, st, "\"status\" must be between 100 and 599, got %lld", n);
+    }
+    *status = (int) n;
+    return LB_OK;
+}
+
+static int
+lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    static const char *const  names[] = { "status", "body", "content_type", NULL };
+    lb_route_conf_t          *rcf = conf;
+    config_setting_t         *m;
+    const char               *type;
+    int                       rc;
+
+    rcf->nactions++;
+    rcf->route.action = LB_HTTP_ROUTE_RETURN;
+    if (lb_route_check_group(cf, v, names) != LB_OK) {
+        return LB_ERROR;
+    }
+    rc = lb_route_get_status(cf, v, false, &rcf->route.status);
+    m = config_setting_get_member(v, "body");
+    if (m && lb_route_complex(cf, m, "body", &rcf->route.body, &rcf->body_src) != LB_OK) {
+        rc = LB_ERROR;
+    }
+    m = config_setting_get_member(v, "content_type");
+    if (m) {
+        if (lb_conf_get_string(cf, m, &type) != LB_OK) {
+            return LB_ERROR;
+        }
+        rcf->route.content_type = lb_pstrdup(cf->pool, type);
+        if (rcf->route.content_type == NULL) {
+            return lb_conf_error(cf, m, "out of memory");
+        }
+    }
+    return rc;
+}
+
+static int
+lb_route_set_redirect(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    static const char *const  names[] = { "location", "status", NULL };
+    lb_route_conf_t          *rcf = conf;
+    config_setting_t         *m;
+    int                       rc;
+
+    rcf->nactions++;
+    rcf->route.action = LB_HTTP_ROUTE_REDIRECT;
+    rcf->route.status = 302;
+    if (lb_route_check_group(cf, v, names) != LB_OK) {
+        return LB_ERROR;
+    }
+    rc = lb_route_get_status(cf, v, true, &rcf->route.status);
+    m = config_setting_get_member(v, "location");
+    if (m == NULL) {
+        return lb_conf_error(cf, v, "missing required setting \"location\" in \"redirect\" "
+                             "of %s", cf->block);
+    }
+    if (lb_route_complex(cf, m, "location", &rcf->route.location, &rcf->location_src) != LB_OK) {
+        rc = LB_ERROR;
+    }
+    return rc;
+}
+
+static int
+lb_route_set_rewrite(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_route_conf_t  *rcf = conf;
+
+    return lb_route_complex(cf, v, "rewrite", &rcf->route.rewrite, &rcf->rewrite_src);
+}
+
+/* The highest $N (N all digits, as the variables compiler reads names:
+ * "$2", "${2}") that text uses; 0 when none. "$$" is a literal dollar. */
+static unsigned long
+lb_route_max_capture(const char *text)
+{
+    const char     *p, *name, *end;
+    unsigned long   n, max = 0;
+
+    for (p = text; (p = strchr(p, '$')) != NULL; ) {
+        p++;
+        if (*p == '$') {
+            p++;
+            continue;
+        }
+        if (*p == '{') {
+            name = p + 1;
+            end = strchr(name, '}');
+            if (end == NULL) {
+                break;
+            }
+            p = end + 1;
+        } else {
+            name = p;
+            for (end = p; (*end >= 'a' && *end <= 'z') || (*end >= 'A' && *end <= 'Z')
+                          || (*end >= '0' && *end <= '9') || *end == '_'; end++) { /* name */ }
+            p = end;
+        }
+        if (end == name || strspn(name, "0123456789") < (size_t) (end - name)) {
+            continue;
+        }
+        n = strtoul(name, NULL, 10);
+        max = lb_max(max, n);
+    }
+    return max;
+}
+
+/* A $N in src beyond the capture groups of the route's path_regex. */
+static int
+lb_route_check_captures(lb_conf_t *cf, lb_route_conf_t *rcf, const lb_route_source_t *src,
+                        const char *what)
+{
+    unsigned long  n;
+
+    if (src->text == NULL || (n = lb_route_max_capture(src->text)) == 0) {
+        return LB_OK;
+    }
+    if (rcf->path_re == NULL) {
+        return lb_conf_error_at(cf, src->file, src->line, "\"%s\" uses $%lu, but %s has no "
+                                "path_regex to capture it", what, n, cf->block);
+    }
+    if (n > rcf->path_re->ngroups) {
+        return lb_conf_error_at(cf, src->file, src->line, "\"%s\" uses $%lu, but path_regex "
+                                "\"%s\" has %u capture group%s", what, n,
+                                rcf->path_regex_text, (unsigned) rcf->path_re->ngroups,
+                                rcf->path_re->ngroups == 1 ? "" : "s");
+    }
+    return LB_OK;
+}
+
+static int
+lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_route_listener_conf_t  *lcf;
+    lb_route_conf_t           *rcf;
+    int                        rc = LB_OK;
+
+    if (ctx == LB_CTX_LISTENER) {
+        lcf = conf;
+        return lcf->routes_v ? lb_http_routes_compile(cf, cf->listener, lcf->routes_v,
+                                                      &lcf->routes)
+                             : LB_OK;
+    }
+
+    rcf = conf;
+    if (rcf->nactions != 1) {
+        return lb_conf_error(cf, cf->group, "%s needs exactly one action: upstream, return "
+                             "or redirect", cf->block);
+    }
+    if (rcf->route.rewrite && rcf->route.action != LB_HTTP_ROUTE_UPSTREAM) {
+        rc = lb_conf_error_at(cf, rcf->rewrite_src.file, rcf->rewrite_src.line,
+                              "\"rewrite\" needs the upstream action in %s: it is the "
+                              "path sent upstream", cf->block);
+    }
+    if (lb_route_check_captures(cf, rcf, &rcf->rewrite_src, "rewrite") != LB_OK
+        || lb_route_check_captures(cf, rcf, &rcf->body_src, "body") != LB_OK
+        || lb_route_check_captures(cf, rcf, &rcf->location_src, "location") != LB_OK)
+    {
+        rc = LB_ERROR;
+    }
+    return rc;
+}
+
+int
+lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
+                       lb_http_routes_t *out)
+{
+    lb_listener_t      *saved_listener = cf->listener;
+    const char         *saved_protocol = cf->protocol, *saved_block = cf->block;
+    void              **saved_parent = cf->parent_confs, **confs;
+    config_setting_t   *g;
+    lb_route_conf_t    *rcf;
+    unsigned            i, n;
+    int                 rc = LB_OK;
+
+    n = (unsigned) config_setting_length(list);
+    out->nroutes = 0;
+    out->routes = lb_pcalloc(cf->pool, (n ? n : 1) * sizeof(lb_http_route_t *));
+    if (out->routes == NULL) {
+        return lb_conf_error(cf, list, "out of memory");
+    }
+
+    cf->listener = ls;
+    cf->protocol = ls->protocol;
+    /* the listener's confs are the routes' parents; the core sets ls->confs
+     * once the listener block is parsed, so today they may still be NULL */
+    cf->parent_confs = ls->confs;
+
+    for (i = 0; i < n; i++) {
+        g = config_setting_get_elem(list, i);
+        cf->block = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", i + 1, ls->name);
+        if (cf->block == NULL) {
+            rc = lb_conf_error(cf, g, "out of memory");
+            break;
+        }
+        confs = NULL;
+        if (lb_conf_parse_block(cf, g, LB_CTX_ROUTE, &confs) != LB_OK) {
+            rc = LB_ERROR;
+        }
+        rcf = confs ? lb_get_conf(confs, lb_http_route_module) : NULL;
+        if (rcf == NULL) {
+            continue;
+        }
+        rcf->route.index = i + 1;
+        rcf->route.file = lb_pstrdup(cf->pool, lb_conf_file(cf, g));
+        rcf->route.line = (int) config_setting_source_line(g);
+        rcf->route.listener = ls;
+        rcf->route.confs = confs;
+        out->routes[out->nroutes++] = &rcf->route;
+    }
+
+    cf->listener = saved_listener;
+    cf->protocol = saved_protocol;
+    cf->block = saved_block;
+    cf->parent_confs = saved_parent;
+    return rc;
+}
+
+int
+lb_http_routes_resolve(lb_conf_t *cf, lb_http_routes_t *rs)
+{
+    lb_route_conf_t  *rcf;
+    char             *where;
+    size_t            i;
+    int               rc = LB_OK;
+
+    for (i = 0; i < rs->nroutes; i++) {
+        rcf = (lb_route_conf_t *) rs->routes[i];
+        if (rcf->route.upstream_name == NULL) {
+            continue;
+        }
+        where = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", rcf->route.index,
+                            rcf->route.listener->name);
+        if (lb_upstream_resolve(cf, rcf->upstream_file, rcf->upstream_line,
+                                rcf->route.upstream_name, where ? where : "a route",
+                                &rcf->route.upstream) != LB_OK)
+        {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
+/* Upstreams may be declared after the listeners that use them. */
+static int
+lb_http_route_init_conf(lb_conf_t *cf)
+{
+    const lb_http_routes_t  *rs;
+    lb_listener_t           *ls;
+    size_t                   i;
+    int                      rc = LB_OK;
+
+    for (i = 0; i < cf->cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
+        rs = lb_http_route_list(ls);
+        if (rs && lb_http_routes_resolve(cf, (lb_http_routes_t *) rs) != LB_OK) {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
+const lb_http_routes_t *
+lb_http_route_list(lb_listener_t *ls)
+{
+    lb_route_listener_conf_t  *lcf;
+
+    lcf = ls->confs ? lb_get_conf(ls->confs, lb_http_route_module) : NULL;
+    return lcf ? &lcf->routes : NULL;
+}
+
+/* Matching --------------------------------------------------------------- */
+
+static bool
+lb_route_search(const lb_route_regex_t *re, const char *s, size_t len)
+{
+    return pcre2_match(re->code, (PCRE2_SPTR) (s ? s : ""), len, 0, 0, re->md, NULL) >= 0;
+}
+
+static bool
+lb_route_value_holds(const lb_route_field_t *f, const char *v, size_t len)
+{
+    switch (f->how) {
+    case LB_ROUTE_PRESENT:
+        return true;
+    case LB_ROUTE_EXACT:
+        return len == f->value.len && memcmp(v, f->value.data, len) == 0;
+    case LB_ROUTE_REGEX:
+        return lb_route_search(f->re, v, len);
+    }
+    return false;
+}
+
+static bool
+lb_route_header_holds(const lb_route_field_t *f, const lb_http_msg_t *req)
+{
+    const lb_http_header_t  *h;
+    size_t                   i;
+
+    for (i = 0; i < req->nheaders; i++) {
+        h = &req->headers[i];
+        if (h->name.len == f->name.len
+            && strncasecmp(h->name.data, f->name.data, f->name.len) == 0
+            && lb_route_value_holds(f, h->value.data, h->value.len))
+        {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The first cookie named f->name in the Cookie fields (RFC 6265 §5.4:
+ * "name=value" pairs separated by ";" and optional spaces). */
+static bool
+lb_route_cookie_holds(const lb_route_field_t *f, const lb_http_msg_t *req)
+{
+    const lb_http_header_t  *h;
+    const char              *p, *end, *pair, *eq, *last;
+    size_t                   i;
+
+    for (i = 0; i < req->nheaders; i++) {
+        h = &req->headers[i];
+        if (h->name.len != 6 || strncasecmp(h->name.data, "Cookie", 6) != 0) {
+            continue;
+        }
+        p = h->value.data;
+        end = p + h->value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
+                p++;
+            }
+            pair = p;
+            while (p < end && *p != ';') {
+                p++;
+            }
+            for (last = p; last > pair && (last[-1] == ' ' || last[-1] == '\t'); last--) {
+                /* "a=1 ; b=2": the space is not part of the value */
+            }
+            eq = memchr(pair, '=', (size_t) (last - pair));
+            if (eq == NULL || (size_t) (eq - pair) != f->name.len
+                || memcmp(pair, f->name.data, f->name.len) != 0)
+            {
+                continue;
+            }
+            return lb_route_value_holds(f, eq + 1, (size_t) (last - eq - 1));
+        }
+    }
+    return false;
+}
+
+/* The first parameter named f->name in the query string. */
+static bool
+lb_route_query_holds(const lb_route_field_t *f, const lb_http_msg_t *req)
+{
+    const char  *p = req->query.data, *end = p + req->query.len, *param, *eq, *stop;
+
+    while (p && p < end) {
+        param = p;
+        stop = memchr(p, '&', (size_t) (end - p));
+        stop = stop ? stop : end;
+        p = stop + 1;
+        eq = memchr(param, '=', (size_t) (stop - param));
+        if ((size_t) ((eq ? eq : stop) - param) != f->name.len
+            || memcmp(param, f->name.data, f->name.len) != 0)
+        {
+            continue;
+        }
+        return eq ? lb_route_value_holds(f, eq + 1, (size_t) (stop - eq - 1))
+                  : lb_route_value_holds(f, "", 0);
+    }
+    return false;
+}
+
+/* Every field condition of one kind, the regex ones (regex true) or the
+ * others. */
+static bool
+lb_route_fields_hold(const lb_route_conf_t *rcf, const lb_http_msg_t *req, bool regex)
+{
+    const lb_array_t        *arrays[3] = { &rcf->headers, &rcf->cookies, &rcf->queries };
+    const lb_route_field_t  *f;
+    size_t                   a, i;
+    bool                     ok;
+
+    for (a = 0; a < 3; a++) {
+        for (i = 0; i < arrays[a]->nelts; i++) {
+            f = &lb_array_at(arrays[a], lb_route_field_t, i);
+            if ((f->how == LB_ROUTE_REGEX) != regex) {
+                continue;
+            }
+            ok = a == 0 ? lb_route_header_holds(f, req)
+               : a == 1 ? lb_route_cookie_holds(f, req)
+               : lb_route_query_holds(f, req);
+            if (!ok) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* What one request looks like to the matcher, worked out once. */
+typedef struct {
+    const lb_http_msg_t  *req;
+    uint32_t              method;       /* bit, 0 for an extension method */
+    lb_str_t              host;         /* without port and trailing dot */
+    char                  lower[LB_ROUTE_HOST_MAX];
+    bool                  lowered;
+} lb_route_request_t;
+
+static bool
+lb_route_method_holds(const lb_route_conf_t *rcf, const lb_route_request_t *rq)
+{
+    const lb_str_t  *m;
+    size_t           i;
+
+    if (rq->method) {
+        return (rcf->methods & rq->method) != 0;
+    }
+    for (i = 0; i < rcf->ext_methods.nelts; i++) {
+        m = &lb_array_at(&rcf->ext_methods, lb_str_t, i);
+        if (m->len == rq->req->method.len && memcmp(m->data, rq->req->method.data, m->len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The conditions that cost a compare or two: tried before any regex. */
+static bool
+lb_route_cheap_hold(const lb_route_conf_t *rcf, const lb_route_request_t *rq)
+{
+    const lb_http_msg_t  *req = rq->req;
+
+    if (rcf->has_methods && !lb_route_method_holds(rcf, rq)) {
+        return false;
+    }
+    if (rcf->path.data && (req->path.len != rcf->path.len
+                           || memcmp(req->path.data, rcf->path.data, rcf->path.len) != 0))
+    {
+        return false;
+    }
+    if (rcf->path_prefix.data
+        && (req->path.len < rcf->path_prefix.len
+            || memcmp(req->path.data, rcf->path_prefix.data, rcf->path_prefix.len) != 0))
+    {
+        return false;
+    }
+    switch (rcf->host_kind) {
+    case LB_ROUTE_HOST_ANY:
+        break;
+    case LB_ROUTE_HOST_EXACT:
+        if (rq->host.len != rcf->host.len
+            || strncasecmp(rq->host.data, rcf->host.data, rcf->host.len) != 0)
+        {
+            return false;
+        }
+        break;
+    case LB_ROUTE_HOST_SUFFIX:
+        if (rq->host.len <= rcf->host.len
+            || strncasecmp(rq->host.data + rq->host.len - rcf->host.len, rcf->host.data,
+                           rcf->host.len) != 0)
+        {
+            return false;
+        }
+        break;
+    case LB_ROUTE_HOST_REGEX:
+        if (rq->host.len == 0 || rq->host.len > LB_ROUTE_HOST_MAX) {
+            return false;
+        }
+        break;
+    }
+    return lb_route_fields_hold(rcf, req, false);
+}
+
+static bool
+lb_route_regexes_hold(const lb_route_conf_t *rcf, lb_route_request_t *rq,
+                      size_t *captures, int *ncaptures)
+{
+    const lb_http_msg_t  *req = rq->req;
+    PCRE2_SIZE           *ov;
+    size_t                i, pairs;
+    int                   rc;
+
+    if (rcf->host_kind == LB_ROUTE_HOST_REGEX) {
+        if (!rq->lowered) {
+            for (i = 0; i < rq->host.len; i++) {
+                rq->lower[i] = (rq->host.data[i] >= 'A' && rq->host.data[i] <= 'Z')
+                               ? (char) (rq->host.data[i] - 'A' + 'a') : rq->host.data[i];
+            }
+            rq->lowered = true;
+        }
+        if (!lb_route_search(rcf->host_re, rq->lower, rq->host.len)) {
+            return false;
+        }
+    }
+    if (rcf->field_regex && !lb_route_fields_hold(rcf, req, true)) {
+        return false;
+    }
+    if (rcf->path_re == NULL) {
+        return true;
+    }
+
+    rc = pcre2_match(rcf->path_re->code, (PCRE2_SPTR) (req->path.data ? req->path.data : ""),
+                     req->path.len, 0, 0, rcf->path_re->md, NULL);
+    if (rc < 0) {
+        return false;
+    }
+    if (captures) {
+        ov = pcre2_get_ovector_pointer(rcf->path_re->md);
+        pairs = lb_min((size_t) rcf->path_re->ngroups + 1, LB_HTTP_ROUTE_MAX_CAPTURES);
+        for (i = 0; i < pairs; i++) {
+            /* groups past rc did not take part; neither did an unset one */
+            if ((rc == 0 || i < (size_t) rc) && ov[2 * i] != PCRE2_UNSET) {
+                captures[2 * i] = ov[2 * i];
+                captures[2 * i + 1] = ov[2 * i + 1];
+            } else {
+                captures[2 * i] = captures[2 * i + 1] = 0;
+            }
+        }
+        if (ncaptures) {
+            *ncaptures = (int) pairs;
+        }
+    }
+    return true;
+}
+
+const lb_http_route_t *
+lb_http_routes_match(const lb_http_routes_t *rs, const lb_http_msg_t *req,
+                     size_t *captures, int *ncaptures)
+{
+    lb_route_request_t  rq;
+    const char         *h, *colon;
+    size_t              i;
+
+    if (ncaptures) {
+        *ncaptures = 0;
+    }
+    if (rs == NULL) {
+        return NULL;
+    }
+    rq.req = req;
+    rq.method = lb_route_method_bit(req->method.data, req->method.len);
+    rq.lowered = false;
+    rq.host = req->host;
+    h = req->host.data;
+    if (rq.host.len && h[0] == '[') {
+        colon = memchr(h, ']', rq.host.len);
+        rq.host.len = colon ? (size_t) (colon - h) + 1 : rq.host.len;
+    } else if (rq.host.len && (colon = memchr(h, ':', rq.host.len)) != NULL) {
+        rq.host.len = (size_t) (colon - h);
+    }
+    if (rq.host.len > 1 && h[rq.host.len - 1] == '.') {
+        rq.host.len--;
+    }
+
+    for (i = 0; i < rs->nroutes; i++) {
+        const lb_route_conf_t  *rcf = (const lb_route_conf_t *) rs->routes[i];
+
+        if (lb_route_cheap_hold(rcf, &rq) && lb_route_regexes_hold(rcf, &rq, captures, ncaptures)) {
+            return &rcf->route;
+        }
+    }
+    return NULL;
+}
+
+const lb_http_route_t *
+lb_http_route_match(lb_listener_t *ls, const lb_http_msg_t *req, size_t *captures,
+                    int *ncaptures)
+{
+    return lb_http_routes_match(lb_http_route_list(ls), req, captures, ncaptures);
+}
+
+/* Describing a route ----------------------------------------------------- */
+
+typedef struct {
+    char    *buf;
+    size_t   size;
+    size_t   len;       /* as if buf were big enough */
+} lb_route_text_t;
+
+static void
+lb_route_text_add(lb_route_text_t *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+lb_route_text_add(lb_route_text_t *t, const char *fmt, ...)
+{
+    va_list  ap;
+    int      n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(t->len < t->size ? t->buf + t->len : NULL,
+                  t->len < t->size ? t->size - t->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        t->len += (size_t) n;
+    }
+}
+
+static void
+lb_route_text_fields(lb_route_text_t *t, const char *name, const lb_array_t *fields,
+                     const char **sep)
+{
+    size_t  i;
+
+    for (i = 0; i < fields->nelts; i++) {
+        lb_route_text_add(t, "%s%s = \"%s\"", *sep, name,
+                          lb_array_at(fields, lb_route_field_t, i).text);
+        *sep = ", ";
+    }
+}
+
+size_t
+lb_http_route_describe(const lb_http_route_t *r, char *buf, size_t size)
+{
+    const lb_route_conf_t  *rcf = (const lb_route_conf_t *) r;
+    lb_route_text_t         t = { buf, size, 0 };
+    const char             *sep = "";
+    size_t                  i;
+
+    if (size) {
+        buf[0] = '\0';
+    }
+    lb_route_text_add(&t, "route #%u at %s:%d: ", r->index, r->file ? r->file : "?", r->line);
+    if (rcf->host_text) {
+        lb_route_text_add(&t, "%shost = \"%s\"", sep, rcf->host_text);
+        sep = ", ";
+    }
+    if (rcf->method_texts.nelts) {
+        lb_route_text_add(&t, "%smethod = [", sep);
+        for (i = 0; i < rcf->method_texts.nelts; i++) {
+            lb_route_text_add(&t, "%s%s", i ? ", " : "",
+                              lb_array_at(&rcf->method_texts, char *, i));
+        }
+        lb_route_text_add(&t, "]");
+        sep = ", ";
+    }
+    if (rcf->path.data) {
+        lb_route_text_add(&t, "%spath = \"%s\"", sep, rcf->path.data);
+        sep = ", ";
+    }
+    if (rcf->path_prefix.data) {
+        lb_route_text_add(&t, "%spath_prefix = \"%s\"", sep, rcf->path_prefix.data);
+        sep = ", ";
+    }
+    if (rcf->path_regex_text) {
+        lb_route_text_add(&t, "%spath_regex = \"%s\"", sep, rcf->path_regex_text);
+        sep = ", ";
+    }
+    lb_route_text_fields(&t, "header", &rcf->headers, &sep);
+    lb_route_text_fields(&t, "cookie", &rcf->cookies, &sep);
+    lb_route_text_fields(&t, "query", &rcf->queries, &sep);
+    if (*sep == '\0') {
+        lb_route_text_add(&t, "every request");
+    }
+
+    switch (r->action) {
+    case LB_HTTP_ROUTE_UPSTREAM:
+        lb_route_text_add(&t, " -> upstream \"%s\"", r->upstream_name);
+        if (rcf->rewrite_src.text) {
+            lb_route_text_add(&t, ", rewrite = \"%s\"", rcf->rewrite_src.text);
+        }
+        break;
+    case LB_HTTP_ROUTE_RETURN:
+        lb_route_text_add(&t, " -> return %d", r->status);
+        break;
+    case LB_HTTP_ROUTE_REDIRECT:
+        lb_route_text_add(&t, " -> redirect %d \"%s\"", r->status, rcf->location_src.text);
+        break;
+    }
+    return t.len;
+}

@@ -37,9 +37,9 @@
  * after the listener's other settings (wherever `routes` stands in the
  * block) and after the listener merge_conf of every module listed before
  * this one in auto/modules. Each route is a LB_CTX_ROUTE block, so any
- * module may add route settings; their merge_conf gets the listener's
- * conf as parent once the core hands ls->confs out before merge_conf
- * (today lb_conf_parse_block sets it only on return, so parent is NULL).
+ * module may add route settings; their merge_conf gets the module's
+ * listener conf as parent (lb_conf_parse_block hands the listener's confs
+ * out as soon as it allocates them).
  */
 #ifndef LB_HTTP_ROUTE_H
 #define LB_HTTP_ROUTE_H

@@ -67,6 +67,7 @@ typedef struct lb_shm_zone_s  lb_shm_zone_t;
 #include "lb_buf.h"
 #include "lb_timer.h"
 #include "lb_parse.h"
+#include "lb_cidr.h"
 #include "lb_event.h"
 #include "lb_conn.h"
 #include "lb_shm.h"

@@ -12,15 +12,19 @@
 #include <limits.h>
 
 typedef struct {
-    char          *protocol;
-    lb_array_t     listen;          /* lb_addr_t */
-    char          *name;
+    char            *protocol;
+    lb_array_t       listen;        /* lb_addr_t */
+    char            *name;
+    lb_cidr_list_t   allow;
+    lb_cidr_list_t   deny;
 } lb_core_listener_conf_t;
 
 static int lb_core_set_workers(lb_conf_t *cf, const lb_setting_t *s,
                                config_setting_t *v, void *conf);
 static int lb_core_set_listeners(lb_conf_t *cf, const lb_setting_t *s,
                                  config_setting_t *v, void *conf);
+static int lb_core_set_cidrs(lb_conf_t *cf, const lb_setting_t *s,
+                             config_setting_t *v, void *conf);
 static void *lb_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int lb_core_init_conf(lb_conf_t *cf);
@@ -49,6 +53,10 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_listener_conf_t, listen), NULL, NULL, LB_SETTING_REQUIRED },
     { "name", LB_SET_STR, LB_CTX_LISTENER, NULL, 0, 0,
       offsetof(lb_core_listener_conf_t, name), NULL, NULL, 0 },
+    { "allow", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_core_listener_conf_t, allow), NULL, lb_core_set_cidrs, 0 },
+    { "deny", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_core_listener_conf_t, deny), NULL, lb_core_set_cidrs, 0 },
     lb_setting_end
 };
 
@@ -135,6 +143,33 @@ lb_core_set_workers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     }
     ccf->workers = n;
     return LB_OK;
+}
+
+static int
+lb_core_push_cidr(lb_conf_t *cf, config_setting_t *elt, const char *str, void *arg)
+{
+    char  err[160];
+
+    if (lb_cidr_list_add(arg, cf->pool, str, err, sizeof(err)) != LB_OK) {
+        return lb_conf_error(cf, elt, "invalid address block \"%s\": %s", str, err);
+    }
+    return LB_OK;
+}
+
+/* allow, deny: a CIDR or an array of them. */
+static int
+lb_core_set_cidrs(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    return lb_conf_each_string(cf, v, lb_core_push_cidr, (char *) conf + s->offset);
+}
+
+bool
+lb_listener_denies(const lb_listener_t *ls, const struct sockaddr *sa)
+{
+    if (ls->deny && lb_cidr_list_match(ls->deny, sa)) {
+        return true;
+    }
+    return ls->allow && !lb_cidr_list_match(ls->allow, sa);
 }
 
 /* Every protocol some compiled-in module declares, for error messages. */
@@ -287,6 +322,8 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     if (ctx == LB_CTX_LISTENER) {
         lcf = conf;
         cf->listener->addrs = lcf->listen;
+        cf->listener->allow = lb_cidr_list_empty(&lcf->allow) ? NULL : &lcf->allow;
+        cf->listener->deny = lb_cidr_list_empty(&lcf->deny) ? NULL : &lcf->deny;
         for (i = 0; i < lcf->listen.nelts; i++) {
             if (lb_addr_resolve_unix(cf, &lb_array_at(&lcf->listen, lb_addr_t, i)) != LB_OK) {
                 return LB_ERROR;

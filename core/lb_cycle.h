@@ -28,6 +28,8 @@ struct lb_listener_s {
     int                      socktype;      /* SOCK_STREAM (default) or SOCK_DGRAM */
     void                   **confs;         /* per-module confs of this listener */
     lb_listener_handler_pt   handler;       /* set by the protocol module */
+    lb_cidr_list_t          *allow;         /* NULL: no allow list */
+    lb_cidr_list_t          *deny;          /* NULL: no deny list */
     const char              *file;          /* where it was declared */
     int                      line;
     /* sockets, one per address per worker slot: fds[addr * workers + slot] */
@@ -48,6 +50,13 @@ struct lb_cycle_s {
 };
 
 extern lb_module_t  lb_core_module;
+
+/* Whether the listener's allow/deny lists refuse the client at sa: it is
+ * in deny, or allow is set and it is not in allow (so a unix socket
+ * client, which no block matches, is refused by any allow list). The
+ * protocol module decides what refusing means: a stream connection is
+ * closed, an http request gets 403. */
+bool lb_listener_denies(const lb_listener_t *ls, const struct sockaddr *sa);
 
 /* Loads and validates a configuration file. Every error is handed to
  * report (stderr when NULL) as "FILE:LINE: message". Opens no socket and

@@ -28,6 +28,12 @@ listeners = (
 
 # (name, configuration, line, message): one class of error each.
 BROKEN = [
+    ("cidr_with_host_bits",
+     'upstreams = { backend = { servers = ( { address = "127.0.0.1:9001"; } ); }; };\n'
+     'listeners = ( { protocol = "tcp"; listen = "127.0.0.1:9000"; upstream = "backend";\n'
+     '  allow = ["10.0.0.0/8", "192.168.1.1/24"]; } );\n',
+     3, 'invalid address block "192.168.1.1/24": host bits set in "192.168.1.1/24" '
+        '(did you mean "192.168.1.0/24"?)'),
     ("unknown_setting_with_did_you_mean",
      'workers = 1;\nlog_levle = "info";\n',
      2, 'unknown setting "log_levle" in the global section (did you mean "log_level"?)'),

@@ -200,3 +200,54 @@ def test_client_that_stops_reading_does_not_stall_the_worker(lbd, backend):
     finally:
         stop.set()
         stalled.close()
+
+
+def connect_from(source_ip, address, timeout=5):
+    host, port = address.rsplit(":", 1)
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source_ip, 0))
+    s.connect((host, int(port)))
+    return s
+
+
+ACCESS = """
+upstreams = { backend = { servers = ( { address = "$server"; } ); }; };
+listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "backend";
+                $rules } );
+"""
+
+
+def test_deny_closes_a_listed_client_before_any_server_connection(lbd, backend):
+    server = backend(helpers.echo)
+    lbd.start(ACCESS, server=server, rules='deny = ["127.0.0.2", "10.0.0.0/8"];')
+    with connect_from("127.0.0.2", lbd.address) as s:
+        assert helpers.closed_by_peer(s, timeout=3)
+    lbd.wait_log(helpers.log_line("info", r"\*\d+ client 127\.0\.0\.2:\d+: denied by "
+                                          r"allow/deny of listener \"tcp:[^\"]+\"; closing"))
+    assert server.accepted == 0
+    with connect_from("127.0.0.3", lbd.address) as s:       # not listed: served
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+    assert server.accepted == 1
+
+
+def test_allow_serves_only_listed_clients(lbd, backend):
+    server = backend(helpers.echo)
+    lbd.start(ACCESS, server=server, rules='allow = "127.0.0.4/32";')
+    with connect_from("127.0.0.4", lbd.address) as s:
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+    with connect_from("127.0.0.1", lbd.address) as s:
+        assert helpers.closed_by_peer(s, timeout=3)
+    assert server.accepted == 1
+
+
+def test_deny_wins_over_allow(lbd, backend):
+    server = backend(helpers.echo)
+    lbd.start(ACCESS, server=server, rules='allow = "127.0.0.0/8"; deny = "127.0.0.5";')
+    with connect_from("127.0.0.5", lbd.address) as s:
+        assert helpers.closed_by_peer(s, timeout=3)
+    with connect_from("127.0.0.6", lbd.address) as s:
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"

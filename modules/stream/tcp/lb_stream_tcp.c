@@ -573,8 +573,16 @@ lb_stream_tcp_init_session(lb_conn_t *c)
 {
     lb_listener_t     *ls = c->listener;
     lb_tcp_session_t  *s;
-    lb_pool_t         *pool = lb_conn_pool(c);
+    lb_pool_t         *pool;
 
+    if ((ls->allow || ls->deny) && lb_listener_denies(ls, (struct sockaddr *) &c->peer)) {
+        lb_log_info("*%llu client %s: denied by allow/deny of listener \"%s\"; closing",
+                    (unsigned long long) c->id, c->peer_text, ls->name);
+        lb_conn_close(c);
+        return;
+    }
+
+    pool = lb_conn_pool(c);
     s = pool ? lb_pcalloc(pool, sizeof(*s)) : NULL;
     if (s == NULL) {
         lb_log_error(ENOMEM, "*%llu client %s: cannot allocate a session",

@@ -192,6 +192,8 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
             lb_worker_quitting = true;
             lb_listeners_stop(cycle);
             kill(getppid(), LB_SIG_STOPPED);    /* the master may answer lbctl now */
+            lb_log_notice("stopped accepting; finishing %zu connections",
+                          lb_conn_active - nlisten);
             lb_conn_release_closed();
             nlisten = 0;
             lb_timer_set(&shutdown_timer, cycle->core->shutdown_timeout);

@@ -168,6 +168,9 @@ def test_graceful_stop_turns_new_connections_away_at_once(lbd, backend):
         assert busy.recv(1024)
         lbd.signal(signal.SIGQUIT)
         lbd.wait_log(log_line("notice", "graceful shutdown"))
+        # a connection the worker accepted before it saw QUIT is served;
+        # once it says it stopped accepting, new ones must be turned away
+        lbd.wait_log(log_line("notice", r"stopped accepting; finishing \d+ connections"))
         try:
             with connect(lbd.address, timeout=1) as late:
                 assert helpers.closed_by_peer(late, timeout=1), \

@@ -1,14 +1,102 @@
 /*
- * lb_http.c: the http core module. Today it carries the HTTP/1.x parser
- * (lb_http_parse.c) that the http listener and upstream code are built on;
- * it declares no listener protocol and no setting yet, so a configuration
- * that asks for protocol "http" is still refused as not compiled in.
+ * lb_http.c: the http core module: the http listener's settings (SPEC
+ * §3.3) and its wiring to the core. The parser (lb_http_parse.c),
+ * variables (lb_http_var.c) and the connections (lb_http_conn.c) live
+ * beside it.
  */
 #include "lb_core.h"
-#include "lb_http_parse.h"
+#include "lb_http.h"
+#include "lb_http_route.h"
+
+static void *lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int   lb_http_core_init_conf(lb_conf_t *cf);
+static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
+
+static const char *const  lb_http_core_protocols[] = { "http", NULL };
+
+#define LB_HTTP_WEEK  (7 * 86400000LL)
+
+static const lb_setting_t  lb_http_core_settings[] = {
+    { "client_header_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "10s", 1, LB_HTTP_WEEK,
+      offsetof(lb_http_core_conf_t, client_header_timeout), NULL, NULL, 0 },
+    { "client_body_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "30s", 1, LB_HTTP_WEEK,
+      offsetof(lb_http_core_conf_t, client_body_timeout), NULL, NULL, 0 },
+    { "keepalive_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "60s", 1, LB_HTTP_WEEK,
+      offsetof(lb_http_core_conf_t, keepalive_timeout), NULL, NULL, 0 },
+    { "keepalive_requests", LB_SET_INT, LB_CTX_LISTENER, "1000", 1, 1LL << 40,
+      offsetof(lb_http_core_conf_t, keepalive_requests), NULL, NULL, 0 },
+    { "max_header_size", LB_SET_SIZE, LB_CTX_LISTENER, "16k", 1024, 1LL << 20,
+      offsetof(lb_http_core_conf_t, max_header_size), NULL, NULL, 0 },
+    { "max_headers", LB_SET_INT, LB_CTX_LISTENER, "100", 1, LB_HTTP_MAX_HEADERS,
+      offsetof(lb_http_core_conf_t, max_headers), NULL, NULL, 0 },
+    { "max_uri", LB_SET_SIZE, LB_CTX_LISTENER, "8k", 16, 1LL << 20,
+      offsetof(lb_http_core_conf_t, max_uri), NULL, NULL, 0 },
+    { "max_body_size", LB_SET_SIZE, LB_CTX_LISTENER, "64m", 0, 1LL << 50,
+      offsetof(lb_http_core_conf_t, max_body_size), NULL, NULL, 0 },
+    lb_setting_end
+};
 
 lb_module_t  lb_http_core_module = {
-    "http_core", LB_MODULE_HTTP, NULL, NULL, 0,
-    NULL, NULL, NULL,
-    NULL, NULL, NULL, NULL, 0
+    "http_core", LB_MODULE_HTTP, lb_http_core_protocols, lb_http_core_settings,
+    LB_CTX_LISTENER,
+    lb_http_core_create_conf, lb_http_core_merge_conf, lb_http_core_init_conf,
+    NULL, NULL, lb_http_core_exit_worker, NULL, 0
 };
+
+static void *
+lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    return lb_pcalloc(cf->pool, sizeof(lb_http_core_conf_t));
+}
+
+static int
+lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_http_core_conf_t  *hcf = conf;
+
+    hcf->limits.max_header_size = (size_t) hcf->max_header_size;
+    hcf->limits.max_headers = (size_t) hcf->max_headers;
+    hcf->limits.max_uri = (size_t) hcf->max_uri;
+    hcf->listener = cf->listener;
+    cf->listener->handler = lb_http_init_connection;
+    return LB_OK;
+}
+
+/* This build answers return and redirect routes only: a configuration
+ * that would proxy is refused here rather than half served. The routes
+ * are compiled in the route module's listener merge_conf, which runs after
+ * ours, so the check waits for the whole file. */
+static int
+lb_http_core_init_conf(lb_conf_t *cf)
+{
+    const lb_http_routes_t  *rs;
+    const lb_http_route_t   *r;
+    lb_listener_t           *ls;
+    size_t                   i, k;
+    int                      rc = LB_OK;
+
+    for (i = 0; i < cf->cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
+        if (ls->confs == NULL || lb_get_conf(ls->confs, lb_http_core_module) == NULL) {
+            continue;
+        }
+        rs = lb_http_route_list(ls);
+        for (k = 0; rs && k < rs->nroutes; k++) {
+            r = rs->routes[k];
+            if (r->action == LB_HTTP_ROUTE_UPSTREAM) {
+                lb_conf_error_at(cf, r->file, r->line, "route #%u of listener \"%s\": "
+                                 "proxying to an upstream is not available yet in this "
+                                 "build", r->index, ls->name);
+                rc = LB_ERROR;
+            }
+        }
+    }
+    return rc;
+}
+
+static void
+lb_http_core_exit_worker(lb_cycle_t *cycle)
+{
+    lb_http_conn_exit_worker(cycle);
+}

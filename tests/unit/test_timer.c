@@ -352,6 +352,18 @@ START_TEST(ten_thousand_timers)
 }
 END_TEST
 
+/* RFC 9110 §5.6.7's own example, and the buffer bound. */
+START_TEST(http_date_is_imf_fixdate_in_gmt)
+{
+    char  buf[64];
+
+    ck_assert_uint_eq(lb_time_http_date(784111777, buf, sizeof(buf)), 29);
+    ck_assert_str_eq(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
+    ck_assert_uint_eq(lb_time_http_date(784111777, buf, 4), 3);
+    ck_assert_str_eq(buf, "Sun");
+}
+END_TEST
+
 static Suite *
 timer_suite(void)
 {
@@ -368,6 +380,7 @@ timer_suite(void)
     tcase_add_test(tc, handler_may_delete_another_due_timer);
     tcase_add_test(tc, handler_may_rearm_its_timer);
     tcase_add_test(tc, ten_thousand_timers);
+    tcase_add_test(tc, http_date_is_imf_fixdate_in_gmt);
     suite_add_tcase(s, tc);
     return s;
 }

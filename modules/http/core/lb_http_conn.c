@@ -258,7 +258,7 @@ typedef struct {
     const lb_http_var_ctx_t  *ctx;
 } lb_http_response_t;
 
-/* Builds the response in hc->out: status line, Server, Content-Type (with
+/* Builds the response in hc->out: status line, Server, Date, Content-Type (with
  * a body), Content-Length (except for 1xx, 204, 304, which have no body),
  * Location, and the body unless the request was HEAD; lb_http_start_send
  * adds Connection. Returns LB_OK or LB_ERROR (no
@@ -291,8 +291,9 @@ lb_http_build(lb_http_conn_t *hc, const lb_http_response_t *r)
     }
     hc->out = p;
 
-    n = (size_t) snprintf(p, head_max, "HTTP/1.1 %d %s\r\nServer: lbd\r\n",
-                          r->status, lb_http_reason(r->status));
+    n = (size_t) snprintf(p, head_max, "HTTP/1.1 %d %s\r\nServer: lbd\r\nDate: %.*s\r\n",
+                          r->status, lb_http_reason(r->status),
+                          (int) lb_http_time_len, lb_http_time);
     if (body_len) {
         n += (size_t) snprintf(p + n, head_max - n, "Content-Type: %s\r\n", r->content_type);
     }

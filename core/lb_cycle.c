@@ -94,6 +94,25 @@ lb_modules_init(void)
     return LB_OK;
 }
 
+const lb_ctl_command_t *
+lb_module_command(const char *name)
+{
+    const lb_ctl_command_t  *cmd;
+    size_t                   i;
+
+    if (lb_modules_init() != LB_OK) {
+        return NULL;
+    }
+    for (i = 0; i < lb_nmodules; i++) {
+        for (cmd = lb_all_modules[i]->commands; cmd && cmd->name; cmd++) {
+            if (strcmp(cmd->name, name) == 0) {
+                return cmd;
+            }
+        }
+    }
+    return NULL;
+}
+
 char *
 lb_cycle_path(lb_pool_t *pool, const char *prefix, const char *path)
 {

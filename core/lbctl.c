@@ -11,6 +11,22 @@
 #include <time.h>
 
 static void
+lbctl_usage_modules(FILE *f)
+{
+    const lb_ctl_command_t  *cmd;
+    size_t                   i;
+
+    if (lb_modules_init() != LB_OK) {
+        return;
+    }
+    for (i = 0; i < lb_nmodules; i++) {
+        for (cmd = lb_all_modules[i]->commands; cmd && cmd->name; cmd++) {
+            fprintf(f, "  %s\n", cmd->usage);
+        }
+    }
+}
+
+static void
 lbctl_usage(FILE *f)
 {
     fprintf(f, "usage: lbctl [-c FILE] [-p PREFIX] COMMAND\n"
@@ -20,6 +36,7 @@ lbctl_usage(FILE *f)
                "  stop     fast shutdown; waits until lbd has exited\n"
                "  quit     graceful shutdown; waits until lbd has exited\n"
                "  reopen   reopen the log files\n");
+    lbctl_usage_modules(f);
 }
 
 static pid_t
@@ -206,8 +223,9 @@ lbctl_run(const char *cmd, lb_cycle_t *cycle)
 int
 main(int argc, char **argv)
 {
-    const char  *conf = NULL, *prefix = LB_PREFIX, *cmd;
-    lb_cycle_t  *cycle;
+    const char              *conf = NULL, *prefix = LB_PREFIX, *cmd;
+    const lb_ctl_command_t  *module_cmd;
+    lb_cycle_t              *cycle;
     char        *conf_path = NULL;
     int          opt, rc;
 
@@ -219,16 +237,23 @@ main(int argc, char **argv)
         default:  lbctl_usage(stderr); return 2;
         }
     }
-    if (optind != argc - 1) {
+    if (optind >= argc) {
         lbctl_usage(stderr);
         return 2;
     }
     cmd = argv[optind];
-    if (strcmp(cmd, "test") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "stop") != 0
-        && strcmp(cmd, "quit") != 0 && strcmp(cmd, "reopen") != 0)
-    {
-        fprintf(stderr, "lbctl: unknown command \"%s\" (try lbctl -h)\n", cmd);
-        return 2;
+    module_cmd = lb_module_command(cmd);
+    if (module_cmd == NULL) {
+        if (strcmp(cmd, "test") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "stop") != 0
+            && strcmp(cmd, "quit") != 0 && strcmp(cmd, "reopen") != 0)
+        {
+            fprintf(stderr, "lbctl: unknown command \"%s\" (try lbctl -h)\n", cmd);
+            return 2;
+        }
+        if (optind != argc - 1) {
+            fprintf(stderr, "lbctl: \"%s\" takes no arguments\n", cmd);
+            return 2;
+        }
     }
 
     lb_time_update();
@@ -251,7 +276,8 @@ main(int argc, char **argv)
         free(conf_path);
         return 1;
     }
-    rc = lbctl_run(cmd, cycle);
+    rc = module_cmd ? module_cmd->run(cycle, argc - optind, argv + optind)
+                    : lbctl_run(cmd, cycle);
     lb_cycle_free(cycle);
     free(conf_path);
     return rc;

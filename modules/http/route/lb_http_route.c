@@ -137,11 +137,19 @@ static const lb_setting_t  lb_http_route_settings[] = {
     lb_setting_end
 };
 
+static int lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv);
+
+static const lb_ctl_command_t  lb_http_route_commands[] = {
+    { "route", "route METHOD URL [-H 'Name: value' ...] [--listener NAME]"
+               "  which route would serve a request (dry run)", lb_http_route_ctl },
+    { NULL, NULL, NULL }
+};
+
 lb_module_t  lb_http_route_module = {
     "http_route", LB_MODULE_HTTP, lb_http_route_protocols, lb_http_route_settings,
     LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_route_create_conf, lb_http_route_merge_conf, lb_http_route_init_conf,
-    NULL, NULL, NULL, NULL, 0
+    NULL, NULL, NULL, NULL, 0, lb_http_route_commands
 };
 
 /* The methods of RFC 9110 §9 and RFC 5789, one bit each: a route's method
@@ -1248,4 +1256,158 @@ lb_http_route_describe(const lb_http_route_t *r, char *buf, size_t size)
         break;
     }
     return t.len;
+}
+
+/* lbctl route --------------------------------------------------------------
+ * A dry run from the configuration file alone: the request is written as
+ * the client would send it, parsed by the listener's own parser and
+ * matched by the listener's own routes, so the answer cannot drift from
+ * what lbd does. */
+
+static int
+lb_http_route_ctl_fail(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "lbctl: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+static lb_listener_t *
+lb_http_route_ctl_listener(lb_cycle_t *cycle, const char *name)
+{
+    lb_listener_t  *ls;
+    size_t          i;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        if (lb_http_route_list(ls) == NULL) {
+            continue;
+        }
+        if (name == NULL || strcmp(ls->name, name) == 0) {
+            return ls;
+        }
+    }
+    return NULL;
+}
+
+static int
+lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
+{
+    static lb_http_msg_t     msg;
+    static char              req[16384], out[4096];
+    const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
+    const char              *method, *url, *path, *host = NULL, *listener = NULL;
+    const lb_http_route_t   *r;
+    lb_http_var_ctx_t        ctx;
+    lb_listener_t           *ls;
+    size_t                   caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES], n, hostlen = 0, i;
+    bool                     has_host = false;
+    int                      ncaps = 0, k, len;
+
+    if (argc < 3) {
+        return lb_http_route_ctl_fail("usage: %s", lb_http_route_commands[0].usage);
+    }
+    method = argv[1];
+    url = argv[2];
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.scheme = (lb_str_t) lb_string("http");
+
+    /* URL: absolute (scheme://host/path) or a path */
+    if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+        if (url[4] == 's') {
+            ctx.scheme = (lb_str_t) lb_string("https");
+        }
+        host = strstr(url, "://") + 3;
+        path = strchr(host, '/');
+        hostlen = path ? (size_t) (path - host) : strlen(host);
+        path = path ? path : "/";
+    } else if (url[0] == '/') {
+        path = url;
+    } else {
+        return lb_http_route_ctl_fail("the URL \"%s\" must start with http://, https:// or /",
+                                      url);
+    }
+
+    len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n", method, path);
+    n = len > 0 ? (size_t) len : 0;
+    for (k = 3; k < argc && n < sizeof(req); k++) {
+        if (strcmp(argv[k], "--listener") == 0 && k + 1 < argc) {
+            listener = argv[++k];
+        } else if (strcmp(argv[k], "-H") == 0 && k + 1 < argc) {
+            k++;
+            has_host |= strncasecmp(argv[k], "host:", 5) == 0;
+            len = snprintf(req + n, sizeof(req) - n, "%s\r\n", argv[k]);
+            n += len > 0 ? (size_t) len : 0;
+        } else {
+            return lb_http_route_ctl_fail("unexpected argument \"%s\"", argv[k]);
+        }
+    }
+    if (!has_host && n < sizeof(req)) {
+        len = snprintf(req + n, sizeof(req) - n, "Host: %.*s\r\n", (int) hostlen,
+                       host ? host : "");
+        n += len > 0 ? (size_t) len : 0;
+    }
+    if (n + 2 >= sizeof(req)) {
+        return lb_http_route_ctl_fail("%s", "the request is too long");
+    }
+    memcpy(req + n, "\r\n", 2);
+    n += 2;
+
+    if (lb_http_parse_request_head(&msg, req, n, &limits) != LB_OK) {
+        fprintf(stderr, "lbctl: the listener would refuse this request with %d: %s\n",
+                msg.error_status, msg.error ? msg.error : "malformed");
+        return 1;
+    }
+
+    ls = lb_http_route_ctl_listener(cycle, listener);
+    if (ls == NULL) {
+        return lb_http_route_ctl_fail(listener ? "no http listener is called \"%s\""
+                                               : "%sthe configuration has no http listener",
+                                      listener ? listener : "");
+    }
+    printf("listener: %s\n", ls->name);
+
+    r = lb_http_route_match(ls, &msg, caps, &ncaps);
+    if (r == NULL) {
+        printf("route: none\nresponse: 404 Not Found\n");
+        fprintf(stderr, "lbctl: no route of listener \"%s\" matches: it would answer 404\n",
+                ls->name);
+        return 1;
+    }
+    lb_http_route_describe(r, out, sizeof(out));
+    printf("route: %s\n", out);
+
+    ctx.request = &msg;
+    ctx.capture_subject = msg.path.data;
+    ctx.captures = caps;
+    ctx.ncaptures = ncaps;
+    ctx.upstream_response_msec = -1;
+
+    switch (r->action) {
+    case LB_HTTP_ROUTE_UPSTREAM:
+        printf("action: upstream \"%s\"\nservers:", r->upstream_name);
+        for (i = 0; r->upstream && i < r->upstream->nservers; i++) {
+            printf(" %s%s", r->upstream->servers[i].addr.text,
+                   r->upstream->servers[i].backup ? " (backup)" : "");
+        }
+        if (r->rewrite) {
+            n = lb_http_complex_eval(r->rewrite, &ctx, out, sizeof(out) - 1);
+        } else {
+            n = (size_t) snprintf(out, sizeof(out), "%.*s", (int) msg.target.len,
+                                  msg.target.data);
+        }
+        printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
+        break;
+    case LB_HTTP_ROUTE_RETURN:
+        n = r->body ? lb_http_complex_eval(r->body, &ctx, NULL, 0) : 0;
+        printf("action: return %d (%s, %zu bytes of body)\n", r->status, r->content_type, n);
+        break;
+    case LB_HTTP_ROUTE_REDIRECT:
+        n = lb_http_complex_eval(r->location, &ctx, out, sizeof(out) - 1);
+        printf("action: redirect %d to %.*s\n", r->status, (int) lb_min(n, sizeof(out) - 1),
+               out);
+        break;
+    }
+    return 0;
 }

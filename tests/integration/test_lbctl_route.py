@@ -1,0 +1,69 @@
+"""`lbctl route METHOD URL [-H ...] [--listener NAME]` (SPEC §2): a dry run
+from the configuration file alone, through the listener's own parser and
+routes. No lbd runs in these tests."""
+
+import os
+import subprocess
+
+LBCTL = os.environ.get("LBCTL") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "objs", "lbctl")
+
+CONF = """
+listeners = (
+  { name = "edge"; protocol = "http"; listen = "127.0.0.1:18999";
+    routes = (
+      { path = "/healthz"; method = ["GET", "HEAD"];
+        return = { status = 200; body = "ok\\n"; }; },
+      { host = "old.example.com";
+        redirect = { status = 301; location = "https://www.example.com$request_uri"; }; },
+      { header = "X-Tenant: acme"; path_regex = "^/t/([a-z]+)$";
+        redirect = { status = 302; location = "/tenants/acme/$1"; }; }
+    ); }
+);
+"""
+
+
+def lbctl_route(tmp_path, *args):
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(CONF)
+    return subprocess.run([LBCTL, "-p", str(tmp_path), "-c", str(conf), "route", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_route_names_the_listener_route_and_evaluated_action(tmp_path):
+    out = lbctl_route(tmp_path, "GET", "http://OLD.example.com:8080/a/b?c=1")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "listener: edge"
+    assert lines[1] == (f'route: route #2 at {tmp_path}/lbd.conf:7: host = "old.example.com" '
+                        '-> redirect 301 "https://www.example.com$request_uri"')
+    assert lines[2] == "action: redirect 301 to https://www.example.com/a/b?c=1"
+
+
+def test_route_uses_the_headers_given_with_H_and_path_captures(tmp_path):
+    out = lbctl_route(tmp_path, "GET", "/t/blue", "-H", "X-Tenant: acme")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[2] == "action: redirect 302 to /tenants/acme/blue"
+    # without the header the third route does not match
+    out = lbctl_route(tmp_path, "GET", "/t/blue")
+    assert out.returncode == 1
+    assert out.stderr == 'lbctl: no route of listener "edge" matches: it would answer 404\n'
+
+
+def test_route_method_list_is_honoured(tmp_path):
+    assert lbctl_route(tmp_path, "HEAD", "/healthz").returncode == 0
+    out = lbctl_route(tmp_path, "POST", "/healthz")
+    assert out.returncode == 1
+    assert "route: none" in out.stdout
+
+
+def test_route_reports_a_request_the_parser_would_refuse(tmp_path):
+    out = lbctl_route(tmp_path, "GET", "/healthz", "-H", "Bad Name: x")
+    assert out.returncode == 1
+    assert out.stderr.startswith("lbctl: the listener would refuse this request with 400: ")
+
+
+def test_route_with_an_unknown_listener_is_one_line_error(tmp_path):
+    out = lbctl_route(tmp_path, "GET", "/healthz", "--listener", "nope")
+    assert out.returncode == 1
+    assert out.stderr == 'lbctl: no http listener is called "nope"\n'

@@ -14,8 +14,22 @@ const char *const lb_log_level_names[] = {
     "debug", "info", "notice", "warn", "error", NULL
 };
 
+#define LB_LOG_MAX_REOPEN_HOOKS  8
+
 static int    lb_log_file_fd = STDERR_FILENO;
 static char  *lb_log_path;
+static void (*lb_log_reopen_hooks[LB_LOG_MAX_REOPEN_HOOKS])(void);
+static size_t lb_log_nreopen_hooks;
+
+int
+lb_log_on_reopen(void (*hook)(void))
+{
+    if (lb_log_nreopen_hooks == LB_LOG_MAX_REOPEN_HOOKS) {
+        return LB_ERROR;
+    }
+    lb_log_reopen_hooks[lb_log_nreopen_hooks++] = hook;
+    return LB_OK;
+}
 
 int
 lb_log_open(const char *path)
@@ -56,9 +70,13 @@ lb_log_open(const char *path)
 int
 lb_log_reopen(void)
 {
-    char  *path;
-    int    rc;
+    char   *path;
+    int     rc;
+    size_t  i;
 
+    for (i = 0; i < lb_log_nreopen_hooks; i++) {
+        lb_log_reopen_hooks[i]();
+    }
     if (lb_log_path == NULL) {
         return LB_OK;
     }

@@ -21,7 +21,12 @@ extern const char *const lb_log_level_names[];   /* NULL-terminated */
 /* Opens (or reopens) the error log. "stderr" or NULL means standard error.
  * Returns LB_OK, or LB_ERROR with errno set; the old file stays on error. */
 int  lb_log_open(const char *path);
+/* Runs the hooks given to lb_log_on_reopen (other log files: the access
+ * log), then reopens the error log. */
 int  lb_log_reopen(void);
+/* Adds a hook run by lb_log_reopen in this process (at most 8). LB_OK or
+ * LB_ERROR when full. */
+int  lb_log_on_reopen(void (*hook)(void));
 int  lb_log_fd(void);
 /* Makes the error log file also standard error of this process, so stray
  * library messages land in it (used after daemonizing). */

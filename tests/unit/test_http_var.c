@@ -148,7 +148,7 @@ START_TEST(every_name_compiles)
         snprintf(text, sizeof(text), "$%s", lb_http_var_names[i]);
         ck_assert(!lb_http_complex_is_literal(compile(text)));
     }
-    ck_assert_uint_eq(i, 21);
+    ck_assert_uint_eq(i, 23);
 }
 END_TEST
 
@@ -424,6 +424,33 @@ START_TEST(time_iso8601_has_a_colon_in_the_offset)
 }
 END_TEST
 
+START_TEST(time_local_is_nginx_log_time)
+{
+    char                buf[64];
+    size_t              n;
+    lb_http_complex_t  *cv = compile("$time_local");
+
+    setenv("TZ", "IST-5:30", 1);
+    tzset();
+    n = lb_http_complex_eval(cv, &ctx, buf, sizeof(buf) - 1);
+    buf[lb_min(n, sizeof(buf) - 1)] = '\0';
+    ck_assert_msg(n == 26, "\"%s\"", buf);
+    ck_assert_msg(buf[2] == '/' && buf[6] == '/' && buf[11] == ':' && buf[14] == ':'
+                  && buf[17] == ':' && buf[20] == ' ', "\"%s\"", buf);
+    ck_assert_str_eq(buf + 20, " +0530");
+    setenv("TZ", "UTC0", 1);
+    tzset();
+}
+END_TEST
+
+START_TEST(request_is_the_request_line)
+{
+    eval_is("$request", "GET /search/q?page=2&x=&page=3&flag&q=a%20b&PAGE=9 HTTP/1.1");
+    ctx.request = NULL;
+    eval_is("[$request]", "[]");
+}
+END_TEST
+
 /* Captures ------------------------------------------------------------------- */
 
 static const char    subject[] = "/img/cat.png";
@@ -546,6 +573,8 @@ http_var_suite(void)
     tcase_add_test(tc, upstream_response_time);
     tcase_add_test(tc, msec_is_wall_clock_with_milliseconds);
     tcase_add_test(tc, time_iso8601_has_a_colon_in_the_offset);
+    tcase_add_test(tc, time_local_is_nginx_log_time);
+    tcase_add_test(tc, request_is_the_request_line);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("captures");

@@ -11,9 +11,20 @@
 static void *lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_http_core_init_conf(lb_conf_t *cf);
+static int   lb_http_core_init_master(lb_cycle_t *cycle);
+static int   lb_http_core_init_worker(lb_cycle_t *cycle);
 static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
 
 static const char *const  lb_http_core_protocols[] = { "http", NULL };
+
+/* The http_core conf of listener i, or NULL when it is not an http one. */
+static lb_http_core_conf_t *
+lb_http_core_conf(lb_cycle_t *cycle, size_t i)
+{
+    lb_listener_t  *ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+
+    return ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
+}
 
 #define LB_HTTP_WEEK  (7 * 86400000LL)
 
@@ -34,6 +45,8 @@ static const lb_setting_t  lb_http_core_settings[] = {
       offsetof(lb_http_core_conf_t, max_uri), NULL, NULL, 0 },
     { "max_body_size", LB_SET_SIZE, LB_CTX_LISTENER, "64m", 0, 1LL << 50,
       offsetof(lb_http_core_conf_t, max_body_size), NULL, NULL, 0 },
+    { "access_log", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_http_core_conf_t, access_log), NULL, lb_http_log_set, 0 },
     lb_setting_end
 };
 
@@ -41,7 +54,7 @@ lb_module_t  lb_http_core_module = {
     "http_core", LB_MODULE_HTTP, lb_http_core_protocols, lb_http_core_settings,
     LB_CTX_LISTENER,
     lb_http_core_create_conf, lb_http_core_merge_conf, lb_http_core_init_conf,
-    NULL, NULL, lb_http_core_exit_worker, NULL, 0
+    lb_http_core_init_master, lb_http_core_init_worker, lb_http_core_exit_worker, NULL, 0
 };
 
 static void *
@@ -73,13 +86,21 @@ lb_http_core_init_conf(lb_conf_t *cf)
     const lb_http_routes_t  *rs;
     const lb_http_route_t   *r;
     lb_listener_t           *ls;
+    lb_http_core_conf_t     *hcf, *earlier;
     size_t                   i, k;
     int                      rc = LB_OK;
 
     for (i = 0; i < cf->cycle->listeners.nelts; i++) {
-        ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
-        if (ls->confs == NULL || lb_get_conf(ls->confs, lb_http_core_module) == NULL) {
+        hcf = lb_http_core_conf(cf->cycle, i);
+        if (hcf == NULL) {
             continue;
+        }
+        ls = hcf->listener;
+        for (k = 0; k < i; k++) {
+            earlier = lb_http_core_conf(cf->cycle, k);
+            if (earlier) {
+                lb_http_log_share(&hcf->access_log, &earlier->access_log);
+            }
         }
         rs = lb_http_route_list(ls);
         for (k = 0; rs && k < rs->nroutes; k++) {
@@ -95,8 +116,39 @@ lb_http_core_init_conf(lb_conf_t *cf)
     return rc;
 }
 
+/* Calls fn on the access log of every http listener; stops at an error. */
+static int
+lb_http_core_each_log(lb_cycle_t *cycle, int (*fn)(lb_http_access_log_t *log))
+{
+    lb_http_core_conf_t  *hcf;
+    size_t                i;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        hcf = lb_http_core_conf(cycle, i);
+        if (hcf && fn(&hcf->access_log) != LB_OK) {
+            return LB_ERROR;
+        }
+    }
+    return LB_OK;
+}
+
+/* The access log files can be opened: checked at start and reload, so a
+ * bad path refuses the configuration with one line. */
+static int
+lb_http_core_init_master(lb_cycle_t *cycle)
+{
+    return lb_http_core_each_log(cycle, lb_http_log_check);
+}
+
+static int
+lb_http_core_init_worker(lb_cycle_t *cycle)
+{
+    return lb_http_core_each_log(cycle, lb_http_log_open);
+}
+
 static void
 lb_http_core_exit_worker(lb_cycle_t *cycle)
 {
     lb_http_conn_exit_worker(cycle);
+    lb_http_log_exit_worker();
 }

@@ -8,6 +8,7 @@
 
 #include "lb_core.h"
 #include "lb_http_parse.h"
+#include "lb_http_log.h"
 
 /* Generated responses whose head and body fit here are built in the
  * connection's cached request memory; longer ones take a malloc. */
@@ -24,6 +25,7 @@ typedef struct {
     int64_t           max_uri;
     int64_t           max_body_size;
     lb_http_limits_t  limits;           /* the three above, for the parser */
+    lb_http_access_log_t  access_log;
     lb_listener_t    *listener;
 } lb_http_core_conf_t;
 
@@ -59,6 +61,7 @@ typedef struct {
     unsigned              local_known:1;
     unsigned              head_method:1;    /* the request is HEAD */
     unsigned              http10:1;         /* the request is HTTP/1.0 */
+    int                   status;           /* of the response being sent */
 
     /* the request body being discarded */
     lb_http_body_t        body;

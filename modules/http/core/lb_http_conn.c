@@ -20,6 +20,7 @@
  * the response (RFC 9112 §9.6). */
 #define LB_HTTP_LINGER_TIME   2000
 #define LB_HTTP_LINGER_READ   (1024 * 1024)     /* per event, then wait */
+#define LB_HTTP_LOG_BODY_ROOM  1024   /* buffer left for a body beside the kept head */
 /* While connections sit idle, how often a worker checks for a graceful
  * stop, which closes them. */
 #define LB_HTTP_QUIT_CHECK    1000
@@ -290,6 +291,7 @@ lb_http_build(lb_http_conn_t *hc, const lb_http_response_t *r)
         hc->out_malloced = true;
     }
     hc->out = p;
+    hc->status = r->status;
 
     n = (size_t) snprintf(p, head_max, "HTTP/1.1 %d %s\r\nServer: lbd\r\nDate: %.*s\r\n",
                           r->status, lb_http_reason(r->status),
@@ -461,7 +463,15 @@ lb_http_process(lb_http_conn_t *hc)
         return LB_OK;               /* an error that closes: nothing else is read */
     }
 
-    /* the response is built: the head's bytes are no longer needed */
+    /* the response is built: the head's bytes are no longer needed, except
+     * by the access log line once the response is sent. While a body is
+     * read into the buffer, the head is kept out of its reach when enough
+     * room is left after it; lb_http_send gives the room back. */
+    if (hc->body != LB_HTTP_BODY_NONE && hc->conf->access_log.file != NULL
+        && (size_t) (hc->buf.end - (hc->buf.pos + msg->head_len)) >= LB_HTTP_LOG_BODY_ROOM)
+    {
+        hc->buf.start = hc->buf.pos + msg->head_len;
+    }
     lb_buf_consume(&hc->buf, msg->head_len);
     if (hc->body != LB_HTTP_BODY_NONE) {
         hc->state = LB_HTTP_READ_BODY;
@@ -630,6 +640,23 @@ lb_http_linger(lb_http_conn_t *hc)
     return LB_AGAIN;
 }
 
+/* The response is sent: its access log line, when a request line was
+ * parsed (a connection that never sent one leaves no line). */
+static void
+lb_http_log_response(lb_http_conn_t *hc)
+{
+    lb_http_var_ctx_t  ctx;
+
+    if (hc->conf->access_log.file == NULL || hc->mem == NULL
+        || hc->mem->msg.method.len == 0)
+    {
+        return;
+    }
+    lb_http_var_ctx(hc, &ctx, hc->status, NULL, 0);
+    ctx.bytes_sent = hc->out_sent;
+    lb_http_log_request(&hc->conf->access_log, &ctx);
+}
+
 static int
 lb_http_send(lb_http_conn_t *hc)
 {
@@ -668,6 +695,10 @@ lb_http_send(lb_http_conn_t *hc)
                     (unsigned long long) c->id, c->peer_text, strerror(errno));
         lb_http_close(hc);
         return LB_DONE;
+    }
+    lb_http_log_response(hc);
+    if (hc->mem) {
+        hc->buf.start = hc->mem->data;      /* the head's room, kept for the log */
     }
     lb_http_out_free(hc);
     hc->head_started = 0;

@@ -31,6 +31,8 @@ typedef enum {
     LB_HTTP_VAR_REQUEST_TIME,
     LB_HTTP_VAR_UPSTREAM_RESPONSE_TIME,
     LB_HTTP_VAR_BYTES_SENT,
+    LB_HTTP_VAR_TIME_LOCAL,
+    LB_HTTP_VAR_REQUEST,
     LB_HTTP_VAR_NFIXED,
     /* the families and the rest */
     LB_HTTP_VAR_ARG = LB_HTTP_VAR_NFIXED,   /* $arg_NAME: name is NAME */
@@ -45,7 +47,7 @@ const char *const  lb_http_var_names[] = {
     "host", "method", "request_uri", "uri", "args", "request_id",
     "upstream_addr", "status", "sni", "ssl_protocol", "ssl_cipher",
     "time_iso8601", "msec", "request_time", "upstream_response_time",
-    "bytes_sent", NULL
+    "bytes_sent", "time_local", "request", NULL
 };
 
 /* The families that take a name after their prefix. */
@@ -414,6 +416,43 @@ lb_http_var_put_iso8601(lb_http_var_out_t *out)
     lb_http_var_put(out, tmp, n + 1);
 }
 
+/* $time_local: local time as in nginx's access log, "25/Nov/2026:10:59:46
+ * +0000" (month names in English whatever the locale) */
+static void
+lb_http_var_put_time_local(lb_http_var_out_t *out)
+{
+    static const char *const  months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    char       tmp[48], zone[8];
+    int        n;
+    struct tm  tm;
+    time_t     now = time(NULL);
+
+    if (localtime_r(&now, &tm) == NULL || strftime(zone, sizeof(zone), "%z", &tm) == 0) {
+        return;
+    }
+    n = snprintf(tmp, sizeof(tmp), "%02d/%s/%04d:%02d:%02d:%02d %s", tm.tm_mday,
+                 months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec, zone);
+    if (n > 0 && (size_t) n < sizeof(tmp)) {
+        lb_http_var_put(out, tmp, (size_t) n);
+    }
+}
+
+/* $request: the request line without its CRLF, "GET /x HTTP/1.1"; "" before
+ * a request line is parsed */
+static void
+lb_http_var_put_request(lb_http_var_out_t *out, const lb_http_msg_t *r)
+{
+    if (r->method.len == 0) {
+        return;
+    }
+    lb_http_var_put_str(out, r->method);
+    lb_http_var_put(out, " ", 1);
+    lb_http_var_put_str(out, r->target);
+    lb_http_var_put(out, r->version == 10 ? " HTTP/1.0" : " HTTP/1.1", 9);
+}
+
 /* $host: the Host field without its port, lowercased; "[::1]:80" -> "[::1]" */
 static void
 lb_http_var_put_host(lb_http_var_out_t *out, const lb_http_msg_t *r)
@@ -624,6 +663,9 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
     case LB_HTTP_VAR_TIME_ISO8601:
         lb_http_var_put_iso8601(out);
         return;
+    case LB_HTTP_VAR_TIME_LOCAL:
+        lb_http_var_put_time_local(out);
+        return;
     case LB_HTTP_VAR_CAPTURE:
         lb_http_var_put_capture(out, ctx, part->capture);
         return;
@@ -647,6 +689,9 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
         return;
     case LB_HTTP_VAR_URI:
         lb_http_var_put_str(out, r->path);
+        return;
+    case LB_HTTP_VAR_REQUEST:
+        lb_http_var_put_request(out, r);
         return;
     case LB_HTTP_VAR_ARGS:
         lb_http_var_put_str(out, r->query);

@@ -59,7 +59,9 @@ typedef struct lb_http_complex_s  lb_http_complex_t;
  * $host is the Host field lowercased, without ":port" ("[::1]:80" ->
  * "[::1]"); $status is "" while 0; $msec, $request_time and
  * $upstream_response_time are seconds with three decimals ("0.123");
- * $time_iso8601 is local time, "2026-11-25T10:59:46+00:00".
+ * $time_iso8601 is local time, "2026-11-25T10:59:46+00:00"; $time_local
+ * is local time as nginx logs it, "25/Nov/2026:10:59:46 +0000"; $request
+ * is the request line, "GET /x HTTP/1.1".
  * Returns NULL and writes a reason ("unknown variable \"$hots\" (did you
  * mean \"$host\"?)") into err (may be NULL) on error. The result lives in
  * pool and does not point into text. */
@@ -74,9 +76,9 @@ bool lb_http_complex_is_literal(const lb_http_complex_t *cv);
  * the return value: writes min(result, size) bytes into buf and returns
  * the full length, so a caller can size a buffer and call again
  * (eval(cv, ctx, NULL, 0) is the length). Never allocates; adds no NUL.
- * ctx NULL means nothing is known: every variable but $msec and
- * $time_iso8601 is "".
- * $msec and $time_iso8601 read the clock on each call, so two calls may
+ * ctx NULL means nothing is known: every variable but $msec,
+ * $time_iso8601 and $time_local is "".
+ * $msec, $time_iso8601 and $time_local read the clock on each call, so two calls may
  * differ. */
 size_t lb_http_complex_eval(const lb_http_complex_t *cv, const lb_http_var_ctx_t *ctx,
                             char *buf, size_t size);

@@ -1,0 +1,399 @@
+/*
+ * lb_http_log.c: the access log (SPEC §7). Formats are compiled at load;
+ * each worker opens every distinct path once (O_APPEND) and keeps a
+ * 64 KiB buffer per file, flushed when the next line would not fit, by a
+ * 1 s timer, on USR1 (before reopening) and at exit. Only whole lines are
+ * written, so the lines of several workers never mix.
+ */
+#include "lb_core.h"
+#include "lb_http_log.h"
+
+#include <fcntl.h>
+
+#define LB_HTTP_LOG_BUF_SIZE   (64 * 1024)
+#define LB_HTTP_LOG_LINE_MAX   (16 * 1024)     /* longer lines are cut */
+#define LB_HTTP_LOG_FIELD_MAX  (8 * 1024)      /* one json value before escaping */
+#define LB_HTTP_LOG_FLUSH_MSEC 1000
+
+struct lb_http_log_file_s {
+    const char          *path;          /* absolute */
+    int                  fd;            /* -1: not open in this process */
+    char                *buf;           /* LB_HTTP_LOG_BUF_SIZE, per worker */
+    size_t               len;
+    lb_http_log_file_t  *next;          /* the worker's open files */
+};
+
+#define LB_HTTP_LOG_COMBINED_TEXT                                            \
+    "$remote_addr - - [$time_local] \"$request\" $status $bytes_sent "       \
+    "\"$http_referer\" \"$http_user_agent\""
+
+/* The json format: each key and the variable giving its value; numbers are
+ * written bare ("0" when empty). */
+static const struct {
+    const char  *key;
+    const char  *var;
+    bool         number;
+} lb_http_log_json_fields[] = {
+    { "time", "$time_iso8601", false },
+    { "remote_addr", "$remote_addr", false },
+    { "method", "$method", false },
+    { "uri", "$request_uri", false },
+    { "protocol", NULL, false },            /* from the request's version */
+    { "status", "$status", true },
+    { "bytes_sent", "$bytes_sent", true },
+    { "request_time", "$request_time", true },
+    { "host", "$host", false },
+    { "user_agent", "$http_user_agent", false },
+    { "referer", "$http_referer", false },
+    { "request_id", "$request_id", false },
+    { "upstream_addr", "$upstream_addr", false },
+};
+
+#define LB_HTTP_LOG_NJSON  (sizeof(lb_http_log_json_fields) / sizeof(lb_http_log_json_fields[0]))
+
+static lb_http_log_file_t  *lb_http_log_open_files;
+static lb_timer_t           lb_http_log_timer;
+static bool                 lb_http_log_worker_ready;
+static char                 lb_http_log_line[LB_HTTP_LOG_LINE_MAX];
+static char                 lb_http_log_field[LB_HTTP_LOG_FIELD_MAX];
+
+static void lb_http_log_flush_all(void);
+
+int
+lb_http_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_http_access_log_t  *log = (lb_http_access_log_t *) ((char *) conf + s->offset);
+    config_setting_t      *path_s, *format_s, *m;
+    const char            *path = NULL, *format = "combined", *text;
+    char                   err[256];
+    unsigned               i;
+    int                    n;
+
+    if (config_setting_type(v) == CONFIG_TYPE_STRING
+        && strcmp(config_setting_get_string(v), "off") == 0)
+    {
+        return LB_OK;
+    }
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "access_log must be a group { path = \"...\"; "
+                             "format = \"...\"; } or \"off\", not %s",
+                             lb_conf_type_name(v));
+    }
+    n = config_setting_length(v);
+    for (i = 0; i < (unsigned) n; i++) {
+        m = config_setting_get_elem(v, i);
+        if (strcmp(config_setting_name(m), "path") != 0
+            && strcmp(config_setting_name(m), "format") != 0)
+        {
+            return lb_conf_error(cf, m, "unknown setting \"%s\" in access_log "
+                                 "(it takes path and format)", config_setting_name(m));
+        }
+    }
+    path_s = config_setting_get_member(v, "path");
+    format_s = config_setting_get_member(v, "format");
+    if (path_s == NULL) {
+        return lb_conf_error(cf, v, "access_log needs a path (or \"off\")");
+    }
+    if (lb_conf_get_string(cf, path_s, &path) != LB_OK
+        || (format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK))
+    {
+        return LB_ERROR;
+    }
+    if (strcmp(path, "off") == 0) {
+        return LB_OK;
+    }
+    if (path[0] == '\0') {
+        return lb_conf_error(cf, path_s, "access_log path is empty");
+    }
+
+    if (strcmp(format, "json") == 0) {
+        log->format = LB_HTTP_LOG_JSON;
+        log->json = lb_pcalloc(cf->pool, LB_HTTP_LOG_NJSON * sizeof(lb_http_complex_t *));
+        if (log->json == NULL) {
+            return lb_conf_error(cf, v, "out of memory");
+        }
+        for (i = 0; i < LB_HTTP_LOG_NJSON; i++) {
+            if (lb_http_log_json_fields[i].var) {
+                log->json[i] = lb_http_complex_compile(cf->pool,
+                                                       lb_http_log_json_fields[i].var,
+                                                       err, sizeof(err));
+                if (log->json[i] == NULL) {
+                    return lb_conf_error(cf, v, "access_log json: %s", err);
+                }
+            }
+        }
+    } else {
+        log->format = strcmp(format, "combined") == 0 ? LB_HTTP_LOG_COMBINED
+                                                      : LB_HTTP_LOG_CUSTOM;
+        text = log->format == LB_HTTP_LOG_COMBINED ? LB_HTTP_LOG_COMBINED_TEXT : format;
+        log->cv = lb_http_complex_compile(cf->pool, text, err, sizeof(err));
+        if (log->cv == NULL) {
+            return lb_conf_error(cf, format_s, "access_log format: %s", err);
+        }
+    }
+
+    log->file = lb_pcalloc(cf->pool, sizeof(lb_http_log_file_t));
+    if (log->file == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    log->file->path = lb_cycle_path(cf->pool, cf->cycle->prefix, path);
+    if (log->file->path == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    log->file->fd = -1;
+    log->conf_file = lb_pstrdup(cf->pool, lb_conf_file(cf, path_s));   /* outlives libconfig */
+    if (log->conf_file == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    log->conf_line = config_setting_source_line(path_s);
+    return LB_OK;
+}
+
+void
+lb_http_log_share(lb_http_access_log_t *log, const lb_http_access_log_t *earlier)
+{
+    if (log->file && earlier->file && log->file != earlier->file
+        && strcmp(log->file->path, earlier->file->path) == 0)
+    {
+        log->file = earlier->file;
+    }
+}
+
+int
+lb_http_log_check(lb_http_access_log_t *log)
+{
+    int  fd;
+
+    if (log->file == NULL) {
+        return LB_OK;
+    }
+    fd = open(log->file->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        lb_log_error(errno, "%s:%d: cannot open access log \"%s\"", log->conf_file,
+                     log->conf_line, log->file->path);
+        return LB_ERROR;
+    }
+    close(fd);
+    return LB_OK;
+}
+
+static void
+lb_http_log_flush(lb_http_log_file_t *f)
+{
+    size_t   done = 0;
+    ssize_t  n;
+
+    while (done < f->len) {
+        n = write(f->fd, f->buf + done, f->len - done);
+        if (n > 0) {
+            done += (size_t) n;
+            continue;
+        }
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+        lb_log_error(errno, "cannot write the access log \"%s\"; %zu bytes lost",
+                     f->path, f->len - done);
+        break;
+    }
+    f->len = 0;
+}
+
+static void
+lb_http_log_flush_all(void)
+{
+    lb_http_log_file_t  *f;
+
+    for (f = lb_http_log_open_files; f; f = f->next) {
+        lb_http_log_flush(f);
+    }
+}
+
+static void
+lb_http_log_timer_expired(lb_timer_t *t)
+{
+    lb_http_log_flush_all();
+}
+
+/* USR1: flush, then reopen each file under its path; a file that cannot
+ * be reopened keeps its old descriptor. */
+static void
+lb_http_log_reopen(void)
+{
+    lb_http_log_file_t  *f;
+    int                  fd;
+
+    for (f = lb_http_log_open_files; f; f = f->next) {
+        lb_http_log_flush(f);
+        fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd == -1) {
+            lb_log_error(errno, "cannot reopen the access log \"%s\"", f->path);
+            continue;
+        }
+        close(f->fd);
+        f->fd = fd;
+    }
+}
+
+int
+lb_http_log_open(lb_http_access_log_t *log)
+{
+    lb_http_log_file_t  *f = log->file;
+
+    if (f == NULL || f->fd != -1) {
+        return LB_OK;
+    }
+    if (!lb_http_log_worker_ready) {
+        lb_timer_init(&lb_http_log_timer, lb_http_log_timer_expired, NULL);
+        if (lb_log_on_reopen(lb_http_log_reopen) != LB_OK) {
+            return LB_ERROR;
+        }
+        lb_http_log_worker_ready = true;
+    }
+    f->buf = malloc(LB_HTTP_LOG_BUF_SIZE);
+    if (f->buf == NULL) {
+        lb_log_error(ENOMEM, "cannot allocate the access log buffer");
+        return LB_ERROR;
+    }
+    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->fd == -1) {
+        /* the master could open it (lb_http_log_check): a worker that
+         * cannot (another user, the file gone) serves without the log
+         * rather than exit and be forked again */
+        lb_log_error(errno, "cannot open the access log \"%s\"; requests of this "
+                     "worker are not logged there", f->path);
+        free(f->buf);
+        f->buf = NULL;
+        return LB_OK;
+    }
+    f->len = 0;
+    f->next = lb_http_log_open_files;
+    lb_http_log_open_files = f;
+    return LB_OK;
+}
+
+void
+lb_http_log_exit_worker(void)
+{
+    lb_http_log_file_t  *f;
+
+    lb_http_log_flush_all();
+    for (f = lb_http_log_open_files; f; f = f->next) {
+        close(f->fd);
+        f->fd = -1;
+        free(f->buf);
+        f->buf = NULL;
+    }
+    lb_http_log_open_files = NULL;
+    if (lb_http_log_worker_ready && lb_timer_is_set(&lb_http_log_timer)) {
+        lb_timer_del(&lb_http_log_timer);
+    }
+}
+
+/* Appends s to line[*n..), JSON-escaped (RFC 8259 §7): '"', '\\' and bytes
+ * below 0x20 and 0x7f as \u00XX (or their short forms); bytes from 0x80
+ * pass through as sent. Stops where a whole escape no longer fits. */
+static void
+lb_http_log_put_json(char *line, size_t *n, size_t max, const char *s, size_t len)
+{
+    static const char  hex[] = "0123456789abcdef";
+    unsigned char      c;
+    size_t             i, k = *n;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+        if (c == '"' || c == '\\') {
+            if (k + 2 > max) {
+                break;
+            }
+            line[k++] = '\\';
+            line[k++] = (char) c;
+        } else if (c < 0x20 || c == 0x7f) {
+            if (k + 6 > max) {
+                break;
+            }
+            memcpy(line + k, "\\u00", 4);
+            line[k + 4] = hex[c >> 4];
+            line[k + 5] = hex[c & 0xf];
+            k += 6;
+        } else {
+            if (k + 1 > max) {
+                break;
+            }
+            line[k++] = (char) c;
+        }
+    }
+    *n = k;
+}
+
+static void
+lb_http_log_put(char *line, size_t *n, size_t max, const char *s, size_t len)
+{
+    len = lb_min(len, max - *n);
+    memcpy(line + *n, s, len);
+    *n += len;
+}
+
+static size_t
+lb_http_log_json(const lb_http_access_log_t *log, const lb_http_var_ctx_t *ctx,
+                 char *line, size_t max)
+{
+    const char  *v;
+    size_t       n = 0, i, len;
+
+    lb_http_log_put(line, &n, max, "{", 1);
+    for (i = 0; i < LB_HTTP_LOG_NJSON; i++) {
+        if (i) {
+            lb_http_log_put(line, &n, max, ",", 1);
+        }
+        lb_http_log_put(line, &n, max, "\"", 1);
+        lb_http_log_put(line, &n, max, lb_http_log_json_fields[i].key,
+                        strlen(lb_http_log_json_fields[i].key));
+        lb_http_log_put(line, &n, max, "\":", 2);
+        if (log->json[i] == NULL) {
+            v = ctx->request == NULL ? "" : ctx->request->version == 10 ? "HTTP/1.0"
+                                                                         : "HTTP/1.1";
+            len = strlen(v);
+        } else {
+            len = lb_min(lb_http_complex_eval(log->json[i], ctx,
+                                              lb_http_log_field, sizeof(lb_http_log_field)),
+                         sizeof(lb_http_log_field));
+            v = lb_http_log_field;
+        }
+        if (lb_http_log_json_fields[i].number) {
+            lb_http_log_put(line, &n, max, len ? v : "0", len ? len : 1);
+            continue;
+        }
+        lb_http_log_put(line, &n, max, "\"", 1);
+        lb_http_log_put_json(line, &n, max - 1, v, len);
+        lb_http_log_put(line, &n, max, "\"", 1);
+    }
+    lb_http_log_put(line, &n, max, "}", 1);
+    return n;
+}
+
+void
+lb_http_log_request(const lb_http_access_log_t *log, const lb_http_var_ctx_t *ctx)
+{
+    lb_http_log_file_t  *f = log->file;
+    size_t               max = sizeof(lb_http_log_line) - 1, n;
+
+    if (f == NULL || f->fd == -1) {
+        return;
+    }
+    if (log->format == LB_HTTP_LOG_JSON) {
+        n = lb_http_log_json(log, ctx, lb_http_log_line, max);
+    } else {
+        n = lb_min(lb_http_complex_eval(log->cv, ctx, lb_http_log_line, max), max);
+    }
+    lb_http_log_line[n++] = '\n';
+
+    if (f->len + n > LB_HTTP_LOG_BUF_SIZE) {
+        lb_http_log_flush(f);
+    }
+    memcpy(f->buf + f->len, lb_http_log_line, n);
+    f->len += n;
+    if (!lb_timer_is_set(&lb_http_log_timer)) {
+        lb_timer_set(&lb_http_log_timer, LB_HTTP_LOG_FLUSH_MSEC);
+    }
+}

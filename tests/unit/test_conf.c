@@ -10,58 +10,8 @@
 #include <check.h>
 #include <limits.h>
 
-#define MAX_REPORTS  64
-
-/* main makes base; each test works in a fresh dir inside it, and main
- * removes base at the end, so a failed test leaves nothing behind. */
-static char    base[] = "/tmp/lbd-test-conf-XXXXXX";
-static char    dir[sizeof(base) + 8];
-static char   *reports[MAX_REPORTS];
-static size_t  nreports;
-
-static void
-record_report(const char *line)
-{
-    ck_assert_uint_lt(nreports, MAX_REPORTS);
-    reports[nreports] = strdup(line);
-    ck_assert_ptr_nonnull(reports[nreports]);
-    nreports++;
-}
-
-static void
-setup(void)
-{
-    snprintf(dir, sizeof(dir), "%s/XXXXXX", base);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    nreports = 0;
-}
-
-static void
-teardown(void)
-{
-    char  cmd[64 + sizeof(dir)];
-
-    while (nreports) {
-        free(reports[--nreports]);
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-/* Writes text to dir/name and returns the file's path (a static buffer). */
-static const char *
-write_file(const char *name, const char *text)
-{
-    static char  path[PATH_MAX];
-    FILE        *f;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_ge(fputs(text, f), 0);
-    ck_assert_int_eq(fclose(f), 0);
-    return path;
-}
+#define LB_TEST_NAME  "conf"
+#include "lb_test_files.h"
 
 /* Loads text as dir/lbd.conf, which must fail; returns how many lines were
  * reported. */
@@ -868,7 +818,7 @@ conf_suite(void)
     TCase  *tc;
 
     tc = tcase_create("valid");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, test_dir_setup, test_dir_teardown);
     tcase_add_test(tc, valid_config_loads);
     tcase_add_test(tc, listener_name_defaults_to_protocol_and_first_address);
     tcase_add_test(tc, upstream_may_follow_the_listener_that_uses_it);
@@ -876,7 +826,7 @@ conf_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, test_dir_setup, test_dir_teardown);
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, unknown_server_setting_suggests_the_closest);
     tcase_add_test(tc, unknown_server_setting_second_server);
@@ -930,21 +880,5 @@ conf_suite(void)
 int
 main(void)
 {
-    SRunner  *sr;
-    char      cmd[64 + sizeof(base)];
-    int       failed;
-
-    if (mkdtemp(base) == NULL) {
-        perror("mkdtemp");
-        return EXIT_FAILURE;
-    }
-    sr = srunner_create(conf_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-    if (system(cmd) != 0) {
-        failed++;
-    }
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_files_main(conf_suite());
 }

@@ -12,12 +12,8 @@
 #include <check.h>
 #include <limits.h>
 
-#define MAX_REPORTS  64
-
-static char    base[] = "/tmp/lbd-test-route-XXXXXX";
-static char    dir[sizeof(base) + 8];
-static char   *reports[MAX_REPORTS];
-static size_t  nreports;
+#define LB_TEST_NAME  "route"
+#include "lb_test_files.h"
 
 static lb_cycle_t        *cycle;
 static lb_listener_t      listener;
@@ -29,20 +25,9 @@ static int                ncaps;
 static const lb_http_limits_t  limits = { 16384, 100, 8192 };
 
 static void
-record_report(const char *line)
-{
-    ck_assert_uint_lt(nreports, MAX_REPORTS);
-    reports[nreports] = strdup(line);
-    ck_assert_ptr_nonnull(reports[nreports]);
-    nreports++;
-}
-
-static void
 setup(void)
 {
-    snprintf(dir, sizeof(dir), "%s/XXXXXX", base);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    nreports = 0;
+    test_dir_setup();
     cycle = NULL;
     memset(&routes, 0, sizeof(routes));
 }
@@ -50,29 +35,9 @@ setup(void)
 static void
 teardown(void)
 {
-    char  cmd[64 + sizeof(dir)];
-
-    while (nreports) {
-        free(reports[--nreports]);
-    }
     lb_cycle_free(cycle);
     cycle = NULL;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *
-write_file(const char *name, const char *text)
-{
-    static char  path[PATH_MAX];
-    FILE        *f;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_ge(fputs(text, f), 0);
-    ck_assert_int_eq(fclose(f), 0);
-    return path;
+    test_dir_teardown();
 }
 
 #define UPSTREAMS                                                           \
@@ -959,21 +924,5 @@ route_suite(void)
 int
 main(void)
 {
-    SRunner  *sr;
-    char      cmd[64 + sizeof(base)];
-    int       failed;
-
-    if (mkdtemp(base) == NULL) {
-        perror("mkdtemp");
-        return EXIT_FAILURE;
-    }
-    sr = srunner_create(route_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-    if (system(cmd) != 0) {
-        failed++;
-    }
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_files_main(route_suite());
 }

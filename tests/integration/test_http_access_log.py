@@ -67,7 +67,8 @@ def test_json_lines_are_escaped(lbd):
     assert first["protocol"] == "HTTP/1.1" and first["status"] == 200
     assert first["bytes_sent"] > 0 and first["host"] == "ex.test"
     assert first["user_agent"] == "ua\tx" and first["referer"] == ""
-    assert first["remote_addr"] == "127.0.0.1" and first["request_id"] == ""
+    assert first["remote_addr"] == "127.0.0.1"
+    assert re.fullmatch(r"[0-9a-f]{32}", first["request_id"])
     assert first["upstream_addr"] == "" and isinstance(first["request_time"], float)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", first["time"])
     assert second["uri"] == '/q"b\\s' and second["status"] == 404

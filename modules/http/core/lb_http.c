@@ -76,44 +76,79 @@ lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     return LB_OK;
 }
 
-/* This build answers return and redirect routes only: a configuration
- * that would proxy is refused here rather than half served. The routes
- * are compiled in the route module's listener merge_conf, which runs after
- * ours, so the check waits for the whole file. */
+/* The phase handlers and filters of every compiled-in http module, in
+ * module order. Modules are fixed at build time, so the arrays are static
+ * and filled once. */
+#define LB_HTTP_MAX_HANDLERS  64
+
+lb_http_phases_t  lb_http_phases;
+
+static lb_http_phase_pt   lb_http_access_h[LB_HTTP_MAX_HANDLERS];
+static lb_http_phase_pt   lb_http_rewrite_h[LB_HTTP_MAX_HANDLERS];
+static lb_http_phase_pt   lb_http_content_h[LB_HTTP_MAX_HANDLERS];
+static lb_http_filter_pt  lb_http_forward_f[LB_HTTP_MAX_HANDLERS];
+static lb_http_filter_pt  lb_http_header_f[LB_HTTP_MAX_HANDLERS];
+
+int
+lb_http_phases_init(lb_conf_t *cf)
+{
+    lb_http_phases_t        *p = &lb_http_phases;
+    const lb_http_module_t  *m;
+    size_t                   i;
+
+    if (p->access) {
+        return LB_OK;
+    }
+    p->access = lb_http_access_h;
+    p->rewrite = lb_http_rewrite_h;
+    p->content = lb_http_content_h;
+    p->forward_filters = lb_http_forward_f;
+    p->header_filters = lb_http_header_f;
+    for (i = 0; i < lb_nmodules && i < LB_HTTP_MAX_HANDLERS; i++) {
+        if (lb_all_modules[i]->type != LB_MODULE_HTTP || lb_all_modules[i]->ctx == NULL) {
+            continue;
+        }
+        m = lb_all_modules[i]->ctx;
+        if (m->access) {
+            p->access[p->naccess++] = m->access;
+        }
+        if (m->rewrite) {
+            p->rewrite[p->nrewrite++] = m->rewrite;
+        }
+        if (m->content) {
+            p->content[p->ncontent++] = m->content;
+        }
+        if (m->forward_filter) {
+            p->forward_filters[p->nforward++] = m->forward_filter;
+        }
+        if (m->header_filter) {
+            p->header_filters[p->nheader++] = m->header_filter;
+        }
+    }
+    return LB_OK;
+}
+
+/* Shares access log files between listeners that name the same path, and
+ * collects the modules' phase handlers. */
 static int
 lb_http_core_init_conf(lb_conf_t *cf)
 {
-    const lb_http_routes_t  *rs;
-    const lb_http_route_t   *r;
-    lb_listener_t           *ls;
-    lb_http_core_conf_t     *hcf, *earlier;
-    size_t                   i, k;
-    int                      rc = LB_OK;
+    lb_http_core_conf_t  *hcf, *earlier;
+    size_t                i, k;
 
     for (i = 0; i < cf->cycle->listeners.nelts; i++) {
         hcf = lb_http_core_conf(cf->cycle, i);
         if (hcf == NULL) {
             continue;
         }
-        ls = hcf->listener;
         for (k = 0; k < i; k++) {
             earlier = lb_http_core_conf(cf->cycle, k);
             if (earlier) {
                 lb_http_log_share(&hcf->access_log, &earlier->access_log);
             }
         }
-        rs = lb_http_route_list(ls);
-        for (k = 0; rs && k < rs->nroutes; k++) {
-            r = rs->routes[k];
-            if (r->action == LB_HTTP_ROUTE_UPSTREAM) {
-                lb_conf_error_at(cf, r->file, r->line, "route #%u of listener \"%s\": "
-                                 "proxying to an upstream is not available yet in this "
-                                 "build", r->index, ls->name);
-                rc = LB_ERROR;
-            }
-        }
     }
-    return rc;
+    return lb_http_phases_init(cf);
 }
 
 /* Calls fn on the access log of every http listener; stops at an error. */

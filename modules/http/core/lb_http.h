@@ -9,10 +9,16 @@
 #include "lb_core.h"
 #include "lb_http_parse.h"
 #include "lb_http_log.h"
+#include "lb_http_var.h"
+#include "lb_http_forward.h"
 
 /* Generated responses whose head and body fit here are built in the
  * connection's cached request memory; longer ones take a malloc. */
 #define LB_HTTP_OUT_SIZE  4096
+/* The request buffer holds max_header_size bytes of head and this much
+ * more, so that a request body streams through the room after the head
+ * while the head stays readable (for variables and the access log). */
+#define LB_HTTP_BODY_ROOM  16384
 
 /* The http_core module's configuration of one http listener. */
 typedef struct {
@@ -44,10 +50,53 @@ typedef enum {
     LB_HTTP_READ_BODY,                  /* reading and discarding a body */
     LB_HTTP_SEND,                       /* writing the response */
     LB_HTTP_LINGER,                     /* response sent, closing: draining input */
+    LB_HTTP_CONTENT,                    /* a content handler owns the request */
 } lb_http_state_t;
 
-/* One client connection, from the connection's pool. */
+typedef struct lb_http_conn_s  lb_http_conn_t;
+struct lb_http_route_s;
+
+/* A message head being written: the start line and fields, each line
+ * ending in CRLF, without the empty line that ends the head. Response
+ * header filters and forwarded-request filters edit it in place. */
 typedef struct {
+    char     *data;
+    size_t    len;
+    size_t    size;
+    size_t    start_line;       /* bytes of the start line, CRLF included */
+    bool      overflow;         /* an edit did not fit: the head is unusable */
+} lb_http_head_t;
+
+/* Appends "name: value\r\n". */
+void lb_http_head_add(lb_http_head_t *h, const char *name, size_t nlen,
+                      const char *value, size_t vlen);
+/* Removes every field called name (case-insensitive). */
+void lb_http_head_remove(lb_http_head_t *h, const char *name, size_t nlen);
+
+/* What an http module joins (lb_module_t.ctx). Request phases run in
+ * this order for every request head: access (may refuse), rewrite (after
+ * the route is chosen), content (the first handler that does not decline
+ * serves the request; the core itself serves return and redirect routes).
+ * A phase handler returns LB_DECLINED to go on, an HTTP status (400..599)
+ * for the core to answer and close with, or, for content, LB_OK when it
+ * took the request (then it calls lb_http_finalize when the response is
+ * done). Filters edit a head on its way out, with the request's variables:
+ * forward filters the head sent upstream, header filters every response
+ * head lbd sends except its own error pages. NULL members are skipped. */
+typedef int (*lb_http_phase_pt)(lb_http_conn_t *hc);
+typedef int (*lb_http_filter_pt)(lb_http_conn_t *hc, lb_http_head_t *h,
+                                 const lb_http_var_ctx_t *ctx);
+
+typedef struct {
+    lb_http_phase_pt    access;
+    lb_http_phase_pt    rewrite;
+    lb_http_phase_pt    content;
+    lb_http_filter_pt   forward_filter;
+    lb_http_filter_pt   header_filter;
+} lb_http_module_t;
+
+/* One client connection, from the connection's pool. */
+struct lb_http_conn_s {
     lb_conn_t            *c;
     lb_http_core_conf_t  *conf;
     lb_http_state_t       state;
@@ -86,9 +135,64 @@ typedef struct {
     char                  remote_port[8];
     char                  local_ip[LB_IP_TEXT_LEN];
     char                  local_port[8];
-} lb_http_conn_t;
+
+    /* the request being served */
+    const struct lb_http_route_s  *route;
+    size_t                captures[20];     /* path_regex offsets, $0..$9 */
+    int                   ncaptures;
+    lb_str_t              request_id;       /* kept from the client or id_buf */
+    char                  id_buf[LB_HTTP_REQUEST_ID_LEN + 1];
+    uint64_t              bytes_sent;       /* to the client, for the log */
+    lb_str_t              upstream_addr;    /* for $upstream_addr */
+    lb_msec_t             upstream_msec;    /* -1: no upstream */
+
+    /* LB_HTTP_CONTENT: the content handler's state and its event entry
+     * points (called from the connection's events with the handler's own
+     * lb_http_run-style result: LB_OK go on, LB_AGAIN wait, LB_DONE the
+     * connection is gone) */
+    void                 *content;
+    int                 (*content_run)(lb_http_conn_t *hc);
+    void                (*content_timeout)(lb_http_conn_t *hc, lb_event_t *ev);
+    /* called when the client connection closes while the handler holds
+     * the request (lb_http_abort, a graceful stop) */
+    void                (*content_cleanup)(lb_http_conn_t *hc);
+};
 
 extern lb_module_t  lb_http_core_module;
+
+/* The phase handlers and filters of every http module, collected at load
+ * in module order. */
+typedef struct {
+    lb_http_phase_pt    *access, *rewrite, *content;
+    lb_http_filter_pt   *forward_filters, *header_filters;
+    size_t               naccess, nrewrite, ncontent, nforward, nheader;
+} lb_http_phases_t;
+
+extern lb_http_phases_t  lb_http_phases;
+int lb_http_phases_init(lb_conf_t *cf);
+
+/* For content handlers ------------------------------------------------- */
+
+/* Answers status with a short body generated by lbd, logged at info with
+ * why; the connection closes after it unless close is false. LB_OK, or
+ * LB_DONE when the connection had to be closed. */
+int  lb_http_generate(lb_http_conn_t *hc, int status, const char *why, bool close);
+/* The request's variable context. */
+void lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status);
+/* Runs the header filters over h. */
+int  lb_http_header_filters(lb_http_conn_t *hc, lb_http_head_t *h, int status);
+const char *lb_http_reason(int status);
+/* A content handler is done with the request: the response (status, of
+ * bytes_sent bytes) has been sent whole. Logs it, then waits for the next
+ * request or closes, per hc->keep_alive. Returns LB_OK (the state moved
+ * on) or LB_DONE (closed). The handler must have released everything it
+ * held for the request. */
+int  lb_http_finalize(lb_http_conn_t *hc);
+/* Closes the client connection at once (after an error mid-response). */
+void lb_http_abort(lb_http_conn_t *hc);
+/* Runs the connection's state machine (after a content handler set the
+ * state to one of the core's own, e.g. by lb_http_generate). */
+void lb_http_run(lb_http_conn_t *hc);
 
 /* The listener handler of http listeners: takes an accepted connection. */
 void lb_http_init_connection(lb_conn_t *c);

@@ -20,12 +20,10 @@
  * the response (RFC 9112 §9.6). */
 #define LB_HTTP_LINGER_TIME   2000
 #define LB_HTTP_LINGER_READ   (1024 * 1024)     /* per event, then wait */
-#define LB_HTTP_LOG_BODY_ROOM  1024   /* buffer left for a body beside the kept head */
 /* While connections sit idle, how often a worker checks for a graceful
  * stop, which closes them. */
 #define LB_HTTP_QUIT_CHECK    1000
 
-static void lb_http_run(lb_http_conn_t *hc);
 
 /* Request memory, cached per worker ----------------------------------- */
 
@@ -35,7 +33,7 @@ static size_t              lb_http_mem_cached;
 static int
 lb_http_mem_get(lb_http_conn_t *hc)
 {
-    size_t              size = (size_t) hc->conf->max_header_size, i;
+    size_t              size = (size_t) hc->conf->max_header_size + LB_HTTP_BODY_ROOM, i;
     lb_http_req_mem_t  *m = NULL;
 
     for (i = lb_http_mem_cached; i-- > 0; ) {
@@ -140,13 +138,19 @@ lb_http_out_free(lb_http_conn_t *hc)
 static void
 lb_http_close(lb_http_conn_t *hc)
 {
+    void  (*cleanup)(lb_http_conn_t *hc) = hc->content_cleanup;
+
+    if (cleanup) {
+        hc->content_cleanup = NULL;
+        cleanup(hc);
+    }
     lb_queue_remove(&hc->idle_link);
     lb_http_out_free(hc);
     lb_http_mem_put(hc);
     lb_conn_close(hc->c);       /* last: hc lives in its pool */
 }
 
-static const char *
+const char *
 lb_http_reason(int status)
 {
     switch (status) {
@@ -221,9 +225,8 @@ lb_http_local_addr(lb_http_conn_t *hc)
     lb_http_port_text(&ss, hc->local_port, sizeof(hc->local_port));
 }
 
-static void
-lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status,
-                const size_t *captures, int ncaptures)
+void
+lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
 {
     if (!hc->local_known) {
         lb_http_local_addr(hc);
@@ -242,10 +245,73 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status,
     ctx->scheme.len = 4;
     ctx->status = status;
     ctx->start_msec = hc->start_msec;
-    ctx->upstream_response_msec = -1;
+    ctx->upstream_response_msec = hc->upstream_msec;
+    ctx->upstream_addr = hc->upstream_addr;
+    ctx->request_id = hc->request_id;
+    ctx->bytes_sent = hc->bytes_sent;
     ctx->capture_subject = hc->mem->msg.path.data;
-    ctx->captures = captures;
-    ctx->ncaptures = ncaptures;
+    ctx->captures = hc->captures;
+    ctx->ncaptures = hc->ncaptures;
+}
+
+/* Message heads being edited ---------------------------------------------- */
+
+void
+lb_http_head_add(lb_http_head_t *h, const char *name, size_t nlen,
+                 const char *value, size_t vlen)
+{
+    if (h->overflow || h->size - h->len < nlen + vlen + 4) {
+        h->overflow = true;
+        return;
+    }
+    memcpy(h->data + h->len, name, nlen);
+    h->len += nlen;
+    h->data[h->len++] = ':';
+    h->data[h->len++] = ' ';
+    memcpy(h->data + h->len, value, vlen);
+    h->len += vlen;
+    h->data[h->len++] = '\r';
+    h->data[h->len++] = '\n';
+}
+
+void
+lb_http_head_remove(lb_http_head_t *h, const char *name, size_t nlen)
+{
+    char  *line = h->data + h->start_line, *end = h->data + h->len, *eol;
+    size_t n;
+
+    while (line < end) {
+        eol = memchr(line, '\n', (size_t) (end - line));
+        eol = eol ? eol + 1 : end;
+        if ((size_t) (eol - line) > nlen && line[nlen] == ':'
+            && strncasecmp(line, name, nlen) == 0)
+        {
+            n = (size_t) (eol - line);
+            memmove(line, eol, (size_t) (end - eol));
+            end -= n;
+            h->len -= n;
+            continue;
+        }
+        line = eol;
+    }
+}
+
+int
+lb_http_header_filters(lb_http_conn_t *hc, lb_http_head_t *h, int status)
+{
+    lb_http_var_ctx_t  ctx;
+    size_t             i;
+
+    if (lb_http_phases.nheader == 0) {
+        return LB_OK;
+    }
+    lb_http_var_ctx(hc, &ctx, status);
+    for (i = 0; i < lb_http_phases.nheader; i++) {
+        if (lb_http_phases.header_filters[i](hc, h, &ctx) != LB_OK) {
+            return LB_ERROR;
+        }
+    }
+    return h->overflow ? LB_ERROR : LB_OK;
 }
 
 /* What a response says: a body is either evaluated (body_cv) or literal
@@ -257,7 +323,11 @@ typedef struct {
     const lb_http_complex_t  *body_cv;
     const char               *body_text;
     const lb_http_var_ctx_t  *ctx;
+    bool                      filter;       /* run the header filters */
 } lb_http_response_t;
+
+/* Room for what header filters add to a response lbd builds. */
+#define LB_HTTP_FILTER_ROOM  2048
 
 /* Builds the response in hc->out: status line, Server, Date, Content-Type (with
  * a body), Content-Length (except for 1xx, 204, 304, which have no body),
@@ -279,7 +349,8 @@ lb_http_build(lb_http_conn_t *hc, const lb_http_response_t *r)
         body_len = r->body_cv ? lb_http_complex_eval(r->body_cv, r->ctx, NULL, 0)
                  : r->body_text ? strlen(r->body_text) : 0;
     }
-    head_max = 256 + strlen(r->content_type) + loc_len;
+    head_max = 256 + strlen(r->content_type) + loc_len + hc->request_id.len
+               + (r->filter && lb_http_phases.nheader ? LB_HTTP_FILTER_ROOM : 0);
     need = head_max + body_len;
     if (need <= LB_HTTP_OUT_SIZE) {
         p = hc->mem->out;
@@ -308,6 +379,21 @@ lb_http_build(lb_http_conn_t *hc, const lb_http_response_t *r)
         n += lb_http_complex_eval(r->location, r->ctx, p + n, loc_len);
         memcpy(p + n, "\r\n", 2);
         n += 2;
+    }
+    if (hc->request_id.len) {
+        n += (size_t) snprintf(p + n, head_max - n, "X-Request-ID: %.*s\r\n",
+                               (int) hc->request_id.len, hc->request_id.data);
+    }
+    if (r->filter) {
+        lb_http_head_t  h = { p, n, head_max, 0, false };
+
+        h.start_line = (size_t) ((char *) memchr(p, '\n', n) - p) + 1;
+        if (lb_http_header_filters(hc, &h, r->status) != LB_OK) {
+            lb_log_error(0, "*%llu client %s: response_headers do not fit in %zu bytes",
+                         (unsigned long long) hc->c->id, hc->c->peer_text, head_max);
+            return LB_ERROR;
+        }
+        n = h.len;
     }
     hc->out_head = n;
 
@@ -346,7 +432,7 @@ lb_http_start_send(lb_http_conn_t *hc)
 
 /* Answers status with a short text body generated by lbd, logged at info
  * with why. The connection closes after it unless close is false (404). */
-static int
+int
 lb_http_generate(lb_http_conn_t *hc, int status, const char *why, bool close)
 {
     lb_http_response_t  r;
@@ -388,18 +474,95 @@ lb_http_head_begins(lb_http_conn_t *hc)
     lb_event_timer_set(&hc->c->read, hc->conf->client_header_timeout);
 }
 
-/* The head in hc->mem->msg is complete: answer it. */
+/* Runs the handlers of one phase: LB_DECLINED when all declined, else the
+ * first other result. */
+static int
+lb_http_run_phase(lb_http_conn_t *hc, lb_http_phase_pt *h, size_t n)
+{
+    size_t  i;
+    int     rc;
+
+    for (i = 0; i < n; i++) {
+        rc = h[i](hc);
+        if (rc != LB_DECLINED) {
+            return rc;
+        }
+    }
+    return LB_DECLINED;
+}
+
+/* A phase handler refused the request with status: answer and close. */
+static int
+lb_http_refuse(lb_http_conn_t *hc, int rc, const char *phase)
+{
+    char  why[64];
+
+    if (rc < 400 || rc > 599) {
+        lb_log_error(0, "*%llu client %s: an http %s handler returned %d; answering 500",
+                     (unsigned long long) hc->c->id, hc->c->peer_text, phase, rc);
+        rc = 500;
+    }
+    snprintf(why, sizeof(why), "refused in the %s phase", phase);
+    return lb_http_generate(hc, rc, why, true);
+}
+
+/* The request's X-Request-ID: the client's when valid, else a new one. */
+static void
+lb_http_request_id(lb_http_conn_t *hc)
+{
+    const lb_http_header_t  *h = lb_http_find_header(&hc->mem->msg, "X-Request-ID");
+
+    if (h && lb_http_request_id_valid(h->value)) {
+        hc->request_id = h->value;
+        return;
+    }
+    lb_http_request_id_new(hc->id_buf);
+    hc->request_id.data = hc->id_buf;
+    hc->request_id.len = LB_HTTP_REQUEST_ID_LEN;
+}
+
+/* Answers a return or redirect route. */
+static int
+lb_http_serve_route(lb_http_conn_t *hc, const lb_http_route_t *route)
+{
+    lb_http_response_t  r;
+    lb_http_var_ctx_t   ctx;
+    char                body[64];
+
+    lb_http_var_ctx(hc, &ctx, route->status);
+    memset(&r, 0, sizeof(r));
+    r.status = route->status;
+    r.ctx = &ctx;
+    r.filter = true;
+    if (route->action == LB_HTTP_ROUTE_RETURN) {
+        r.content_type = route->content_type ? route->content_type : "text/plain";
+        r.body_cv = route->body;
+    } else {
+        r.content_type = "text/plain";
+        r.location = route->location;
+        snprintf(body, sizeof(body), "%d %s\n", route->status, lb_http_reason(route->status));
+        r.body_text = body;
+    }
+    if (r.status < 200) {
+        hc->keep_alive = 0;     /* a final 1xx leaves the client waiting */
+    }
+    if (lb_http_build(hc, &r) != LB_OK) {
+        lb_log_error(ENOMEM, "*%llu client %s: cannot build a response; closing",
+                     (unsigned long long) hc->c->id, hc->c->peer_text);
+        lb_http_close(hc);
+        return LB_DONE;
+    }
+    return LB_OK;
+}
+
+/* The head in hc->mem->msg is complete: run the phases. */
 static int
 lb_http_process(lb_http_conn_t *hc)
 {
     lb_http_msg_t          *msg = &hc->mem->msg;
     lb_listener_t          *ls = hc->conf->listener;
     const lb_http_route_t  *route;
-    lb_http_response_t      r;
-    lb_http_var_ctx_t       ctx;
-    char                    body[64];
-    size_t                  captures[2 * LB_HTTP_ROUTE_MAX_CAPTURES];
-    int                     ncaptures = 0, rc;
+    int                     rc;
 
     hc->requests++;
     hc->head_method = msg->method.len == 4 && memcmp(msg->method.data, "HEAD", 4) == 0;
@@ -409,13 +572,58 @@ lb_http_process(lb_http_conn_t *hc)
     hc->body = msg->body;
     hc->body_left = msg->content_length;
     hc->body_seen = 0;
+    hc->bytes_sent = 0;
+    hc->upstream_addr.len = 0;
+    hc->upstream_msec = -1;
+    hc->ncaptures = 0;
+    hc->route = NULL;
     memset(&hc->chunked, 0, sizeof(hc->chunked));
+    lb_http_request_id(hc);
 
+    /* access */
     if ((ls->allow || ls->deny) && lb_listener_denies(ls, (struct sockaddr *) &hc->c->peer)) {
         return lb_http_generate(hc, 403, "denied by allow/deny of the listener", true);
     }
     if (msg->body == LB_HTTP_BODY_LENGTH && msg->content_length > hc->conf->max_body_size) {
         return lb_http_generate(hc, 413, "Content-Length larger than max_body_size", true);
+    }
+    rc = lb_http_run_phase(hc, lb_http_phases.access, lb_http_phases.naccess);
+    if (rc != LB_DECLINED) {
+        return lb_http_refuse(hc, rc, "access");
+    }
+
+    /* route, rewrite */
+    route = lb_http_route_match(ls, msg, hc->captures, &hc->ncaptures);
+    if (route == NULL) {
+        if (msg->body != LB_HTTP_BODY_NONE && msg->expect_continue) {
+            hc->keep_alive = 0;     /* see below */
+            hc->body = LB_HTTP_BODY_NONE;
+        }
+        rc = lb_http_generate(hc, 404, "no route matches", false);
+        goto answered;
+    }
+    hc->route = route;
+    rc = lb_http_run_phase(hc, lb_http_phases.rewrite, lb_http_phases.nrewrite);
+    if (rc != LB_DECLINED) {
+        return lb_http_refuse(hc, rc, "rewrite");
+    }
+
+    /* content */
+    if (route->action == LB_HTTP_ROUTE_UPSTREAM) {
+        rc = lb_http_run_phase(hc, lb_http_phases.content, lb_http_phases.ncontent);
+        if (rc == LB_OK) {
+            return LB_OK;           /* the handler owns the request now */
+        }
+        if (rc == LB_DONE) {
+            return LB_DONE;
+        }
+        if (rc == LB_DECLINED) {
+            rc = 502;
+            lb_log_error(0, "*%llu client %s: no module proxies route #%u "
+                         "(built without http_proxy?)", (unsigned long long) hc->c->id,
+                         hc->c->peer_text, route->index);
+        }
+        return lb_http_refuse(hc, rc, "content");
     }
     if (msg->body != LB_HTTP_BODY_NONE && msg->expect_continue) {
         /* answered without 100 Continue (RFC 9110 §10.1.1): the client may
@@ -423,39 +631,9 @@ lb_http_process(lb_http_conn_t *hc)
         hc->keep_alive = 0;
         hc->body = LB_HTTP_BODY_NONE;
     }
+    rc = lb_http_serve_route(hc, route);
 
-    route = lb_http_route_match(ls, msg, captures, &ncaptures);
-    memset(&r, 0, sizeof(r));
-    if (route == NULL) {
-        rc = lb_http_generate(hc, 404, "no route matches", false);
-    } else if (route->action == LB_HTTP_ROUTE_UPSTREAM) {
-        /* refused at load (lb_http_core_init_conf); never half served */
-        rc = lb_http_generate(hc, 502, "proxying is not available in this build", true);
-    } else {
-        lb_http_var_ctx(hc, &ctx, route->status, captures, ncaptures);
-        r.status = route->status;
-        r.ctx = &ctx;
-        if (route->action == LB_HTTP_ROUTE_RETURN) {
-            r.content_type = route->content_type ? route->content_type : "text/plain";
-            r.body_cv = route->body;
-        } else {
-            r.content_type = "text/plain";
-            r.location = route->location;
-            snprintf(body, sizeof(body), "%d %s\n", route->status,
-                     lb_http_reason(route->status));
-            r.body_text = body;
-        }
-        if (r.status < 200) {
-            hc->keep_alive = 0;     /* a final 1xx leaves the client waiting */
-        }
-        if (lb_http_build(hc, &r) != LB_OK) {
-            lb_log_error(ENOMEM, "*%llu client %s: cannot build a response; closing",
-                         (unsigned long long) hc->c->id, hc->c->peer_text);
-            lb_http_close(hc);
-            return LB_DONE;
-        }
-        rc = LB_OK;
-    }
+answered:
     if (rc != LB_OK) {
         return rc;
     }
@@ -464,14 +642,11 @@ lb_http_process(lb_http_conn_t *hc)
     }
 
     /* the response is built: the head's bytes are no longer needed, except
-     * by the access log line once the response is sent. While a body is
-     * read into the buffer, the head is kept out of its reach when enough
-     * room is left after it; lb_http_send gives the room back. */
-    if (hc->body != LB_HTTP_BODY_NONE && hc->conf->access_log.file != NULL
-        && (size_t) (hc->buf.end - (hc->buf.pos + msg->head_len)) >= LB_HTTP_LOG_BODY_ROOM)
-    {
-        hc->buf.start = hc->buf.pos + msg->head_len;
-    }
+     * by the access log line once the response is sent, so a body being
+     * read and discarded goes after the head (the buffer has
+     * LB_HTTP_BODY_ROOM beyond the largest head); lb_http_finalize gives
+     * the room back. */
+    hc->buf.start = hc->buf.pos + msg->head_len;
     lb_buf_consume(&hc->buf, msg->head_len);
     if (hc->body != LB_HTTP_BODY_NONE) {
         hc->state = LB_HTTP_READ_BODY;
@@ -652,8 +827,7 @@ lb_http_log_response(lb_http_conn_t *hc)
     {
         return;
     }
-    lb_http_var_ctx(hc, &ctx, hc->status, NULL, 0);
-    ctx.bytes_sent = hc->out_sent;
+    lb_http_var_ctx(hc, &ctx, hc->status);
     lb_http_log_request(&hc->conf->access_log, &ctx);
 }
 
@@ -696,11 +870,25 @@ lb_http_send(lb_http_conn_t *hc)
         lb_http_close(hc);
         return LB_DONE;
     }
+    hc->bytes_sent = hc->out_sent;
+    lb_http_out_free(hc);
+    return lb_http_finalize(hc);
+}
+
+int
+lb_http_finalize(lb_http_conn_t *hc)
+{
+    lb_conn_t  *c = hc->c;
+
     lb_http_log_response(hc);
+    hc->route = NULL;
+    hc->content = NULL;
+    hc->content_run = NULL;
+    hc->content_timeout = NULL;
+    hc->content_cleanup = NULL;
     if (hc->mem) {
         hc->buf.start = hc->mem->data;      /* the head's room, kept for the log */
     }
-    lb_http_out_free(hc);
     hc->head_started = 0;
 
     if (!hc->keep_alive || lb_worker_quitting) {
@@ -716,7 +904,10 @@ lb_http_send(lb_http_conn_t *hc)
 
     hc->state = LB_HTTP_READ_HEAD;
     if (lb_buf_len(&hc->buf)) {
-        lb_http_head_begins(hc);           /* pipelined: already here */
+        /* pipelined: already here. Moved to the start, so the next head
+         * has the whole body room after it. */
+        lb_buf_compact(&hc->buf);
+        lb_http_head_begins(hc);
     } else {
         lb_http_mem_put(hc);
         lb_http_idle_add(hc);
@@ -725,8 +916,14 @@ lb_http_send(lb_http_conn_t *hc)
     return LB_OK;
 }
 
+void
+lb_http_abort(lb_http_conn_t *hc)
+{
+    lb_http_close(hc);
+}
+
 static void
-lb_http_timed_out(lb_http_conn_t *hc)
+lb_http_timed_out(lb_http_conn_t *hc, lb_event_t *ev)
 {
     lb_conn_t  *c = hc->c;
 
@@ -752,11 +949,14 @@ lb_http_timed_out(lb_http_conn_t *hc)
         break;
     case LB_HTTP_LINGER:
         break;
+    case LB_HTTP_CONTENT:
+        hc->content_timeout(hc, ev);
+        return;
     }
     lb_http_close(hc);
 }
 
-static void
+void
 lb_http_run(lb_http_conn_t *hc)
 {
     int  rc;
@@ -771,6 +971,9 @@ lb_http_run(lb_http_conn_t *hc)
             break;
         case LB_HTTP_SEND:
             rc = lb_http_send(hc);
+            break;
+        case LB_HTTP_CONTENT:
+            rc = hc->content_run(hc);
             break;
         default:
             rc = lb_http_linger(hc);
@@ -787,7 +990,7 @@ lb_http_handler(lb_event_t *ev)
 
     if (ev->timedout) {
         ev->timedout = 0;
-        lb_http_timed_out(hc);
+        lb_http_timed_out(hc, ev);
         return;
     }
     lb_http_run(hc);

@@ -1,0 +1,315 @@
+/*
+ * lb_http_headers.c: request_headers and response_headers (SPEC §3.5) at
+ * listener and route level. Each is a group of set, add and remove lists
+ * ("Name: value" with variables, or "Name" for remove), compiled at load.
+ * A route's edits are merged with its listener's at load: the listener's
+ * come first, and a name the route edits drops the listener's edits of
+ * that name (the route wins). request_headers apply to the request sent
+ * upstream (a forward filter); response_headers to every response but
+ * lbd's own error pages (a header filter): proxied ones, return and
+ * redirect routes.
+ */
+#include "lb_core.h"
+#include "lb_http.h"
+#include "lb_http_route.h"
+
+typedef enum {
+    LB_HTTP_EDIT_SET = 0,       /* remove every field of the name, then add */
+    LB_HTTP_EDIT_ADD,           /* add one more field */
+    LB_HTTP_EDIT_REMOVE,
+} lb_http_edit_op_t;
+
+typedef struct {
+    lb_http_edit_op_t    op;
+    lb_str_t             name;
+    lb_http_complex_t   *value;     /* NULL for remove */
+} lb_http_edit_t;
+
+typedef struct {
+    lb_http_edit_t      *edits;
+    size_t               nedits;
+} lb_http_edits_t;
+
+typedef struct {
+    lb_array_t           own[2];    /* of lb_http_edit_t: as written here */
+    lb_http_edits_t      merged[2]; /* what applies: [0] request, [1] response */
+} lb_http_headers_conf_t;
+
+static int   lb_http_headers_set(lb_conf_t *cf, const lb_setting_t *s,
+                                 config_setting_t *v, void *conf);
+static void *lb_http_headers_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_http_headers_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent,
+                                        void *conf);
+static int   lb_http_headers_forward(lb_http_conn_t *hc, lb_http_head_t *h,
+                                     const lb_http_var_ctx_t *ctx);
+static int   lb_http_headers_response(lb_http_conn_t *hc, lb_http_head_t *h,
+                                      const lb_http_var_ctx_t *ctx);
+
+static const char *const  lb_http_headers_protocols[] = { "http", NULL };
+
+static const lb_setting_t  lb_http_headers_settings[] = {
+    { "request_headers", LB_SET_CUSTOM, LB_CTX_LISTENER | LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_http_headers_conf_t, own[0]), NULL, lb_http_headers_set, 0 },
+    { "response_headers", LB_SET_CUSTOM, LB_CTX_LISTENER | LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_http_headers_conf_t, own[1]), NULL, lb_http_headers_set, 0 },
+    lb_setting_end
+};
+
+static const lb_http_module_t  lb_http_headers_ctx = {
+    NULL, NULL, NULL, lb_http_headers_forward, lb_http_headers_response
+};
+
+lb_module_t  lb_http_headers_module = {
+    "http_headers", LB_MODULE_HTTP, lb_http_headers_protocols, lb_http_headers_settings,
+    LB_CTX_LISTENER | LB_CTX_ROUTE,
+    lb_http_headers_create_conf, lb_http_headers_merge_conf, NULL,
+    NULL, NULL, NULL, &lb_http_headers_ctx, 0, NULL
+};
+
+/* Configuration ---------------------------------------------------------- */
+
+static void *
+lb_http_headers_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    lb_http_headers_conf_t  *hcf = lb_pcalloc(cf->pool, sizeof(*hcf));
+
+    if (hcf == NULL || lb_array_init(&hcf->own[0], cf->pool, 4, sizeof(lb_http_edit_t)) != LB_OK
+        || lb_array_init(&hcf->own[1], cf->pool, 4, sizeof(lb_http_edit_t)) != LB_OK)
+    {
+        return NULL;
+    }
+    return hcf;
+}
+
+static bool
+lb_http_token_char(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", ch) == NULL;
+}
+
+typedef struct {
+    lb_array_t         *edits;
+    lb_http_edit_op_t   op;
+    const char         *what;       /* "request_headers.set" */
+} lb_http_edit_parse_t;
+
+/* One "Name: value" (set, add) or "Name" (remove). */
+static int
+lb_http_headers_push(lb_conf_t *cf, config_setting_t *elt, const char *str, void *arg)
+{
+    lb_http_edit_parse_t  *ep = arg;
+    lb_http_edit_t        *e;
+    const char            *p = str, *v;
+    char                   err[256];
+    size_t                 i;
+
+    while (lb_http_token_char((unsigned char) *p)) {
+        p++;
+    }
+    if (p == str) {
+        return lb_conf_error(cf, elt, "%s: \"%s\" does not start with a field name",
+                             ep->what, str);
+    }
+    if (ep->op == LB_HTTP_EDIT_REMOVE) {
+        if (*p != '\0') {
+            return lb_conf_error(cf, elt, "%s: \"%s\" is not a field name (remove takes "
+                                 "names only)", ep->what, str);
+        }
+        v = NULL;
+    } else {
+        if (*p != ':') {
+            return lb_conf_error(cf, elt, "%s: \"%s\" is not \"Name: value\"", ep->what, str);
+        }
+        v = p + 1;
+        while (*v == ' ' || *v == '\t') {
+            v++;
+        }
+        for (i = 0; v[i]; i++) {
+            if ((unsigned char) v[i] < 0x20 && v[i] != '\t') {
+                return lb_conf_error(cf, elt, "%s: the value of \"%.*s\" holds a control "
+                                     "character", ep->what, (int) (p - str), str);
+            }
+        }
+    }
+    e = lb_array_push(ep->edits);
+    if (e == NULL) {
+        return lb_conf_error(cf, elt, "out of memory");
+    }
+    e->op = ep->op;
+    e->name.len = (size_t) (p - str);
+    e->name.data = lb_palloc(cf->pool, e->name.len + 1);
+    if (e->name.data == NULL) {
+        return lb_conf_error(cf, elt, "out of memory");
+    }
+    memcpy(e->name.data, str, e->name.len);
+    e->name.data[e->name.len] = '\0';
+    e->value = NULL;
+    if (v) {
+        e->value = lb_http_complex_compile(cf->pool, v, err, sizeof(err));
+        if (e->value == NULL) {
+            return lb_conf_error(cf, elt, "%s: %s", ep->what, err);
+        }
+    }
+    return LB_OK;
+}
+
+/* request_headers = { set = [...]; add = [...]; remove = [...]; } */
+static int
+lb_http_headers_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    static const char *const  ops[] = { "set", "add", "remove" };
+    lb_http_edit_parse_t      ep;
+    config_setting_t         *elt;
+    char                      what[64];
+    int                       i, n, rc = LB_OK;
+    size_t                    k;
+
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "\"%s\" must be a group such as { set = [\"Name: value\"]; "
+                             "add = [...]; remove = [\"Name\"]; }, not %s", s->name,
+                             lb_conf_type_name(v));
+    }
+    ep.edits = (lb_array_t *) ((char *) conf + s->offset);
+    n = config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        elt = config_setting_get_elem(v, (unsigned) i);
+        for (k = 0; k < 3; k++) {
+            if (strcmp(config_setting_name(elt), ops[k]) == 0) {
+                break;
+            }
+        }
+        if (k == 3) {
+            rc = lb_conf_error(cf, elt, "unknown setting \"%s\" in \"%s\" (set, add or remove)",
+                               config_setting_name(elt), s->name);
+            continue;
+        }
+        snprintf(what, sizeof(what), "%s.%s", s->name, ops[k]);
+        ep.op = (lb_http_edit_op_t) k;
+        ep.what = what;
+        if (lb_conf_each_string(cf, elt, lb_http_headers_push, &ep) != LB_OK) {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
+static bool
+lb_http_edits_name(const lb_array_t *a, const lb_str_t *name)
+{
+    const lb_http_edit_t  *e = a->elts;
+    size_t                 i;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (e[i].name.len == name->len && strncasecmp(e[i].name.data, name->data, name->len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A listener's edits are its own; a route's are its listener's, less the
+ * names the route edits itself, then the route's. */
+static int
+lb_http_headers_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_http_headers_conf_t  *hcf = conf, *lcf = parent;
+    const lb_http_edit_t    *le;
+    lb_http_edits_t         *m;
+    size_t                   k, i, n;
+
+    for (k = 0; k < 2; k++) {
+        m = &hcf->merged[k];
+        n = hcf->own[k].nelts + (ctx == LB_CTX_ROUTE && lcf ? lcf->own[k].nelts : 0);
+        if (n == 0) {
+            continue;
+        }
+        m->edits = lb_palloc(cf->pool, n * sizeof(lb_http_edit_t));
+        if (m->edits == NULL) {
+            return LB_ERROR;
+        }
+        if (ctx == LB_CTX_ROUTE && lcf) {
+            le = lcf->own[k].elts;
+            for (i = 0; i < lcf->own[k].nelts; i++) {
+                if (!lb_http_edits_name(&hcf->own[k], &le[i].name)) {
+                    m->edits[m->nedits++] = le[i];
+                }
+            }
+        }
+        memcpy(m->edits + m->nedits, hcf->own[k].elts, hcf->own[k].nelts * sizeof(lb_http_edit_t));
+        m->nedits += hcf->own[k].nelts;
+    }
+    return LB_OK;
+}
+
+/* Requests ---------------------------------------------------------------- */
+
+static const lb_http_edits_t *
+lb_http_headers_edits(lb_http_conn_t *hc, int k)
+{
+    lb_http_headers_conf_t  *hcf;
+
+    if (hc->route) {
+        hcf = lb_get_conf(hc->route->confs, lb_http_headers_module);
+    } else {
+        hcf = lb_get_conf(hc->conf->listener->confs, lb_http_headers_module);
+    }
+    return hcf ? &hcf->merged[k] : NULL;
+}
+
+static void
+lb_http_headers_clean(char *p, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if ((unsigned char) p[i] < 0x20 && p[i] != '\t') {
+            p[i] = ' ';
+        }
+    }
+}
+
+static int
+lb_http_headers_apply(const lb_http_edits_t *es, lb_http_head_t *h,
+                      const lb_http_var_ctx_t *ctx)
+{
+    const lb_http_edit_t  *e;
+    size_t                 i, vlen, need;
+
+    for (i = 0; es && i < es->nedits && !h->overflow; i++) {
+        e = &es->edits[i];
+        if (e->op != LB_HTTP_EDIT_ADD) {
+            lb_http_head_remove(h, e->name.data, e->name.len);
+        }
+        if (e->op == LB_HTTP_EDIT_REMOVE) {
+            continue;
+        }
+        /* evaluated in place: "Name: " then the value, then CRLF */
+        vlen = lb_http_complex_eval(e->value, ctx, NULL, 0);
+        need = e->name.len + 2 + vlen + 2;
+        if (h->size - h->len < need) {
+            h->overflow = true;
+            break;
+        }
+        memcpy(h->data + h->len, e->name.data, e->name.len);
+        memcpy(h->data + h->len + e->name.len, ": ", 2);
+        lb_http_complex_eval(e->value, ctx, h->data + h->len + e->name.len + 2, vlen);
+        /* the parser lets no control byte into what variables read, so a
+         * value cannot split the field; checked anyway, cheaply */
+        lb_http_headers_clean(h->data + h->len + e->name.len + 2, vlen);
+        memcpy(h->data + h->len + need - 2, "\r\n", 2);
+        h->len += need;
+    }
+    return h->overflow ? LB_ERROR : LB_OK;
+}
+
+static int
+lb_http_headers_forward(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+{
+    return lb_http_headers_apply(lb_http_headers_edits(hc, 0), h, ctx);
+}
+
+static int
+lb_http_headers_response(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+{
+    return lb_http_headers_apply(lb_http_headers_edits(hc, 1), h, ctx);
+}

@@ -1,0 +1,1509 @@
+/*
+ * lb_http_proxy.c: the http listener's `upstream` action (SPEC §3.2,
+ * §3.5, §4): forward a request to a server of the route's upstream and
+ * its response back, both bodies streaming through bounded buffers.
+ *
+ * One request at a time per client connection. The request head is
+ * rewritten into the request's out buffer (hop-by-hop fields dropped,
+ * forwarding fields and request_headers added) and sent; the body follows
+ * straight from the client's read buffer, chunked bodies passed through
+ * as they came once the decoder has checked them. The response head is
+ * read into the in buffer, rewritten into out for the client, and the
+ * body relayed from in. Upstream connections are kept per worker and per
+ * upstream (`keepalive` idle ones at most) and reused for any request to
+ * the same server. A failed connect tries another server (`retries`); an
+ * idempotent request is sent again when the server closes before the
+ * first byte of a response. A 101 answer to an Upgrade request turns the
+ * pair of connections into a tunnel.
+ *
+ * Nothing here allocates per request once the worker is warm: request
+ * memory comes from a per-worker cache, upstream connections from the
+ * core's connection cache and the keepalive pool.
+ */
+#include "lb_core.h"
+#include "lb_http.h"
+#include "lb_http_route.h"
+#include "lb_upstream.h"
+
+#define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */
+#define LB_PROXY_OUT_EXTRA     4096     /* forwarding fields and edits */
+#define LB_PROXY_MEM_CACHE     64
+#define LB_PROXY_KA_TIMEOUT    60000    /* an idle upstream connection is closed */
+#define LB_PROXY_MAX_TOKENS    16       /* Connection field tokens honoured */
+
+/* Configuration ---------------------------------------------------------- */
+
+typedef struct {
+    int                 xff;            /* lb_http_xff_mode_t */
+    lb_cidr_list_t      trusted;
+} lb_http_proxy_conf_t;
+
+/* Per upstream, per worker (configurations are copied by fork): the idle
+ * connections, most recently used first. */
+typedef struct {
+    lb_queue_t          idle;
+    size_t              nidle;
+} lb_http_proxy_ka_t;
+
+static const char *const  lb_http_proxy_xff_modes[] = { "append", "replace", "off", NULL };
+static const char *const  lb_http_proxy_protocols[] = { "http", NULL };
+
+static int   lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s,
+                                       config_setting_t *v, void *conf);
+static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_http_proxy_init_conf(lb_conf_t *cf);
+static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
+static int   lb_http_proxy_content(lb_http_conn_t *hc);
+static int   lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h,
+                                          const lb_http_var_ctx_t *ctx);
+
+static const lb_setting_t  lb_http_proxy_settings[] = {
+    { "xff", LB_SET_ENUM, LB_CTX_LISTENER, "append", 0, 0,
+      offsetof(lb_http_proxy_conf_t, xff), lb_http_proxy_xff_modes, NULL, 0 },
+    { "trusted_proxies", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_http_proxy_conf_t, trusted), NULL, lb_http_proxy_set_trusted, 0 },
+    lb_setting_end
+};
+
+static const lb_http_module_t  lb_http_proxy_ctx = {
+    NULL, NULL, lb_http_proxy_content, NULL, NULL
+};
+
+lb_module_t  lb_http_proxy_module = {
+    "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
+    LB_CTX_LISTENER | LB_CTX_UPSTREAM,
+    lb_http_proxy_create_conf, NULL, lb_http_proxy_init_conf,
+    NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL
+};
+
+static void *
+lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    lb_http_proxy_ka_t  *ka;
+
+    if (ctx == LB_CTX_UPSTREAM) {
+        ka = lb_pcalloc(cf->pool, sizeof(*ka));
+        if (ka) {
+            lb_queue_init(&ka->idle);
+        }
+        return ka;
+    }
+    return lb_pcalloc(cf->pool, sizeof(lb_http_proxy_conf_t));
+}
+
+static int
+lb_http_proxy_push_cidr(lb_conf_t *cf, config_setting_t *elt, const char *str, void *arg)
+{
+    char  err[160];
+
+    if (lb_cidr_list_add(arg, cf->pool, str, err, sizeof(err)) != LB_OK) {
+        return lb_conf_error(cf, elt, "trusted_proxies: invalid address block \"%s\": %s",
+                             str, err);
+    }
+    return LB_OK;
+}
+
+static int
+lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    return lb_conf_each_string(cf, v, lb_http_proxy_push_cidr, (char *) conf + s->offset);
+}
+
+/* The upstreams named by routes exist (the route module resolved them);
+ * here only the phase table, which the http core builds. */
+static int
+lb_http_proxy_init_conf(lb_conf_t *cf)
+{
+    return lb_http_phases_init(cf);
+}
+
+/* Request memory, cached per worker ----------------------------------- */
+
+typedef struct lb_http_proxy_s  lb_http_proxy_t;
+
+/* An upstream connection, in use or idle in its upstream's pool. Lives in
+ * the connection's pool, so it goes when the connection does. */
+typedef struct {
+    lb_conn_t              *c;
+    lb_upstream_server_t   *server;
+    lb_http_proxy_ka_t     *ka;
+    lb_http_proxy_t        *p;          /* NULL while idle */
+    lb_queue_t              link;       /* in ka->idle */
+    uint64_t                requests;
+} lb_http_upconn_t;
+
+typedef enum {
+    LB_PROXY_CONNECT = 0,       /* waiting for a connect to finish */
+    LB_PROXY_EXCHANGE,          /* request out, response in */
+    LB_PROXY_TUNNEL,            /* after 101: bytes both ways */
+} lb_http_proxy_phase_t;
+
+struct lb_http_proxy_s {
+    lb_http_conn_t         *hc;
+    lb_http_proxy_conf_t   *conf;
+    lb_upstream_t          *u;
+    lb_upstream_try_t       try;
+    lb_upstream_server_t   *server;     /* picked (counted), released at the end */
+    lb_http_upconn_t       *up;
+    lb_http_proxy_phase_t   phase;
+    bool                    reused;     /* up came from the keepalive pool */
+    bool                    timed_out;  /* the last connect failure */
+    lb_msec_t               start;      /* for $upstream_response_time */
+
+    /* request: out[0..head_len) is the head; the body comes from hc->buf */
+    size_t                  head_len;
+    size_t                  head_sent;
+    lb_http_body_t          up_body;
+    int64_t                 up_left;    /* LENGTH: bytes still to send */
+    int64_t                 up_seen;    /* CHUNKED: decoded bytes, for max_body_size */
+    lb_http_chunked_t       up_chunked;
+    size_t                  up_ready;   /* checked bytes at hc->buf.pos */
+    bool                    up_complete;    /* the client sent all of the body */
+    bool                    up_done;        /* ... and it went upstream */
+    uint64_t                up_body_sent;
+    size_t                  cont_sent;  /* of "100 Continue" (cont_len) */
+    size_t                  cont_len;
+
+    /* response */
+    lb_buf_t                in;
+    bool                    got_byte;
+    bool                    resp_head;  /* parsed; out[0..out_len) is the client's head */
+    int                     status;
+    bool                    resp_keep;  /* the server keeps the connection */
+    size_t                  out_len;
+    size_t                  out_sent;
+    lb_http_body_t          down_body;
+    int64_t                 down_left;
+    lb_http_chunked_t       down_chunked;
+    bool                    dechunk;    /* chunked upstream, HTTP/1.0 client */
+    size_t                  down_ready; /* bytes at in.pos to send as they are */
+    const char             *seg;        /* dechunk: data not yet sent ... */
+    size_t                  seg_len;
+    size_t                  seg_used;   /* ... and the input it ends */
+    bool                    down_done;
+    uint64_t                down_sent;  /* to the client, head included */
+
+    /* tunnel */
+    bool                    t_up_eof, t_down_eof, t_up_shut, t_down_shut;
+};
+
+typedef struct {
+    lb_http_proxy_t         p;
+    lb_http_msg_t           resp;
+    size_t                  out_size;
+    char                    in[LB_PROXY_IN_SIZE];
+    char                    out[];
+} lb_http_proxy_mem_t;
+
+static lb_http_proxy_mem_t  *lb_http_proxy_cache[LB_PROXY_MEM_CACHE];
+static size_t                lb_http_proxy_cached;
+
+static lb_http_proxy_mem_t *
+lb_http_proxy_mem_get(size_t out_size)
+{
+    lb_http_proxy_mem_t  *m;
+    size_t                i;
+
+    for (i = lb_http_proxy_cached; i-- > 0; ) {
+        if (lb_http_proxy_cache[i]->out_size == out_size) {
+            m = lb_http_proxy_cache[i];
+            lb_http_proxy_cache[i] = lb_http_proxy_cache[--lb_http_proxy_cached];
+            return m;
+        }
+    }
+    m = malloc(sizeof(*m) + out_size);
+    if (m) {
+        m->out_size = out_size;
+    }
+    return m;
+}
+
+static void
+lb_http_proxy_mem_put(lb_http_proxy_mem_t *m)
+{
+    if (lb_http_proxy_cached == LB_PROXY_MEM_CACHE) {
+        free(lb_http_proxy_cache[0]);
+        lb_http_proxy_cache[0] = lb_http_proxy_cache[--lb_http_proxy_cached];
+    }
+    lb_http_proxy_cache[lb_http_proxy_cached++] = m;
+}
+
+#define lb_proxy_mem(p)  ((lb_http_proxy_mem_t *) (p))
+
+/* The keepalive pool ------------------------------------------------------ */
+
+static void
+lb_http_upconn_close(lb_http_upconn_t *up)
+{
+    lb_queue_remove(&up->link);
+    lb_conn_close(up->c);           /* up lives in its pool: last */
+}
+
+/* An idle connection: any event (the server closed it, or sent bytes no
+ * request asked for) or its timer ends it. */
+static void
+lb_http_upconn_idle_handler(lb_event_t *ev)
+{
+    lb_conn_t         *c = ev->data;
+    lb_http_upconn_t  *up = c->data;
+    char               b;
+
+    if (!ev->timedout && !ev->write) {
+        if (c->io->recv(c, &b, 1) == LB_AGAIN) {
+            return;                 /* a spurious wake-up */
+        }
+    } else if (!ev->timedout) {
+        return;                     /* writable: says nothing */
+    }
+    lb_log_debug("*%llu upstream %s: idle keepalive connection closed%s",
+                 (unsigned long long) c->id, up->server->addr.text,
+                 ev->timedout ? " (timeout)" : "");
+    up->ka->nidle--;
+    lb_http_upconn_close(up);
+}
+
+static void
+lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
+{
+    lb_http_proxy_ka_t  *ka = up->ka;
+    lb_http_upconn_t    *old;
+
+    if (ka->nidle >= (size_t) u->keepalive) {
+        /* full: the least recently used one makes room */
+        old = lb_queue_data(ka->idle.prev, lb_http_upconn_t, link);
+        ka->nidle--;
+        lb_http_upconn_close(old);
+    }
+    up->p = NULL;
+    up->c->read.handler = lb_http_upconn_idle_handler;
+    up->c->write.handler = lb_http_upconn_idle_handler;
+    lb_event_timer_del(&up->c->write);
+    lb_event_timer_set(&up->c->read, LB_PROXY_KA_TIMEOUT);
+    lb_queue_insert_head(&ka->idle, &up->link);
+    ka->nidle++;
+}
+
+static lb_http_upconn_t *
+lb_http_upconn_take(lb_http_proxy_ka_t *ka, lb_upstream_server_t *s)
+{
+    lb_queue_t        *q;
+    lb_http_upconn_t  *up;
+
+    for (q = lb_queue_head(&ka->idle); q != &ka->idle; q = q->next) {
+        up = lb_queue_data(q, lb_http_upconn_t, link);
+        if (up->server == s) {
+            lb_queue_remove(&up->link);
+            ka->nidle--;
+            lb_event_timer_del(&up->c->read);
+            return up;
+        }
+    }
+    return NULL;
+}
+
+static void
+lb_http_proxy_exit_worker(lb_cycle_t *cycle)
+{
+    while (lb_http_proxy_cached) {
+        free(lb_http_proxy_cache[--lb_http_proxy_cached]);
+    }
+}
+
+/* The request head sent upstream --------------------------------------- */
+
+static bool
+lb_http_name_is(lb_str_t name, const char *lower, size_t len)
+{
+    return name.len == len && strncasecmp(name.data, lower, len) == 0;
+}
+
+/* The tokens of the Connection fields of msg: the fields they name are
+ * hop-by-hop too (RFC 9110 §7.6.1). */
+static size_t
+lb_http_connection_tokens(const lb_http_msg_t *msg, lb_str_t *tok, size_t max)
+{
+    const char  *p, *end, *s;
+    size_t       i, n = 0;
+
+    for (i = 0; i < msg->nheaders; i++) {
+        if (!lb_http_name_is(msg->headers[i].name, "connection", 10)) {
+            continue;
+        }
+        p = msg->headers[i].value.data;
+        end = p + msg->headers[i].value.len;
+        while (p < end && n < max) {
+            while (p < end && (*p == ',' || *p == ' ' || *p == '\t')) {
+                p++;
+            }
+            s = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
+                p++;
+            }
+            if (p > s) {
+                tok[n].data = (char *) s;
+                tok[n].len = (size_t) (p - s);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+static bool
+lb_http_named_by(lb_str_t name, const lb_str_t *tok, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (tok[i].len == name.len && strncasecmp(tok[i].data, name.data, name.len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Request fields never forwarded as the client sent them: hop-by-hop ones,
+ * and the ones lbd sets itself. */
+static bool
+lb_http_proxy_drop_request_field(lb_str_t n, int xff)
+{
+    switch (n.len) {
+    case 2:
+        return lb_http_name_is(n, "te", 2);
+    case 6:
+        return lb_http_name_is(n, "expect", 6);
+    case 7:
+        return lb_http_name_is(n, "upgrade", 7);
+    case 9:
+        return lb_http_name_is(n, "x-real-ip", 9);
+    case 10:
+        return lb_http_name_is(n, "connection", 10) || lb_http_name_is(n, "keep-alive", 10);
+    case 12:
+        return lb_http_name_is(n, "x-request-id", 12);
+    case 15:
+        return (xff != LB_HTTP_XFF_OFF && lb_http_name_is(n, "x-forwarded-for", 15));
+    case 16:
+        return lb_http_name_is(n, "x-forwarded-host", 16)
+               || lb_http_name_is(n, "x-forwarded-port", 16)
+               || lb_http_name_is(n, "proxy-connection", 16);
+    case 17:
+        return lb_http_name_is(n, "x-forwarded-proto", 17);
+    default:
+        return false;
+    }
+}
+
+/* The fields lbd adds to every forwarded request (SPEC §3.5), before the
+ * forward filters, so that request_headers can still change them. */
+static int
+lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+{
+    lb_http_proxy_t        *p = hc->content;
+    const lb_http_msg_t    *msg = ctx->request;
+    lb_str_t                client;
+    char                    ipbuf[LB_IP_TEXT_LEN], *xff;
+    size_t                  n;
+
+    if (p == NULL || hc->route == NULL || hc->route->action != LB_HTTP_ROUTE_UPSTREAM) {
+        return LB_OK;
+    }
+    lb_http_real_client(msg, (struct sockaddr *) &hc->c->peer, &p->conf->trusted,
+                        &client, ipbuf);
+    if (p->conf->xff != LB_HTTP_XFF_OFF) {
+        n = lb_http_xff_value(p->conf->xff, msg,
+                              p->conf->xff == LB_HTTP_XFF_APPEND ? ctx->remote_addr : client,
+                              NULL, 0);
+        if (h->size - h->len < n + 20) {
+            h->overflow = true;
+            return LB_ERROR;
+        }
+        xff = h->data + h->len + sizeof("X-Forwarded-For: ") - 1;
+        lb_http_xff_value(p->conf->xff, msg,
+                          p->conf->xff == LB_HTTP_XFF_APPEND ? ctx->remote_addr : client,
+                          xff, n);
+        memcpy(h->data + h->len, "X-Forwarded-For: ", sizeof("X-Forwarded-For: ") - 1);
+        h->len += sizeof("X-Forwarded-For: ") - 1 + n;
+        memcpy(h->data + h->len, "\r\n", 2);
+        h->len += 2;
+    }
+    lb_http_head_add(h, "X-Forwarded-Proto", 17, ctx->scheme.data, ctx->scheme.len);
+    if (ctx->server_port.len) {
+        lb_http_head_add(h, "X-Forwarded-Port", 16, ctx->server_port.data, ctx->server_port.len);
+    }
+    if (msg->host.len) {
+        lb_http_head_add(h, "X-Forwarded-Host", 16, msg->host.data, msg->host.len);
+    }
+    lb_http_head_add(h, "X-Real-IP", 9, client.data, client.len);
+    lb_http_head_add(h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
+    return h->overflow ? LB_ERROR : LB_OK;
+}
+
+/* Writes the request head for the upstream into out. */
+static int
+lb_http_proxy_build_request(lb_http_proxy_t *p)
+{
+    lb_http_conn_t         *hc = p->hc;
+    const lb_http_msg_t    *msg = &hc->mem->msg;
+    const lb_http_route_t  *route = hc->route;
+    lb_http_head_t          h;
+    lb_http_var_ctx_t       ctx;
+    lb_str_t                tok[LB_PROXY_MAX_TOKENS];
+    const lb_http_header_t *f;
+    size_t                  ntok, i, n = 0, need;
+
+    h.data = lb_proxy_mem(p)->out;
+    h.size = lb_proxy_mem(p)->out_size;
+    h.len = 0;
+    h.overflow = false;
+    lb_http_var_ctx(hc, &ctx, 0);
+
+    /* request line: the rewritten path with the query, the target as
+     * sent (origin-form, "*"), or an absolute-form target's path */
+    need = msg->method.len + 1 + msg->target.len + 1 + 2 + 8 + 2;
+    if (route->rewrite) {
+        n = lb_http_complex_eval(route->rewrite, &ctx, NULL, 0);
+        need += n;
+    }
+    if (need > h.size) {
+        return LB_ERROR;
+    }
+    memcpy(h.data, msg->method.data, msg->method.len);
+    h.len = msg->method.len;
+    h.data[h.len++] = ' ';
+    if (route->rewrite) {
+        h.len += lb_http_complex_eval(route->rewrite, &ctx, h.data + h.len, n);
+        if (msg->query.len || (msg->target.len && msg->target.data[msg->target.len - 1] == '?')) {
+            h.data[h.len++] = '?';
+            memcpy(h.data + h.len, msg->query.data, msg->query.len);
+            h.len += msg->query.len;
+        }
+    } else if (msg->target.data[0] == '/' || msg->target.data[0] == '*') {
+        memcpy(h.data + h.len, msg->target.data, msg->target.len);
+        h.len += msg->target.len;
+    } else {
+        /* absolute-form: the path and query after the authority */
+        if (msg->path.len == 0) {
+            h.data[h.len++] = '/';
+        } else {
+            memcpy(h.data + h.len, msg->path.data, msg->path.len);
+            h.len += msg->path.len;
+        }
+        if (msg->query.len) {
+            h.data[h.len++] = '?';
+            memcpy(h.data + h.len, msg->query.data, msg->query.len);
+            h.len += msg->query.len;
+        }
+    }
+    memcpy(h.data + h.len, " HTTP/1.1\r\n", 11);
+    h.len += 11;
+    h.start_line = h.len;
+
+    ntok = lb_http_connection_tokens(msg, tok, LB_PROXY_MAX_TOKENS);
+    for (i = 0; i < msg->nheaders; i++) {
+        f = &msg->headers[i];
+        if (lb_http_proxy_drop_request_field(f->name, p->conf->xff)
+            || (ntok && lb_http_named_by(f->name, tok, ntok)))
+        {
+            continue;
+        }
+        lb_http_head_add(&h, f->name.data, f->name.len, f->value.data, f->value.len);
+    }
+    if (msg->host.len == 0) {
+        lb_http_head_add(&h, "Host", 4, p->u->name, strlen(p->u->name));
+    }
+    if (msg->upgrade) {
+        f = lb_http_find_header(msg, "Upgrade");
+        if (f) {
+            lb_http_head_add(&h, "Upgrade", 7, f->value.data, f->value.len);
+            lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
+        }
+    }
+    lb_http_proxy_forward_fields(hc, &h, &ctx);
+    for (i = 0; i < lb_http_phases.nforward && !h.overflow; i++) {
+        if (lb_http_phases.forward_filters[i](hc, &h, &ctx) != LB_OK) {
+            h.overflow = true;
+        }
+    }
+    if (h.overflow || h.size - h.len < 2) {
+        return LB_ERROR;
+    }
+    memcpy(h.data + h.len, "\r\n", 2);
+    p->head_len = h.len + 2;
+    p->head_sent = 0;
+    return LB_OK;
+}
+
+/* Requests ------------------------------------------------------------- */
+
+static int   lb_http_proxy_run(lb_http_conn_t *hc);
+static void  lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev);
+static void  lb_http_proxy_cleanup(lb_http_conn_t *hc);
+static void  lb_http_proxy_up_handler(lb_event_t *ev);
+static int   lb_http_proxy_connect(lb_http_proxy_t *p);
+
+static const char  lb_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* Lets go of the upstream side: the connection back to the pool (keep) or
+ * closed, and the server's count of active connections. */
+static void
+lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
+{
+    if (p->up) {
+        if (keep && p->u->keepalive > 0 && !lb_worker_quitting) {
+            p->up->requests++;
+            lb_http_upconn_keep(p->up, p->u);
+        } else {
+            lb_http_upconn_close(p->up);
+        }
+        p->up = NULL;
+    }
+    if (p->server) {
+        lb_upstream_release(p->server);
+        p->server = NULL;
+    }
+}
+
+/* The proxy lets go of the request: upstream side, memory, hooks. */
+static void
+lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
+{
+    lb_http_conn_t  *hc = p->hc;
+
+    if (p->server) {
+        hc->upstream_addr.data = p->server->addr.text;
+        hc->upstream_addr.len = strlen(p->server->addr.text);
+        hc->upstream_msec = lb_current_msec - p->start;
+    }
+    hc->status = p->status;
+    hc->bytes_sent = p->down_sent;
+    lb_http_proxy_release(p, keep);
+    hc->content = NULL;
+    hc->content_run = NULL;
+    hc->content_timeout = NULL;
+    hc->content_cleanup = NULL;
+    lb_event_timer_del(&hc->c->write);
+    lb_http_proxy_mem_put(lb_proxy_mem(p));
+}
+
+static void
+lb_http_proxy_cleanup(lb_http_conn_t *hc)
+{
+    lb_http_proxy_end(hc->content, false);
+}
+
+/* Gives up on the request: answers status when no byte of a response has
+ * gone to the client yet; otherwise the client connection closes after
+ * what it got (the access log has the upstream's status). */
+static int
+lb_http_proxy_fail(lb_http_proxy_t *p, int status, const char *why)
+{
+    lb_http_conn_t  *hc = p->hc;
+
+    if (p->down_sent > 0) {
+        lb_log_info("*%llu client %s: %s; closing the client connection mid-response",
+                    (unsigned long long) hc->c->id, hc->c->peer_text, why);
+        hc->keep_alive = 0;
+        lb_http_proxy_end(p, false);
+        return lb_http_finalize(hc);
+    }
+    lb_http_proxy_end(p, false);
+    hc->upstream_msec = hc->upstream_addr.len ? hc->upstream_msec : -1;
+    return lb_http_generate(hc, status, why, true);
+}
+
+/* The client went away or failed: nothing more to do for it. */
+static int
+lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
+{
+    lb_http_conn_t  *hc = p->hc;
+
+    lb_log_info("*%llu client %s: %s%s%s", (unsigned long long) hc->c->id,
+                hc->c->peer_text, what, err ? ": " : "", err ? strerror(err) : "");
+    lb_http_proxy_end(p, false);
+    lb_http_abort(hc);
+    return LB_DONE;
+}
+
+static void
+lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
+{
+    p->up = up;
+    up->p = p;
+    up->c->data = up;
+    up->c->read.handler = lb_http_proxy_up_handler;
+    up->c->write.handler = lb_http_proxy_up_handler;
+}
+
+static int
+lb_http_proxy_connect_failed(lb_http_proxy_t *p, int err, const char *what)
+{
+    lb_http_conn_t  *hc = p->hc;
+
+    lb_log_warn(err, "*%llu client %s: %s %s in upstream \"%s\"%s",
+                (unsigned long long) hc->c->id, hc->c->peer_text, what,
+                p->server->addr.text, p->u->name,
+                (int64_t) p->try.attempts <= p->u->retries ? "; trying another server" : "");
+    p->timed_out = err == ETIMEDOUT;
+    lb_upstream_connected(p->server, false);
+    lb_http_proxy_release(p, false);
+    return lb_http_proxy_connect(p);
+}
+
+/* A new connection to p->server. */
+static int
+lb_http_proxy_open(lb_http_proxy_t *p)
+{
+    lb_http_upconn_t  *up;
+    lb_pool_t         *pool;
+    lb_conn_t         *c;
+    int                rc;
+
+    rc = lb_conn_connect(&p->server->addr, &c);
+    if (rc == LB_ERROR) {
+        return lb_http_proxy_connect_failed(p, errno, "connect() failed to");
+    }
+    pool = lb_conn_pool(c);
+    up = pool ? lb_pcalloc(pool, sizeof(*up)) : NULL;
+    if (up == NULL) {
+        lb_conn_close(c);
+        return lb_http_proxy_fail(p, 502, "out of memory for an upstream connection");
+    }
+    up->c = c;
+    up->server = p->server;
+    up->ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
+    lb_queue_init(&up->link);
+    lb_http_proxy_attach(p, up);
+    p->reused = false;
+    if (rc == LB_OK) {
+        lb_upstream_connected(p->server, true);
+        p->phase = LB_PROXY_EXCHANGE;
+        return LB_OK;
+    }
+    p->phase = LB_PROXY_CONNECT;
+    lb_event_timer_set(&c->write, p->u->connect_timeout);
+    return LB_AGAIN;
+}
+
+/* Picks a server (another one after a failure) and connects to it, or
+ * takes an idle connection to it from the pool. */
+static int
+lb_http_proxy_connect(lb_http_proxy_t *p)
+{
+    lb_upstream_t       *u = p->u;
+    lb_http_proxy_ka_t  *ka = lb_get_conf(u->confs, lb_http_proxy_module);
+    lb_http_upconn_t    *up;
+    const char          *why = "";
+    char                 buf[256];
+
+    if ((int64_t) p->try.attempts > u->retries) {
+        snprintf(buf, sizeof(buf), "upstream \"%s\": giving up after %u failed attempts",
+                 u->name, p->try.attempts);
+        return lb_http_proxy_fail(p, p->timed_out ? 504 : 502, buf);
+    }
+    p->server = lb_upstream_pick(u, &p->try, &why);
+    if (p->server == NULL) {
+        snprintf(buf, sizeof(buf), "upstream \"%s\": no usable server (%s)", u->name, why);
+        return lb_http_proxy_fail(p, p->try.attempts == 0 ? 503 : p->timed_out ? 504 : 502,
+                                  buf);
+    }
+    up = ka ? lb_http_upconn_take(ka, p->server) : NULL;
+    if (up) {
+        lb_http_proxy_attach(p, up);
+        p->reused = true;
+        p->phase = LB_PROXY_EXCHANGE;
+        return LB_OK;
+    }
+    return lb_http_proxy_open(p);
+}
+
+static bool
+lb_http_method_idempotent(lb_str_t m)
+{
+    switch (m.len) {
+    case 3:
+        return memcmp(m.data, "GET", 3) == 0 || memcmp(m.data, "PUT", 3) == 0;
+    case 4:
+        return memcmp(m.data, "HEAD", 4) == 0;
+    case 5:
+        return memcmp(m.data, "TRACE", 5) == 0;
+    case 6:
+        return memcmp(m.data, "DELETE", 6) == 0;
+    case 7:
+        return memcmp(m.data, "OPTIONS", 7) == 0;
+    default:
+        return false;
+    }
+}
+
+/* The server closed the connection (or it failed) while a request was on
+ * it. Before any byte of a response, an idempotent request whose body is
+ * still all in the buffer is sent again: on a new connection to the same
+ * server when this one came from the pool (it went stale), else to
+ * another server while `retries` allows. */
+static int
+lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
+{
+    lb_http_conn_t  *hc = p->hc;
+    char             buf[256];
+    int              rc;
+
+    if (!p->resp_head && !p->got_byte && p->up_body_sent == 0
+        && lb_http_method_idempotent(hc->mem->msg.method))
+    {
+        lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
+                    "request again", (unsigned long long) hc->c->id, hc->c->peer_text,
+                    p->server->addr.text, p->u->name, what, err ? ": " : "",
+                    err ? strerror(err) : "");
+        p->head_sent = 0;
+        lb_buf_reset(&p->in);
+        if (p->reused) {
+            lb_http_upconn_close(p->up);
+            p->up = NULL;
+            rc = lb_http_proxy_open(p);
+        } else {
+            lb_http_proxy_release(p, false);
+            rc = lb_http_proxy_connect(p);
+        }
+        return rc == LB_AGAIN ? LB_OK : rc;     /* run again: connecting */
+    }
+    snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" %s%s%s", p->server->addr.text,
+             p->u->name, what, err ? ": " : "", err ? strerror(err) : "");
+    return lb_http_proxy_fail(p, 502, buf);
+}
+
+/* Checks body bytes that arrived from the client, making them ready to go
+ * upstream. LB_AGAIN, or the result of refusing the request. */
+static int
+lb_http_proxy_up_check(lb_http_proxy_t *p)
+{
+    lb_http_conn_t  *hc = p->hc;
+    const char      *data;
+    size_t           avail = lb_buf_len(&hc->buf) - p->up_ready, used, dlen;
+    int              rc;
+
+    while (avail && !p->up_complete) {
+        if (p->up_body == LB_HTTP_BODY_LENGTH) {
+            used = (size_t) lb_min((int64_t) avail, p->up_left);
+            p->up_ready += used;
+            p->up_left -= (int64_t) used;
+            p->up_complete = p->up_left == 0;
+            return LB_AGAIN;
+        }
+        rc = lb_http_parse_chunked(&p->up_chunked, hc->buf.pos + p->up_ready, avail,
+                                   &used, &data, &dlen);
+        p->up_ready += used;
+        avail -= used;
+        if (rc == LB_OK) {
+            p->up_seen += (int64_t) dlen;
+            if (p->up_seen > hc->conf->max_body_size) {
+                return lb_http_proxy_fail(p, 413, "chunked body larger than max_body_size");
+            }
+        } else if (rc == LB_DONE) {
+            p->up_complete = true;
+        } else if (rc == LB_ERROR) {
+            return lb_http_proxy_fail(p, 400, "invalid chunked body");
+        }
+    }
+    return LB_AGAIN;
+}
+
+/* Moves the request upstream: the head, then the body as it comes. */
+static int
+lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
+{
+    lb_http_conn_t  *hc = p->hc;
+    lb_conn_t       *c = hc->c, *uc = p->up->c;
+    struct iovec     iov[2];
+    size_t           head, body;
+    ssize_t          n;
+    int              k, rc;
+
+    if (p->cont_sent < p->cont_len && c->write.ready) {
+        n = lb_conn_send(c, lb_http_continue + p->cont_sent, p->cont_len - p->cont_sent);
+        if (n > 0) {
+            p->cont_sent += (size_t) n;
+            *progress = true;
+        } else if (n == LB_ERROR) {
+            return lb_http_proxy_abort(p, errno, "cannot send 100 Continue");
+        }
+    }
+
+    while (!p->up_done && !p->resp_head) {
+        if (!p->up_complete) {
+            rc = lb_http_proxy_up_check(p);
+            if (rc != LB_AGAIN) {
+                return rc;
+            }
+        }
+        head = p->head_len - p->head_sent;
+        body = p->up_ready;
+        if (head + body == 0 && p->up_complete) {
+            p->up_done = true;
+            break;
+        }
+        if (head + body && uc->write.ready) {
+            k = 0;
+            if (head) {
+                iov[k].iov_base = lb_proxy_mem(p)->out + p->head_sent;
+                iov[k++].iov_len = head;
+            }
+            if (body) {
+                iov[k].iov_base = hc->buf.pos;
+                iov[k++].iov_len = body;
+            }
+            n = uc->io->sendv(uc, iov, k);
+            if (n > 0) {
+                *progress = true;
+                if ((size_t) n <= head) {
+                    p->head_sent += (size_t) n;
+                    continue;
+                }
+                p->head_sent = p->head_len;
+                n -= (ssize_t) head;
+                lb_buf_consume(&hc->buf, (size_t) n);
+                p->up_ready -= (size_t) n;
+                p->up_body_sent += (uint64_t) n;
+                continue;
+            }
+            if (n == LB_ERROR) {
+                return lb_http_proxy_upstream_gone(p, errno, "failed while the request was sent");
+            }
+        }
+        /* more of the body from the client */
+        if (p->up_complete || !c->read.ready) {
+            break;
+        }
+        if (lb_buf_room(&hc->buf) == 0) {
+            if (hc->buf.pos == hc->buf.start) {
+                break;                  /* full of bytes waiting for the server */
+            }
+            lb_buf_compact(&hc->buf);
+        }
+        n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
+        if (n > 0) {
+            hc->buf.last += n;
+            *progress = true;
+            continue;
+        }
+        if (n == 0 || n == LB_ERROR) {
+            return lb_http_proxy_abort(p, n == 0 ? 0 : errno,
+                                       "closed the connection in a request body");
+        }
+        break;
+    }
+    return LB_AGAIN;
+}
+
+/* Response fields never passed to the client as the server sent them. */
+static bool
+lb_http_proxy_drop_response_field(lb_str_t n, bool dechunk, bool upgrade)
+{
+    switch (n.len) {
+    case 2:
+        return lb_http_name_is(n, "te", 2);
+    case 7:
+        return !upgrade && lb_http_name_is(n, "upgrade", 7);
+    case 10:
+        return lb_http_name_is(n, "connection", 10) || lb_http_name_is(n, "keep-alive", 10);
+    case 12:
+        return lb_http_name_is(n, "x-request-id", 12);
+    case 16:
+        return lb_http_name_is(n, "proxy-connection", 16);
+    case 17:
+        return dechunk && lb_http_name_is(n, "transfer-encoding", 17);
+    default:
+        return false;
+    }
+}
+
+/* The response head is parsed: decide how its body travels and write the
+ * client's head into out. */
+static int
+lb_http_proxy_response_head(lb_http_proxy_t *p)
+{
+    lb_http_conn_t          *hc = p->hc;
+    const lb_http_msg_t     *resp = &lb_proxy_mem(p)->resp;
+    const lb_http_header_t  *f;
+    lb_http_head_t           h;
+    lb_str_t                 tok[LB_PROXY_MAX_TOKENS];
+    size_t                   ntok, i;
+    bool                     upgrade = resp->status == 101;
+    char                     buf[256];
+
+    if (upgrade && !hc->mem->msg.upgrade) {
+        snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" answered 101 to a request "
+                 "without Upgrade", p->server->addr.text, p->u->name);
+        return lb_http_proxy_fail(p, 502, buf);
+    }
+    p->status = resp->status;
+    p->resp_keep = resp->keep_alive;
+    p->down_body = resp->body;
+    p->down_left = resp->content_length;
+    p->dechunk = resp->body == LB_HTTP_BODY_CHUNKED && hc->http10;
+    if (!p->up_done || resp->body == LB_HTTP_BODY_CLOSE || p->dechunk || upgrade) {
+        /* an early answer leaves the rest of the request body unread; a
+         * body delimited by close (or by our close, for HTTP/1.0 clients
+         * of a chunked one) ends the connection */
+        hc->keep_alive = 0;
+    }
+    if (lb_worker_quitting) {
+        hc->keep_alive = 0;
+    }
+
+    h.data = lb_proxy_mem(p)->out;
+    h.size = lb_proxy_mem(p)->out_size;
+    h.overflow = false;
+    h.len = (size_t) snprintf(h.data, h.size, "HTTP/1.1 %d %.*s\r\n", resp->status,
+                              (int) lb_min(resp->reason.len, 512), resp->reason.data);
+    h.start_line = h.len;
+    ntok = lb_http_connection_tokens(resp, tok, LB_PROXY_MAX_TOKENS);
+    for (i = 0; i < resp->nheaders; i++) {
+        f = &resp->headers[i];
+        if (lb_http_proxy_drop_response_field(f->name, p->dechunk, upgrade)
+            || (ntok && lb_http_named_by(f->name, tok, ntok)))
+        {
+            continue;
+        }
+        lb_http_head_add(&h, f->name.data, f->name.len, f->value.data, f->value.len);
+    }
+    lb_http_head_add(&h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
+    if (lb_http_header_filters(hc, &h, resp->status) != LB_OK || h.overflow) {
+        snprintf(buf, sizeof(buf), "the response head of server %s with response_headers "
+                 "does not fit in %zu bytes", p->server->addr.text, h.size);
+        return lb_http_proxy_fail(p, 502, buf);
+    }
+    if (upgrade) {
+        lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
+    } else if (!hc->keep_alive) {
+        lb_http_head_add(&h, "Connection", 10, "close", 5);
+    } else if (hc->http10) {
+        lb_http_head_add(&h, "Connection", 10, "keep-alive", 10);
+    }
+    if (h.overflow || h.size - h.len < 2) {
+        return lb_http_proxy_fail(p, 502, "the response head does not fit");
+    }
+    memcpy(h.data + h.len, "\r\n", 2);
+    p->out_len = h.len + 2;
+    p->out_sent = 0;
+    p->resp_head = true;
+    p->down_done = p->down_body == LB_HTTP_BODY_NONE;
+    lb_buf_consume(&p->in, resp->head_len);
+    if (upgrade) {
+        p->phase = LB_PROXY_TUNNEL;
+    }
+    return LB_AGAIN;
+}
+
+/* Checks response body bytes in `in`, making them ready for the client. */
+static int
+lb_http_proxy_down_check(lb_http_proxy_t *p)
+{
+    const char  *data;
+    size_t       avail = lb_buf_len(&p->in) - p->down_ready, used, dlen;
+    int          rc;
+    char         buf[256];
+
+    while (avail && !p->down_done && p->seg_len == 0) {
+        switch (p->down_body) {
+        case LB_HTTP_BODY_LENGTH:
+            used = (size_t) lb_min((int64_t) avail, p->down_left);
+            p->down_ready += used;
+            p->down_left -= (int64_t) used;
+            p->down_done = p->down_left == 0;
+            return LB_AGAIN;
+        case LB_HTTP_BODY_CLOSE:
+            p->down_ready += avail;
+            return LB_AGAIN;
+        default:
+            break;
+        }
+        rc = lb_http_parse_chunked(&p->down_chunked, p->in.pos + p->down_ready, avail,
+                                   &used, &data, &dlen);
+        if (rc == LB_ERROR) {
+            snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent an invalid chunked "
+                     "body", p->server->addr.text, p->u->name);
+            return lb_http_proxy_fail(p, 502, buf);
+        }
+        avail -= used;
+        if (!p->dechunk) {
+            p->down_ready += used;
+        } else if (rc == LB_OK) {
+            /* only the data goes out; the bytes before it are dropped once
+             * it is sent (down_ready stays 0 while dechunking) */
+            p->seg = data;
+            p->seg_len = dlen;
+            p->seg_used = used;
+            if (dlen == 0) {
+                lb_buf_consume(&p->in, used);
+                p->seg_len = 0;
+            }
+        } else {
+            lb_buf_consume(&p->in, used);
+        }
+        if (rc == LB_DONE) {
+            p->down_done = true;
+        }
+    }
+    return LB_AGAIN;
+}
+
+static int lb_http_proxy_finish(lb_http_proxy_t *p);
+static int lb_http_proxy_tunnel(lb_http_proxy_t *p);
+
+/* Moves the response to the client: its head, then the body as it comes. */
+static int
+lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
+{
+    lb_http_conn_t  *hc = p->hc;
+    lb_conn_t       *c = hc->c, *uc = p->up->c;
+    lb_http_msg_t   *resp = &lb_proxy_mem(p)->resp;
+    struct iovec     iov[2];
+    size_t           head, body;
+    ssize_t          n;
+    int              k, rc;
+    char             buf[256];
+    static const lb_http_limits_t  limits = { LB_PROXY_IN_SIZE, LB_HTTP_MAX_HEADERS,
+                                              LB_PROXY_IN_SIZE };
+
+    if (p->head_sent < p->head_len) {
+        return LB_AGAIN;                /* no answer before the question */
+    }
+    for ( ;; ) {
+        if (!p->resp_head && lb_buf_len(&p->in)) {
+            rc = lb_http_parse_response_head(resp, p->in.pos, lb_buf_len(&p->in), &limits,
+                                             hc->head_method);
+            if (rc == LB_OK) {
+                if (resp->status < 200 && resp->status != 101) {
+                    lb_buf_consume(&p->in, resp->head_len);     /* 100, 103: dropped */
+                    continue;
+                }
+                rc = lb_http_proxy_response_head(p);
+                if (rc != LB_AGAIN) {
+                    return rc;
+                }
+                *progress = true;
+                if (p->phase == LB_PROXY_TUNNEL) {
+                    return lb_http_proxy_tunnel(p);
+                }
+                continue;
+            }
+            if (rc == LB_ERROR) {
+                snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent an invalid "
+                         "response head: %s", p->server->addr.text, p->u->name, resp->error);
+                return lb_http_proxy_fail(p, 502, buf);
+            }
+            if (lb_buf_room(&p->in) == 0) {
+                if (p->in.pos == p->in.start) {
+                    snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent a response "
+                             "head larger than %d bytes", p->server->addr.text, p->u->name,
+                             LB_PROXY_IN_SIZE);
+                    return lb_http_proxy_fail(p, 502, buf);
+                }
+                lb_buf_compact(&p->in);
+            }
+        }
+
+        if (p->resp_head) {
+            rc = lb_http_proxy_down_check(p);
+            if (rc != LB_AGAIN) {
+                return rc;
+            }
+            head = p->out_len - p->out_sent;
+            body = p->seg_len ? p->seg_len : p->down_ready;
+            if (head + body == 0) {
+                if (p->down_done) {
+                    return lb_http_proxy_finish(p);
+                }
+            } else if (c->write.ready) {
+                k = 0;
+                if (head) {
+                    iov[k].iov_base = lb_proxy_mem(p)->out + p->out_sent;
+                    iov[k++].iov_len = head;
+                }
+                if (body) {
+                    iov[k].iov_base = p->seg_len ? (char *) p->seg : p->in.pos;
+                    iov[k++].iov_len = body;
+                }
+                n = c->io->sendv(c, iov, k);
+                if (n > 0) {
+                    *progress = true;
+                    p->down_sent += (uint64_t) n;
+                    if ((size_t) n <= head) {
+                        p->out_sent += (size_t) n;
+                        continue;
+                    }
+                    p->out_sent = p->out_len;
+                    n -= (ssize_t) head;
+                    if (p->seg_len) {
+                        p->seg += n;
+                        p->seg_len -= (size_t) n;
+                        if (p->seg_len == 0) {
+                            lb_buf_consume(&p->in, p->seg_used);
+                        }
+                    } else {
+                        lb_buf_consume(&p->in, (size_t) n);
+                        p->down_ready -= (size_t) n;
+                    }
+                    continue;
+                }
+                if (n == LB_ERROR) {
+                    return lb_http_proxy_abort(p, errno, "cannot send the response");
+                }
+                return LB_AGAIN;        /* the client is full: read no more */
+            } else {
+                return LB_AGAIN;
+            }
+        }
+
+        /* more from the server, when everything read so far is on its way */
+        if (!uc->read.ready || (p->resp_head && (p->down_done || lb_buf_len(&p->in)))) {
+            return LB_AGAIN;
+        }
+        if (lb_buf_room(&p->in) == 0) {
+            lb_buf_compact(&p->in);
+        }
+        n = lb_conn_recv(uc, p->in.last, lb_buf_room(&p->in));
+        if (n > 0) {
+            p->in.last += n;
+            p->got_byte = true;
+            *progress = true;
+            continue;
+        }
+        if (n == LB_AGAIN) {
+            return LB_AGAIN;
+        }
+        if (n == 0 && p->resp_head && p->down_body == LB_HTTP_BODY_CLOSE) {
+            p->down_done = true;
+            p->resp_keep = false;
+            continue;
+        }
+        if (p->resp_head) {
+            snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" closed the connection "
+                     "mid-response%s%s", p->server->addr.text, p->u->name,
+                     n == 0 ? "" : ": ", n == 0 ? "" : strerror(errno));
+            return lb_http_proxy_fail(p, 502, buf);
+        }
+        return lb_http_proxy_upstream_gone(p, n == 0 ? 0 : errno,
+                                           "closed the connection before a response");
+    }
+}
+
+/* The response went out whole. */
+static int
+lb_http_proxy_finish(lb_http_proxy_t *p)
+{
+    lb_http_conn_t  *hc = p->hc;
+    bool             keep;
+
+    keep = p->resp_keep && p->up_done && p->down_body != LB_HTTP_BODY_CLOSE
+           && lb_buf_len(&p->in) == 0 && p->phase == LB_PROXY_EXCHANGE;
+    lb_http_proxy_end(p, keep);
+    return lb_http_finalize(hc);
+}
+
+/* After 101: bytes both ways, the client's through its read buffer, the
+ * server's through `in`; a side that finishes sending has the other side
+ * half-closed once its bytes are delivered, and when both have, the
+ * tunnel ends. read_timeout of the upstream bounds a tunnel with no
+ * traffic either way. */
+static int
+lb_http_proxy_tunnel(lb_http_proxy_t *p)
+{
+    lb_http_conn_t  *hc = p->hc;
+    lb_conn_t       *c = hc->c, *uc = p->up->c;
+    lb_buf_t        *ub = &hc->buf, *db = &p->in;
+    bool             moved, any = false;
+    ssize_t          n;
+
+    do {
+        moved = false;
+        /* the rest of the 101 head, then the server's bytes */
+        if (p->out_sent < p->out_len && c->write.ready) {
+            n = lb_conn_send(c, lb_proxy_mem(p)->out + p->out_sent, p->out_len - p->out_sent);
+            if (n > 0) {
+                p->out_sent += (size_t) n;
+                p->down_sent += (uint64_t) n;
+                moved = true;
+            } else if (n == LB_ERROR) {
+                goto failed;
+            }
+            continue;
+        }
+        if (p->out_sent < p->out_len) {
+            break;
+        }
+        if (lb_buf_len(db) && c->write.ready) {
+            n = lb_conn_send(c, db->pos, lb_buf_len(db));
+            if (n > 0) {
+                lb_buf_consume(db, (size_t) n);
+                p->down_sent += (uint64_t) n;
+                moved = true;
+            } else if (n == LB_ERROR) {
+                goto failed;
+            }
+        }
+        if (!p->t_down_eof && lb_buf_room(db) && uc->read.ready) {
+            n = lb_conn_recv(uc, db->last, lb_buf_room(db));
+            if (n > 0) {
+                db->last += n;
+                moved = true;
+            } else if (n == 0) {
+                p->t_down_eof = moved = true;
+            } else if (n == LB_ERROR) {
+                goto failed;
+            }
+        }
+        if (p->t_down_eof && lb_buf_len(db) == 0 && !p->t_down_shut) {
+            p->t_down_shut = moved = true;
+            if (c->io->shutdown(c) == LB_ERROR) {
+                goto failed;
+            }
+        }
+
+        if (lb_buf_len(ub) && uc->write.ready) {
+            n = lb_conn_send(uc, ub->pos, lb_buf_len(ub));
+            if (n > 0) {
+                lb_buf_consume(ub, (size_t) n);
+                moved = true;
+            } else if (n == LB_ERROR) {
+                goto failed;
+            }
+        }
+        if (lb_buf_room(ub) == 0 && ub->pos > ub->start) {
+            lb_buf_compact(ub);
+        }
+        if (!p->t_up_eof && lb_buf_room(ub) && c->read.ready) {
+            n = lb_conn_recv(c, ub->last, lb_buf_room(ub));
+            if (n > 0) {
+                ub->last += n;
+                moved = true;
+            } else if (n == 0) {
+                p->t_up_eof = moved = true;
+            } else if (n == LB_ERROR) {
+                goto failed;
+            }
+        }
+        if (p->t_up_eof && lb_buf_len(ub) == 0 && !p->t_up_shut) {
+            p->t_up_shut = moved = true;
+            if (uc->io->shutdown(uc) == LB_ERROR) {
+                goto failed;
+            }
+        }
+        any |= moved;
+    } while (moved);
+
+    if (p->t_up_shut && p->t_down_shut) {
+        hc->keep_alive = 0;
+        lb_buf_reset(ub);
+        return lb_http_proxy_finish(p);
+    }
+    if (any || !lb_timer_is_set(&uc->read.timer)) {
+        lb_event_timer_set(&uc->read, p->u->read_timeout);
+    }
+    lb_event_timer_del(&c->read);
+    lb_event_timer_del(&c->write);
+    lb_event_timer_del(&uc->write);
+    return LB_AGAIN;
+
+failed:
+    lb_log_info("*%llu client %s: tunnel with server %s ended: %s",
+                (unsigned long long) c->id, c->peer_text, p->server->addr.text,
+                strerror(errno));
+    hc->keep_alive = 0;
+    lb_buf_reset(ub);
+    return lb_http_proxy_finish(p);
+}
+
+/* Arms the timers of what the exchange waits for. */
+static void
+lb_http_proxy_timers(lb_http_proxy_t *p)
+{
+    lb_http_conn_t  *hc = p->hc;
+    lb_conn_t       *c = hc->c, *uc = p->up->c;
+    bool             to_client;
+
+    /* the server does not take the request */
+    if (!p->resp_head && (p->head_sent < p->head_len || p->up_ready) && !uc->write.ready) {
+        if (!lb_timer_is_set(&uc->write.timer)) {
+            lb_event_timer_set(&uc->write, p->u->send_timeout);
+        }
+    } else {
+        lb_event_timer_del(&uc->write);
+    }
+    /* the client does not send its body */
+    if (!p->resp_head && !p->up_complete && !c->read.ready) {
+        lb_event_timer_set(&c->read, hc->conf->client_body_timeout);
+    } else {
+        lb_event_timer_del(&c->read);
+    }
+    /* the client does not read its response */
+    to_client = p->cont_sent < p->cont_len
+                || (p->resp_head && (p->out_sent < p->out_len || p->down_ready || p->seg_len));
+    if (to_client && !c->write.ready) {
+        if (!lb_timer_is_set(&c->write.timer)) {
+            lb_event_timer_set(&c->write, hc->conf->client_body_timeout);
+        }
+    } else {
+        lb_event_timer_del(&c->write);
+    }
+    /* the server does not answer: from the end of the request on */
+    if (p->up_done && !p->down_done && !to_client) {
+        lb_event_timer_set(&uc->read, p->u->read_timeout);
+    } else {
+        lb_event_timer_del(&uc->read);
+    }
+}
+
+static int
+lb_http_proxy_run(lb_http_conn_t *hc)
+{
+    lb_http_proxy_t  *p = hc->content;
+    bool              progress;
+    int               rc;
+
+    if (p->phase == LB_PROXY_CONNECT) {
+        return LB_AGAIN;
+    }
+    if (p->phase == LB_PROXY_TUNNEL) {
+        return lb_http_proxy_tunnel(p);
+    }
+    do {
+        progress = false;
+        rc = lb_http_proxy_upload(p, &progress);
+        if (rc != LB_AGAIN) {
+            return rc;
+        }
+        rc = lb_http_proxy_download(p, &progress);
+        if (rc != LB_AGAIN) {
+            return rc;
+        }
+        if (p->phase != LB_PROXY_EXCHANGE) {
+            return LB_OK;
+        }
+    } while (progress);
+    lb_http_proxy_timers(p);
+    return LB_AGAIN;
+}
+
+static void
+lb_http_proxy_up_handler(lb_event_t *ev)
+{
+    lb_conn_t         *c = ev->data;
+    lb_http_upconn_t  *up = c->data;
+    lb_http_proxy_t   *p = up->p;
+    lb_http_conn_t    *hc = p->hc;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        lb_http_proxy_timeout(hc, ev);
+        return;
+    }
+    if (p->phase == LB_PROXY_CONNECT) {
+        if (!ev->write) {
+            return;                     /* the write event says how it went */
+        }
+        lb_event_timer_del(&c->write);
+        if (lb_conn_connect_result(c) != LB_OK) {
+            if (lb_http_proxy_connect_failed(p, errno, "connect() failed to") == LB_DONE) {
+                return;
+            }
+            lb_http_run(hc);
+            return;
+        }
+        lb_upstream_connected(p->server, true);
+        p->phase = LB_PROXY_EXCHANGE;
+    }
+    lb_http_run(hc);
+}
+
+static void
+lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
+{
+    lb_http_proxy_t  *p = hc->content;
+    lb_conn_t        *c = ev->data;
+    char              buf[256];
+    int               rc;
+
+    if (c == hc->c) {
+        if (p->phase == LB_PROXY_TUNNEL) {
+            lb_http_run(hc);
+            return;
+        }
+        if (ev->write) {
+            lb_http_proxy_abort(p, 0, "did not read the response within client_body_timeout");
+            return;
+        }
+        rc = lb_http_proxy_fail(p, 408, "client_body_timeout expired");
+    } else if (p->phase == LB_PROXY_CONNECT) {
+        rc = lb_http_proxy_connect_failed(p, ETIMEDOUT, "connect_timeout expired for");
+    } else if (p->phase == LB_PROXY_TUNNEL) {
+        lb_log_info("*%llu client %s: tunnel with server %s idle for read_timeout; closing",
+                    (unsigned long long) hc->c->id, hc->c->peer_text, p->server->addr.text);
+        hc->keep_alive = 0;
+        lb_buf_reset(&hc->buf);
+        rc = lb_http_proxy_finish(p);
+    } else {
+        snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": %s expired",
+                 p->server->addr.text, p->u->name, ev->write ? "send_timeout" : "read_timeout");
+        rc = lb_http_proxy_fail(p, 504, buf);
+    }
+    if (rc != LB_DONE) {
+        lb_http_run(hc);
+    }
+}
+
+/* The content handler: takes requests whose route says `upstream`. */
+static int
+lb_http_proxy_content(lb_http_conn_t *hc)
+{
+    const lb_http_route_t  *route = hc->route;
+    lb_http_msg_t          *msg = &hc->mem->msg;
+    lb_http_proxy_mem_t    *m;
+    lb_http_proxy_t        *p;
+    size_t                  out_size;
+    int                     rc;
+
+    if (route == NULL || route->action != LB_HTTP_ROUTE_UPSTREAM) {
+        return LB_DECLINED;
+    }
+    out_size = (size_t) lb_max(hc->conf->max_header_size, LB_PROXY_IN_SIZE) + LB_PROXY_OUT_EXTRA;
+    m = lb_http_proxy_mem_get(out_size);
+    if (m == NULL) {
+        lb_log_error(ENOMEM, "*%llu client %s: cannot allocate proxy buffers",
+                     (unsigned long long) hc->c->id, hc->c->peer_text);
+        return 500;
+    }
+    p = &m->p;
+    memset(p, 0, sizeof(*p));
+    p->hc = hc;
+    p->conf = lb_get_conf(hc->conf->listener->confs, lb_http_proxy_module);
+    p->u = route->upstream;
+    p->start = lb_current_msec;
+    lb_buf_init(&p->in, m->in, sizeof(m->in));
+    hc->content = p;
+    hc->content_run = lb_http_proxy_run;
+    hc->content_timeout = lb_http_proxy_timeout;
+    hc->content_cleanup = lb_http_proxy_cleanup;
+    hc->state = LB_HTTP_CONTENT;
+
+    if (lb_http_proxy_build_request(p) != LB_OK) {
+        return lb_http_proxy_fail(p, 431, "the request head with forwarding fields "
+                                  "does not fit");
+    }
+    /* the head stays for variables and the log; the body streams after it */
+    hc->buf.start = hc->buf.pos + msg->head_len;
+    lb_buf_consume(&hc->buf, msg->head_len);
+    hc->body = LB_HTTP_BODY_NONE;           /* the core reads no body: we do */
+    p->up_body = msg->body;
+    p->up_left = msg->content_length;
+    p->up_complete = msg->body == LB_HTTP_BODY_NONE;
+    if (msg->expect_continue && msg->body != LB_HTTP_BODY_NONE && msg->version == 11
+        && lb_buf_len(&hc->buf) == 0)
+    {
+        p->cont_len = sizeof(lb_http_continue) - 1;
+    }
+    lb_event_timer_del(&hc->c->read);
+
+    rc = lb_http_proxy_connect(p);
+    return rc == LB_DONE ? LB_DONE : LB_OK;
+}

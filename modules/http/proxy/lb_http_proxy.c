@@ -129,6 +129,7 @@ typedef struct {
     lb_http_proxy_ka_t     *ka;
     lb_http_proxy_t        *p;          /* NULL while idle */
     lb_queue_t              link;       /* in ka->idle */
+    lb_queue_t              all;        /* in lb_http_upconn_idle (idle ones) */
     uint64_t                requests;
 } lb_http_upconn_t;
 
@@ -232,11 +233,38 @@ lb_http_proxy_mem_put(lb_http_proxy_mem_t *m)
 
 /* The keepalive pool ------------------------------------------------------ */
 
+/* Every idle upstream connection of the worker, whatever its upstream: a
+ * graceful stop closes them (the worker leaves once its connections are
+ * gone), checked every LB_PROXY_QUIT_CHECK while there are any. */
+#define LB_PROXY_QUIT_CHECK  1000
+
+static lb_queue_t  lb_http_upconn_idle = { &lb_http_upconn_idle, &lb_http_upconn_idle };
+static lb_timer_t  lb_http_proxy_quit_timer;
+
 static void
 lb_http_upconn_close(lb_http_upconn_t *up)
 {
     lb_queue_remove(&up->link);
+    lb_queue_remove(&up->all);
     lb_conn_close(up->c);           /* up lives in its pool: last */
+}
+
+static void
+lb_http_proxy_quit_check(lb_timer_t *t)
+{
+    lb_http_upconn_t  *up;
+
+    if (lb_worker_quitting) {
+        while (!lb_queue_empty(&lb_http_upconn_idle)) {
+            up = lb_queue_data(lb_queue_head(&lb_http_upconn_idle), lb_http_upconn_t, all);
+            up->ka->nidle--;
+            lb_http_upconn_close(up);
+        }
+        return;
+    }
+    if (!lb_queue_empty(&lb_http_upconn_idle)) {
+        lb_timer_set(t, LB_PROXY_QUIT_CHECK);
+    }
 }
 
 /* An idle connection: any event (the server closed it, or sent bytes no
@@ -280,7 +308,14 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     lb_event_timer_del(&up->c->write);
     lb_event_timer_set(&up->c->read, LB_PROXY_KA_TIMEOUT);
     lb_queue_insert_head(&ka->idle, &up->link);
+    lb_queue_insert_head(&lb_http_upconn_idle, &up->all);
     ka->nidle++;
+    if (lb_http_proxy_quit_timer.handler == NULL) {
+        lb_timer_init(&lb_http_proxy_quit_timer, lb_http_proxy_quit_check, NULL);
+    }
+    if (!lb_timer_is_set(&lb_http_proxy_quit_timer)) {
+        lb_timer_set(&lb_http_proxy_quit_timer, LB_PROXY_QUIT_CHECK);
+    }
 }
 
 static lb_http_upconn_t *
@@ -293,6 +328,7 @@ lb_http_upconn_take(lb_http_proxy_ka_t *ka, lb_upstream_server_t *s)
         up = lb_queue_data(q, lb_http_upconn_t, link);
         if (up->server == s) {
             lb_queue_remove(&up->link);
+            lb_queue_remove(&up->all);
             ka->nidle--;
             lb_event_timer_del(&up->c->read);
             return up;
@@ -304,6 +340,9 @@ lb_http_upconn_take(lb_http_proxy_ka_t *ka, lb_upstream_server_t *s)
 static void
 lb_http_proxy_exit_worker(lb_cycle_t *cycle)
 {
+    if (lb_http_proxy_quit_timer.handler) {
+        lb_timer_del(&lb_http_proxy_quit_timer);
+    }
     while (lb_http_proxy_cached) {
         free(lb_http_proxy_cache[--lb_http_proxy_cached]);
     }
@@ -672,6 +711,7 @@ lb_http_proxy_open(lb_http_proxy_t *p)
     up->server = p->server;
     up->ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
     lb_queue_init(&up->link);
+    lb_queue_init(&up->all);
     lb_http_proxy_attach(p, up);
     p->reused = false;
     if (rc == LB_OK) {

@@ -795,6 +795,7 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
                     p->server->addr.text, p->u->name, what, err ? ": " : "",
                     err ? strerror(err) : "");
         p->head_sent = 0;
+        p->up_done = false;         /* the request goes out again, head first */
         lb_buf_reset(&p->in);
         if (p->reused) {
             lb_http_upconn_close(p->up);
@@ -999,8 +1000,12 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     ntok = lb_http_connection_tokens(resp, tok, LB_PROXY_MAX_TOKENS);
     for (i = 0; i < resp->nheaders; i++) {
         f = &resp->headers[i];
+        /* a 101 keeps Upgrade although its Connection names it: the
+         * client must see the protocol the tunnel now speaks (RFC 9110
+         * §7.8; a WebSocket client fails without it, RFC 6455 §4.1) */
         if (lb_http_proxy_drop_response_field(f->name, p->dechunk, upgrade)
-            || (ntok && lb_http_named_by(f->name, tok, ntok)))
+            || (ntok && lb_http_named_by(f->name, tok, ntok)
+                && !(upgrade && lb_http_name_is(f->name, "upgrade", 7))))
         {
             continue;
         }
@@ -1154,7 +1159,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                 if (p->down_done) {
                     return lb_http_proxy_finish(p);
                 }
-            } else if (c->write.ready) {
+            } else if (c->write.ready && p->cont_sent == p->cont_len) {
                 k = 0;
                 if (head) {
                     iov[k].iov_base = lb_proxy_mem(p)->out + p->out_sent;

@@ -5,7 +5,7 @@
  * requests are answered in one write.  It counts the connections it accepts,
  * so the bench can tell whether a proxy reuses its upstream connections.
  *
- *   httpbackend [HOST:]PORT [--deadline S]
+ *   httpbackend PORT [--deadline S]          listens on 127.0.0.1:PORT
  *
  * SIGUSR1 prints one line to stdout, SIGTERM prints it and exits:
  *   stats seq=N accepted=A open=O requests=R errors=E
@@ -48,6 +48,7 @@ typedef struct {
     char      out[OUT_BUF_SIZE];
 } conn_t;
 
+static char                   listener_tag;   /* epoll data of the listener */
 static volatile sig_atomic_t  stop_requested;
 static volatile sig_atomic_t  stats_requested;
 
@@ -58,7 +59,7 @@ static size_t  resp_keep_len, resp_close_len;
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: httpbackend [HOST:]PORT [--deadline S]\n");
+    fprintf(stderr, "usage: httpbackend PORT [--deadline S]\n");
     exit(2);
 }
 
@@ -90,43 +91,6 @@ static void print_stats(void)
     printf("stats seq=%llu accepted=%llu open=%llu requests=%llu errors=%llu\n",
            ++n_stats, n_accepted, n_open, n_requests, n_errors);
     fflush(stdout);
-}
-
-/* Parses "[HOST:]PORT" (IPv4 host; default 127.0.0.1).  Exits on error. */
-static void parse_addr(const char *s, struct sockaddr_in *sin)
-{
-    char host[64] = "127.0.0.1";
-    const char *colon = strrchr(s, ':');
-    const char *port_str = s;
-    char *end;
-    long port;
-
-    if (colon != NULL) {
-        size_t len = (size_t) (colon - s);
-
-        if (len == 0 || len >= sizeof(host)) {
-            fprintf(stderr, "httpbackend: bad address \"%s\"\n", s);
-            exit(2);
-        }
-        memcpy(host, s, len);
-        host[len] = '\0';
-        port_str = colon + 1;
-    }
-    errno = 0;
-    port = strtol(port_str, &end, 10);
-    if (errno != 0 || *end != '\0' || end == port_str || port < 1
-        || port > 65535)
-    {
-        fprintf(stderr, "httpbackend: bad port in \"%s\"\n", s);
-        exit(2);
-    }
-    memset(sin, 0, sizeof(*sin));
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t) port);
-    if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-        fprintf(stderr, "httpbackend: bad IPv4 host in \"%s\"\n", s);
-        exit(2);
-    }
 }
 
 static void build_responses(void)
@@ -452,17 +416,20 @@ int main(int argc, char **argv)
     struct rlimit rl;
     sigset_t block, during_wait;
     double deadline_s = 3600.0, deadline;
+    long port;
+    char *end;
     int one = 1;
     int lfd, ep;
 
     if (argc < 2) {
         usage();
     }
-    parse_addr(argv[1], &sin);
+    port = strtol(argv[1], &end, 10);
+    if (*end != '\0' || port < 1 || port > 65535) {
+        usage();
+    }
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--deadline") == 0 && i + 1 < argc) {
-            char *end;
-
             deadline_s = strtod(argv[++i], &end);
             if (*end != '\0' || !(deadline_s > 0 && deadline_s < 1e7)) {
                 usage();
@@ -471,6 +438,10 @@ int main(int argc, char **argv)
             usage();
         }
     }
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t) port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     deadline = now_sec() + deadline_s;
     build_responses();
 
@@ -513,7 +484,7 @@ int main(int argc, char **argv)
     }
     memset(&lev, 0, sizeof(lev));
     lev.events = EPOLLIN;
-    lev.data.ptr = NULL;
+    lev.data.ptr = &listener_tag;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev) < 0) {
         die("epoll_ctl");
     }
@@ -532,7 +503,7 @@ int main(int argc, char **argv)
             die("epoll_pwait");
         }
         for (int i = 0; i < n; i++) {
-            if (events[i].data.ptr == NULL) {
+            if (events[i].data.ptr == &listener_tag) {
                 accept_all(ep, lfd);
             } else {
                 conn_event(ep, events[i].data.ptr);

@@ -40,6 +40,8 @@ typedef struct {
  * back while the connection sits idle in keep-alive. */
 typedef struct {
     lb_http_msg_t     msg;
+    size_t            captures[20];     /* path_regex offsets, $0..$9 */
+    char              id_buf[LB_HTTP_REQUEST_ID_LEN + 1];   /* a generated id */
     size_t            size;             /* bytes of data[] */
     char              out[LB_HTTP_OUT_SIZE];   /* a response that fits */
     char              data[];           /* the read buffer */
@@ -138,10 +140,8 @@ struct lb_http_conn_s {
 
     /* the request being served */
     const struct lb_http_route_s  *route;
-    size_t                captures[20];     /* path_regex offsets, $0..$9 */
-    int                   ncaptures;
-    lb_str_t              request_id;       /* kept from the client or id_buf */
-    char                  id_buf[LB_HTTP_REQUEST_ID_LEN + 1];
+    int                   ncaptures;        /* in mem->captures */
+    lb_str_t              request_id;       /* the client's, or mem->id_buf */
     uint64_t              bytes_sent;       /* to the client, for the log */
     lb_str_t              upstream_addr;    /* for $upstream_addr */
     lb_msec_t             upstream_msec;    /* -1: no upstream */

@@ -73,6 +73,47 @@ lb_http_mem_put(lb_http_conn_t *hc)
     lb_http_mem_cache[lb_http_mem_cached++] = m;
 }
 
+/* Connection state, cached per worker ---------------------------------- */
+
+/* lb_http_conn_t objects are recycled through a free list (linked through
+ * their content member) rather than taken from the connection's pool: an
+ * idle keep-alive connection then costs its lb_conn_t and this object,
+ * with no pool block beside them. */
+#define LB_HTTP_CONN_CACHE  4096
+
+static lb_http_conn_t  *lb_http_conn_free;
+static size_t           lb_http_conn_nfree;
+
+static lb_http_conn_t *
+lb_http_conn_alloc(void)
+{
+    lb_http_conn_t  *hc = lb_http_conn_free;
+
+    if (hc) {
+        lb_http_conn_free = hc->content;
+        lb_http_conn_nfree--;
+    } else {
+        hc = malloc(sizeof(*hc));
+        if (hc == NULL) {
+            return NULL;
+        }
+    }
+    memset(hc, 0, sizeof(*hc));
+    return hc;
+}
+
+static void
+lb_http_conn_release(lb_http_conn_t *hc)
+{
+    if (lb_http_conn_nfree >= LB_HTTP_CONN_CACHE) {
+        free(hc);
+        return;
+    }
+    hc->content = lb_http_conn_free;
+    lb_http_conn_free = hc;
+    lb_http_conn_nfree++;
+}
+
 /* Idle connections and graceful stop ---------------------------------- */
 
 static lb_queue_t  lb_http_idle = { &lb_http_idle, &lb_http_idle };
@@ -120,6 +161,13 @@ lb_http_conn_exit_worker(lb_cycle_t *cycle)
     while (lb_http_mem_cached) {
         free(lb_http_mem_cache[--lb_http_mem_cached]);
     }
+    while (lb_http_conn_free) {
+        lb_http_conn_t  *hc = lb_http_conn_free;
+
+        lb_http_conn_free = hc->content;
+        free(hc);
+    }
+    lb_http_conn_nfree = 0;
 }
 
 /* Connections ----------------------------------------------------------- */
@@ -147,7 +195,8 @@ lb_http_close(lb_http_conn_t *hc)
     lb_queue_remove(&hc->idle_link);
     lb_http_out_free(hc);
     lb_http_mem_put(hc);
-    lb_conn_close(hc->c);       /* last: hc lives in its pool */
+    lb_conn_close(hc->c);
+    lb_http_conn_release(hc);
 }
 
 const char *
@@ -250,7 +299,7 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
     ctx->request_id = hc->request_id;
     ctx->bytes_sent = hc->bytes_sent;
     ctx->capture_subject = hc->mem->msg.path.data;
-    ctx->captures = hc->captures;
+    ctx->captures = hc->mem->captures;
     ctx->ncaptures = hc->ncaptures;
 }
 
@@ -516,8 +565,8 @@ lb_http_request_id(lb_http_conn_t *hc)
         hc->request_id = h->value;
         return;
     }
-    lb_http_request_id_new(hc->id_buf);
-    hc->request_id.data = hc->id_buf;
+    lb_http_request_id_new(hc->mem->id_buf);
+    hc->request_id.data = hc->mem->id_buf;
     hc->request_id.len = LB_HTTP_REQUEST_ID_LEN;
 }
 
@@ -593,7 +642,7 @@ lb_http_process(lb_http_conn_t *hc)
     }
 
     /* route, rewrite */
-    route = lb_http_route_match(ls, msg, hc->captures, &hc->ncaptures);
+    route = lb_http_route_match(ls, msg, hc->mem->captures, &hc->ncaptures);
     if (route == NULL) {
         if (msg->body != LB_HTTP_BODY_NONE && msg->expect_continue) {
             hc->keep_alive = 0;     /* see below */
@@ -1000,11 +1049,9 @@ void
 lb_http_init_connection(lb_conn_t *c)
 {
     lb_http_conn_t  *hc;
-    lb_pool_t       *pool;
     lb_str_t         ip;
 
-    pool = lb_conn_pool(c);
-    hc = pool ? lb_pcalloc(pool, sizeof(*hc)) : NULL;
+    hc = lb_http_conn_alloc();
     if (hc == NULL) {
         lb_log_error(ENOMEM, "*%llu client %s: cannot allocate an http connection",
                      (unsigned long long) c->id, c->peer_text);
@@ -1025,6 +1072,7 @@ lb_http_init_connection(lb_conn_t *c)
         lb_log_error(errno, "*%llu client %s: cannot watch the connection",
                      (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
+        lb_http_conn_release(hc);
         return;
     }
     hc->state = LB_HTTP_READ_HEAD;

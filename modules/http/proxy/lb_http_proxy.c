@@ -968,7 +968,7 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     lb_http_head_t           h;
     lb_str_t                 tok[LB_PROXY_MAX_TOKENS];
     size_t                   ntok, i;
-    bool                     upgrade = resp->status == 101;
+    bool                     upgrade = resp->status == 101, has_date = false;
     char                     buf[256];
 
     if (upgrade && !hc->mem->msg.upgrade) {
@@ -1002,14 +1002,22 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
         f = &resp->headers[i];
         /* a 101 keeps Upgrade although its Connection names it: the
          * client must see the protocol the tunnel now speaks (RFC 9110
-         * §7.8; a WebSocket client fails without it, RFC 6455 §4.1) */
-        if (lb_http_proxy_drop_response_field(f->name, p->dechunk, upgrade)
+         * §7.8; a WebSocket client fails without it, RFC 6455 §4.1). An
+         * HTTP/1.0 client never sees Transfer-Encoding, not even in the
+         * answer to HEAD, which has no body to dechunk (RFC 9112 §6.1) */
+        if (lb_http_proxy_drop_response_field(f->name, p->dechunk || hc->http10, upgrade)
             || (ntok && lb_http_named_by(f->name, tok, ntok)
                 && !(upgrade && lb_http_name_is(f->name, "upgrade", 7))))
         {
             continue;
         }
         lb_http_head_add(&h, f->name.data, f->name.len, f->value.data, f->value.len);
+        has_date |= lb_http_name_is(f->name, "date", 4);
+    }
+    if (!has_date) {
+        /* a recipient with a clock adds what the origin left out (RFC
+         * 9110 §6.6.1) */
+        lb_http_head_add(&h, "Date", 4, lb_http_time, lb_http_time_len);
     }
     lb_http_head_add(&h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
     if (lb_http_header_filters(hc, &h, resp->status) != LB_OK || h.overflow) {

@@ -714,6 +714,7 @@ lb_http_read_head(lb_http_conn_t *hc)
     lb_conn_t      *c = hc->c;
     lb_http_msg_t  *msg;
     ssize_t         n;
+    size_t          len;
     int             rc;
     bool            parse = hc->mem && lb_buf_len(&hc->buf);
 
@@ -749,10 +750,16 @@ lb_http_read_head(lb_http_conn_t *hc)
         n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
         if (n > 0) {
             /* the head is re-parsed from its start, so only when it may
-             * have ended or hit a limit: a line ended, or the buffer is full
-             * (a client sending a byte at a time costs a parse per line) */
+             * have ended or hit a limit: a line ended, the buffer is full,
+             * or the bytes just passed max_uri or max_header_size (a
+             * client sending a byte at a time costs a parse per line) */
+            len = lb_buf_len(&hc->buf);
             parse = memchr(hc->buf.last, '\n', (size_t) n) != NULL
-                    || (size_t) n == lb_buf_room(&hc->buf);
+                    || (size_t) n == lb_buf_room(&hc->buf)
+                    || (len <= hc->conf->limits.max_uri
+                        && len + (size_t) n > hc->conf->limits.max_uri)
+                    || (len <= hc->conf->limits.max_header_size
+                        && len + (size_t) n > hc->conf->limits.max_header_size);
             hc->buf.last += n;
             if (!hc->head_started) {
                 lb_http_head_begins(hc);

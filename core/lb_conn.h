@@ -43,6 +43,7 @@ struct lb_conn_s {
     unsigned          shut_wr:1;    /* we finished sending */
     unsigned          error:1;      /* the socket reported an error */
     unsigned          rdhup:1;      /* the peer's FIN (or a hang-up) was seen */
+    unsigned          accept_step:3;    /* accept steps done (lb_listener_next) */
 };
 
 extern uint64_t  lb_conn_next_id;

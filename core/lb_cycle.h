@@ -21,6 +21,13 @@ typedef struct {
  * socket it owns: the protocol module takes it over from here. */
 typedef void (*lb_listener_handler_pt)(lb_conn_t *c);
 
+/* A step an accepted stream connection goes through before the handler
+ * (reading a PROXY protocol header, a TLS handshake): it takes the
+ * connection over and, when done, calls lb_listener_next(c), or closes c. */
+typedef void (*lb_accept_step_pt)(lb_conn_t *c);
+
+#define LB_LISTENER_MAX_STEPS  4
+
 struct lb_listener_s {
     const char              *name;
     const char              *protocol;
@@ -28,6 +35,10 @@ struct lb_listener_s {
     int                      socktype;      /* SOCK_STREAM (default) or SOCK_DGRAM */
     void                   **confs;         /* per-module confs of this listener */
     lb_listener_handler_pt   handler;       /* set by the protocol module */
+    /* run in order on every accepted connection before handler; added at
+     * load with lb_listener_add_step */
+    lb_accept_step_pt        steps[LB_LISTENER_MAX_STEPS];
+    unsigned                 nsteps;
     lb_cidr_list_t          *allow;         /* NULL: no allow list */
     lb_cidr_list_t          *deny;          /* NULL: no deny list */
     const char              *file;          /* where it was declared */
@@ -57,6 +68,14 @@ extern lb_module_t  lb_core_module;
  * protocol module decides what refusing means: a stream connection is
  * closed, an http request gets 403. */
 bool lb_listener_denies(const lb_listener_t *ls, const struct sockaddr *sa);
+
+/* Appends an accept step to ls (at load: merge_conf or init_conf).
+ * LB_ERROR when LB_LISTENER_MAX_STEPS are taken. */
+int  lb_listener_add_step(lb_listener_t *ls, lb_accept_step_pt step);
+/* Hands an accepted connection to the listener's next accept step, or to
+ * its handler after the last one. The connection may or may not be
+ * registered with the loop yet (c->registered says). */
+void lb_listener_next(lb_conn_t *c);
 
 /* Loads and validates a configuration file. Every error is handed to
  * report (stderr when NULL) as "FILE:LINE: message". Opens no socket and

@@ -48,6 +48,9 @@ lb_loop_add_conn(lb_conn_t *c, bool level)
 {
     struct epoll_event  ee;
 
+    if (c->registered) {
+        return LB_OK;           /* an accept step registered it already */
+    }
     ee.events = level ? EPOLLIN : (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
     ee.data.ptr = c;
     if (epoll_ctl(lb_loop->epfd, EPOLL_CTL_ADD, c->fd, &ee) == -1) {

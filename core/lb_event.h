@@ -35,7 +35,8 @@ int  lb_loop_init(int nevents);
 void lb_loop_free(void);
 
 /* Registers c->fd: edge-triggered read+write, or level-triggered read only
- * (listening sockets). Returns LB_OK or LB_ERROR with errno set. */
+ * (listening sockets). A connection already registered (by an accept step)
+ * is left as it is. Returns LB_OK or LB_ERROR with errno set. */
 int  lb_loop_add_conn(lb_conn_t *c, bool level);
 void lb_loop_del_conn(lb_conn_t *c);
 

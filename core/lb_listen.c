@@ -297,8 +297,30 @@ lb_listener_accept(lb_event_t *ev)
         c->peer_len = len;
         lb_addr_format((struct sockaddr *) &peer, len, c->peer_text, sizeof(c->peer_text));
         c->listener = ls;
-        ls->handler(c);
+        lb_listener_next(c);
     }
+}
+
+int
+lb_listener_add_step(lb_listener_t *ls, lb_accept_step_pt step)
+{
+    if (ls->nsteps == LB_LISTENER_MAX_STEPS) {
+        return LB_ERROR;
+    }
+    ls->steps[ls->nsteps++] = step;
+    return LB_OK;
+}
+
+void
+lb_listener_next(lb_conn_t *c)
+{
+    lb_listener_t  *ls = c->listener;
+
+    if (c->accept_step < ls->nsteps) {
+        ls->steps[c->accept_step++](c);
+        return;
+    }
+    ls->handler(c);
 }
 
 int

@@ -89,7 +89,7 @@ lb_io_plain_shutdown(lb_conn_t *c)
 }
 
 const lb_io_t  lb_io_plain = {
-    lb_io_plain_recv, lb_io_plain_send, lb_io_plain_sendv, lb_io_plain_shutdown, true
+    lb_io_plain_recv, lb_io_plain_send, lb_io_plain_sendv, lb_io_plain_shutdown, true, NULL
 };
 
 static int
@@ -157,6 +157,11 @@ lb_conn_close(lb_conn_t *c)
     }
     lb_event_timer_del(&c->read);
     lb_event_timer_del(&c->write);
+    if (c->io->close) {
+        c->io->close(c);
+    }
+    c->io = &lb_io_plain;
+    c->io_ctx = NULL;
     /* close(2) removes the descriptor from epoll; no EPOLL_CTL_DEL needed */
     c->registered = 0;
     close(c->fd);

@@ -20,6 +20,9 @@ typedef struct {
     int     (*shutdown)(lb_conn_t *c);
     /* true when bytes may move with splice(2) on c->fd directly */
     bool      raw;
+    /* Frees the layer's state (c->io_ctx) when the connection closes;
+     * NULL when there is none. */
+    void    (*close)(lb_conn_t *c);
 } lb_io_t;
 
 extern const lb_io_t  lb_io_plain;

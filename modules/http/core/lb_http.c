@@ -15,7 +15,7 @@ static int   lb_http_core_init_master(lb_cycle_t *cycle);
 static int   lb_http_core_init_worker(lb_cycle_t *cycle);
 static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
 
-static const char *const  lb_http_core_protocols[] = { "http", NULL };
+static const char *const  lb_http_core_protocols[] = { "http", "https", NULL };
 
 /* The http_core conf of listener i, or NULL when it is not an http one. */
 static lb_http_core_conf_t *

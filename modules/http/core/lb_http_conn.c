@@ -10,6 +10,7 @@
 #include "lb_http_forward.h"
 #include "lb_http_route.h"
 #include "lb_http_var.h"
+#include "lb_tls.h"
 
 #include <netinet/in.h>
 
@@ -290,8 +291,19 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
     ctx->server_addr.len = strlen(hc->local_ip);
     ctx->server_port.data = hc->local_port;
     ctx->server_port.len = strlen(hc->local_port);
-    ctx->scheme.data = (char *) "http";
-    ctx->scheme.len = 4;
+    if (hc->c->io == &lb_io_tls) {
+        ctx->scheme.data = (char *) "https";
+        ctx->scheme.len = 5;
+        ctx->sni.data = (char *) lb_tls_sni(hc->c);
+        ctx->sni.len = strlen(ctx->sni.data);
+        ctx->ssl_protocol.data = (char *) lb_tls_protocol(hc->c);
+        ctx->ssl_protocol.len = strlen(ctx->ssl_protocol.data);
+        ctx->ssl_cipher.data = (char *) lb_tls_cipher(hc->c);
+        ctx->ssl_cipher.len = strlen(ctx->ssl_cipher.data);
+    } else {
+        ctx->scheme.data = (char *) "http";
+        ctx->scheme.len = 4;
+    }
     ctx->status = status;
     ctx->start_msec = hc->start_msec;
     ctx->upstream_response_msec = hc->upstream_msec;

@@ -45,7 +45,7 @@ static int   lb_http_headers_forward(lb_http_conn_t *hc, lb_http_head_t *h,
 static int   lb_http_headers_response(lb_http_conn_t *hc, lb_http_head_t *h,
                                       const lb_http_var_ctx_t *ctx);
 
-static const char *const  lb_http_headers_protocols[] = { "http", NULL };
+static const char *const  lb_http_headers_protocols[] = { "http", "https", NULL };
 
 static const lb_setting_t  lb_http_headers_settings[] = {
     { "request_headers", LB_SET_CUSTOM, LB_CTX_LISTENER | LB_CTX_ROUTE, NULL, 0, 0,

@@ -46,7 +46,7 @@ typedef struct {
 } lb_http_proxy_ka_t;
 
 static const char *const  lb_http_proxy_xff_modes[] = { "append", "replace", "off", NULL };
-static const char *const  lb_http_proxy_protocols[] = { "http", NULL };
+static const char *const  lb_http_proxy_protocols[] = { "http", "https", NULL };
 
 static int   lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s,
                                        config_setting_t *v, void *conf);

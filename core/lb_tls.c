@@ -1,0 +1,348 @@
+/*
+ * lb_tls.c: the TLS I/O layer (OpenSSL) and the handshakes: the accept
+ * step of TLS listeners and the client handshake of upstream connections.
+ * Everything non-blocking: a call that would block clears the ready flag
+ * of the event it waits for and returns LB_AGAIN, as the plain layer does.
+ */
+#include "lb_core.h"
+#include "lb_tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <limits.h>
+
+lb_tls_listener_t *(*lb_tls_listener_of)(lb_listener_t *ls);
+
+/* Small writes gathered into one record: a response head and a short body
+ * go out as one record, not two. */
+#define LB_TLS_GATHER  16384
+static char  lb_tls_gather[LB_TLS_GATHER];
+
+const char *
+lb_tls_error_text(void)
+{
+    static char    text[256];
+    unsigned long  e = ERR_peek_last_error();
+
+    text[0] = '\0';
+    if (e) {
+        ERR_error_string_n(e, text, sizeof(text));
+    }
+    ERR_clear_error();
+    return text;
+}
+
+static ssize_t
+lb_tls_failed(lb_conn_t *c, int rc)
+{
+    SSL  *ssl = c->io_ctx;
+    int   err = SSL_get_error(ssl, rc);
+
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+        c->read.ready = 0;
+        return LB_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        c->write.ready = 0;
+        return LB_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        c->eof = 1;
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0 && errno == 0) {
+            c->eof = 1;             /* the peer closed without close_notify */
+            return 0;
+        }
+        /* fall through */
+    default:
+        if (errno == 0 || errno == EAGAIN) {
+            errno = EPROTO;
+        }
+        lb_log_debug("*%llu TLS error on %s: %s", (unsigned long long) c->id,
+                     c->peer_text, lb_tls_error_text());
+        ERR_clear_error();
+        c->error = 1;
+        return LB_ERROR;
+    }
+}
+
+static ssize_t
+lb_tls_recv(lb_conn_t *c, char *buf, size_t size)
+{
+    int  n;
+
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_read(c->io_ctx, buf, (int) lb_min(size, (size_t) INT_MAX));
+    return n > 0 ? n : lb_tls_failed(c, n);
+}
+
+static ssize_t
+lb_tls_send(lb_conn_t *c, const char *buf, size_t size)
+{
+    int  n;
+
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_write(c->io_ctx, buf, (int) lb_min(size, (size_t) INT_MAX));
+    if (n > 0) {
+        return n;
+    }
+    n = (int) lb_tls_failed(c, n);
+    return n == 0 ? LB_ERROR : n;           /* no EOF when writing */
+}
+
+/* The first iovec alone when it is large; else as many bytes as fit in
+ * one gathered record. A retry after LB_AGAIN passes at least the same
+ * bytes (nothing was consumed), which SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+ * allows. */
+static ssize_t
+lb_tls_sendv(lb_conn_t *c, const struct iovec *iov, int iovcnt)
+{
+    size_t  n = 0, k;
+    int     i;
+
+    if (iovcnt == 1 || iov[0].iov_len >= LB_TLS_GATHER / 2) {
+        return lb_tls_send(c, iov[0].iov_base, iov[0].iov_len);
+    }
+    for (i = 0; i < iovcnt && n < LB_TLS_GATHER; i++) {
+        k = lb_min(iov[i].iov_len, LB_TLS_GATHER - n);
+        memcpy(lb_tls_gather + n, iov[i].iov_base, k);
+        n += k;
+    }
+    return lb_tls_send(c, lb_tls_gather, n);
+}
+
+static int
+lb_tls_shutdown(lb_conn_t *c)
+{
+    ERR_clear_error();
+    SSL_shutdown(c->io_ctx);            /* close_notify, best effort */
+    ERR_clear_error();
+    if (shutdown(c->fd, SHUT_WR) == -1 && errno != ENOTCONN) {
+        return LB_ERROR;
+    }
+    c->shut_wr = 1;
+    return LB_OK;
+}
+
+static void
+lb_tls_close(lb_conn_t *c)
+{
+    if (c->io_ctx) {
+        SSL_free(c->io_ctx);
+    }
+}
+
+const lb_io_t  lb_io_tls = {
+    lb_tls_recv, lb_tls_send, lb_tls_sendv, lb_tls_shutdown, false, lb_tls_close
+};
+
+/* Server handshakes ---------------------------------------------------------- */
+
+static void
+lb_tls_handshake(lb_conn_t *c)
+{
+    SSL         *ssl = c->io_ctx;
+    const char  *why;
+    int          rc, err;
+
+    ERR_clear_error();
+    errno = 0;
+    rc = SSL_do_handshake(ssl);
+    if (rc == 1) {
+        lb_event_timer_del(&c->read);
+        /* application bytes may be buffered already: let the next handler
+         * try both ways at once */
+        c->read.ready = 1;
+        c->write.ready = 1;
+        c->read.handler = NULL;
+        c->write.handler = NULL;
+        lb_listener_next(c);
+        return;
+    }
+    err = SSL_get_error(ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        c->read.ready = 0;
+        return;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+        c->write.ready = 0;
+        return;
+    }
+    why = lb_tls_error_text();
+    lb_log_info("*%llu client %s: TLS handshake failed: %s", (unsigned long long) c->id,
+                c->peer_text, *why ? why : errno ? strerror(errno)
+                                     : "the client closed the connection");
+    lb_conn_close(c);
+}
+
+static void
+lb_tls_handshake_handler(lb_event_t *ev)
+{
+    lb_conn_t  *c = ev->data;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        lb_log_info("*%llu client %s: TLS handshake timed out; closing",
+                    (unsigned long long) c->id, c->peer_text);
+        lb_conn_close(c);
+        return;
+    }
+    lb_tls_handshake(c);
+}
+
+void
+lb_tls_accept_step(lb_conn_t *c)
+{
+    lb_tls_listener_t  *tl = lb_tls_listener_of(c->listener);
+    SSL                *ssl;
+
+    ssl = SSL_new(tl->ctx);
+    if (ssl == NULL || !SSL_set_fd(ssl, c->fd)) {
+        lb_log_error(0, "*%llu client %s: cannot start TLS: %s", (unsigned long long) c->id,
+                     c->peer_text, lb_tls_error_text());
+        if (ssl) {
+            SSL_free(ssl);
+        }
+        lb_conn_close(c);
+        return;
+    }
+    SSL_set_accept_state(ssl);
+    c->io_ctx = ssl;
+    c->io = &lb_io_tls;
+    c->read.handler = lb_tls_handshake_handler;
+    c->write.handler = lb_tls_handshake_handler;
+    if (lb_loop_add_conn(c, false) != LB_OK) {
+        lb_log_error(errno, "*%llu client %s: cannot watch the connection",
+                     (unsigned long long) c->id, c->peer_text);
+        lb_conn_close(c);
+        return;
+    }
+    lb_event_timer_set(&c->read, tl->handshake_timeout);
+    lb_tls_handshake(c);
+}
+
+/* Client handshakes ----------------------------------------------------------- */
+
+typedef struct {
+    void  (*done)(lb_conn_t *c, bool ok);
+} lb_tls_client_t;
+
+static void
+lb_tls_client_handler(lb_event_t *ev)
+{
+    lb_conn_t   *c = ev->data;
+    SSL         *ssl = c->io_ctx;
+    void       (*done)(lb_conn_t *c, bool ok) = SSL_get_app_data(ssl);
+    int          rc, err;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        lb_log_info("*%llu upstream %s: TLS handshake timed out", (unsigned long long) c->id,
+                    c->peer_text);
+        done(c, false);
+        return;
+    }
+    ERR_clear_error();
+    errno = 0;
+    rc = SSL_do_handshake(ssl);
+    if (rc == 1) {
+        lb_event_timer_del(&c->read);
+        c->read.ready = 1;
+        c->write.ready = 1;
+        done(c, true);
+        return;
+    }
+    err = SSL_get_error(ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        c->read.ready = 0;
+        return;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+        c->write.ready = 0;
+        return;
+    }
+    done(c, false);
+}
+
+int
+lb_tls_connect(lb_conn_t *c, SSL_CTX *ctx, const char *sni, lb_msec_t timeout,
+               void (*done)(lb_conn_t *c, bool ok))
+{
+    SSL  *ssl = SSL_new(ctx);
+
+    if (ssl == NULL || !SSL_set_fd(ssl, c->fd)
+        || (sni && *sni && (!SSL_set_tlsext_host_name(ssl, sni) || !SSL_set1_host(ssl, sni))))
+    {
+        if (ssl) {
+            SSL_free(ssl);
+        }
+        return LB_ERROR;
+    }
+    SSL_set_connect_state(ssl);
+    SSL_set_app_data(ssl, (void *) done);
+    c->io_ctx = ssl;
+    c->io = &lb_io_tls;
+    c->read.handler = lb_tls_client_handler;
+    c->write.handler = lb_tls_client_handler;
+    lb_event_timer_set(&c->read, timeout);
+    c->write.ready = 1;
+    lb_tls_client_handler(&c->write);
+    return LB_OK;
+}
+
+/* Variables ------------------------------------------------------------------ */
+
+const char *
+lb_tls_sni(lb_conn_t *c)
+{
+    const char  *s;
+
+    if (c->io != &lb_io_tls) {
+        return "";
+    }
+    s = SSL_get_servername(c->io_ctx, TLSEXT_NAMETYPE_host_name);
+    return s ? s : "";
+}
+
+const char *
+lb_tls_protocol(lb_conn_t *c)
+{
+    return c->io == &lb_io_tls ? SSL_get_version(c->io_ctx) : "";
+}
+
+const char *
+lb_tls_cipher(lb_conn_t *c)
+{
+    const char  *s;
+
+    if (c->io != &lb_io_tls) {
+        return "";
+    }
+    s = SSL_get_cipher_name(c->io_ctx);
+    return s ? s : "";
+}
+
+const char *
+lb_tls_client_verify(lb_conn_t *c)
+{
+    static char  buf[160];
+    X509        *cert;
+    long         r;
+
+    if (c->io != &lb_io_tls) {
+        return "";
+    }
+    cert = SSL_get1_peer_certificate(c->io_ctx);
+    if (cert == NULL) {
+        return "NONE";
+    }
+    X509_free(cert);
+    r = SSL_get_verify_result(c->io_ctx);
+    if (r == X509_V_OK) {
+        return "SUCCESS";
+    }
+    snprintf(buf, sizeof(buf), "FAILED:%s", X509_verify_cert_error_string(r));
+    return buf;
+}

@@ -1,0 +1,610 @@
+/*
+ * lb_tls_module.c: the `tls` group of tls and https listeners (SPEC §3.3):
+ * certificates chosen by SNI, policy, protocols, ciphers, session
+ * resumption by tickets (keys shared by every worker, rotated) and by a
+ * session cache, client certificates. Builds one OpenSSL context per
+ * certificate at load and gives the listener the TLS accept step; the
+ * handshake and the I/O layer live in core/lb_tls.c.
+ */
+#include "lb_core.h"
+#include "lb_tls.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include <ctype.h>
+
+#define LB_TLS_MAX_CERTS       64
+#define LB_TLS_MAX_NAMES       256     /* names kept per certificate */
+#define LB_TLS_TICKET_PERIOD   3600    /* seconds a ticket key encrypts */
+#define LB_TLS_CACHE_SIZE      20480   /* sessions per worker */
+
+typedef enum { LB_TLS_MODERN = 0, LB_TLS_INTERMEDIATE, LB_TLS_LEGACY } lb_tls_policy_t;
+typedef enum { LB_TLS_VERIFY_OFF = 0, LB_TLS_VERIFY_OPTIONAL, LB_TLS_VERIFY_ON } lb_tls_verify_t;
+
+typedef struct {
+    SSL_CTX      *ctx;
+    char        **names;        /* lowercase DNS names (SAN, else CN) */
+    size_t        nnames;
+} lb_tls_cert_t;
+
+typedef struct {
+    lb_tls_listener_t   tl;         /* first: the core's view */
+    bool                set;        /* a tls group was given */
+    lb_tls_cert_t       certs[LB_TLS_MAX_CERTS];
+    size_t              ncerts;
+} lb_tls_conf_t;
+
+static int   lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf);
+static void *lb_tls_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int   lb_tls_init_master(lb_cycle_t *cycle);
+
+static const char *const  lb_tls_protocols[] = { "tls", "https", NULL };
+
+static const lb_setting_t  lb_tls_settings[] = {
+    { "tls", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL, lb_tls_set, 0 },
+    lb_setting_end
+};
+
+lb_module_t  lb_core_tls_module = {
+    "core_tls", LB_MODULE_CORE, lb_tls_protocols, lb_tls_settings, LB_CTX_LISTENER,
+    lb_tls_create_conf, lb_tls_merge_conf, NULL,
+    lb_tls_init_master, NULL, NULL, NULL, 0, NULL
+};
+
+/* Session ticket keys ---------------------------------------------------------- */
+
+/* One secret per master process, drawn before the workers fork, so every
+ * worker derives the same keys: the key of hour N (of the epoch) encrypts
+ * the tickets issued in that hour, and the keys of hours N and N-1
+ * decrypt, so a ticket works on any worker for one to two hours. A new
+ * master (binary upgrade) draws a new secret: old tickets then fall back
+ * to full handshakes, which is harmless. */
+static unsigned char  lb_tls_secret[32];
+static bool           lb_tls_have_secret;
+
+static void
+lb_tls_derive(uint64_t period, const char *label, unsigned char out[32])
+{
+    unsigned char  msg[24];
+    unsigned int   len = 32;
+
+    memset(msg, 0, sizeof(msg));
+    memcpy(msg, label, strlen(label));
+    memcpy(msg + 16, &period, sizeof(period));
+    HMAC(EVP_sha256(), lb_tls_secret, sizeof(lb_tls_secret), msg, sizeof(msg), out, &len);
+}
+
+static int
+lb_tls_ticket_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                   EVP_MAC_CTX *hctx, int enc)
+{
+    unsigned char  aes[32], mac[32];
+    OSSL_PARAM     params[3];
+
+    lb_tls_derive(period, "lbd-ticket-aes", aes);
+    lb_tls_derive(period, "lbd-ticket-mac", mac);
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, mac, sizeof(mac));
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (!EVP_MAC_CTX_set_params(hctx, params)) {
+        return -1;
+    }
+    if (enc) {
+        return EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) ? 1 : -1;
+    }
+    return EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) ? 1 : -1;
+}
+
+static int
+lb_tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
+                 EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    uint64_t       now = (uint64_t) time(NULL) / LB_TLS_TICKET_PERIOD, p;
+    unsigned char  name[32];
+
+    if (enc) {
+        if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1) {
+            return -1;
+        }
+        lb_tls_derive(now, "lbd-ticket-name", name);
+        memcpy(key_name, name, 16);
+        return lb_tls_ticket_keys(now, iv, cctx, hctx, 1);
+    }
+    for (p = now; p + 1 >= now && p <= now; p--) {
+        lb_tls_derive(p, "lbd-ticket-name", name);
+        if (memcmp(key_name, name, 16) == 0) {
+            if (lb_tls_ticket_keys(p, iv, cctx, hctx, 0) != 1) {
+                return -1;
+            }
+            return p == now ? 1 : 2;        /* 2: renew with the current key */
+        }
+        if (p == 0) {
+            break;
+        }
+    }
+    return 0;                               /* unknown key: full handshake */
+}
+
+static int
+lb_tls_init_master(lb_cycle_t *cycle)
+{
+    if (!lb_tls_have_secret) {
+        if (RAND_bytes(lb_tls_secret, sizeof(lb_tls_secret)) != 1) {
+            lb_log_error(0, "cannot draw the TLS session ticket secret: %s",
+                         lb_tls_error_text());
+            return LB_ERROR;
+        }
+        lb_tls_have_secret = true;
+    }
+    return LB_OK;
+}
+
+/* Configuration --------------------------------------------------------------- */
+
+static lb_tls_listener_t *
+lb_tls_listener_conf(lb_listener_t *ls)
+{
+    lb_tls_conf_t  *tcf = lb_get_conf(ls->confs, lb_core_tls_module);
+
+    return &tcf->tl;
+}
+
+static void *
+lb_tls_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    lb_tls_conf_t  *tcf = lb_pcalloc(cf->pool, sizeof(*tcf));
+
+    if (tcf) {
+        tcf->tl.handshake_timeout = 10000;
+    }
+    lb_tls_listener_of = lb_tls_listener_conf;
+    return tcf;
+}
+
+/* Contexts live as long as the process: a reload builds new ones beside
+ * the old, whose listeners' workers still use them; they are not freed. */
+
+/* Whether name (lowercase, no trailing dot) is one of c's names: exact, or
+ * "*.example.com" for one label before ".example.com". */
+static int
+lb_tls_cert_match(const lb_tls_cert_t *c, const char *name, bool wildcard)
+{
+    const char  *dot;
+    size_t       i;
+
+    for (i = 0; i < c->nnames; i++) {
+        if (!wildcard) {
+            if (strcmp(c->names[i], name) == 0) {
+                return 1;
+            }
+            continue;
+        }
+        dot = strchr(name, '.');
+        if (c->names[i][0] == '*' && c->names[i][1] == '.' && dot && dot != name
+            && strcmp(c->names[i] + 1, dot) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* SNI: switch to the certificate that names the server (exact names of
+ * every certificate first, then wildcards); unknown names keep the first. */
+static int
+lb_tls_servername_cb(SSL *ssl, int *alert, void *arg)
+{
+    lb_tls_conf_t  *tcf = arg;
+    const char     *sn = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    char            name[256];
+    size_t          i, len;
+    int             pass;
+
+    if (sn == NULL || tcf->ncerts < 2) {
+        return SSL_TLSEXT_ERR_OK;
+    }
+    len = strlen(sn);
+    if (len == 0 || len >= sizeof(name)) {
+        return SSL_TLSEXT_ERR_OK;
+    }
+    for (i = 0; i < len; i++) {
+        name[i] = (char) tolower((unsigned char) sn[i]);
+    }
+    if (name[len - 1] == '.') {
+        len--;
+    }
+    name[len] = '\0';
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < tcf->ncerts; i++) {
+            if (lb_tls_cert_match(&tcf->certs[i], name, pass == 1)) {
+                if (i > 0) {
+                    SSL_set_SSL_CTX(ssl, tcf->certs[i].ctx);
+                }
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* ALPN: http/1.1 when the client offers it (https), else no protocol. */
+static int
+lb_tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+               const unsigned char *in, unsigned int inlen, void *arg)
+{
+    unsigned int  i = 0;
+
+    while (i < inlen) {
+        unsigned int  n = in[i];
+
+        if (i + 1 + n > inlen) {
+            break;
+        }
+        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* The published parameter sets, after Mozilla's server-side TLS
+ * recommendations (version 5.7): modern is TLS 1.3 only; intermediate
+ * TLS 1.2 and 1.3 with forward-secret AEAD suites; legacy ("old") also
+ * TLS 1.0 and 1.1 and CBC suites, at OpenSSL security level 0. */
+static const char  lb_tls_intermediate_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+static const char  lb_tls_legacy_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:"
+    "ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+    "ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA256:"
+    "DHE-RSA-AES256-SHA256:AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA256:"
+    "AES256-SHA256:AES128-SHA:AES256-SHA:DES-CBC3-SHA";
+
+static const char *const  lb_tls_policy_names[] = { "modern", "intermediate", "legacy", NULL };
+static const char *const  lb_tls_verify_names[] = { "off", "optional", "on", NULL };
+static const char *const  lb_tls_version_names[] = { "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+                                                      NULL };
+static const int          lb_tls_versions[] = { TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION,
+                                                TLS1_3_VERSION };
+
+/* What the group says, before contexts are made. */
+typedef struct {
+    config_setting_t   *group;
+    config_setting_t   *certs;
+    int                 policy;
+    int                 min_version, max_version;
+    const char         *ciphers;
+    int                 tickets;
+    const char         *client_ca;
+    config_setting_t   *client_ca_v;
+    int                 verify;
+    config_setting_t   *verify_v;
+} lb_tls_args_t;
+
+static int
+lb_tls_enum(lb_conf_t *cf, config_setting_t *v, const char *const *names, int *out)
+{
+    const char  *s;
+    int          i;
+
+    if (lb_conf_get_string(cf, v, &s) != LB_OK) {
+        return LB_ERROR;
+    }
+    for (i = 0; names[i]; i++) {
+        if (strcmp(names[i], s) == 0) {
+            *out = i;
+            return LB_OK;
+        }
+    }
+    return lb_conf_error(cf, v, "invalid %s \"%s\"", config_setting_name(v), s);
+}
+
+static int
+lb_tls_cert_names(lb_conf_t *cf, lb_tls_cert_t *c, X509 *x)
+{
+    GENERAL_NAMES  *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    X509_NAME      *subj;
+    char            buf[256];
+    const char     *d;
+    int             i, n, len, k;
+
+    c->names = lb_palloc(cf->pool, LB_TLS_MAX_NAMES * sizeof(char *));
+    if (c->names == NULL) {
+        GENERAL_NAMES_free(gens);
+        return LB_ERROR;
+    }
+    n = gens ? sk_GENERAL_NAME_num(gens) : 0;
+    for (i = 0; i < n && c->nnames < LB_TLS_MAX_NAMES; i++) {
+        GENERAL_NAME  *g = sk_GENERAL_NAME_value(gens, i);
+
+        if (g->type != GEN_DNS) {
+            continue;
+        }
+        d = (const char *) ASN1_STRING_get0_data(g->d.dNSName);
+        len = ASN1_STRING_length(g->d.dNSName);
+        if (len <= 0 || len >= (int) sizeof(buf)) {
+            continue;
+        }
+        for (k = 0; k < len; k++) {
+            buf[k] = (char) tolower((unsigned char) d[k]);
+        }
+        buf[len] = '\0';
+        c->names[c->nnames++] = lb_pstrdup(cf->pool, buf);
+    }
+    GENERAL_NAMES_free(gens);
+    if (c->nnames == 0) {
+        subj = X509_get_subject_name(x);
+        if (subj && X509_NAME_get_text_by_NID(subj, NID_commonName, buf, sizeof(buf)) > 0) {
+            for (k = 0; buf[k]; k++) {
+                buf[k] = (char) tolower((unsigned char) buf[k]);
+            }
+            c->names[c->nnames++] = lb_pstrdup(cf->pool, buf);
+        }
+    }
+    return LB_OK;
+}
+
+/* One context for one certificate, with the group's parameters. */
+static int
+lb_tls_make_ctx(lb_conf_t *cf, lb_tls_conf_t *tcf, const lb_tls_args_t *a,
+                config_setting_t *entry, lb_tls_cert_t *c)
+{
+    config_setting_t  *cv = config_setting_get_member(entry, "cert");
+    config_setting_t  *kv = config_setting_get_member(entry, "key");
+    const char        *cert, *key, *why;
+    char              *cpath, *kpath, *capath;
+    SSL_CTX           *ctx;
+    X509              *x;
+    long               opts;
+    unsigned char      sid[SSL_MAX_SID_CTX_LENGTH];
+    unsigned int       sidlen = 0;
+
+    if (config_setting_type(entry) != CONFIG_TYPE_GROUP || cv == NULL || kv == NULL) {
+        return lb_conf_error(cf, entry, "a certificate is { cert = \"FILE\"; key = \"FILE\"; }");
+    }
+    if (lb_conf_get_string(cf, cv, &cert) != LB_OK || lb_conf_get_string(cf, kv, &key) != LB_OK) {
+        return LB_ERROR;
+    }
+    cpath = lb_cycle_path(cf->pool, cf->cycle->prefix, cert);
+    kpath = lb_cycle_path(cf->pool, cf->cycle->prefix, key);
+    if (cpath == NULL || kpath == NULL) {
+        return lb_conf_error(cf, entry, "out of memory");
+    }
+
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        return lb_conf_error(cf, entry, "cannot create a TLS context: %s", lb_tls_error_text());
+    }
+    c->ctx = ctx;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cpath) != 1) {
+        why = lb_tls_error_text();
+        return lb_conf_error(cf, cv, "cannot load certificate \"%s\": %s", cpath,
+                             access(cpath, R_OK) != 0 ? strerror(errno) : why);
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, kpath, SSL_FILETYPE_PEM) != 1) {
+        why = lb_tls_error_text();
+        return lb_conf_error(cf, kv, "cannot load private key \"%s\": %s", kpath,
+                             access(kpath, R_OK) != 0 ? strerror(errno) : why);
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        lb_tls_error_text();
+        return lb_conf_error(cf, kv, "private key \"%s\" does not match certificate \"%s\"",
+                             kpath, cpath);
+    }
+    x = SSL_CTX_get0_certificate(ctx);
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+        return lb_conf_error(cf, cv, "certificate \"%s\" has expired", cpath);
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+        return lb_conf_error(cf, cv, "certificate \"%s\" is not valid yet", cpath);
+    }
+    if (lb_tls_cert_names(cf, c, x) != LB_OK) {
+        return lb_conf_error(cf, cv, "out of memory");
+    }
+
+    opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION
+           | SSL_OP_IGNORE_UNEXPECTED_EOF;
+    if (!a->tickets) {
+        opts |= SSL_OP_NO_TICKET;
+    }
+    SSL_CTX_set_options(ctx, opts);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                          | SSL_MODE_RELEASE_BUFFERS);
+    if (a->policy == LB_TLS_LEGACY) {
+        SSL_CTX_set_security_level(ctx, 0);
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, a->min_version)
+        || !SSL_CTX_set_max_proto_version(ctx, a->max_version))
+    {
+        return lb_conf_error(cf, a->group, "cannot set the TLS versions: %s", lb_tls_error_text());
+    }
+    if (a->ciphers || a->policy != LB_TLS_MODERN) {
+        if (SSL_CTX_set_cipher_list(ctx, a->ciphers ? a->ciphers
+                                    : a->policy == LB_TLS_LEGACY ? lb_tls_legacy_ciphers
+                                    : lb_tls_intermediate_ciphers) != 1)
+        {
+            return lb_conf_error(cf, a->group, "no usable cipher in \"%s\": %s",
+                                 a->ciphers ? a->ciphers : "(policy)", lb_tls_error_text());
+        }
+    }
+
+    /* resumption: tickets with the shared keys, and each worker's cache */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, LB_TLS_CACHE_SIZE);
+    SSL_CTX_set_timeout(ctx, 2 * LB_TLS_TICKET_PERIOD);
+    EVP_Digest(cf->listener->name, strlen(cf->listener->name), sid, &sidlen, EVP_sha256(), NULL);
+    SSL_CTX_set_session_id_context(ctx, sid, lb_min(sidlen, (unsigned) SSL_MAX_SID_CTX_LENGTH));
+    if (a->tickets) {
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, lb_tls_ticket_cb);
+    }
+
+    SSL_CTX_set_tlsext_servername_callback(ctx, lb_tls_servername_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, tcf);
+    if (strcmp(cf->listener->protocol, "https") == 0) {
+        SSL_CTX_set_alpn_select_cb(ctx, lb_tls_alpn_cb, NULL);
+    }
+
+    if (a->verify != LB_TLS_VERIFY_OFF) {
+        capath = lb_cycle_path(cf->pool, cf->cycle->prefix, a->client_ca);
+        if (capath == NULL || SSL_CTX_load_verify_locations(ctx, capath, NULL) != 1) {
+            why = lb_tls_error_text();
+            return lb_conf_error(cf, a->client_ca_v, "cannot load client_ca \"%s\": %s",
+                                 capath ? capath : a->client_ca,
+                                 capath && access(capath, R_OK) != 0 ? strerror(errno) : why);
+        }
+        SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(capath));
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (a->verify == LB_TLS_VERIFY_ON
+                                                   ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+        SSL_CTX_set_verify_depth(ctx, 8);
+    }
+    return LB_OK;
+}
+
+static int
+lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_tls_conf_t     *tcf = conf;
+    lb_tls_args_t      a;
+    config_setting_t  *e;
+    const char        *str;
+    int                i, n, k, lo = 3, hi = 0, rc = LB_OK;
+
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "\"tls\" must be a group such as { certificates = "
+                             "( { cert = \"a.crt\"; key = \"a.key\"; } ); }");
+    }
+    memset(&a, 0, sizeof(a));
+    a.group = v;
+    a.policy = LB_TLS_INTERMEDIATE;
+    a.tickets = 1;
+    n = config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        e = config_setting_get_elem(v, (unsigned) i);
+        const char  *name = config_setting_name(e);
+
+        if (strcmp(name, "certificates") == 0) {
+            if (config_setting_type(e) != CONFIG_TYPE_LIST || config_setting_length(e) == 0) {
+                rc = lb_conf_error(cf, e, "\"certificates\" must be a non-empty list of "
+                                   "{ cert; key; } groups");
+                continue;
+            }
+            a.certs = e;
+        } else if (strcmp(name, "policy") == 0) {
+            rc |= lb_tls_enum(cf, e, lb_tls_policy_names, &a.policy);
+        } else if (strcmp(name, "protocols") == 0) {
+            k = config_setting_type(e) == CONFIG_TYPE_STRING ? 1 : config_setting_length(e);
+            if (k == 0) {
+                rc = lb_conf_error(cf, e, "\"protocols\" must not be empty");
+            }
+            for (int j = 0; j < k; j++) {
+                config_setting_t  *pv = config_setting_type(e) == CONFIG_TYPE_STRING
+                                        ? e : config_setting_get_elem(e, (unsigned) j);
+                int                ver;
+
+                if (lb_tls_enum(cf, pv, lb_tls_version_names, &ver) != LB_OK) {
+                    rc = LB_ERROR;
+                    continue;
+                }
+                lo = lb_min(lo, ver);
+                hi = lb_max(hi, ver);
+            }
+            a.min_version = -1;     /* set below from lo..hi */
+        } else if (strcmp(name, "ciphers") == 0) {
+            if (lb_conf_get_string(cf, e, &a.ciphers) != LB_OK) {
+                rc = LB_ERROR;
+            }
+        } else if (strcmp(name, "session_tickets") == 0) {
+            if (config_setting_type(e) != CONFIG_TYPE_BOOL) {
+                rc = lb_conf_error(cf, e, "\"session_tickets\" must be true or false");
+            } else {
+                a.tickets = config_setting_get_bool(e);
+            }
+        } else if (strcmp(name, "client_ca") == 0) {
+            if (lb_conf_get_string(cf, e, &a.client_ca) != LB_OK) {
+                rc = LB_ERROR;
+            }
+            a.client_ca_v = e;
+        } else if (strcmp(name, "verify_client") == 0) {
+            rc |= lb_tls_enum(cf, e, lb_tls_verify_names, &a.verify);
+            a.verify_v = e;
+        } else if (strcmp(name, "handshake_timeout") == 0) {
+            if (lb_conf_get_duration(cf, e, &tcf->tl.handshake_timeout) != LB_OK) {
+                rc = LB_ERROR;
+            }
+        } else {
+            rc = lb_conf_error(cf, e, "unknown setting \"%s\" in \"tls\" (certificates, policy, "
+                               "protocols, ciphers, session_tickets, client_ca, verify_client, "
+                               "handshake_timeout)", name);
+        }
+    }
+    if (rc != LB_OK) {
+        return LB_ERROR;
+    }
+    if (a.certs == NULL) {
+        return lb_conf_error(cf, v, "\"tls\" needs \"certificates\"");
+    }
+    if (a.verify != LB_TLS_VERIFY_OFF && a.client_ca == NULL) {
+        return lb_conf_error(cf, a.verify_v, "verify_client needs client_ca");
+    }
+    if (a.min_version == -1) {
+        a.min_version = lb_tls_versions[lo];
+        a.max_version = lb_tls_versions[hi];
+    } else {
+        a.min_version = a.policy == LB_TLS_MODERN ? TLS1_3_VERSION
+                      : a.policy == LB_TLS_INTERMEDIATE ? TLS1_2_VERSION : TLS1_VERSION;
+        a.max_version = TLS1_3_VERSION;
+    }
+    (void) str;
+    n = config_setting_length(a.certs);
+    if (n > LB_TLS_MAX_CERTS) {
+        return lb_conf_error(cf, a.certs, "at most %d certificates", LB_TLS_MAX_CERTS);
+    }
+    for (i = 0; i < n; i++) {
+        if (lb_tls_make_ctx(cf, tcf, &a, config_setting_get_elem(a.certs, (unsigned) i),
+                            &tcf->certs[tcf->ncerts]) != LB_OK)
+        {
+            rc = LB_ERROR;
+            continue;
+        }
+        tcf->ncerts++;
+    }
+    if (rc == LB_OK) {
+        tcf->tl.ctx = tcf->certs[0].ctx;
+        tcf->set = true;
+    }
+    return rc;
+}
+
+static int
+lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_tls_conf_t  *tcf = conf;
+
+    if (!tcf->set) {
+        return lb_conf_error_at(cf, cf->listener->file, cf->listener->line,
+                                "listener \"%s\": protocol \"%s\" needs a \"tls\" group with "
+                                "certificates", cf->listener->name, cf->listener->protocol);
+    }
+    if (lb_listener_add_step(cf->listener, lb_tls_accept_step) != LB_OK) {
+        return lb_conf_error_at(cf, cf->listener->file, cf->listener->line,
+                                "listener \"%s\": too many accept steps", cf->listener->name);
+    }
+    return LB_OK;
+}

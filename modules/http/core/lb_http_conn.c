@@ -300,6 +300,8 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
         ctx->ssl_protocol.len = strlen(ctx->ssl_protocol.data);
         ctx->ssl_cipher.data = (char *) lb_tls_cipher(hc->c);
         ctx->ssl_cipher.len = strlen(ctx->ssl_cipher.data);
+        ctx->ssl_client_verify.data = (char *) lb_tls_client_verify(hc->c);
+        ctx->ssl_client_verify.len = strlen(ctx->ssl_client_verify.data);
     } else {
         ctx->scheme.data = (char *) "http";
         ctx->scheme.len = 4;

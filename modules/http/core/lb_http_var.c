@@ -33,6 +33,7 @@ typedef enum {
     LB_HTTP_VAR_BYTES_SENT,
     LB_HTTP_VAR_TIME_LOCAL,
     LB_HTTP_VAR_REQUEST,
+    LB_HTTP_VAR_SSL_CLIENT_VERIFY,
     LB_HTTP_VAR_NFIXED,
     /* the families and the rest */
     LB_HTTP_VAR_ARG = LB_HTTP_VAR_NFIXED,   /* $arg_NAME: name is NAME */
@@ -47,7 +48,7 @@ const char *const  lb_http_var_names[] = {
     "host", "method", "request_uri", "uri", "args", "request_id",
     "upstream_addr", "status", "sni", "ssl_protocol", "ssl_cipher",
     "time_iso8601", "msec", "request_time", "upstream_response_time",
-    "bytes_sent", "time_local", "request", NULL
+    "bytes_sent", "time_local", "request", "ssl_client_verify", NULL
 };
 
 /* The families that take a name after their prefix. */
@@ -637,6 +638,9 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
         return;
     case LB_HTTP_VAR_SSL_CIPHER:
         lb_http_var_put_str(out, ctx->ssl_cipher);
+        return;
+    case LB_HTTP_VAR_SSL_CLIENT_VERIFY:
+        lb_http_var_put_str(out, ctx->ssl_client_verify);
         return;
     case LB_HTTP_VAR_STATUS:
         if (ctx->status > 0) {

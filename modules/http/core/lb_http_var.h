@@ -27,6 +27,7 @@ typedef struct {
     lb_str_t              sni;
     lb_str_t              ssl_protocol;
     lb_str_t              ssl_cipher;
+    lb_str_t              ssl_client_verify;    /* SUCCESS, NONE, FAILED:why */
     int                   status;           /* 0: none yet */
     uint64_t              bytes_sent;
     lb_msec_t             start_msec;       /* when the request began (lb_current_msec);

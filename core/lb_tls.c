@@ -12,6 +12,7 @@
 #include <limits.h>
 
 lb_tls_listener_t *(*lb_tls_listener_of)(lb_listener_t *ls);
+lb_tls_upstream_t *(*lb_tls_upstream_of)(void **confs);
 
 /* Small writes gathered into one record: a response head and a short body
  * go out as one record, not two. */

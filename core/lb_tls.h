@@ -34,6 +34,18 @@ extern lb_tls_listener_t *(*lb_tls_listener_of)(lb_listener_t *ls);
 int  lb_tls_connect(lb_conn_t *c, SSL_CTX *ctx, const char *sni, lb_msec_t timeout,
                     void (*done)(lb_conn_t *c, bool ok));
 
+/* An upstream's `tls` group (the tls module keeps it in the upstream's
+ * confs): a client context and the name to send and check. */
+typedef struct {
+    SSL_CTX     *ctx;
+    const char  *sni;           /* NULL: none */
+    bool         verify;
+} lb_tls_upstream_t;
+
+/* The TLS settings of the upstream whose confs are given, or NULL when
+ * its servers speak plain TCP (or no tls module is built in). */
+extern lb_tls_upstream_t *(*lb_tls_upstream_of)(void **confs);
+
 /* The last OpenSSL error of this thread as text ("" when none), for log
  * lines; clears the queue. */
 const char *lb_tls_error_text(void);

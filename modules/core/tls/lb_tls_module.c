@@ -40,19 +40,24 @@ typedef struct {
 } lb_tls_conf_t;
 
 static int   lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf);
+static int   lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                                 void *conf);
 static void *lb_tls_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_tls_init_master(lb_cycle_t *cycle);
+static lb_tls_upstream_t *lb_tls_upstream(void **confs);
 
 static const char *const  lb_tls_protocols[] = { "tls", "https", NULL };
 
 static const lb_setting_t  lb_tls_settings[] = {
     { "tls", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL, lb_tls_set, 0 },
+    { "tls", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0, 0, NULL, lb_tls_set_upstream, 0 },
     lb_setting_end
 };
 
 lb_module_t  lb_core_tls_module = {
-    "core_tls", LB_MODULE_CORE, lb_tls_protocols, lb_tls_settings, LB_CTX_LISTENER,
+    "core_tls", LB_MODULE_CORE, lb_tls_protocols, lb_tls_settings,
+    LB_CTX_LISTENER | LB_CTX_UPSTREAM,
     lb_tls_create_conf, lb_tls_merge_conf, NULL,
     lb_tls_init_master, NULL, NULL, NULL, 0, NULL
 };
@@ -158,12 +163,18 @@ lb_tls_listener_conf(lb_listener_t *ls)
 static void *
 lb_tls_create_conf(lb_conf_t *cf, unsigned ctx)
 {
-    lb_tls_conf_t  *tcf = lb_pcalloc(cf->pool, sizeof(*tcf));
+    lb_tls_conf_t  *tcf;
+
+    lb_tls_listener_of = lb_tls_listener_conf;
+    lb_tls_upstream_of = lb_tls_upstream;
+    if (ctx == LB_CTX_UPSTREAM) {
+        return lb_pcalloc(cf->pool, sizeof(lb_tls_upstream_t));
+    }
+    tcf = lb_pcalloc(cf->pool, sizeof(*tcf));
 
     if (tcf) {
         tcf->tl.handshake_timeout = 10000;
     }
-    lb_tls_listener_of = lb_tls_listener_conf;
     return tcf;
 }
 
@@ -592,10 +603,94 @@ lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf
     return rc;
 }
 
+/* Upstream TLS ------------------------------------------------------------------ */
+
+/* tls = { verify = true; ca = "FILE"; sni = "name"; } of an upstream:
+ * connections to its servers speak TLS. verify (default true) checks the
+ * server's chain against ca (default: the system's store) and, when sni
+ * is set, that the certificate names it. */
+static int
+lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_tls_upstream_t  *ut = conf;
+    config_setting_t   *e, *cav = NULL;
+    const char         *ca = NULL, *name, *why;
+    char               *path;
+    int                 i, n, verify = 1, rc = LB_OK;
+
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "an upstream's \"tls\" must be a group such as "
+                             "{ verify = true; ca = \"ca.pem\"; sni = \"backend.internal\"; }");
+    }
+    n = config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        e = config_setting_get_elem(v, (unsigned) i);
+        name = config_setting_name(e);
+        if (strcmp(name, "verify") == 0) {
+            if (config_setting_type(e) != CONFIG_TYPE_BOOL) {
+                rc = lb_conf_error(cf, e, "\"verify\" must be true or false");
+            } else {
+                verify = config_setting_get_bool(e);
+            }
+        } else if (strcmp(name, "ca") == 0) {
+            rc |= lb_conf_get_string(cf, e, &ca);
+            cav = e;
+        } else if (strcmp(name, "sni") == 0) {
+            if (lb_conf_get_string(cf, e, &name) != LB_OK) {
+                rc = LB_ERROR;
+            } else {
+                ut->sni = lb_pstrdup(cf->pool, name);
+            }
+        } else {
+            rc = lb_conf_error(cf, e, "unknown setting \"%s\" in an upstream's \"tls\" "
+                               "(verify, ca, sni)", name);
+        }
+    }
+    if (rc != LB_OK) {
+        return LB_ERROR;
+    }
+    ut->ctx = SSL_CTX_new(TLS_client_method());
+    if (ut->ctx == NULL) {
+        return lb_conf_error(cf, v, "cannot create a TLS context: %s", lb_tls_error_text());
+    }
+    SSL_CTX_set_min_proto_version(ut->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ut->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                              | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ut->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+    if (verify) {
+        if (ca) {
+            path = lb_cycle_path(cf->pool, cf->cycle->prefix, ca);
+            if (path == NULL || SSL_CTX_load_verify_locations(ut->ctx, path, NULL) != 1) {
+                why = lb_tls_error_text();
+                return lb_conf_error(cf, cav, "cannot load ca \"%s\": %s", path ? path : ca,
+                                     path && access(path, R_OK) != 0 ? strerror(errno) : why);
+            }
+        } else if (SSL_CTX_set_default_verify_paths(ut->ctx) != 1) {
+            return lb_conf_error(cf, v, "cannot load the system's CA store: %s",
+                                 lb_tls_error_text());
+        }
+        SSL_CTX_set_verify(ut->ctx, SSL_VERIFY_PEER, NULL);
+    }
+    ut->verify = verify;
+    return LB_OK;
+}
+
+static lb_tls_upstream_t *
+lb_tls_upstream(void **confs)
+{
+    lb_tls_upstream_t  *ut = confs ? lb_get_conf(confs, lb_core_tls_module) : NULL;
+
+    return ut && ut->ctx ? ut : NULL;
+}
+
 static int
 lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_tls_conf_t  *tcf = conf;
+
+    if (ctx == LB_CTX_UPSTREAM) {
+        return LB_OK;
+    }
 
     if (!tcf->set) {
         return lb_conf_error_at(cf, cf->listener->file, cf->listener->line,

@@ -24,6 +24,7 @@
 #include "lb_http.h"
 #include "lb_http_route.h"
 #include "lb_upstream.h"
+#include "lb_tls.h"
 
 #define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */
 #define LB_PROXY_OUT_EXTRA     4096     /* forwarding fields and edits */
@@ -148,6 +149,8 @@ struct lb_http_proxy_s {
     lb_http_upconn_t       *up;
     lb_http_proxy_phase_t   phase;
     bool                    reused;     /* up came from the keepalive pool */
+    bool                    tls_starting;   /* inside lb_tls_connect */
+    int                     tls_state;  /* its result meanwhile: 1 ok, -1 failed */
     bool                    timed_out;  /* the last connect failure */
     lb_msec_t               start;      /* for $upstream_response_time */
 
@@ -688,6 +691,69 @@ lb_http_proxy_connect_failed(lb_http_proxy_t *p, int err, const char *what)
     return lb_http_proxy_connect(p);
 }
 
+static int
+lb_http_proxy_tls_result(lb_http_proxy_t *p, bool ok)
+{
+    SSL         *ssl = p->up->c->io_ctx;
+    long         vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const char  *why;
+    char         buf[256];
+
+    if (ok) {
+        p->phase = LB_PROXY_EXCHANGE;
+        return LB_OK;
+    }
+    why = vr != X509_V_OK ? X509_verify_cert_error_string(vr) : lb_tls_error_text();
+    snprintf(buf, sizeof(buf), "TLS handshake failed (%s) with", *why ? why : "closed");
+    return lb_http_proxy_connect_failed(p, 0, buf);
+}
+
+static void
+lb_http_proxy_tls_done(lb_conn_t *c, bool ok)
+{
+    lb_http_upconn_t  *up = c->data;
+    lb_http_proxy_t   *p = up->p;
+    lb_http_conn_t    *hc = p->hc;
+
+    c->read.handler = lb_http_proxy_up_handler;
+    c->write.handler = lb_http_proxy_up_handler;
+    if (p->tls_starting) {
+        p->tls_state = ok ? 1 : -1;     /* lb_http_proxy_connected goes on */
+        return;
+    }
+    if (lb_http_proxy_tls_result(p, ok) != LB_DONE) {
+        lb_http_run(hc);
+    }
+}
+
+/* The connection to the server is up: TLS first when the upstream says
+ * so. LB_OK: ready for the exchange; LB_AGAIN: a handshake runs. */
+static int
+lb_http_proxy_connected(lb_http_proxy_t *p)
+{
+    lb_tls_upstream_t  *ut = lb_tls_upstream_of ? lb_tls_upstream_of(p->u->confs) : NULL;
+    lb_conn_t          *c = p->up->c;
+    int                 rc;
+
+    lb_upstream_connected(p->server, true);
+    if (ut == NULL || c->io == &lb_io_tls) {
+        p->phase = LB_PROXY_EXCHANGE;
+        return LB_OK;
+    }
+    p->phase = LB_PROXY_CONNECT;
+    p->tls_starting = true;
+    p->tls_state = 0;
+    rc = lb_tls_connect(c, ut->ctx, ut->sni, p->u->connect_timeout, lb_http_proxy_tls_done);
+    p->tls_starting = false;
+    if (rc != LB_OK) {
+        return lb_http_proxy_connect_failed(p, EPROTO, "cannot start TLS with");
+    }
+    if (p->tls_state != 0) {
+        return lb_http_proxy_tls_result(p, p->tls_state > 0);
+    }
+    return LB_AGAIN;
+}
+
 /* A new connection to p->server. */
 static int
 lb_http_proxy_open(lb_http_proxy_t *p)
@@ -715,9 +781,7 @@ lb_http_proxy_open(lb_http_proxy_t *p)
     lb_http_proxy_attach(p, up);
     p->reused = false;
     if (rc == LB_OK) {
-        lb_upstream_connected(p->server, true);
-        p->phase = LB_PROXY_EXCHANGE;
-        return LB_OK;
+        return lb_http_proxy_connected(p);
     }
     p->phase = LB_PROXY_CONNECT;
     lb_event_timer_set(&c->write, p->u->connect_timeout);
@@ -1445,6 +1509,7 @@ lb_http_proxy_up_handler(lb_event_t *ev)
     lb_http_upconn_t  *up = c->data;
     lb_http_proxy_t   *p = up->p;
     lb_http_conn_t    *hc = p->hc;
+    int                rc;
 
     if (ev->timedout) {
         ev->timedout = 0;
@@ -1463,8 +1528,10 @@ lb_http_proxy_up_handler(lb_event_t *ev)
             lb_http_run(hc);
             return;
         }
-        lb_upstream_connected(p->server, true);
-        p->phase = LB_PROXY_EXCHANGE;
+        rc = lb_http_proxy_connected(p);
+        if (rc == LB_AGAIN || rc == LB_DONE) {
+            return;
+        }
     }
     lb_http_run(hc);
 }

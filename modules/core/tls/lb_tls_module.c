@@ -178,8 +178,25 @@ lb_tls_create_conf(lb_conf_t *cf, unsigned ctx)
     return tcf;
 }
 
-/* Contexts live as long as the process: a reload builds new ones beside
- * the old, whose listeners' workers still use them; they are not freed. */
+/* Contexts belong to the cycle: freed with its pool (a connection holds
+ * its own reference to the context it was made from). */
+static void
+lb_tls_ctx_free(void *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+static SSL_CTX *
+lb_tls_ctx_new(lb_conf_t *cf, const SSL_METHOD *method)
+{
+    SSL_CTX  *ctx = SSL_CTX_new(method);
+
+    if (ctx && lb_pool_cleanup_add(cf->pool, lb_tls_ctx_free, ctx) != LB_OK) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
 
 /* Whether name (lowercase, no trailing dot) is one of c's names: exact, or
  * "*.example.com" for one label before ".example.com". */
@@ -398,7 +415,7 @@ lb_tls_make_ctx(lb_conf_t *cf, lb_tls_conf_t *tcf, const lb_tls_args_t *a,
         return lb_conf_error(cf, entry, "out of memory");
     }
 
-    ctx = SSL_CTX_new(TLS_server_method());
+    ctx = lb_tls_ctx_new(cf, TLS_server_method());
     if (ctx == NULL) {
         return lb_conf_error(cf, entry, "cannot create a TLS context: %s", lb_tls_error_text());
     }
@@ -494,7 +511,6 @@ lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf
     lb_tls_conf_t     *tcf = conf;
     lb_tls_args_t      a;
     config_setting_t  *e;
-    const char        *str;
     int                i, n, k, lo = 3, hi = 0, rc = LB_OK;
 
     if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
@@ -582,7 +598,6 @@ lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf
                       : a.policy == LB_TLS_INTERMEDIATE ? TLS1_2_VERSION : TLS1_VERSION;
         a.max_version = TLS1_3_VERSION;
     }
-    (void) str;
     n = config_setting_length(a.certs);
     if (n > LB_TLS_MAX_CERTS) {
         return lb_conf_error(cf, a.certs, "at most %d certificates", LB_TLS_MAX_CERTS);
@@ -649,7 +664,7 @@ lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     if (rc != LB_OK) {
         return LB_ERROR;
     }
-    ut->ctx = SSL_CTX_new(TLS_client_method());
+    ut->ctx = lb_tls_ctx_new(cf, TLS_client_method());
     if (ut->ctx == NULL) {
         return lb_conf_error(cf, v, "cannot create a TLS context: %s", lb_tls_error_text());
     }

@@ -52,7 +52,6 @@ static const char *const  lb_http_proxy_protocols[] = { "http", "https", NULL };
 static int   lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s,
                                        config_setting_t *v, void *conf);
 static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
-static int   lb_http_proxy_init_conf(lb_conf_t *cf);
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
 static int   lb_http_proxy_content(lb_http_conn_t *hc);
 static int   lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h,
@@ -73,7 +72,7 @@ static const lb_http_module_t  lb_http_proxy_ctx = {
 lb_module_t  lb_http_proxy_module = {
     "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM,
-    lb_http_proxy_create_conf, NULL, lb_http_proxy_init_conf,
+    lb_http_proxy_create_conf, NULL, NULL,
     NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL
 };
 
@@ -108,14 +107,6 @@ static int
 lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
     return lb_conf_each_string(cf, v, lb_http_proxy_push_cidr, (char *) conf + s->offset);
-}
-
-/* The upstreams named by routes exist (the route module resolved them);
- * here only the phase table, which the http core builds. */
-static int
-lb_http_proxy_init_conf(lb_conf_t *cf)
-{
-    return lb_http_phases_init(cf);
 }
 
 /* Request memory, cached per worker ----------------------------------- */

@@ -89,7 +89,7 @@ static lb_http_phase_pt   lb_http_content_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_filter_pt  lb_http_forward_f[LB_HTTP_MAX_HANDLERS];
 static lb_http_filter_pt  lb_http_header_f[LB_HTTP_MAX_HANDLERS];
 
-int
+static int
 lb_http_phases_init(lb_conf_t *cf)
 {
     lb_http_phases_t        *p = &lb_http_phases;

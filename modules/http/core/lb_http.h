@@ -169,7 +169,6 @@ typedef struct {
 } lb_http_phases_t;
 
 extern lb_http_phases_t  lb_http_phases;
-int lb_http_phases_init(lb_conf_t *cf);
 
 /* For content handlers ------------------------------------------------- */
 

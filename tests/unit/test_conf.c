@@ -653,7 +653,7 @@ START_TEST(unknown_protocol_with_suggestion)
         ");\n"
         WEB_UPSTREAM,
         "lbd.conf:2: unknown protocol \"tcpp\" (did you mean \"tcp\"?); "
-        "this build serves: tcp, http, https");
+        "this build serves: tls, https, tcp, udp, http");
 }
 END_TEST
 
@@ -664,7 +664,7 @@ START_TEST(unknown_protocol_without_suggestion)
         "  { protocol = \"quic\"; listen = \"127.0.0.1:8000\"; upstream = \"web\"; }\n"
         ");\n"
         WEB_UPSTREAM,
-        "lbd.conf:2: unknown protocol \"quic\"; this build serves: tcp, http, https");
+        "lbd.conf:2: unknown protocol \"quic\"; this build serves: tls, https, tcp, udp, http");
 }
 END_TEST
 

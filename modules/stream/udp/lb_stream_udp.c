@@ -1,0 +1,880 @@
+/*
+ * lb_stream_udp.c: the udp listener (SPEC §3.3). Each client address gets a
+ * session bound to one server of the listener's upstream: a connected UDP
+ * socket to that server, so the kernel sorts the replies by session, and
+ * each reply goes back to the client from the listening socket. Datagrams
+ * are relayed one for one, never merged or split.
+ */
+#include "lb_core.h"
+#include "lb_upstream.h"
+
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#define LB_UDP_BATCH        32          /* datagrams per recvmmsg/sendmmsg */
+#define LB_UDP_DGRAM_MAX    65536       /* holds the largest UDP payload */
+#define LB_UDP_CHUNK        256         /* sessions allocated at once */
+#define LB_UDP_BUCKETS_MIN  256
+#define LB_UDP_LOG_EVERY    1000        /* ms between two rate-limited log lines */
+#define LB_UDP_SWEEP        1000        /* ms between checks for a stopping worker */
+
+typedef struct lb_udp_worker_s   lb_udp_worker_t;
+typedef struct lb_udp_session_s  lb_udp_session_t;
+
+typedef struct {
+    char              *upstream_name;
+    const char        *upstream_file;
+    int                upstream_line;
+    lb_upstream_t     *upstream;
+    lb_msec_t          session_timeout;
+    int64_t            responses;       /* replies per client datagram; 0: any */
+    int64_t            max_sessions;    /* per worker */
+    lb_listener_t     *listener;
+    lb_udp_worker_t   *worker;          /* in a worker: its sessions */
+} lb_stream_udp_conf_t;
+
+typedef union {
+    struct sockaddr      sa;
+    struct sockaddr_in   sin;
+    struct sockaddr_in6  sin6;
+} lb_udp_addr_t;
+
+struct lb_udp_session_s {
+    lb_udp_session_t      *next;        /* hash chain, or the free list */
+    uint64_t               hash;
+    lb_udp_worker_t       *worker;
+    lb_conn_t             *lc;          /* the listening socket the client wrote to */
+    uint64_t               lc_id;       /* lc->id then: lc may close and be reused */
+    lb_conn_t             *peer;        /* connected to the server */
+    lb_upstream_server_t  *server;
+    lb_udp_addr_t          client;
+    socklen_t              client_len;
+    lb_timer_t             timer;
+    lb_msec_t              last_active;
+    uint64_t               received;    /* datagrams from the client */
+    uint64_t               replies;     /* datagrams from the server */
+    bool                   answered;    /* the server has replied once */
+};
+
+/* A message that is logged at most once per LB_UDP_LOG_EVERY, saying how
+ * many of its kind were kept quiet in between. */
+typedef struct {
+    lb_msec_t   last;
+    uint64_t    quiet;
+} lb_udp_ratelimit_t;
+
+typedef struct lb_udp_chunk_s {
+    struct lb_udp_chunk_s  *next;
+    lb_udp_session_t        sessions[LB_UDP_CHUNK];
+} lb_udp_chunk_t;
+
+/* One listener's sessions in this worker: a hash table keyed by client
+ * address and listening socket, and a free list fed by chunks. */
+struct lb_udp_worker_s {
+    lb_stream_udp_conf_t  *conf;
+    lb_udp_session_t     **buckets;
+    size_t                 mask;        /* buckets - 1 */
+    size_t                 nsessions;
+    lb_udp_session_t      *free;
+    lb_udp_chunk_t        *chunks;
+    size_t                 allocated;   /* sessions in chunks */
+    lb_timer_t             sweep;
+    lb_udp_ratelimit_t     full_log;
+    lb_udp_ratelimit_t     fail_log;
+    lb_udp_worker_t       *next;
+};
+
+/* Buffers for one batch of datagrams, shared by every udp listener of the
+ * worker (handlers never nest). Mapped lazily: a small datagram touches one
+ * page of its slot. */
+typedef struct {
+    char            *mem;
+    struct mmsghdr   msgs[LB_UDP_BATCH];
+    struct iovec     iov[LB_UDP_BATCH];
+    lb_udp_addr_t    names[LB_UDP_BATCH];
+} lb_udp_batch_t;
+
+static int   lb_stream_udp_set_upstream(lb_conf_t *cf, const lb_setting_t *s,
+                                        config_setting_t *v, void *conf);
+static void *lb_stream_udp_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int   lb_stream_udp_init_conf(lb_conf_t *cf);
+static int   lb_stream_udp_init_worker(lb_cycle_t *cycle);
+static void  lb_stream_udp_exit_worker(lb_cycle_t *cycle);
+static void  lb_stream_udp_start(lb_conn_t *lc);
+
+static const char *const  lb_stream_udp_protocols[] = { "udp", NULL };
+
+static const lb_setting_t  lb_stream_udp_settings[] = {
+    { "upstream", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
+      lb_stream_udp_set_upstream, LB_SETTING_REQUIRED },
+    { "session_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "30s", 1, 86400000LL,
+      offsetof(lb_stream_udp_conf_t, session_timeout), NULL, NULL, 0 },
+    { "responses", LB_SET_INT, LB_CTX_LISTENER, "0", 0, 1000000,
+      offsetof(lb_stream_udp_conf_t, responses), NULL, NULL, 0 },
+    { "max_sessions", LB_SET_INT, LB_CTX_LISTENER, "65536", 1, 16777216,
+      offsetof(lb_stream_udp_conf_t, max_sessions), NULL, NULL, 0 },
+    lb_setting_end
+};
+
+lb_module_t  lb_stream_udp_module = {
+    "stream_udp", LB_MODULE_STREAM, lb_stream_udp_protocols, lb_stream_udp_settings,
+    LB_CTX_LISTENER,
+    lb_stream_udp_create_conf, lb_stream_udp_merge_conf, lb_stream_udp_init_conf,
+    NULL, lb_stream_udp_init_worker, lb_stream_udp_exit_worker, NULL, 0, NULL
+};
+
+static lb_udp_batch_t   lb_udp_batch;
+static lb_udp_worker_t *lb_udp_workers;
+static uint64_t         lb_udp_seed;
+
+/* Configuration ---------------------------------------------------------- */
+
+static void *
+lb_stream_udp_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    return lb_pcalloc(cf->pool, sizeof(lb_stream_udp_conf_t));
+}
+
+static int
+lb_stream_udp_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_stream_udp_conf_t  *ucf = conf;
+    const char            *name;
+
+    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
+        return LB_ERROR;
+    }
+    ucf->upstream_name = lb_pstrdup(cf->pool, name);
+    ucf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    ucf->upstream_line = (int) config_setting_source_line(v);
+    return ucf->upstream_name && ucf->upstream_file ? LB_OK : LB_ERROR;
+}
+
+static int
+lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_stream_udp_conf_t  *ucf = conf;
+    lb_listener_t         *ls = cf->listener;
+    lb_addr_t             *a;
+    size_t                 i;
+
+    for (i = 0; i < ls->addrs.nelts; i++) {
+        a = &lb_array_at(&ls->addrs, lb_addr_t, i);
+        if (a->u.sa.sa_family == AF_UNIX) {
+            return lb_conf_error(cf, config_setting_get_member(cf->group, "listen"),
+                                 "listener \"%s\": a udp listener needs an IP address, "
+                                 "not %s", ls->name, a->text);
+        }
+    }
+    ucf->listener = ls;
+    ls->socktype = SOCK_DGRAM;
+    ls->handler = lb_stream_udp_start;
+    return LB_OK;
+}
+
+/* Upstreams may be declared after the listeners that use them. */
+static int
+lb_stream_udp_init_conf(lb_conf_t *cf)
+{
+    lb_listener_t         *ls;
+    lb_stream_udp_conf_t  *ucf;
+    size_t                 i;
+    int                    rc = LB_OK;
+    char                  *where;
+
+    for (i = 0; i < cf->cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
+        ucf = ls->confs ? lb_get_conf(ls->confs, lb_stream_udp_module) : NULL;
+        if (ucf == NULL || ucf->upstream_name == NULL) {
+            continue;
+        }
+        where = lb_psprintf(cf->pool, "listener \"%s\"", ls->name);
+        if (lb_upstream_resolve(cf, ucf->upstream_file, ucf->upstream_line,
+                                ucf->upstream_name, where ? where : "listener",
+                                &ucf->upstream) != LB_OK)
+        {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
+/* Worker state ------------------------------------------------------------ */
+
+static void lb_udp_sweep(lb_timer_t *t);
+
+static lb_udp_worker_t *
+lb_udp_worker_create(lb_stream_udp_conf_t *ucf)
+{
+    lb_udp_worker_t  *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        return NULL;
+    }
+    w->buckets = calloc(LB_UDP_BUCKETS_MIN, sizeof(lb_udp_session_t *));
+    if (w->buckets == NULL) {
+        free(w);
+        return NULL;
+    }
+    w->mask = LB_UDP_BUCKETS_MIN - 1;
+    w->conf = ucf;
+    lb_timer_init(&w->sweep, lb_udp_sweep, w);
+    w->next = lb_udp_workers;
+    lb_udp_workers = w;
+    return w;
+}
+
+static int
+lb_udp_batch_init(void)
+{
+    size_t  i, size = (size_t) LB_UDP_BATCH * LB_UDP_DGRAM_MAX;
+    void   *mem;
+
+    if (lb_udp_batch.mem) {
+        return LB_OK;
+    }
+    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        return LB_ERROR;
+    }
+    lb_udp_batch.mem = mem;
+    for (i = 0; i < LB_UDP_BATCH; i++) {
+        lb_udp_batch.iov[i].iov_base = lb_udp_batch.mem + i * LB_UDP_DGRAM_MAX;
+        lb_udp_batch.msgs[i].msg_hdr.msg_iov = &lb_udp_batch.iov[i];
+        lb_udp_batch.msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return LB_OK;
+}
+
+static int
+lb_stream_udp_init_worker(lb_cycle_t *cycle)
+{
+    lb_listener_t         *ls;
+    lb_stream_udp_conf_t  *ucf;
+    size_t                 i;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        if (ls->handler != lb_stream_udp_start) {
+            continue;
+        }
+        ucf = lb_get_conf(ls->confs, lb_stream_udp_module);
+        ucf->worker = lb_udp_worker_create(ucf);
+        if (ucf->worker == NULL || lb_udp_batch_init() != LB_OK) {
+            lb_log_error(errno, "listener \"%s\": cannot allocate the udp session table",
+                         ls->name);
+            return LB_ERROR;
+        }
+    }
+    if (lb_udp_workers && getrandom(&lb_udp_seed, sizeof(lb_udp_seed), 0)
+                          != (ssize_t) sizeof(lb_udp_seed))
+    {
+        /* no getrandom: distinct per process still, if guessable */
+        lb_udp_seed = (uint64_t) getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t) lb_current_msec;
+    }
+    return LB_OK;
+}
+
+static void lb_udp_close_all(lb_udp_worker_t *w, const char *why);
+
+/* Sessions still open (a fast stop) are closed, so that the servers'
+ * connection counts in shared memory are given back. */
+static void
+lb_stream_udp_exit_worker(lb_cycle_t *cycle)
+{
+    lb_udp_worker_t  *w;
+    lb_udp_chunk_t   *ch;
+
+    while (lb_udp_workers) {
+        w = lb_udp_workers;
+        lb_udp_workers = w->next;
+        lb_udp_close_all(w, "worker exiting");
+        lb_timer_del(&w->sweep);
+        while (w->chunks) {
+            ch = w->chunks;
+            w->chunks = ch->next;
+            free(ch);
+        }
+        free(w->buckets);
+        w->conf->worker = NULL;
+        free(w);
+    }
+    if (lb_udp_batch.mem) {
+        munmap(lb_udp_batch.mem, (size_t) LB_UDP_BATCH * LB_UDP_DGRAM_MAX);
+        lb_udp_batch.mem = NULL;
+    }
+}
+
+static bool
+lb_udp_ratelimit(lb_udp_ratelimit_t *rl)
+{
+    if (rl->last && lb_current_msec - rl->last < LB_UDP_LOG_EVERY) {
+        rl->quiet++;
+        return false;
+    }
+    rl->last = lb_current_msec ? lb_current_msec : 1;
+    return true;
+}
+
+/* The session table --------------------------------------------------------- */
+
+static inline uint64_t
+lb_udp_mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Keyed by a secret per-process seed, so that a sender cannot choose
+ * addresses that pile up in one bucket. */
+static uint64_t
+lb_udp_hash(const lb_conn_t *lc, const lb_udp_addr_t *a)
+{
+    uint64_t  h = lb_udp_seed ^ (uint64_t) (uintptr_t) lc, w[2];
+
+    if (a->sa.sa_family == AF_INET) {
+        return lb_udp_mix(h ^ ((uint64_t) a->sin.sin_addr.s_addr << 16 | a->sin.sin_port));
+    }
+    memcpy(w, &a->sin6.sin6_addr, sizeof(w));
+    h = lb_udp_mix(h ^ w[0]);
+    return lb_udp_mix(h ^ w[1] ^ ((uint64_t) a->sin6.sin6_port << 32)
+                      ^ a->sin6.sin6_scope_id);
+}
+
+static bool
+lb_udp_addr_equal(const lb_udp_addr_t *a, const lb_udp_addr_t *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family) {
+        return false;
+    }
+    if (a->sa.sa_family == AF_INET) {
+        return a->sin.sin_port == b->sin.sin_port
+               && a->sin.sin_addr.s_addr == b->sin.sin_addr.s_addr;
+    }
+    return a->sin6.sin6_port == b->sin6.sin6_port
+           && a->sin6.sin6_scope_id == b->sin6.sin6_scope_id
+           && memcmp(&a->sin6.sin6_addr, &b->sin6.sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+static lb_udp_session_t *
+lb_udp_find(lb_udp_worker_t *w, const lb_conn_t *lc, const lb_udp_addr_t *a, uint64_t hash)
+{
+    lb_udp_session_t  *s;
+
+    for (s = w->buckets[hash & w->mask]; s; s = s->next) {
+        if (s->hash == hash && s->lc == lc && lb_udp_addr_equal(&s->client, a)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* Doubles the table up to max_sessions buckets; a table that cannot grow
+ * keeps working with longer chains. */
+static void
+lb_udp_grow(lb_udp_worker_t *w)
+{
+    lb_udp_session_t  **nb, *s, *next;
+    size_t              i, n = (w->mask + 1) * 2;
+
+    if (n > (size_t) w->conf->max_sessions * 2) {
+        return;
+    }
+    nb = calloc(n, sizeof(*nb));
+    if (nb == NULL) {
+        return;
+    }
+    for (i = 0; i <= w->mask; i++) {
+        for (s = w->buckets[i]; s; s = next) {
+            next = s->next;
+            s->next = nb[s->hash & (n - 1)];
+            nb[s->hash & (n - 1)] = s;
+        }
+    }
+    free(w->buckets);
+    w->buckets = nb;
+    w->mask = n - 1;
+}
+
+static lb_udp_session_t *
+lb_udp_session_alloc(lb_udp_worker_t *w)
+{
+    lb_udp_chunk_t    *ch;
+    lb_udp_session_t  *s;
+    size_t             i;
+
+    if (w->free == NULL) {
+        ch = malloc(sizeof(*ch));
+        if (ch == NULL) {
+            return NULL;
+        }
+        ch->next = w->chunks;
+        w->chunks = ch;
+        w->allocated += LB_UDP_CHUNK;
+        for (i = LB_UDP_CHUNK; i-- > 0; ) {
+            ch->sessions[i].next = w->free;
+            w->free = &ch->sessions[i];
+        }
+    }
+    s = w->free;
+    w->free = s->next;
+    return s;
+}
+
+/* Sessions ------------------------------------------------------------------ */
+
+static const char *
+lb_udp_client_text(const lb_udp_session_t *s, char *buf, size_t size)
+{
+    lb_addr_format(&s->client.sa, s->client_len, buf, size);
+    return buf;
+}
+
+/* Ends a session: its socket closes, its server is released, its slot goes
+ * back to the free list. */
+static void
+lb_udp_session_close(lb_udp_session_t *s, const char *why)
+{
+    lb_udp_worker_t    *w = s->worker;
+    lb_udp_session_t  **pp;
+    char                text[LB_ADDR_TEXT_LEN];
+
+    for (pp = &w->buckets[s->hash & w->mask]; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    w->nsessions--;
+    lb_timer_del(&s->timer);
+    lb_log_debug("*%llu client %s: session ended (%s): %llu datagrams from client, "
+                 "%llu from server", (unsigned long long) s->peer->id,
+                 lb_udp_client_text(s, text, sizeof(text)), why,
+                 (unsigned long long) s->received, (unsigned long long) s->replies);
+    lb_upstream_release(s->server);
+    lb_conn_close(s->peer);
+    s->peer = NULL;
+    s->server = NULL;
+    s->next = w->free;
+    w->free = s;
+}
+
+/* The listening socket a session answers on is gone (the worker stopped
+ * accepting): its replies have nowhere to go. */
+static inline bool
+lb_udp_orphaned(const lb_udp_session_t *s)
+{
+    return s->lc->id != s->lc_id || s->lc->fd == -1;
+}
+
+static void
+lb_udp_session_expired(lb_timer_t *t)
+{
+    lb_udp_session_t  *s = t->data;
+    lb_msec_t          idle = lb_current_msec - s->last_active;
+    lb_msec_t          timeout = s->worker->conf->session_timeout;
+
+    if (idle < timeout && !lb_udp_orphaned(s)) {
+        lb_timer_set(&s->timer, timeout - idle);
+        return;
+    }
+    lb_udp_session_close(s, idle < timeout ? "listener stopped" : "session_timeout");
+}
+
+/* While the worker has sessions, checks once a second whether it has
+ * stopped accepting: a stopping worker's sessions end at once instead of
+ * holding it up until their session_timeout. */
+static void
+lb_udp_close_all(lb_udp_worker_t *w, const char *why)
+{
+    lb_udp_session_t  *s, *next;
+    size_t             i;
+
+    for (i = 0; i <= w->mask; i++) {
+        for (s = w->buckets[i]; s; s = next) {
+            next = s->next;
+            lb_udp_session_close(s, why);
+        }
+    }
+}
+
+static void
+lb_udp_sweep(lb_timer_t *t)
+{
+    lb_udp_worker_t  *w = t->data;
+
+    if (lb_worker_quitting) {
+        lb_udp_close_all(w, "listener stopped");
+    }
+    if (w->nsessions) {
+        lb_timer_set(&w->sweep, LB_UDP_SWEEP);
+    }
+}
+
+/* The server refused a datagram (ICMP port unreachable): a failed connect
+ * for the upstream's accounting, and the end of the session. */
+static void
+lb_udp_server_failed(lb_udp_session_t *s, int err)
+{
+    lb_udp_worker_t  *w = s->worker;
+    char              text[LB_ADDR_TEXT_LEN];
+
+    lb_upstream_connected(s->server, false);
+    if (lb_udp_ratelimit(&w->fail_log)) {
+        lb_log_warn(err, "*%llu client %s: server %s of upstream \"%s\" failed; "
+                    "session ended (%llu similar lines suppressed)",
+                    (unsigned long long) s->peer->id,
+                    lb_udp_client_text(s, text, sizeof(text)), s->server->addr.text,
+                    w->conf->upstream->name, (unsigned long long) w->fail_log.quiet);
+        w->fail_log.quiet = 0;
+    }
+    lb_udp_session_close(s, "server failed");
+}
+
+/* Sends back the `n` datagrams of the batch to the session's client, from
+ * the listening socket. A full socket buffer drops what did not fit, as a
+ * network would. */
+static void
+lb_udp_reply(lb_udp_session_t *s, unsigned n)
+{
+    struct mmsghdr  *m = lb_udp_batch.msgs;
+    unsigned         i, sent = 0;
+    int              rc;
+
+    for (i = 0; i < n; i++) {
+        m[i].msg_hdr.msg_name = &s->client;
+        m[i].msg_hdr.msg_namelen = s->client_len;
+        m[i].msg_hdr.msg_control = NULL;
+        m[i].msg_hdr.msg_controllen = 0;
+        lb_udp_batch.iov[i].iov_len = m[i].msg_len;
+    }
+    while (sent < n) {
+        rc = sendmmsg(s->lc->fd, m + sent, n - sent, 0);
+        if (rc > 0) {
+            sent += (unsigned) rc;
+        } else if (rc == -1 && errno == EINTR) {
+            continue;
+        } else {
+            if (rc == -1 && errno != EAGAIN && errno != ENOBUFS) {
+                lb_log_info("*%llu sendmmsg() to the client failed: %s",
+                            (unsigned long long) s->peer->id, strerror(errno));
+            }
+            return;
+        }
+    }
+}
+
+/* Drops datagrams nobody asked for (none of the client's datagrams reached
+ * the server, the socket buffer being full): the socket is level-triggered,
+ * so they must not stay queued. */
+static void
+lb_udp_discard(lb_udp_session_t *s)
+{
+    char  byte;
+    int   i;
+
+    for (i = 0; i < LB_UDP_BATCH; i++) {
+        if (recv(s->peer->fd, &byte, 1, MSG_DONTWAIT) == -1 && errno != EINTR) {
+            return;
+        }
+    }
+}
+
+static void
+lb_udp_server_read(lb_event_t *ev)
+{
+    lb_conn_t         *peer = ev->data;
+    lb_udp_session_t  *s = peer->data;
+    int64_t            responses = s->worker->conf->responses;
+    uint64_t           expected;
+    unsigned           i, want;
+    int                n;
+
+    if (lb_udp_orphaned(s)) {
+        lb_udp_session_close(s, "listener stopped");
+        return;
+    }
+    for ( ;; ) {
+        want = LB_UDP_BATCH;
+        if (responses) {
+            /* read no more than the client's datagrams call for: a reply
+             * beyond them would find the session gone */
+            expected = s->received * (uint64_t) responses;
+            if (s->replies >= expected) {
+                lb_udp_discard(s);
+                return;
+            }
+            want = (unsigned) lb_min(expected - s->replies, (uint64_t) LB_UDP_BATCH);
+        }
+        for (i = 0; i < want; i++) {
+            lb_udp_batch.iov[i].iov_len = LB_UDP_DGRAM_MAX;
+            lb_udp_batch.msgs[i].msg_hdr.msg_name = NULL;
+            lb_udp_batch.msgs[i].msg_hdr.msg_namelen = 0;
+            lb_udp_batch.msgs[i].msg_hdr.msg_control = NULL;
+            lb_udp_batch.msgs[i].msg_hdr.msg_controllen = 0;
+        }
+        n = recvmmsg(peer->fd, lb_udp_batch.msgs, want, MSG_DONTWAIT, NULL);
+        if (n == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev->ready = 0;
+                return;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            lb_udp_server_failed(s, errno);
+            return;
+        }
+        if (!s->answered) {
+            s->answered = true;
+            lb_upstream_connected(s->server, true);
+        }
+        s->replies += (uint64_t) n;
+        s->last_active = lb_current_msec;
+        lb_udp_reply(s, (unsigned) n);
+
+        if (responses && s->replies >= s->received * (uint64_t) responses) {
+            lb_udp_session_close(s, "responses received");
+            return;
+        }
+        if ((unsigned) n < want) {
+            ev->ready = 0;      /* drained: the next datagram raises an edge */
+            return;
+        }
+    }
+}
+
+/* Opens a socket connected to a server of the upstream for a new client.
+ * Returns the session, or NULL (logged) when none can be had. */
+static lb_udp_session_t *
+lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
+                    socklen_t alen, uint64_t hash)
+{
+    lb_stream_udp_conf_t  *ucf = w->conf;
+    lb_upstream_t         *u = ucf->upstream;
+    lb_upstream_try_t      try;
+    lb_upstream_server_t  *server;
+    lb_udp_session_t      *s;
+    lb_conn_t             *peer;
+    const char            *why = "";
+    char                   text[LB_ADDR_TEXT_LEN];
+    int                    fd;
+
+    if (w->nsessions >= (size_t) ucf->max_sessions) {
+        if (lb_udp_ratelimit(&w->full_log)) {
+            lb_addr_format(&a->sa, alen, text, sizeof(text));
+            lb_log_warn(0, "listener \"%s\": max_sessions (%lld) reached; dropping "
+                        "datagrams from new client addresses such as %s "
+                        "(%llu dropped since the last such line)",
+                        ucf->listener->name, (long long) ucf->max_sessions, text,
+                        (unsigned long long) w->full_log.quiet);
+            w->full_log.quiet = 0;
+        }
+        return NULL;
+    }
+
+    memset(&try, 0, sizeof(try));
+    for ( ;; ) {
+        if ((int64_t) try.attempts > u->retries) {
+            why = "every server tried failed";
+            server = NULL;
+        } else {
+            server = lb_upstream_pick(u, &try, &why);
+        }
+        if (server == NULL) {
+            if (lb_udp_ratelimit(&w->fail_log)) {
+                lb_addr_format(&a->sa, alen, text, sizeof(text));
+                lb_log_error(0, "client %s: no usable server in upstream \"%s\" (%s); "
+                             "datagram dropped (%llu similar lines suppressed)", text,
+                             u->name, why, (unsigned long long) w->fail_log.quiet);
+                w->fail_log.quiet = 0;
+            }
+            return NULL;
+        }
+        fd = socket(server->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd != -1 && connect(fd, &server->addr.u.sa, server->addr.len) == 0) {
+            break;
+        }
+        if (lb_udp_ratelimit(&w->fail_log)) {
+            lb_log_warn(errno, "listener \"%s\": cannot open a socket to %s in upstream "
+                        "\"%s\"", ucf->listener->name, server->addr.text, u->name);
+        }
+        if (fd != -1) {
+            close(fd);
+        }
+        lb_upstream_connected(server, false);
+        lb_upstream_release(server);
+    }
+
+    s = lb_udp_session_alloc(w);
+    peer = s ? lb_conn_get(fd) : NULL;
+    if (peer == NULL) {
+        lb_log_error(ENOMEM, "listener \"%s\": cannot allocate a udp session",
+                     ucf->listener->name);
+        goto failed;
+    }
+    memcpy(&peer->peer, &server->addr.u, server->addr.len);
+    peer->peer_len = server->addr.len;
+    memcpy(peer->peer_text, server->addr.text,
+           lb_min(sizeof(peer->peer_text), sizeof(server->addr.text)));
+    peer->peer_text[sizeof(peer->peer_text) - 1] = '\0';
+    peer->listener = ucf->listener;
+    peer->data = s;
+    peer->read.handler = lb_udp_server_read;
+    /* level-triggered, read only: a UDP socket is always writable, and
+     * every datagram it sends would otherwise come back as a write event */
+    if (lb_loop_add_conn(peer, true) != LB_OK) {
+        lb_log_error(errno, "listener \"%s\": cannot watch a udp session socket",
+                     ucf->listener->name);
+        lb_conn_close(peer);
+        fd = -1;
+        goto failed;
+    }
+
+    memset(s, 0, sizeof(*s));
+    s->worker = w;
+    s->hash = hash;
+    s->lc = lc;
+    s->lc_id = lc->id;
+    s->peer = peer;
+    s->server = server;
+    memcpy(&s->client, a, alen);
+    s->client_len = alen;
+    s->last_active = lb_current_msec;
+    lb_timer_init(&s->timer, lb_udp_session_expired, s);
+    lb_timer_set(&s->timer, ucf->session_timeout);
+
+    s->next = w->buckets[hash & w->mask];
+    w->buckets[hash & w->mask] = s;
+    if (++w->nsessions > w->mask + 1) {
+        lb_udp_grow(w);
+    }
+    if (!lb_timer_is_set(&w->sweep)) {
+        lb_timer_set(&w->sweep, LB_UDP_SWEEP);
+    }
+    lb_log_debug("*%llu client %s: new session to %s in upstream \"%s\"",
+                 (unsigned long long) peer->id, lb_addr_format(&a->sa, alen, text, sizeof(text))
+                 ? text : "?", server->addr.text, u->name);
+    return s;
+
+failed:
+    if (s) {
+        s->next = w->free;
+        w->free = s;
+    }
+    if (fd != -1 && peer == NULL) {
+        close(fd);
+    }
+    lb_upstream_release(server);
+    return NULL;
+}
+
+/* One datagram from a client: to its session's server, opening the session
+ * first when the address is new. */
+static void
+lb_udp_from_client(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
+                   socklen_t alen, const char *data, size_t len)
+{
+    lb_listener_t     *ls = w->conf->listener;
+    lb_udp_session_t  *s;
+    uint64_t           hash;
+    ssize_t            n;
+    int                attempt;
+    char               text[LB_ADDR_TEXT_LEN];
+
+    if ((ls->allow || ls->deny) && lb_listener_denies(ls, &a->sa)) {
+        lb_log_debug("client %s: denied by allow/deny of listener \"%s\"; datagram dropped",
+                     lb_addr_format(&a->sa, alen, text, sizeof(text)) ? text : "?",
+                     ls->name);
+        return;
+    }
+    hash = lb_udp_hash(lc, a);
+
+    /* a second attempt after a session whose server turned out unreachable */
+    for (attempt = 0; attempt < 2; attempt++) {
+        s = lb_udp_find(w, lc, a, hash);
+        if (s == NULL) {
+            s = lb_udp_session_open(w, lc, a, alen, hash);
+            if (s == NULL) {
+                return;
+            }
+        }
+        do {
+            n = send(s->peer->fd, data, len, 0);
+        } while (n == -1 && errno == EINTR);
+
+        if (n >= 0) {
+            s->received++;
+            s->last_active = lb_current_msec;
+            return;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+            return;         /* the socket buffer is full: dropped */
+        }
+        lb_udp_server_failed(s, errno);
+    }
+}
+
+static void
+lb_udp_client_read(lb_event_t *ev)
+{
+    lb_conn_t        *lc = ev->data;
+    lb_udp_worker_t  *w = lc->data;
+    struct mmsghdr   *m = lb_udp_batch.msgs;
+    int               n, i;
+
+    for ( ;; ) {
+        for (i = 0; i < LB_UDP_BATCH; i++) {
+            lb_udp_batch.iov[i].iov_len = LB_UDP_DGRAM_MAX;
+            m[i].msg_hdr.msg_name = &lb_udp_batch.names[i];
+            m[i].msg_hdr.msg_namelen = sizeof(lb_udp_batch.names[i]);
+            m[i].msg_hdr.msg_control = NULL;
+            m[i].msg_hdr.msg_controllen = 0;
+        }
+        n = recvmmsg(lc->fd, m, LB_UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                lb_log_error(errno, "recvmmsg() failed on listener \"%s\"",
+                             w->conf->listener->name);
+            }
+            ev->ready = 0;
+            return;
+        }
+        for (i = 0; i < n; i++) {
+            if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                continue;       /* cannot happen with 64k slots; never relay a part */
+            }
+            lb_udp_from_client(w, lc, &lb_udp_batch.names[i], m[i].msg_hdr.msg_namelen,
+                               lb_udp_batch.iov[i].iov_base, m[i].msg_len);
+        }
+        if (n < LB_UDP_BATCH) {
+            ev->ready = 0;      /* drained: the next datagram raises an edge */
+            return;
+        }
+    }
+}
+
+/* Called by the core once per listening socket of the worker: datagram
+ * listeners read themselves. */
+static void
+lb_stream_udp_start(lb_conn_t *lc)
+{
+    lb_stream_udp_conf_t  *ucf = lb_get_conf(lc->listener->confs, lb_stream_udp_module);
+
+    if (ucf->worker == NULL) {
+        lb_log_error(0, "listener \"%s\": no session table in this worker; not serving",
+                     lc->listener->name);
+        return;
+    }
+    lc->data = ucf->worker;
+    lc->read.handler = lb_udp_client_read;
+}

@@ -4,6 +4,7 @@
  * (SPEC §3.3).
  */
 #include "lb_core.h"
+#include "lb_proxy_protocol.h"
 
 #include <fcntl.h>
 #include <libgen.h>
@@ -17,6 +18,7 @@ typedef struct {
     char            *name;
     lb_cidr_list_t   allow;
     lb_cidr_list_t   deny;
+    int              accept_proxy_protocol;
 } lb_core_listener_conf_t;
 
 static int lb_core_set_workers(lb_conf_t *cf, const lb_setting_t *s,
@@ -57,6 +59,8 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_listener_conf_t, allow), NULL, lb_core_set_cidrs, 0 },
     { "deny", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
       offsetof(lb_core_listener_conf_t, deny), NULL, lb_core_set_cidrs, 0 },
+    { "accept_proxy_protocol", LB_SET_BOOL, LB_CTX_LISTENER, "false", 0, 0,
+      offsetof(lb_core_listener_conf_t, accept_proxy_protocol), NULL, NULL, 0 },
     lb_setting_end
 };
 
@@ -330,6 +334,27 @@ lb_addr_resolve_unix(lb_conf_t *cf, lb_addr_t *a)
     return LB_OK;
 }
 
+/* accept_proxy_protocol: the PROXY step goes first, so that a TLS
+ * handshake after it and allow/deny in the handler see the header's
+ * client. Datagrams carry no header: refused for udp here, and for any
+ * other datagram listener in lb_core_init_conf. */
+static int
+lb_core_proxy_protocol_step(lb_conf_t *cf)
+{
+    config_setting_t  *v = config_setting_get_member(cf->group, "accept_proxy_protocol");
+
+    if (strcmp(cf->protocol, "udp") == 0) {
+        return lb_conf_error(cf, v ? v : cf->group, "\"accept_proxy_protocol\" is for "
+                             "stream listeners (tcp, http, ...); a udp listener cannot "
+                             "read PROXY protocol headers");
+    }
+    if (lb_listener_add_step(cf->listener, lb_proxy_protocol_accept_step) != LB_OK) {
+        return lb_conf_error(cf, v ? v : cf->group, "too many accept steps on %s",
+                             cf->block);
+    }
+    return LB_OK;
+}
+
 static int
 lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
@@ -347,6 +372,9 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
             if (lb_addr_resolve_unix(cf, &lb_array_at(&lcf->listen, lb_addr_t, i)) != LB_OK) {
                 return LB_ERROR;
             }
+        }
+        if (lcf->accept_proxy_protocol) {
+            return lb_core_proxy_protocol_step(cf);
         }
         return LB_OK;
     }
@@ -372,14 +400,21 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 static int
 lb_core_init_conf(lb_conf_t *cf)
 {
-    lb_array_t     *lss = &cf->cycle->listeners;
-    lb_listener_t  *a, *b;
-    lb_addr_t      *x, *y;
-    size_t          i, j, k, l;
-    int             rc = LB_OK;
+    lb_array_t               *lss = &cf->cycle->listeners;
+    lb_listener_t            *a, *b;
+    lb_core_listener_conf_t  *lcf;
+    lb_addr_t                *x, *y;
+    size_t                    i, j, k, l;
+    int                       rc = LB_OK;
 
     for (i = 0; i < lss->nelts; i++) {
         a = lb_array_at(lss, lb_listener_t *, i);
+        lcf = a->confs ? lb_get_conf(a->confs, lb_core_module) : NULL;
+        if (lcf && lcf->accept_proxy_protocol && a->socktype != SOCK_STREAM) {
+            rc = lb_conf_error_at(cf, a->file, a->line, "\"accept_proxy_protocol\" is for "
+                                  "stream listeners; listener \"%s\" (%s) receives "
+                                  "datagrams", a->name, a->protocol);
+        }
         for (k = 0; k < a->addrs.nelts; k++) {
             x = &lb_array_at(&a->addrs, lb_addr_t, k);
             for (j = 0; j <= i; j++) {

@@ -61,6 +61,8 @@ static const lb_setting_t  lb_upstream_settings[] = {
       offsetof(lb_upstream_t, retries), NULL, NULL, 0 },
     { "keepalive", LB_SET_INT, LB_CTX_UPSTREAM, "32", 0, 100000,
       offsetof(lb_upstream_t, keepalive), NULL, NULL, 0 },
+    { "proxy_protocol", LB_SET_INT, LB_CTX_UPSTREAM, "0", 0, 2,
+      offsetof(lb_upstream_t, proxy_protocol), NULL, NULL, 0 },
 
     { "address", LB_SET_ADDR, LB_CTX_SERVER, NULL, 0, 0,
       offsetof(lb_upstream_server_t, addr), NULL, NULL, LB_SETTING_REQUIRED },
@@ -273,11 +275,24 @@ int
 lb_upstream_resolve(lb_conf_t *cf, const char *file, int line, const char *name,
                     const char *where, lb_upstream_t **out)
 {
+    return lb_upstream_resolve_for(cf, file, line, name, where, 0, out);
+}
+
+int
+lb_upstream_resolve_for(lb_conf_t *cf, const char *file, int line, const char *name,
+                        const char *where, unsigned can, lb_upstream_t **out)
+{
     lb_upstream_main_conf_t  *umcf = lb_get_conf(cf->cycle->confs, lb_core_upstream_module);
     const char              **names, *hint;
     size_t                    i, n = umcf->upstreams.nelts;
 
     *out = lb_upstream_find(cf->cycle, name);
+    if (*out && (*out)->proxy_protocol && !(can & LB_UPSTREAM_CAN_PROXY_PROTOCOL)) {
+        return lb_conf_error_at(cf, file, line, "upstream \"%s\" sets proxy_protocol = %lld, "
+                                "which only tcp listeners send; %s cannot use it (give it "
+                                "an upstream without proxy_protocol)",
+                                name, (long long) (*out)->proxy_protocol, where);
+    }
     if (*out) {
         return LB_OK;
     }

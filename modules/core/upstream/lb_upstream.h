@@ -48,6 +48,7 @@ typedef struct {
     lb_msec_t              send_timeout;
     int64_t                retries;
     int64_t                keepalive;
+    int64_t                proxy_protocol;  /* 0, or the PROXY version sent to servers */
     lb_array_t             server_list;     /* while parsing */
     void                 **confs;           /* every module's conf of this upstream */
 } lb_upstream_t;
@@ -66,6 +67,15 @@ lb_upstream_t *lb_upstream_find(lb_cycle_t *cycle, const char *name);
  * mean" error naming `where` when there is none. */
 int lb_upstream_resolve(lb_conf_t *cf, const char *file, int line, const char *name,
                         const char *where, lb_upstream_t **out);
+
+/* What a user of upstreams can do beyond picking servers: an upstream
+ * whose settings need a capability its user lacks is refused at load. */
+#define LB_UPSTREAM_CAN_PROXY_PROTOCOL  0x01    /* sends proxy_protocol headers */
+
+/* lb_upstream_resolve for a user with the capabilities `can`
+ * (LB_UPSTREAM_CAN_*); lb_upstream_resolve has none. */
+int lb_upstream_resolve_for(lb_conf_t *cf, const char *file, int line, const char *name,
+                            const char *where, unsigned can, lb_upstream_t **out);
 
 /* Picks a usable server not yet in `try` (primaries first, backups when no
  * primary is usable), counts a connection against it and marks it tried.

@@ -3,10 +3,16 @@
  * to a server of the listener's upstream (retrying other servers when a
  * connect fails), then relay bytes unchanged both ways with splice(2)
  * through a pipe per direction (or through buffers when an I/O layer must
- * see the bytes, or splice = false), propagating half-closes.
+ * see the bytes, or splice = false), propagating half-closes. With
+ * sni_routes the upstream is chosen by the server name in the client's
+ * TLS ClientHello, read without terminating TLS; the bytes read are then
+ * relayed as they came. With the upstream's proxy_protocol, a PROXY
+ * header goes to the server first.
  */
 #include "lb_core.h"
 #include "lb_upstream.h"
+#include "lb_proxy_protocol.h"
+#include "lb_tls_hello.h"
 
 #include <fcntl.h>
 
@@ -21,6 +27,27 @@
  * socket is drained where a splice cannot (see lb_tcp_fill). */
 #define LB_TCP_SPLICE_AFTER  (64 * 1024)
 
+/* Room kept at the front of the client's buffer for a PROXY header, so
+ * that one can go before bytes already read (a ClientHello). */
+#define LB_TCP_HEADER_ROOM   128
+
+/* How long a client has to send its whole ClientHello with sni_routes
+ * (idle_timeout when that is shorter). */
+#define LB_TCP_HELLO_TIMEOUT  10000
+#define LB_TCP_HELLO_CACHE    16
+
+/* One entry of sni_routes: name is lower case without a trailing dot; a
+ * wildcard "*.example.org" is kept as its suffix ".example.org". */
+typedef struct {
+    char            *name;
+    bool             wildcard;
+    size_t           len;
+    char            *upstream_name;
+    const char      *file;
+    int              line;
+    lb_upstream_t   *upstream;
+} lb_tcp_sni_route_t;
+
 typedef struct {
     char            *upstream_name;
     const char      *upstream_file;
@@ -28,6 +55,7 @@ typedef struct {
     lb_upstream_t   *upstream;
     lb_msec_t        idle_timeout;
     int              splice;        /* relay with splice(2) when both sides allow */
+    lb_array_t       sni_routes;    /* lb_tcp_sni_route_t; nelts 0: none */
     lb_listener_t   *listener;
 } lb_stream_tcp_conf_t;
 
@@ -56,6 +84,8 @@ typedef struct {
     lb_conn_t              *client;
     lb_conn_t              *peer;
     lb_stream_tcp_conf_t   *conf;
+    lb_upstream_t          *upstream;   /* the listener's, or the SNI route's */
+    lb_tls_hello_t         *hello;      /* while reading the ClientHello */
     lb_upstream_server_t   *server;
     lb_upstream_try_t       try;
     lb_tcp_dir_t            up;         /* client -> server */
@@ -66,6 +96,8 @@ typedef struct {
 
 static int   lb_stream_tcp_set_upstream(lb_conf_t *cf, const lb_setting_t *s,
                                         config_setting_t *v, void *conf);
+static int   lb_stream_tcp_set_sni_routes(lb_conf_t *cf, const lb_setting_t *s,
+                                          config_setting_t *v, void *conf);
 static void *lb_stream_tcp_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_stream_tcp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_stream_tcp_init_conf(lb_conf_t *cf);
@@ -73,7 +105,7 @@ static void  lb_stream_tcp_exit_worker(lb_cycle_t *cycle);
 static void  lb_stream_tcp_init_session(lb_conn_t *c);
 static void  lb_tcp_connect(lb_tcp_session_t *s);
 
-static const char *const  lb_stream_tcp_protocols[] = { "tcp", NULL };
+static const char *const  lb_stream_tcp_protocols[] = { "tcp", "tls", NULL };
 
 static const lb_setting_t  lb_stream_tcp_settings[] = {
     { "upstream", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
@@ -82,6 +114,8 @@ static const lb_setting_t  lb_stream_tcp_settings[] = {
       offsetof(lb_stream_tcp_conf_t, idle_timeout), NULL, NULL, 0 },
     { "splice", LB_SET_BOOL, LB_CTX_LISTENER, "true", 0, 0,
       offsetof(lb_stream_tcp_conf_t, splice), NULL, NULL, 0 },
+    { "sni_routes", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
+      lb_stream_tcp_set_sni_routes, 0 },
     lb_setting_end
 };
 
@@ -115,6 +149,163 @@ lb_stream_tcp_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_
     return tcf->upstream_name && tcf->upstream_file ? LB_OK : LB_ERROR;
 }
 
+/* A server_name of sni_routes: a host name, or "*." and one. Lower-cases
+ * it and drops a trailing dot; NULL when it is not one. */
+static char *
+lb_tcp_sni_name(lb_conf_t *cf, const char *in, bool *wildcard)
+{
+    char    *name;
+    size_t   i, start, len = strlen(in), label = 0;
+
+    *wildcard = in[0] == '*' && in[1] == '.';
+    start = *wildcard ? 2 : 0;
+    if (len > start && in[len - 1] == '.') {
+        len--;
+    }
+    if (len <= start || len > 253) {
+        return NULL;
+    }
+    name = lb_palloc(cf->pool, len + 1);
+    if (name == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < len; i++) {
+        name[i] = (char) (in[i] >= 'A' && in[i] <= 'Z' ? in[i] - 'A' + 'a' : in[i]);
+        if (i < start) {
+            continue;
+        }
+        if (name[i] == '.') {
+            if (label == 0) {
+                return NULL;        /* an empty label */
+            }
+            label = 0;
+        } else if (((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')
+                    || name[i] == '-' || name[i] == '_') && label < 63)
+        {
+            label++;
+        } else {
+            return NULL;
+        }
+    }
+    name[len] = '\0';
+    return label ? name : NULL;
+}
+
+static int
+lb_tcp_sni_route_parse(lb_conf_t *cf, lb_array_t *routes, config_setting_t *g, unsigned i)
+{
+    static const char *const  fields[] = { "server_name", "upstream", NULL };
+    lb_tcp_sni_route_t       *r, *other;
+    config_setting_t         *f, *name, *up;
+    const char               *hint;
+    unsigned                  k;
+    int                       rc = LB_OK;
+
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, g, "entry #%u of \"sni_routes\" in %s must be a group "
+                             "{ server_name = \"...\"; upstream = \"...\"; }, not %s",
+                             i + 1, cf->block, lb_conf_type_name(g));
+    }
+    for (k = 0; k < (unsigned) config_setting_length(g); k++) {
+        f = config_setting_get_elem(g, k);
+        if (strcmp(config_setting_name(f), fields[0]) == 0
+            || strcmp(config_setting_name(f), fields[1]) == 0)
+        {
+            continue;
+        }
+        hint = lb_did_you_mean(config_setting_name(f), fields);
+        rc = lb_conf_error(cf, f, "unknown setting \"%s\" in entry #%u of \"sni_routes\" "
+                           "in %s%s%s%s", config_setting_name(f), i + 1, cf->block,
+                           hint ? " (did you mean \"" : "", hint ? hint : "",
+                           hint ? "\"?)" : "");
+    }
+    name = config_setting_get_member(g, "server_name");
+    up = config_setting_get_member(g, "upstream");
+    if (name == NULL || up == NULL) {
+        return lb_conf_error(cf, g, "entry #%u of \"sni_routes\" in %s needs \"%s\"",
+                             i + 1, cf->block, name == NULL ? "server_name" : "upstream");
+    }
+    if (config_setting_type(name) != CONFIG_TYPE_STRING) {
+        return lb_conf_error(cf, name, "\"server_name\" in entry #%u of \"sni_routes\" "
+                             "must be a string, not %s", i + 1, lb_conf_type_name(name));
+    }
+    if (config_setting_type(up) != CONFIG_TYPE_STRING) {
+        return lb_conf_error(cf, up, "\"upstream\" in entry #%u of \"sni_routes\" "
+                             "must be a string, not %s", i + 1, lb_conf_type_name(up));
+    }
+    if (rc != LB_OK) {
+        return rc;
+    }
+    r = lb_array_push(routes);
+    if (r == NULL) {
+        return lb_conf_error(cf, g, "out of memory");
+    }
+    memset(r, 0, sizeof(*r));
+    r->name = lb_tcp_sni_name(cf, config_setting_get_string(name), &r->wildcard);
+    if (r->name == NULL) {
+        routes->nelts--;
+        return lb_conf_error(cf, name, "server_name \"%s\" in %s is neither a host name "
+                             "nor \"*.\" and one (like \"a.example.com\" or "
+                             "\"*.example.org\")", config_setting_get_string(name), cf->block);
+    }
+    if (r->wildcard) {
+        r->name++;                  /* keep ".example.org" */
+    }
+    r->len = strlen(r->name);
+    r->upstream_name = lb_pstrdup(cf->pool, config_setting_get_string(up));
+    r->file = lb_pstrdup(cf->pool, lb_conf_file(cf, up));
+    r->line = (int) config_setting_source_line(up);
+    if (r->upstream_name == NULL || r->file == NULL) {
+        return lb_conf_error(cf, g, "out of memory");
+    }
+    for (k = 0; k + 1 < routes->nelts; k++) {
+        other = &lb_array_at(routes, lb_tcp_sni_route_t, k);
+        if (other->wildcard == r->wildcard && strcmp(other->name, r->name) == 0) {
+            routes->nelts--;
+            return lb_conf_error(cf, name, "server_name \"%s\" appears twice in the "
+                                 "sni_routes of %s (entries #%u and #%u)",
+                                 config_setting_get_string(name), cf->block, k + 1, i + 1);
+        }
+    }
+    return LB_OK;
+}
+
+/* sni_routes = ( { server_name = "a.example.com"; upstream = "a"; }, ... );
+ * only on tcp listeners: a tls listener terminates TLS itself. */
+static int
+lb_stream_tcp_set_sni_routes(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                             void *conf)
+{
+    lb_stream_tcp_conf_t  *tcf = conf;
+    unsigned               i, n;
+    int                    rc = LB_OK;
+
+    if (strcmp(cf->protocol, "tcp") != 0) {
+        return lb_conf_error(cf, v, "\"sni_routes\" is for tcp listeners (TLS passthrough); "
+                             "%s is a %s listener", cf->block, cf->protocol);
+    }
+    if (config_setting_type(v) != CONFIG_TYPE_LIST) {
+        return lb_conf_error(cf, v, "\"sni_routes\" must be a list ( { server_name = "
+                             "\"...\"; upstream = \"...\"; }, ... ), not %s",
+                             lb_conf_type_name(v));
+    }
+    n = (unsigned) config_setting_length(v);
+    if (n == 0) {
+        return lb_conf_error(cf, v, "\"sni_routes\" of %s is empty", cf->block);
+    }
+    if (lb_array_init(&tcf->sni_routes, cf->pool, n, sizeof(lb_tcp_sni_route_t)) != LB_OK) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        if (lb_tcp_sni_route_parse(cf, &tcf->sni_routes, config_setting_get_elem(v, i), i)
+            != LB_OK)
+        {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
 static int
 lb_stream_tcp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
@@ -132,7 +323,8 @@ lb_stream_tcp_init_conf(lb_conf_t *cf)
 {
     lb_listener_t         *ls;
     lb_stream_tcp_conf_t  *tcf;
-    size_t                 i;
+    lb_tcp_sni_route_t    *r;
+    size_t                 i, k;
     int                    rc = LB_OK;
     char                  *where;
 
@@ -143,11 +335,22 @@ lb_stream_tcp_init_conf(lb_conf_t *cf)
             continue;
         }
         where = lb_psprintf(cf->pool, "listener \"%s\"", ls->name);
-        if (lb_upstream_resolve(cf, tcf->upstream_file, tcf->upstream_line,
-                                tcf->upstream_name, where ? where : "listener",
-                                &tcf->upstream) != LB_OK)
+        if (lb_upstream_resolve_for(cf, tcf->upstream_file, tcf->upstream_line,
+                                    tcf->upstream_name, where ? where : "listener",
+                                    LB_UPSTREAM_CAN_PROXY_PROTOCOL, &tcf->upstream) != LB_OK)
         {
             rc = LB_ERROR;
+        }
+        for (k = 0; k < tcf->sni_routes.nelts; k++) {
+            r = &lb_array_at(&tcf->sni_routes, lb_tcp_sni_route_t, k);
+            where = lb_psprintf(cf->pool, "sni_routes entry #%zu of listener \"%s\"",
+                                k + 1, ls->name);
+            if (lb_upstream_resolve_for(cf, r->file, r->line, r->upstream_name,
+                                        where ? where : "sni_routes",
+                                        LB_UPSTREAM_CAN_PROXY_PROTOCOL, &r->upstream) != LB_OK)
+            {
+                rc = LB_ERROR;
+            }
         }
     }
     return rc;
@@ -226,9 +429,43 @@ lb_tcp_buf_put(lb_buf_t *b)
     b->start = b->end = b->pos = b->last = NULL;
 }
 
+/* ClientHello parsers, cached per worker: one is needed only until the
+ * server name is known. */
+static lb_tls_hello_t  *lb_tcp_hello_cache[LB_TCP_HELLO_CACHE];
+static size_t           lb_tcp_hello_cached;
+
+static lb_tls_hello_t *
+lb_tcp_hello_get(void)
+{
+    lb_tls_hello_t  *h = lb_tcp_hello_cached ? lb_tcp_hello_cache[--lb_tcp_hello_cached]
+                                             : malloc(sizeof(lb_tls_hello_t));
+
+    if (h) {
+        lb_tls_hello_init(h);
+    }
+    return h;
+}
+
+static void
+lb_tcp_hello_put(lb_tls_hello_t **h)
+{
+    if (*h == NULL) {
+        return;
+    }
+    if (lb_tcp_hello_cached < LB_TCP_HELLO_CACHE) {
+        lb_tcp_hello_cache[lb_tcp_hello_cached++] = *h;
+    } else {
+        free(*h);
+    }
+    *h = NULL;
+}
+
 static void
 lb_stream_tcp_exit_worker(lb_cycle_t *cycle)
 {
+    while (lb_tcp_hello_cached) {
+        free(lb_tcp_hello_cache[--lb_tcp_hello_cached]);
+    }
     while (lb_tcp_buf_cached) {
         free(lb_tcp_buf_cache[--lb_tcp_buf_cached]);
     }
@@ -249,6 +486,7 @@ lb_tcp_close(lb_tcp_session_t *s)
         s->server = NULL;
     }
     lb_timer_del(&s->idle);
+    lb_tcp_hello_put(&s->hello);
     lb_tcp_pipe_put(&s->up.pipe);
     lb_tcp_pipe_put(&s->down.pipe);
     lb_tcp_buf_put(&s->up.buf);
@@ -461,15 +699,61 @@ lb_tcp_idle_expired(lb_timer_t *t)
     lb_tcp_close(s);
 }
 
+/* Puts the upstream's PROXY header in front of what the client sent so
+ * far: the client's address (from its own PROXY header, if it sent one)
+ * and the address it connected to. */
+static int
+lb_tcp_add_proxy_header(lb_tcp_session_t *s)
+{
+    struct sockaddr_storage  local;
+    socklen_t                len = sizeof(local);
+    lb_buf_t                *b = &s->up.buf;
+    uint8_t                  hdr[LB_PROXY_BUILD_MAX_LEN];
+    size_t                   n;
+
+    if (getsockname(s->client->fd, (struct sockaddr *) &local, &len) == -1) {
+        return LB_ERROR;
+    }
+    n = lb_proxy_build((int) s->upstream->proxy_protocol, hdr, sizeof(hdr),
+                       (struct sockaddr *) &s->client->peer, (struct sockaddr *) &local);
+    if (n == 0) {
+        errno = EINVAL;
+        return LB_ERROR;
+    }
+    if (lb_buf_len(b) == 0) {
+        lb_buf_reset(b);
+    }
+    if ((size_t) (b->pos - b->start) >= n) {
+        b->pos -= n;                /* the room kept by lb_tcp_hello_start */
+    } else if (lb_buf_room(b) >= n) {
+        memmove(b->pos + n, b->pos, lb_buf_len(b));
+        b->last += n;
+    } else {
+        errno = ENOBUFS;
+        return LB_ERROR;
+    }
+    memcpy(b->pos, hdr, n);
+    return LB_OK;
+}
+
 static void
 lb_tcp_start_relay(lb_tcp_session_t *s)
 {
     bool  splice = s->conf->splice && s->client->io->raw && s->peer->io->raw;
 
     s->up.can_splice = s->down.can_splice = splice;
-    if (lb_tcp_buf_get(&s->up.buf) != LB_OK || lb_tcp_buf_get(&s->down.buf) != LB_OK) {
+    if ((s->up.buf.start == NULL && lb_tcp_buf_get(&s->up.buf) != LB_OK)
+        || lb_tcp_buf_get(&s->down.buf) != LB_OK)
+    {
         lb_log_error(errno, "*%llu client %s: cannot allocate relay buffers; closing",
                      (unsigned long long) s->client->id, s->client->peer_text);
+        lb_tcp_close(s);
+        return;
+    }
+    if (s->upstream->proxy_protocol && lb_tcp_add_proxy_header(s) != LB_OK) {
+        lb_log_error(errno, "*%llu client %s: cannot make the PROXY v%lld header for %s; "
+                     "closing", (unsigned long long) s->client->id, s->client->peer_text,
+                     (long long) s->upstream->proxy_protocol, s->peer->peer_text);
         lb_tcp_close(s);
         return;
     }
@@ -492,8 +776,8 @@ lb_tcp_connect_failed(lb_tcp_session_t *s, int err, const char *what)
 {
     lb_log_warn(err, "*%llu client %s: %s %s in upstream \"%s\"%s",
                 (unsigned long long) s->client->id, s->client->peer_text, what,
-                s->server->addr.text, s->conf->upstream->name,
-                (int64_t) s->try.attempts <= s->conf->upstream->retries
+                s->server->addr.text, s->upstream->name,
+                (int64_t) s->try.attempts <= s->upstream->retries
                     ? "; trying another server" : "");
     lb_upstream_connected(s->server, false);
     lb_upstream_release(s->server);
@@ -527,7 +811,7 @@ lb_tcp_connected(lb_event_t *ev)
 static void
 lb_tcp_connect(lb_tcp_session_t *s)
 {
-    lb_upstream_t  *u = s->conf->upstream;
+    lb_upstream_t  *u = s->upstream;
     const char     *why = "";
     int             rc;
 
@@ -568,6 +852,157 @@ lb_tcp_connect(lb_tcp_session_t *s)
     }
 }
 
+/* SNI routing ------------------------------------------------------------ */
+
+/* The upstream for server name sni: the route naming it exactly, else the
+ * wildcard route with the longest suffix of it ("*.example.org" takes
+ * names of one or more labels before ".example.org"), else the
+ * listener's upstream. Case and a trailing dot do not matter. */
+static lb_upstream_t *
+lb_tcp_sni_route(const lb_stream_tcp_conf_t *tcf, lb_str_t sni, char *name, size_t size)
+{
+    const lb_tcp_sni_route_t  *r, *best = NULL;
+    size_t                     i, len = sni.len;
+
+    if (len && sni.data[len - 1] == '.') {
+        len--;
+    }
+    if (len == 0 || len >= size) {
+        name[0] = '\0';
+        return tcf->upstream;
+    }
+    for (i = 0; i < len; i++) {
+        name[i] = (char) (sni.data[i] >= 'A' && sni.data[i] <= 'Z'
+                          ? sni.data[i] - 'A' + 'a' : sni.data[i]);
+    }
+    name[len] = '\0';
+    for (i = 0; i < tcf->sni_routes.nelts; i++) {
+        r = &lb_array_at(&tcf->sni_routes, lb_tcp_sni_route_t, i);
+        if (!r->wildcard) {
+            if (r->len == len && memcmp(r->name, name, len) == 0) {
+                return r->upstream;
+            }
+        } else if (len > r->len && memcmp(r->name, name + len - r->len, r->len) == 0
+                   && (best == NULL || r->len > best->len))
+        {
+            best = r;
+        }
+    }
+    return best ? best->upstream : tcf->upstream;
+}
+
+/* For log lines: a client's server name may hold any byte. */
+static void
+lb_tcp_printable(char *s)
+{
+    for ( ; *s; s++) {
+        if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\') {
+            *s = '?';
+        }
+    }
+}
+
+static void
+lb_tcp_hello_fail(lb_tcp_session_t *s, const char *why)
+{
+    lb_log_info("*%llu client %s: %s on listener \"%s\" with sni_routes; closing",
+                (unsigned long long) s->client->id, s->client->peer_text, why,
+                s->conf->listener->name);
+    lb_tcp_close(s);
+}
+
+/* Reads into the client's buffer until its ClientHello names a server
+ * (or says it names none). The bytes stay there for the chosen server. */
+static void
+lb_tcp_hello_read(lb_event_t *ev)
+{
+    lb_conn_t         *c = ev->data;
+    lb_tcp_session_t  *s = c->data;
+    lb_buf_t          *b = &s->up.buf;
+    lb_str_t           sni;
+    const char        *why;
+    char               name[256], buf[160];
+    ssize_t            n;
+    int                rc;
+
+    if (ev->timedout) {
+        snprintf(buf, sizeof(buf), "no complete TLS ClientHello within %lldms",
+                 (long long) lb_min(LB_TCP_HELLO_TIMEOUT, s->conf->idle_timeout));
+        lb_tcp_hello_fail(s, buf);
+        return;
+    }
+    for ( ;; ) {
+        if (!c->read.ready) {
+            return;
+        }
+        if (lb_buf_room(b) == 0) {
+            snprintf(buf, sizeof(buf), "the TLS ClientHello does not fit in %zu bytes",
+                     lb_buf_len(b));
+            lb_tcp_hello_fail(s, buf);
+            return;
+        }
+        n = lb_conn_recv(c, b->last, lb_buf_room(b));
+        if (n == LB_AGAIN) {
+            return;
+        }
+        if (n == LB_ERROR) {
+            snprintf(buf, sizeof(buf), "reading the TLS ClientHello failed: %s",
+                     strerror(errno));
+            lb_tcp_hello_fail(s, buf);
+            return;
+        }
+        if (n == 0) {
+            lb_tcp_hello_fail(s, lb_buf_len(b) ? "connection closed in the middle of the "
+                                                 "TLS ClientHello"
+                                               : "connection closed before a TLS ClientHello");
+            return;
+        }
+        b->last += n;
+        rc = lb_tls_hello_parse(s->hello, (const uint8_t *) b->pos, lb_buf_len(b), &sni, &why);
+        if (rc == LB_AGAIN) {
+            continue;
+        }
+        if (rc == LB_ERROR) {
+            snprintf(buf, sizeof(buf), "not a TLS ClientHello (%s)", why);
+            lb_tcp_hello_fail(s, buf);
+            return;
+        }
+        break;
+    }
+
+    if (rc == LB_OK) {
+        s->upstream = lb_tcp_sni_route(s->conf, sni, name, sizeof(name));
+        lb_tcp_printable(name);
+        lb_log_debug("*%llu client %s: server name \"%s\" goes to upstream \"%s\"",
+                     (unsigned long long) c->id, c->peer_text, name, s->upstream->name);
+    } else {
+        lb_log_debug("*%llu client %s: no server name in the ClientHello; upstream \"%s\"",
+                     (unsigned long long) c->id, c->peer_text, s->upstream->name);
+    }
+    lb_tcp_hello_put(&s->hello);
+    lb_event_timer_del(&c->read);
+    c->read.handler = NULL;
+    lb_tcp_connect(s);
+}
+
+static void
+lb_tcp_hello_start(lb_tcp_session_t *s)
+{
+    lb_conn_t  *c = s->client;
+
+    s->hello = lb_tcp_hello_get();
+    if (s->hello == NULL || lb_tcp_buf_get(&s->up.buf) != LB_OK) {
+        lb_log_error(ENOMEM, "*%llu client %s: cannot allocate a ClientHello buffer; closing",
+                     (unsigned long long) c->id, c->peer_text);
+        lb_tcp_close(s);
+        return;
+    }
+    s->up.buf.pos = s->up.buf.last = s->up.buf.start + LB_TCP_HEADER_ROOM;
+    c->read.handler = lb_tcp_hello_read;
+    lb_event_timer_set(&c->read, lb_min(LB_TCP_HELLO_TIMEOUT, s->conf->idle_timeout));
+    lb_tcp_hello_read(&c->read);
+}
+
 static void
 lb_stream_tcp_init_session(lb_conn_t *c)
 {
@@ -592,6 +1027,7 @@ lb_stream_tcp_init_session(lb_conn_t *c)
     }
     s->client = c;
     s->conf = lb_get_conf(ls->confs, lb_stream_tcp_module);
+    s->upstream = s->conf->upstream;
     s->up.pipe.fd[0] = s->up.pipe.fd[1] = -1;
     s->down.pipe.fd[0] = s->down.pipe.fd[1] = -1;
     lb_timer_init(&s->idle, lb_tcp_idle_expired, s);
@@ -601,6 +1037,10 @@ lb_stream_tcp_init_session(lb_conn_t *c)
         lb_log_error(errno, "*%llu client %s: cannot watch the connection",
                      (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
+        return;
+    }
+    if (s->conf->sni_routes.nelts) {
+        lb_tcp_hello_start(s);
         return;
     }
     lb_tcp_connect(s);

@@ -12,6 +12,7 @@
 #include "lb_core.h"
 #include "lb_upstream.h"
 #include "lb_proxy_protocol.h"
+#include "lb_tls.h"
 #include "lb_tls_hello.h"
 
 #include <fcntl.h>
@@ -790,6 +791,43 @@ lb_tcp_connect_failed(lb_tcp_session_t *s, int err, const char *what)
 }
 
 static void
+lb_tcp_tls_done(lb_conn_t *peer, bool ok)
+{
+    lb_tcp_session_t  *s = peer->data;
+    SSL               *ssl = peer->io_ctx;
+    long               vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const char        *why;
+    char               buf[256];
+
+    if (ok) {
+        lb_tcp_start_relay(s);
+        return;
+    }
+    why = vr != X509_V_OK ? X509_verify_cert_error_string(vr) : lb_tls_error_text();
+    snprintf(buf, sizeof(buf), "TLS handshake failed (%s) with", *why ? why : "closed");
+    lb_tcp_connect_failed(s, 0, buf);
+}
+
+/* Connected to s->server: a TLS handshake first when its upstream has a
+ * tls group, then the relay. */
+static void
+lb_tcp_server_ready(lb_tcp_session_t *s)
+{
+    lb_tls_upstream_t  *ut = lb_tls_upstream_of ? lb_tls_upstream_of(s->upstream->confs) : NULL;
+
+    lb_upstream_connected(s->server, true);
+    if (ut == NULL) {
+        lb_tcp_start_relay(s);
+        return;
+    }
+    if (lb_tls_connect(s->peer, ut->ctx, ut->sni, s->upstream->connect_timeout,
+                       lb_tcp_tls_done) != LB_OK)
+    {
+        lb_tcp_connect_failed(s, EPROTO, "cannot start TLS with");
+    }
+}
+
+static void
 lb_tcp_connected(lb_event_t *ev)
 {
     lb_conn_t         *peer = ev->data;
@@ -804,8 +842,7 @@ lb_tcp_connected(lb_event_t *ev)
         return;
     }
     lb_event_timer_del(&peer->write);
-    lb_upstream_connected(s->server, true);
-    lb_tcp_start_relay(s);
+    lb_tcp_server_ready(s);
 }
 
 static void
@@ -842,8 +879,7 @@ lb_tcp_connect(lb_tcp_session_t *s)
         }
         s->peer->data = s;
         if (rc == LB_OK) {
-            lb_upstream_connected(s->server, true);
-            lb_tcp_start_relay(s);
+            lb_tcp_server_ready(s);
             return;
         }
         s->peer->write.handler = lb_tcp_connected;

@@ -700,25 +700,36 @@ lb_tcp_idle_expired(lb_timer_t *t)
     lb_tcp_close(s);
 }
 
-/* Puts the upstream's PROXY header in front of what the client sent so
- * far: the client's address (from its own PROXY header, if it sent one)
- * and the address it connected to. */
-static int
-lb_tcp_add_proxy_header(lb_tcp_session_t *s)
+/* The upstream's PROXY header for s: the client's address (from its own
+ * PROXY header, if it sent one) and the address it connected to. Its
+ * length, or 0 with errno set. */
+static size_t
+lb_tcp_proxy_header(lb_tcp_session_t *s, uint8_t hdr[LB_PROXY_BUILD_MAX_LEN])
 {
     struct sockaddr_storage  local;
     socklen_t                len = sizeof(local);
-    lb_buf_t                *b = &s->up.buf;
-    uint8_t                  hdr[LB_PROXY_BUILD_MAX_LEN];
     size_t                   n;
 
     if (getsockname(s->client->fd, (struct sockaddr *) &local, &len) == -1) {
-        return LB_ERROR;
+        return 0;
     }
-    n = lb_proxy_build((int) s->upstream->proxy_protocol, hdr, sizeof(hdr),
+    n = lb_proxy_build((int) s->upstream->proxy_protocol, hdr, LB_PROXY_BUILD_MAX_LEN,
                        (struct sockaddr *) &s->client->peer, (struct sockaddr *) &local);
     if (n == 0) {
         errno = EINVAL;
+    }
+    return n;
+}
+
+/* Puts the PROXY header in front of what the client sent so far. */
+static int
+lb_tcp_add_proxy_header(lb_tcp_session_t *s)
+{
+    lb_buf_t  *b = &s->up.buf;
+    uint8_t    hdr[LB_PROXY_BUILD_MAX_LEN];
+    size_t     n = lb_tcp_proxy_header(s, hdr);
+
+    if (n == 0) {
         return LB_ERROR;
     }
     if (lb_buf_len(b) == 0) {
@@ -737,6 +748,26 @@ lb_tcp_add_proxy_header(lb_tcp_session_t *s)
     return LB_OK;
 }
 
+/* Before a TLS handshake the PROXY header goes out in the clear, on a
+ * connection that has just opened: its few hundred bytes fit the empty
+ * socket buffer, so one send is enough. */
+static int
+lb_tcp_send_proxy_header(lb_tcp_session_t *s)
+{
+    uint8_t  hdr[LB_PROXY_BUILD_MAX_LEN];
+    size_t   n = lb_tcp_proxy_header(s, hdr);
+
+    if (n == 0) {
+        return LB_ERROR;
+    }
+    errno = 0;
+    if (send(s->peer->fd, hdr, n, MSG_NOSIGNAL) != (ssize_t) n) {
+        errno = errno ? errno : EAGAIN;
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
 static void
 lb_tcp_start_relay(lb_tcp_session_t *s)
 {
@@ -751,7 +782,7 @@ lb_tcp_start_relay(lb_tcp_session_t *s)
         lb_tcp_close(s);
         return;
     }
-    if (s->upstream->proxy_protocol && lb_tcp_add_proxy_header(s) != LB_OK) {
+    if (s->upstream->proxy_protocol && s->peer->io->raw && lb_tcp_add_proxy_header(s) != LB_OK) {
         lb_log_error(errno, "*%llu client %s: cannot make the PROXY v%lld header for %s; "
                      "closing", (unsigned long long) s->client->id, s->client->peer_text,
                      (long long) s->upstream->proxy_protocol, s->peer->peer_text);
@@ -818,6 +849,10 @@ lb_tcp_server_ready(lb_tcp_session_t *s)
     lb_upstream_connected(s->server, true);
     if (ut == NULL) {
         lb_tcp_start_relay(s);
+        return;
+    }
+    if (s->upstream->proxy_protocol && lb_tcp_send_proxy_header(s) != LB_OK) {
+        lb_tcp_connect_failed(s, errno, "cannot send the PROXY header to");
         return;
     }
     if (lb_tls_connect(s->peer, ut->ctx, ut->sni, s->upstream->connect_timeout,

@@ -131,6 +131,11 @@ static void
 lb_tls_close(lb_conn_t *c)
 {
     if (c->io_ctx) {
+        /* OpenSSL drops from the session cache the session of a
+         * connection freed before it sent close_notify (a client that
+         * closed first, a reset, a timeout): none of that makes the
+         * session unsafe to resume. Fatal TLS errors still drop it. */
+        SSL_set_shutdown(c->io_ctx, SSL_get_shutdown(c->io_ctx) | SSL_SENT_SHUTDOWN);
         SSL_free(c->io_ctx);
     }
 }

@@ -426,6 +426,16 @@ lb_tls_make_ctx(lb_conf_t *cf, lb_tls_conf_t *tcf, const lb_tls_args_t *a,
                              access(cpath, R_OK) != 0 ? strerror(errno) : why);
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, kpath, SSL_FILETYPE_PEM) != 1) {
+        unsigned long  e = ERR_peek_last_error();
+
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH
+                                               || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH))
+        {
+            /* the key loaded, but is not the certificate's */
+            lb_tls_error_text();
+            return lb_conf_error(cf, kv, "private key \"%s\" does not match certificate \"%s\"",
+                                 kpath, cpath);
+        }
         why = lb_tls_error_text();
         return lb_conf_error(cf, kv, "cannot load private key \"%s\": %s", kpath,
                              access(kpath, R_OK) != 0 ? strerror(errno) : why);

@@ -85,15 +85,40 @@ lb_tls_derive(uint64_t period, const char *label, unsigned char out[32])
     HMAC(EVP_sha256(), lb_tls_secret, sizeof(lb_tls_secret), msg, sizeof(msg), out, &len);
 }
 
+/* The keys of a period, derived once: a handshake would otherwise pay
+ * three HMACs per ticket. Two slots: the current period and the last. */
+typedef struct {
+    uint64_t       period;
+    bool           set;
+    unsigned char  name[32], aes[32], mac[32];
+} lb_tls_ticket_key_t;
+
+static lb_tls_ticket_key_t  lb_tls_keys[2];
+
+static const lb_tls_ticket_key_t *
+lb_tls_key(uint64_t period)
+{
+    lb_tls_ticket_key_t  *k = &lb_tls_keys[period & 1];
+
+    if (!k->set || k->period != period) {
+        lb_tls_derive(period, "lbd-ticket-name", k->name);
+        lb_tls_derive(period, "lbd-ticket-aes", k->aes);
+        lb_tls_derive(period, "lbd-ticket-mac", k->mac);
+        k->period = period;
+        k->set = true;
+    }
+    return k;
+}
+
 static int
 lb_tls_ticket_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *cctx,
                    EVP_MAC_CTX *hctx, int enc)
 {
-    unsigned char  aes[32], mac[32];
-    OSSL_PARAM     params[3];
+    const lb_tls_ticket_key_t  *k = lb_tls_key(period);
+    unsigned char               mac[32];
+    OSSL_PARAM                  params[3];
 
-    lb_tls_derive(period, "lbd-ticket-aes", aes);
-    lb_tls_derive(period, "lbd-ticket-mac", mac);
+    memcpy(mac, k->mac, sizeof(mac));
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, mac, sizeof(mac));
     params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0);
     params[2] = OSSL_PARAM_construct_end();
@@ -101,29 +126,26 @@ lb_tls_ticket_keys(uint64_t period, unsigned char *iv, EVP_CIPHER_CTX *cctx,
         return -1;
     }
     if (enc) {
-        return EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) ? 1 : -1;
+        return EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) ? 1 : -1;
     }
-    return EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) ? 1 : -1;
+    return EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) ? 1 : -1;
 }
 
 static int
 lb_tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
                  EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
-    uint64_t       now = (uint64_t) time(NULL) / LB_TLS_TICKET_PERIOD, p;
-    unsigned char  name[32];
+    uint64_t  now = (uint64_t) time(NULL) / LB_TLS_TICKET_PERIOD, p;
 
     if (enc) {
         if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1) {
             return -1;
         }
-        lb_tls_derive(now, "lbd-ticket-name", name);
-        memcpy(key_name, name, 16);
+        memcpy(key_name, lb_tls_key(now)->name, 16);
         return lb_tls_ticket_keys(now, iv, cctx, hctx, 1);
     }
     for (p = now; p + 1 >= now && p <= now; p--) {
-        lb_tls_derive(p, "lbd-ticket-name", name);
-        if (memcmp(key_name, name, 16) == 0) {
+        if (memcmp(key_name, lb_tls_key(p)->name, 16) == 0) {
             if (lb_tls_ticket_keys(p, iv, cctx, hctx, 0) != 1) {
                 return -1;
             }

@@ -113,3 +113,39 @@ lb_proxy_protocol_accept_step(lb_conn_t *c)
     /* the header often arrives with the handshake's last ACK */
     lb_proxy_accept_read(&c->read);
 }
+
+size_t
+lb_proxy_header_for(int version, lb_conn_t *c, uint8_t buf[LB_PROXY_BUILD_MAX_LEN])
+{
+    struct sockaddr_storage  local;
+    socklen_t                len = sizeof(local);
+    size_t                   n;
+
+    if (getsockname(c->fd, (struct sockaddr *) &local, &len) == -1) {
+        return 0;
+    }
+    n = lb_proxy_build(version, buf, LB_PROXY_BUILD_MAX_LEN, (struct sockaddr *) &c->peer,
+                       (struct sockaddr *) &local);
+    if (n == 0) {
+        errno = EINVAL;
+    }
+    return n;
+}
+
+int
+lb_proxy_send_header(int version, lb_conn_t *c, lb_conn_t *server)
+{
+    uint8_t  hdr[LB_PROXY_BUILD_MAX_LEN];
+    size_t   n = lb_proxy_header_for(version, c, hdr);
+    ssize_t  sent;
+
+    if (n == 0) {
+        return LB_ERROR;
+    }
+    sent = send(server->fd, hdr, n, MSG_NOSIGNAL);
+    if (sent != (ssize_t) n) {
+        errno = sent == -1 ? errno : EAGAIN;
+        return LB_ERROR;
+    }
+    return LB_OK;
+}

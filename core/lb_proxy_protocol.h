@@ -73,4 +73,13 @@ size_t lb_proxy_build(int version, uint8_t *buf, size_t size,
 #define LB_PROXY_ACCEPT_TIMEOUT  5000
 void lb_proxy_protocol_accept_step(lb_conn_t *c);
 
+/* The header of version 1 or 2 for an accepted connection: its client's
+ * address (c->peer, which a PROXY header of its own may have set) and the
+ * address it connected to. The length, or 0 with errno set. */
+size_t lb_proxy_header_for(int version, lb_conn_t *c, uint8_t buf[LB_PROXY_BUILD_MAX_LEN]);
+/* Sends that header on server, a connection that has just opened (its
+ * empty socket buffer takes the few hundred bytes at once), before any
+ * other byte and before TLS. LB_OK or LB_ERROR with errno set. */
+int    lb_proxy_send_header(int version, lb_conn_t *c, lb_conn_t *server);
+
 #endif

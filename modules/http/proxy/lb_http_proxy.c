@@ -25,6 +25,7 @@
 #include "lb_http_route.h"
 #include "lb_upstream.h"
 #include "lb_tls.h"
+#include "lb_proxy_protocol.h"
 
 #define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */
 #define LB_PROXY_OUT_EXTRA     4096     /* forwarding fields and edits */
@@ -582,7 +583,9 @@ static void
 lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
 {
     if (p->up) {
-        if (keep && p->u->keepalive > 0 && !lb_worker_quitting) {
+        /* a connection that began with a PROXY header speaks for one
+         * client: it is never given to another */
+        if (keep && p->u->keepalive > 0 && !p->u->proxy_protocol && !lb_worker_quitting) {
             p->up->requests++;
             lb_http_upconn_keep(p->up, p->u);
         } else {
@@ -727,6 +730,13 @@ lb_http_proxy_connected(lb_http_proxy_t *p)
     int                 rc;
 
     lb_upstream_connected(p->server, true);
+    /* a new connection of an upstream with proxy_protocol starts with the
+     * client's PROXY header, in the clear before any TLS */
+    if (p->u->proxy_protocol
+        && lb_proxy_send_header((int) p->u->proxy_protocol, p->hc->c, p->up->c) != LB_OK)
+    {
+        return lb_http_proxy_connect_failed(p, errno, "cannot send the PROXY header to");
+    }
     if (ut == NULL || c->io == &lb_io_tls) {
         p->phase = LB_PROXY_EXCHANGE;
         return LB_OK;

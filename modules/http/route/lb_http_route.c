@@ -818,9 +818,10 @@ lb_http_routes_resolve(lb_conf_t *cf, lb_http_routes_t *rs)
         }
         where = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", rcf->route.index,
                             rcf->route.listener->name);
-        if (lb_upstream_resolve(cf, rcf->upstream_file, rcf->upstream_line,
-                                rcf->route.upstream_name, where ? where : "a route",
-                                &rcf->route.upstream) != LB_OK)
+        if (lb_upstream_resolve_for(cf, rcf->upstream_file, rcf->upstream_line,
+                                    rcf->route.upstream_name, where ? where : "a route",
+                                    LB_UPSTREAM_CAN_PROXY_PROTOCOL, &rcf->route.upstream)
+            != LB_OK)
         {
             rc = LB_ERROR;
         }

@@ -700,34 +700,13 @@ lb_tcp_idle_expired(lb_timer_t *t)
     lb_tcp_close(s);
 }
 
-/* The upstream's PROXY header for s: the client's address (from its own
- * PROXY header, if it sent one) and the address it connected to. Its
- * length, or 0 with errno set. */
-static size_t
-lb_tcp_proxy_header(lb_tcp_session_t *s, uint8_t hdr[LB_PROXY_BUILD_MAX_LEN])
-{
-    struct sockaddr_storage  local;
-    socklen_t                len = sizeof(local);
-    size_t                   n;
-
-    if (getsockname(s->client->fd, (struct sockaddr *) &local, &len) == -1) {
-        return 0;
-    }
-    n = lb_proxy_build((int) s->upstream->proxy_protocol, hdr, LB_PROXY_BUILD_MAX_LEN,
-                       (struct sockaddr *) &s->client->peer, (struct sockaddr *) &local);
-    if (n == 0) {
-        errno = EINVAL;
-    }
-    return n;
-}
-
 /* Puts the PROXY header in front of what the client sent so far. */
 static int
 lb_tcp_add_proxy_header(lb_tcp_session_t *s)
 {
     lb_buf_t  *b = &s->up.buf;
     uint8_t    hdr[LB_PROXY_BUILD_MAX_LEN];
-    size_t     n = lb_tcp_proxy_header(s, hdr);
+    size_t     n = lb_proxy_header_for((int) s->upstream->proxy_protocol, s->client, hdr);
 
     if (n == 0) {
         return LB_ERROR;
@@ -745,26 +724,6 @@ lb_tcp_add_proxy_header(lb_tcp_session_t *s)
         return LB_ERROR;
     }
     memcpy(b->pos, hdr, n);
-    return LB_OK;
-}
-
-/* Before a TLS handshake the PROXY header goes out in the clear, on a
- * connection that has just opened: its few hundred bytes fit the empty
- * socket buffer, so one send is enough. */
-static int
-lb_tcp_send_proxy_header(lb_tcp_session_t *s)
-{
-    uint8_t  hdr[LB_PROXY_BUILD_MAX_LEN];
-    size_t   n = lb_tcp_proxy_header(s, hdr);
-
-    if (n == 0) {
-        return LB_ERROR;
-    }
-    errno = 0;
-    if (send(s->peer->fd, hdr, n, MSG_NOSIGNAL) != (ssize_t) n) {
-        errno = errno ? errno : EAGAIN;
-        return LB_ERROR;
-    }
     return LB_OK;
 }
 
@@ -851,7 +810,10 @@ lb_tcp_server_ready(lb_tcp_session_t *s)
         lb_tcp_start_relay(s);
         return;
     }
-    if (s->upstream->proxy_protocol && lb_tcp_send_proxy_header(s) != LB_OK) {
+    /* the PROXY header goes first, in the clear */
+    if (s->upstream->proxy_protocol
+        && lb_proxy_send_header((int) s->upstream->proxy_protocol, s->client, s->peer) != LB_OK)
+    {
         lb_tcp_connect_failed(s, errno, "cannot send the PROXY header to");
         return;
     }

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import helpers
-from helpers import connect, log_line, pattern_digest, processes_with_arg
+from helpers import connect, log_line, pattern_digest, processes_with_arg, wait_until
 
 PROXY = """
 upstreams = { backend = { servers = ( { address = "$server"; } ); }; };
@@ -82,11 +82,17 @@ def test_user_setting_runs_workers_as_that_user(lbd, backend):
     nobody = pwd.getpwnam("nobody")
     server = backend(helpers.echo)
     lbd.start('user = "nobody";\n' + PROXY, server=server)
-    for pid in lbd.workers():
+
+    def ids(pid):
         with open(f"/proc/{pid}/status") as f:
-            ids = {line.split(":")[0]: line.split()[1:] for line in f}
-        assert int(ids["Uid"][0]) == nobody.pw_uid
-        assert int(ids["Gid"][0]) == nobody.pw_gid
+            fields = {line.split(":")[0]: line.split()[1:] for line in f}
+        return int(fields["Uid"][0]), int(fields["Gid"][0])
+
+    # a worker drops privileges early in its start, but the master's
+    # sockets are ready before that: give a slow (sanitizer) start a moment
+    for pid in lbd.workers():
+        wait_until(lambda: ids(pid) != (0, 0), 5, what=f"worker {pid} to drop root")
+        assert ids(pid) == (nobody.pw_uid, nobody.pw_gid)
     with open(f"/proc/{lbd.master_pid}/status") as f:
         assert f.read().split("Uid:")[1].split()[0] == "0"     # the master stays root
     with connect(lbd.address) as sock:                         # and it still relays

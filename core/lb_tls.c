@@ -144,36 +144,51 @@ const lb_io_t  lb_io_tls = {
     lb_tls_recv, lb_tls_send, lb_tls_sendv, lb_tls_shutdown, false, lb_tls_close
 };
 
-/* Server handshakes ---------------------------------------------------------- */
+/* Handshakes ---------------------------------------------------------------- */
+
+/* One more go at the handshake of c, either side: LB_OK when it is done
+ * (the handshake timer is gone, and both events are marked ready, since
+ * application bytes may be buffered already), LB_AGAIN when it waits for
+ * the event it cleared, LB_ERROR when it failed. */
+static int
+lb_tls_handshake_step(lb_conn_t *c)
+{
+    int  rc, err;
+
+    ERR_clear_error();
+    errno = 0;
+    rc = SSL_do_handshake(c->io_ctx);
+    if (rc == 1) {
+        lb_event_timer_del(&c->read);
+        c->read.ready = 1;
+        c->write.ready = 1;
+        return LB_OK;
+    }
+    err = SSL_get_error(c->io_ctx, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        c->read.ready = 0;
+        return LB_AGAIN;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+        c->write.ready = 0;
+        return LB_AGAIN;
+    }
+    return LB_ERROR;
+}
 
 static void
 lb_tls_handshake(lb_conn_t *c)
 {
-    SSL         *ssl = c->io_ctx;
     const char  *why;
-    int          rc, err;
+    int          rc = lb_tls_handshake_step(c);
 
-    ERR_clear_error();
-    errno = 0;
-    rc = SSL_do_handshake(ssl);
-    if (rc == 1) {
-        lb_event_timer_del(&c->read);
-        /* application bytes may be buffered already: let the next handler
-         * try both ways at once */
-        c->read.ready = 1;
-        c->write.ready = 1;
+    if (rc == LB_OK) {
         c->read.handler = NULL;
         c->write.handler = NULL;
         lb_listener_next(c);
         return;
     }
-    err = SSL_get_error(ssl, rc);
-    if (err == SSL_ERROR_WANT_READ) {
-        c->read.ready = 0;
-        return;
-    }
-    if (err == SSL_ERROR_WANT_WRITE) {
-        c->write.ready = 0;
+    if (rc == LB_AGAIN) {
         return;
     }
     why = lb_tls_error_text();
@@ -239,9 +254,8 @@ static void
 lb_tls_client_handler(lb_event_t *ev)
 {
     lb_conn_t   *c = ev->data;
-    SSL         *ssl = c->io_ctx;
-    void       (*done)(lb_conn_t *c, bool ok) = SSL_get_app_data(ssl);
-    int          rc, err;
+    void       (*done)(lb_conn_t *c, bool ok) = SSL_get_app_data(c->io_ctx);
+    int          rc;
 
     if (ev->timedout) {
         ev->timedout = 0;
@@ -250,26 +264,10 @@ lb_tls_client_handler(lb_event_t *ev)
         done(c, false);
         return;
     }
-    ERR_clear_error();
-    errno = 0;
-    rc = SSL_do_handshake(ssl);
-    if (rc == 1) {
-        lb_event_timer_del(&c->read);
-        c->read.ready = 1;
-        c->write.ready = 1;
-        done(c, true);
-        return;
+    rc = lb_tls_handshake_step(c);
+    if (rc != LB_AGAIN) {
+        done(c, rc == LB_OK);
     }
-    err = SSL_get_error(ssl, rc);
-    if (err == SSL_ERROR_WANT_READ) {
-        c->read.ready = 0;
-        return;
-    }
-    if (err == SSL_ERROR_WANT_WRITE) {
-        c->write.ready = 0;
-        return;
-    }
-    done(c, false);
 }
 
 int

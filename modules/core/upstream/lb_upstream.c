@@ -255,6 +255,21 @@ lb_upstream_init_conf(lb_conf_t *cf)
     return LB_OK;
 }
 
+int
+lb_upstream_set_ref(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_upstream_ref_t  *ref = (lb_upstream_ref_t *) ((char *) conf + s->offset);
+    const char         *name;
+
+    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
+        return LB_ERROR;
+    }
+    ref->name = lb_pstrdup(cf->pool, name);
+    ref->file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    ref->line = (int) config_setting_source_line(v);
+    return ref->name && ref->file ? LB_OK : LB_ERROR;
+}
+
 lb_upstream_t *
 lb_upstream_find(lb_cycle_t *cycle, const char *name)
 {

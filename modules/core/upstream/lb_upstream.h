@@ -61,6 +61,19 @@ typedef struct {
 
 extern lb_module_t  lb_core_upstream_module;
 
+/* A setting that names an upstream, kept with where it was written: it is
+ * resolved once the whole file is read (an upstream may be declared after
+ * its users). */
+typedef struct {
+    char         *name;         /* NULL: the setting is absent */
+    const char   *file;
+    int           line;
+} lb_upstream_ref_t;
+
+/* Setting handler (LB_SET_CUSTOM) for such a name: the setting's offset
+ * points at an lb_upstream_ref_t in the module's conf. */
+int lb_upstream_set_ref(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf);
+
 /* The upstream called name in cycle, or NULL. */
 lb_upstream_t *lb_upstream_find(lb_cycle_t *cycle, const char *name);
 /* Checks a reference to an upstream from setting v; reports a "did you

@@ -50,9 +50,7 @@ typedef struct {
 } lb_tcp_sni_route_t;
 
 typedef struct {
-    char            *upstream_name;
-    const char      *upstream_file;
-    int              upstream_line;
+    lb_upstream_ref_t  upstream_ref;  /* the `upstream` setting */
     lb_upstream_t   *upstream;
     lb_msec_t        idle_timeout;
     int              splice;        /* relay with splice(2) when both sides allow */
@@ -95,8 +93,6 @@ typedef struct {
     lb_msec_t               last_active;
 } lb_tcp_session_t;
 
-static int   lb_stream_tcp_set_upstream(lb_conf_t *cf, const lb_setting_t *s,
-                                        config_setting_t *v, void *conf);
 static int   lb_stream_tcp_set_sni_routes(lb_conf_t *cf, const lb_setting_t *s,
                                           config_setting_t *v, void *conf);
 static void *lb_stream_tcp_create_conf(lb_conf_t *cf, unsigned ctx);
@@ -109,8 +105,9 @@ static void  lb_tcp_connect(lb_tcp_session_t *s);
 static const char *const  lb_stream_tcp_protocols[] = { "tcp", "tls", NULL };
 
 static const lb_setting_t  lb_stream_tcp_settings[] = {
-    { "upstream", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
-      lb_stream_tcp_set_upstream, LB_SETTING_REQUIRED },
+    { "upstream", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_stream_tcp_conf_t, upstream_ref), NULL, lb_upstream_set_ref,
+      LB_SETTING_REQUIRED },
     { "idle_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "10m", 1, 7 * 86400000LL,
       offsetof(lb_stream_tcp_conf_t, idle_timeout), NULL, NULL, 0 },
     { "splice", LB_SET_BOOL, LB_CTX_LISTENER, "true", 0, 0,
@@ -133,21 +130,6 @@ static void *
 lb_stream_tcp_create_conf(lb_conf_t *cf, unsigned ctx)
 {
     return lb_pcalloc(cf->pool, sizeof(lb_stream_tcp_conf_t));
-}
-
-static int
-lb_stream_tcp_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
-{
-    lb_stream_tcp_conf_t  *tcf = conf;
-    const char            *name;
-
-    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
-        return LB_ERROR;
-    }
-    tcf->upstream_name = lb_pstrdup(cf->pool, name);
-    tcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
-    tcf->upstream_line = (int) config_setting_source_line(v);
-    return tcf->upstream_name && tcf->upstream_file ? LB_OK : LB_ERROR;
 }
 
 /* A server_name of sni_routes: a host name, or "*." and one. Lower-cases
@@ -332,12 +314,12 @@ lb_stream_tcp_init_conf(lb_conf_t *cf)
     for (i = 0; i < cf->cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
         tcf = ls->confs ? lb_get_conf(ls->confs, lb_stream_tcp_module) : NULL;
-        if (tcf == NULL || tcf->upstream_name == NULL) {
+        if (tcf == NULL || tcf->upstream_ref.name == NULL) {
             continue;
         }
         where = lb_psprintf(cf->pool, "listener \"%s\"", ls->name);
-        if (lb_upstream_resolve_for(cf, tcf->upstream_file, tcf->upstream_line,
-                                    tcf->upstream_name, where ? where : "listener",
+        if (lb_upstream_resolve_for(cf, tcf->upstream_ref.file, tcf->upstream_ref.line,
+                                    tcf->upstream_ref.name, where ? where : "listener",
                                     LB_UPSTREAM_CAN_PROXY_PROTOCOL, &tcf->upstream) != LB_OK)
         {
             rc = LB_ERROR;

@@ -23,9 +23,7 @@ typedef struct lb_udp_worker_s   lb_udp_worker_t;
 typedef struct lb_udp_session_s  lb_udp_session_t;
 
 typedef struct {
-    char              *upstream_name;
-    const char        *upstream_file;
-    int                upstream_line;
+    lb_upstream_ref_t  upstream_ref;  /* the `upstream` setting */
     lb_upstream_t     *upstream;
     lb_msec_t          session_timeout;
     int64_t            responses;       /* replies per client datagram; 0: any */
@@ -95,8 +93,6 @@ typedef struct {
     lb_udp_addr_t    names[LB_UDP_BATCH];
 } lb_udp_batch_t;
 
-static int   lb_stream_udp_set_upstream(lb_conf_t *cf, const lb_setting_t *s,
-                                        config_setting_t *v, void *conf);
 static void *lb_stream_udp_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_stream_udp_init_conf(lb_conf_t *cf);
@@ -107,8 +103,9 @@ static void  lb_stream_udp_start(lb_conn_t *lc);
 static const char *const  lb_stream_udp_protocols[] = { "udp", NULL };
 
 static const lb_setting_t  lb_stream_udp_settings[] = {
-    { "upstream", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
-      lb_stream_udp_set_upstream, LB_SETTING_REQUIRED },
+    { "upstream", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_stream_udp_conf_t, upstream_ref), NULL, lb_upstream_set_ref,
+      LB_SETTING_REQUIRED },
     { "session_timeout", LB_SET_DURATION, LB_CTX_LISTENER, "30s", 1, 86400000LL,
       offsetof(lb_stream_udp_conf_t, session_timeout), NULL, NULL, 0 },
     { "responses", LB_SET_INT, LB_CTX_LISTENER, "0", 0, 1000000,
@@ -135,21 +132,6 @@ static void *
 lb_stream_udp_create_conf(lb_conf_t *cf, unsigned ctx)
 {
     return lb_pcalloc(cf->pool, sizeof(lb_stream_udp_conf_t));
-}
-
-static int
-lb_stream_udp_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
-{
-    lb_stream_udp_conf_t  *ucf = conf;
-    const char            *name;
-
-    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
-        return LB_ERROR;
-    }
-    ucf->upstream_name = lb_pstrdup(cf->pool, name);
-    ucf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
-    ucf->upstream_line = (int) config_setting_source_line(v);
-    return ucf->upstream_name && ucf->upstream_file ? LB_OK : LB_ERROR;
 }
 
 static int
@@ -187,12 +169,12 @@ lb_stream_udp_init_conf(lb_conf_t *cf)
     for (i = 0; i < cf->cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
         ucf = ls->confs ? lb_get_conf(ls->confs, lb_stream_udp_module) : NULL;
-        if (ucf == NULL || ucf->upstream_name == NULL) {
+        if (ucf == NULL || ucf->upstream_ref.name == NULL) {
             continue;
         }
         where = lb_psprintf(cf->pool, "listener \"%s\"", ls->name);
-        if (lb_upstream_resolve(cf, ucf->upstream_file, ucf->upstream_line,
-                                ucf->upstream_name, where ? where : "listener",
+        if (lb_upstream_resolve(cf, ucf->upstream_ref.file, ucf->upstream_ref.line,
+                                ucf->upstream_ref.name, where ? where : "listener",
                                 &ucf->upstream) != LB_OK)
         {
             rc = LB_ERROR;

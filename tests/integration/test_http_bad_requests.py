@@ -22,7 +22,8 @@ workers = 1;
 upstreams = { app = { servers = ( { address = "$app"; } ); }; };
 listeners = ( { protocol = "http"; listen = "$listen";
   max_uri = "64"; max_header_size = "1k"; max_headers = 10; max_body_size = "1k";
-  routes = ( { path_prefix = "/"; upstream = "app"; } ); } );
+  routes = ( { path_prefix = "/upload"; upstream = "app"; request_buffering = false; },
+             { path_prefix = "/"; upstream = "app"; } ); } );
 """
 
 PROBE = b"GET /probe HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"

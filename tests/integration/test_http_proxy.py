@@ -706,8 +706,10 @@ def test_access_log_format_with_upstream_variables(lbd, http_backends):
 # Chunked bodies -----------------------------------------------------------------------
 
 def test_chunked_request_body_is_forwarded_chunked(lbd, http_backends):
+    """request_buffering = false: the body streams, chunked as lbd writes it
+    (its own chunk lines, no extensions), the trailer field kept."""
     a = http_backends(body=lambda req: req.body)
-    lbd.start(conf(), a=a)
+    lbd.start(conf(listener="request_buffering = false;"), a=a)
     c = Client(lbd.address)
     c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
     time.sleep(0.1)
@@ -719,7 +721,28 @@ def test_chunked_request_body_is_forwarded_chunked(lbd, http_backends):
     assert req.headers("Transfer-Encoding") == ["chunked"]
     assert req.header("Content-Length") is None
     assert req.trailers == [("X-Trailer", "yes")]
+    assert b"ext=1" not in req.raw_body
     # the connection goes on
+    c.send(request("/next"))
+    assert read_response(c)[2] == b""
+    assert a.requests[1].target == "/next"
+
+
+def test_buffered_chunked_request_body_goes_with_its_length(lbd, http_backends):
+    """request_buffering (the default): a chunked body that fits in
+    request_buffer_size is read whole and sent with Content-Length."""
+    a = http_backends(body=lambda req: req.body)
+    lbd.start(conf(), a=a)
+    c = Client(lbd.address)
+    c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    time.sleep(0.1)
+    c.send(b"7;ext=1\r\n, world\r\n0\r\nX-Trailer: yes\r\n\r\n")
+    status, _, body, _ = read_response(c)
+    assert status == "HTTP/1.1 200 OK" and body == b"hello, world"
+    [req] = a.requests
+    assert not req.chunked and req.body == b"hello, world"
+    assert req.headers("Content-Length") == ["12"]
+    assert req.header("Transfer-Encoding") is None
     c.send(request("/next"))
     assert read_response(c)[2] == b""
     assert a.requests[1].target == "/next"
@@ -1110,7 +1133,7 @@ def test_slow_answer_within_read_timeout_is_relayed(lbd, http_backends):
 
 def test_early_answer_before_the_body_closes_both_connections(lbd, http_backends):
     a = http_backends(status=413, body="too big for me\n", early=True)
-    lbd.start(conf(), a=a)
+    lbd.start(conf(listener="request_buffering = false;"), a=a)
     c = Client(lbd.address)
     c.send(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
     status, fields, body, _ = read_response(c)
@@ -1155,8 +1178,21 @@ def test_client_reading_slowly_is_not_a_read_timeout(lbd, http_backends):
 
 
 def test_client_stalling_in_its_body_gets_408(lbd, http_backends):
+    """Buffering (the default): the body is awaited before any server is
+    chosen, so a stalling client never holds a backend connection."""
     a = http_backends()
     lbd.start(conf(listener='client_body_timeout = "300ms";'), a=a)
+    start = time.monotonic()
+    data = exchange(lbd.address, b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    assert 0.25 < time.monotonic() - start < 3
+    assert_generated(data, b"HTTP/1.1 408 Request Timeout")
+    lbd.wait_log(log_line("info", CLIENT + r"408: client_body_timeout expired"))
+    assert a.requests == [] and a.accepted == 0
+
+
+def test_client_stalling_in_a_streamed_body_gets_408(lbd, http_backends):
+    a = http_backends()
+    lbd.start(conf(listener='client_body_timeout = "300ms"; request_buffering = false;'), a=a)
     start = time.monotonic()
     data = exchange(lbd.address, b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
     assert 0.25 < time.monotonic() - start < 3

@@ -57,6 +57,8 @@ static const lb_setting_t  lb_upstream_settings[] = {
       offsetof(lb_upstream_t, read_timeout), NULL, NULL, 0 },
     { "send_timeout", LB_SET_DURATION, LB_CTX_UPSTREAM, "60s", 1, 86400000,
       offsetof(lb_upstream_t, send_timeout), NULL, NULL, 0 },
+    { "response_head_timeout", LB_SET_DURATION, LB_CTX_UPSTREAM, "60s", 1, 86400000,
+      offsetof(lb_upstream_t, response_head_timeout), NULL, NULL, 0 },
     { "retries", LB_SET_INT, LB_CTX_UPSTREAM, "2", 0, 100,
       offsetof(lb_upstream_t, retries), NULL, NULL, 0 },
     { "keepalive", LB_SET_INT, LB_CTX_UPSTREAM, "32", 0, 100000,

@@ -46,6 +46,7 @@ typedef struct {
     lb_msec_t              connect_timeout;
     lb_msec_t              read_timeout;
     lb_msec_t              send_timeout;
+    lb_msec_t              response_head_timeout;   /* http: total wait for the final head */
     int64_t                retries;
     int64_t                keepalive;
     int64_t                proxy_protocol;  /* 0, or the PROXY version sent to servers */

@@ -11,6 +11,7 @@
 #include "lb_http_log.h"
 #include "lb_http_var.h"
 #include "lb_http_forward.h"
+#include "lb_http_relay.h"
 
 /* Generated responses whose head and body fit here are built in the
  * connection's cached request memory; longer ones take a malloc. */

@@ -829,8 +829,8 @@ lb_http_read_body(lb_http_conn_t *hc)
                 hc->body = LB_HTTP_BODY_NONE;
             } else if (rc == LB_ERROR) {
                 return lb_http_generate(hc, 400, "invalid chunked body", true);
-            } else {
-                break;                      /* LB_AGAIN: all consumed */
+            } else if (rc == LB_AGAIN) {
+                break;                      /* what is left is a partial line */
             }
         }
         if (hc->body == LB_HTTP_BODY_LENGTH && hc->body_left == 0) {

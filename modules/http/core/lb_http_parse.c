@@ -789,11 +789,58 @@ enum {
     LB_HTTP_CHUNK_DATA_CR,
     LB_HTTP_CHUNK_DATA_LF,
     LB_HTTP_CHUNK_TRAILER_START,    /* a trailer field line, or the final CRLF */
-    LB_HTTP_CHUNK_TRAILER_NAME,
-    LB_HTTP_CHUNK_TRAILER_VALUE,
-    LB_HTTP_CHUNK_TRAILER_LF,
     LB_HTTP_CHUNK_LAST_LF,
 };
+
+/* One trailer field line at p (its first byte is not CR): checked as a
+ * field line of a head (name, ':', field value bytes, CRLF) and returned
+ * without its CRLF once it is all in [p, end). */
+static int
+lb_http_chunked_trailer(lb_http_chunked_t *c, const char *buf, const char *p,
+                        const char *end, size_t *used, const char **data, size_t *data_len)
+{
+    const char  *q = p, *colon = NULL;
+    size_t       budget = LB_HTTP_TRAILER_MAX - c->trailer_len;
+
+    for ( ;; ) {
+        if ((size_t) (q - p) >= budget) {
+            goto invalid;
+        }
+        if (q == end) {
+            *used = (size_t) (p - buf);     /* the line stays for the next call */
+            return LB_AGAIN;
+        }
+        if (colon == NULL) {
+            if (*q == ':' && q > p) {
+                colon = q;
+            } else if (!lb_http_is(*q, LB_HTTP_TOKEN)) {
+                goto invalid;
+            }
+        } else if (*q == '\r') {
+            if (q + 1 == end) {
+                *used = (size_t) (p - buf);
+                return LB_AGAIN;
+            }
+            if (q[1] != '\n') {
+                goto invalid;
+            }
+            break;
+        } else if (!lb_http_is(*q, LB_HTTP_FIELD)) {
+            goto invalid;
+        }
+        q++;
+    }
+    c->trailer_len += (size_t) (q + 2 - p);
+    *data = p;
+    *data_len = (size_t) (q - p);
+    *used = (size_t) (q + 2 - buf);
+    return LB_HTTP_CHUNK_TRAILER;
+
+invalid:
+
+    *used = (size_t) (p - buf);
+    return LB_ERROR;
+}
 
 static int
 lb_http_hex(char c)
@@ -836,8 +883,8 @@ lb_http_parse_chunked(lb_http_chunked_t *c, const char *buf, size_t len,
 
         ch = *p;
 
-        if (c->state >= LB_HTTP_CHUNK_TRAILER_START
-            && ++c->trailer_len > LB_HTTP_TRAILER_MAX)
+        if (c->state == LB_HTTP_CHUNK_TRAILER_START && ch == '\r'
+            && (c->trailer_len += 2) > LB_HTTP_TRAILER_MAX)
         {
             goto invalid;
         }
@@ -919,39 +966,16 @@ lb_http_parse_chunked(lb_http_chunked_t *c, const char *buf, size_t len,
             break;
 
         /* trailer-section = *( field-line CRLF ), then CRLF (§7.1.2),
-         * with the field-line rules of the head. */
+         * with the field-line rules of the head. A field line is handed
+         * out whole, so that a proxy can drop the ones that must not
+         * travel in trailers (RFC 9110 §6.5.1); until its LF has arrived
+         * it stays unconsumed. */
         case LB_HTTP_CHUNK_TRAILER_START:
             if (ch == '\r') {
                 c->state = LB_HTTP_CHUNK_LAST_LF;
-            } else if (lb_http_is(ch, LB_HTTP_TOKEN)) {
-                c->state = LB_HTTP_CHUNK_TRAILER_NAME;
-            } else {
-                goto invalid;
+                break;
             }
-            break;
-
-        case LB_HTTP_CHUNK_TRAILER_NAME:
-            if (ch == ':') {
-                c->state = LB_HTTP_CHUNK_TRAILER_VALUE;
-            } else if (!lb_http_is(ch, LB_HTTP_TOKEN)) {
-                goto invalid;
-            }
-            break;
-
-        case LB_HTTP_CHUNK_TRAILER_VALUE:
-            if (ch == '\r') {
-                c->state = LB_HTTP_CHUNK_TRAILER_LF;
-            } else if (!lb_http_is(ch, LB_HTTP_FIELD)) {
-                goto invalid;
-            }
-            break;
-
-        case LB_HTTP_CHUNK_TRAILER_LF:
-            if (ch != '\n') {
-                goto invalid;
-            }
-            c->state = LB_HTTP_CHUNK_TRAILER_START;
-            break;
+            return lb_http_chunked_trailer(c, buf, p, end, used, data, data_len);
 
         case LB_HTTP_CHUNK_LAST_LF:
             if (ch != '\n') {

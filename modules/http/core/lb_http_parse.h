@@ -117,13 +117,16 @@ typedef struct {
 /* Decodes from buf[0..len). Sets *used to the bytes consumed; when chunk
  * data is found, *data / *data_len point at it (a view into buf) and the
  * call returns right after it, so data is never copied or moved. Returns
- * LB_OK (data found; call again with the rest), LB_AGAIN (buf fully
- * consumed, more needed), LB_DONE (body complete: *used ends after the
- * trailers; later calls return LB_DONE with *used 0) or LB_ERROR (a chunk
- * size that is not 1*HEXDIG or reaches 2^60, whitespace other than before
- * ';', a chunk line longer than LB_HTTP_CHUNK_EXT_MAX, trailers longer
- * than LB_HTTP_TRAILER_MAX or not field lines, anything but CRLF where
- * one is due, control characters). */
+ * LB_OK (data found; call again with the rest), LB_HTTP_CHUNK_TRAILER (a
+ * whole trailer field line, without its CRLF, is at *data; call again),
+ * LB_AGAIN (more needed: the bytes from buf + *used on, a trailer line
+ * not yet ended, must be passed again with what follows), LB_DONE (body
+ * complete: *used ends after the trailers; later calls return LB_DONE
+ * with *used 0) or LB_ERROR (a chunk size that is not 1*HEXDIG or reaches
+ * 2^60, whitespace other than before ';', a chunk line longer than
+ * LB_HTTP_CHUNK_EXT_MAX, trailers longer than LB_HTTP_TRAILER_MAX or not
+ * field lines, anything but CRLF where one is due, control characters). */
+#define LB_HTTP_CHUNK_TRAILER  1
 int lb_http_parse_chunked(lb_http_chunked_t *c, const char *buf, size_t len,
                           size_t *used, const char **data, size_t *data_len);
 

@@ -3,15 +3,21 @@
  * §3.5, §4): forward a request to a server of the route's upstream and
  * its response back, both bodies streaming through bounded buffers.
  *
- * One request at a time per client connection. The request head is
- * rewritten into the request's out buffer (hop-by-hop fields dropped,
- * forwarding fields and request_headers added) and sent; the body follows
- * straight from the client's read buffer, chunked bodies passed through
- * as they came once the decoder has checked them. The response head is
- * read into the in buffer, rewritten into out for the client, and the
- * body relayed from in. Upstream connections are kept per worker and per
- * upstream (`keepalive` idle ones at most) and reused for any request to
- * the same server. A failed connect tries another server (`retries`); an
+ * One request at a time per client connection. With request_buffering
+ * (the default) the body is read first, up to request_buffer_size, so a
+ * slow client holds no server connection; a larger body starts streaming
+ * once that much has arrived. The request head is rewritten into the
+ * request's out buffer (hop-by-hop fields dropped, Host, forwarding
+ * fields and request_headers added) and sent, then the body.
+ *
+ * The framing of both messages is lbd's own: Content-Length and
+ * Transfer-Encoding are never copied from a peer, whatever its
+ * Connection field names; lbd writes the ones it chose (lb_http_relay.h)
+ * and writes every chunk line itself, so a peer cannot make the next hop
+ * see other message boundaries than lbd did (request smuggling, response
+ * desync). Upstream connections are kept per worker and per upstream
+ * (`keepalive` idle ones at most) and reused for any request to the same
+ * server. A failed connect tries another server (`retries`); an
  * idempotent request is sent again when the server closes before the
  * first byte of a response. A 101 answer to an Upgrade request turns the
  * pair of connections into a tunnel.
@@ -32,12 +38,18 @@
 #define LB_PROXY_MEM_CACHE     64
 #define LB_PROXY_KA_TIMEOUT    60000    /* an idle upstream connection is closed */
 #define LB_PROXY_MAX_TOKENS    16       /* Connection field tokens honoured */
+#define LB_PROXY_IOV           (LB_HTTP_RELAY_IOV + 4)
 
 /* Configuration ---------------------------------------------------------- */
 
+/* Of a listener, or of a route (request_buffering alone; -1 when the
+ * route does not set it, and it follows its listener). */
 typedef struct {
     int                 xff;            /* lb_http_xff_mode_t */
     lb_cidr_list_t      trusted;
+    int                 request_buffering;
+    int64_t             request_buffer_size;
+    lb_msec_t           client_body_max_time;   /* 0: no total deadline */
 } lb_http_proxy_conf_t;
 
 /* Per upstream, per worker (configurations are copied by fork): the idle
@@ -53,6 +65,7 @@ static const char *const  lb_http_proxy_protocols[] = { "http", "https", NULL };
 static int   lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s,
                                        config_setting_t *v, void *conf);
 static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
 static int   lb_http_proxy_content(lb_http_conn_t *hc);
 static int   lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h,
@@ -63,6 +76,12 @@ static const lb_setting_t  lb_http_proxy_settings[] = {
       offsetof(lb_http_proxy_conf_t, xff), lb_http_proxy_xff_modes, NULL, 0 },
     { "trusted_proxies", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
       offsetof(lb_http_proxy_conf_t, trusted), NULL, lb_http_proxy_set_trusted, 0 },
+    { "request_buffering", LB_SET_BOOL, LB_CTX_LISTENER | LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_http_proxy_conf_t, request_buffering), NULL, NULL, 0 },
+    { "request_buffer_size", LB_SET_SIZE, LB_CTX_LISTENER, "64k", 0, 64LL << 20,
+      offsetof(lb_http_proxy_conf_t, request_buffer_size), NULL, NULL, 0 },
+    { "client_body_max_time", LB_SET_DURATION, LB_CTX_LISTENER, "0", 0, 7 * 86400000LL,
+      offsetof(lb_http_proxy_conf_t, client_body_max_time), NULL, NULL, 0 },
     lb_setting_end
 };
 
@@ -72,15 +91,16 @@ static const lb_http_module_t  lb_http_proxy_ctx = {
 
 lb_module_t  lb_http_proxy_module = {
     "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
-    LB_CTX_LISTENER | LB_CTX_UPSTREAM,
-    lb_http_proxy_create_conf, NULL, NULL,
+    LB_CTX_LISTENER | LB_CTX_UPSTREAM | LB_CTX_ROUTE,
+    lb_http_proxy_create_conf, lb_http_proxy_merge_conf, NULL,
     NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL
 };
 
 static void *
 lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx)
 {
-    lb_http_proxy_ka_t  *ka;
+    lb_http_proxy_ka_t    *ka;
+    lb_http_proxy_conf_t  *pcf;
 
     if (ctx == LB_CTX_UPSTREAM) {
         ka = lb_pcalloc(cf->pool, sizeof(*ka));
@@ -89,7 +109,26 @@ lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx)
         }
         return ka;
     }
-    return lb_pcalloc(cf->pool, sizeof(lb_http_proxy_conf_t));
+    pcf = lb_pcalloc(cf->pool, sizeof(lb_http_proxy_conf_t));
+    if (pcf) {
+        pcf->request_buffering = -1;
+    }
+    return pcf;
+}
+
+/* request_buffering: on unless the listener says otherwise; a route that
+ * does not set it follows its listener. */
+static int
+lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
+{
+    lb_http_proxy_conf_t  *pcf = conf, *lcf = parent;
+
+    (void) cf;
+    if (ctx == LB_CTX_UPSTREAM || pcf->request_buffering != -1) {
+        return LB_OK;
+    }
+    pcf->request_buffering = (ctx == LB_CTX_ROUTE && lcf) ? lcf->request_buffering : 1;
+    return LB_OK;
 }
 
 static int
@@ -127,14 +166,15 @@ typedef struct {
 } lb_http_upconn_t;
 
 typedef enum {
-    LB_PROXY_CONNECT = 0,       /* waiting for a connect to finish */
+    LB_PROXY_BUFFER = 0,        /* reading the body before a server is chosen */
+    LB_PROXY_CONNECT,           /* waiting for a connect to finish */
     LB_PROXY_EXCHANGE,          /* request out, response in */
     LB_PROXY_TUNNEL,            /* after 101: bytes both ways */
 } lb_http_proxy_phase_t;
 
 struct lb_http_proxy_s {
     lb_http_conn_t         *hc;
-    lb_http_proxy_conf_t   *conf;
+    lb_http_proxy_conf_t   *conf;       /* the listener's */
     lb_upstream_t          *u;
     lb_upstream_try_t       try;
     lb_upstream_server_t   *server;     /* picked (counted), released at the end */
@@ -145,18 +185,27 @@ struct lb_http_proxy_s {
     int                     tls_state;  /* its result meanwhile: 1 ok, -1 failed */
     bool                    timed_out;  /* the last connect failure */
     lb_msec_t               start;      /* for $upstream_response_time */
+    lb_timer_t              body_timer;     /* client_body_max_time */
+    lb_timer_t              head_timer;     /* response_head_timeout */
 
-    /* request: out[0..head_len) is the head; the body comes from hc->buf */
+    /* request: pre[] is the head (out[0..head_len)), then the part of the
+     * body read before a server was chosen (held), framed as chosen; the
+     * rest of the body, when there is more, streams through upr from
+     * the client's read buffer */
     size_t                  head_len;
-    size_t                  head_sent;
-    lb_http_body_t          up_body;
-    int64_t                 up_left;    /* LENGTH: bytes still to send */
-    int64_t                 up_seen;    /* CHUNKED: decoded bytes, for max_body_size */
-    lb_http_chunked_t       up_chunked;
-    size_t                  up_ready;   /* checked bytes at hc->buf.pos */
-    bool                    up_complete;    /* the client sent all of the body */
-    bool                    up_done;        /* ... and it went upstream */
-    uint64_t                up_body_sent;
+    char                   *held;
+    size_t                  held_len;
+    size_t                  held_size;  /* 0: request_buffering off */
+    bool                    whole;      /* the body is all in held */
+    bool                    streaming;  /* the rest comes through upr */
+    char                    held_line[20];
+    struct iovec            pre[4];
+    int                     npre;
+    size_t                  pre_total;
+    size_t                  pre_sent;
+    lb_http_relay_t         upr;
+    bool                    up_done;    /* the whole request went upstream */
+    bool                    cont_early; /* 100 Continue before a server is chosen */
     size_t                  cont_sent;  /* of "100 Continue" (cont_len) */
     size_t                  cont_len;
 
@@ -168,48 +217,42 @@ struct lb_http_proxy_s {
     bool                    resp_keep;  /* the server keeps the connection */
     size_t                  out_len;
     size_t                  out_sent;
-    lb_http_body_t          down_body;
-    int64_t                 down_left;
-    lb_http_chunked_t       down_chunked;
-    bool                    dechunk;    /* chunked upstream, HTTP/1.0 client */
-    size_t                  down_ready; /* bytes at in.pos to send as they are */
-    const char             *seg;        /* dechunk: data not yet sent ... */
-    size_t                  seg_len;
-    size_t                  seg_used;   /* ... and the input it ends */
-    bool                    down_done;
+    lb_http_relay_t         downr;
     uint64_t                down_sent;  /* to the client, head included */
 
     /* tunnel */
     bool                    t_up_eof, t_down_eof, t_up_shut, t_down_shut;
 };
 
+/* A request's memory: out (out_size bytes) then the held body. */
 typedef struct {
     lb_http_proxy_t         p;
     lb_http_msg_t           resp;
+    size_t                  size;       /* of data[] */
     size_t                  out_size;
     char                    in[LB_PROXY_IN_SIZE];
-    char                    out[];
+    char                    data[];
 } lb_http_proxy_mem_t;
 
 static lb_http_proxy_mem_t  *lb_http_proxy_cache[LB_PROXY_MEM_CACHE];
 static size_t                lb_http_proxy_cached;
 
 static lb_http_proxy_mem_t *
-lb_http_proxy_mem_get(size_t out_size)
+lb_http_proxy_mem_get(size_t size)
 {
     lb_http_proxy_mem_t  *m;
     size_t                i;
 
     for (i = lb_http_proxy_cached; i-- > 0; ) {
-        if (lb_http_proxy_cache[i]->out_size == out_size) {
+        if (lb_http_proxy_cache[i]->size == size) {
             m = lb_http_proxy_cache[i];
             lb_http_proxy_cache[i] = lb_http_proxy_cache[--lb_http_proxy_cached];
             return m;
         }
     }
-    m = malloc(sizeof(*m) + out_size);
+    m = malloc(sizeof(*m) + size);
     if (m) {
-        m->out_size = out_size;
+        m->size = size;
     }
     return m;
 }
@@ -225,6 +268,7 @@ lb_http_proxy_mem_put(lb_http_proxy_mem_t *m)
 }
 
 #define lb_proxy_mem(p)  ((lb_http_proxy_mem_t *) (p))
+#define lb_proxy_out(p)  (lb_proxy_mem(p)->data)
 
 /* The keepalive pool ------------------------------------------------------ */
 
@@ -396,24 +440,29 @@ lb_http_named_by(lb_str_t name, const lb_str_t *tok, size_t n)
     return false;
 }
 
-/* Request fields never forwarded as the client sent them: hop-by-hop ones,
- * and the ones lbd sets itself. */
+/* Request fields never forwarded as the client sent them: hop-by-hop
+ * ones, the framing and Host, which lbd writes itself, and the ones lbd
+ * sets itself. A Connection field naming any of these changes nothing. */
 static bool
 lb_http_proxy_drop_request_field(lb_str_t n, int xff)
 {
     switch (n.len) {
     case 2:
         return lb_http_name_is(n, "te", 2);
+    case 4:
+        return lb_http_name_is(n, "host", 4);
     case 6:
         return lb_http_name_is(n, "expect", 6);
     case 7:
-        return lb_http_name_is(n, "upgrade", 7);
+        return lb_http_name_is(n, "upgrade", 7) || lb_http_name_is(n, "trailer", 7);
     case 9:
         return lb_http_name_is(n, "x-real-ip", 9);
     case 10:
         return lb_http_name_is(n, "connection", 10) || lb_http_name_is(n, "keep-alive", 10);
     case 12:
         return lb_http_name_is(n, "x-request-id", 12);
+    case 14:
+        return lb_http_name_is(n, "content-length", 14);
     case 15:
         return (xff != LB_HTTP_XFF_OFF && lb_http_name_is(n, "x-forwarded-for", 15));
     case 16:
@@ -421,10 +470,22 @@ lb_http_proxy_drop_request_field(lb_str_t n, int xff)
                || lb_http_name_is(n, "x-forwarded-port", 16)
                || lb_http_name_is(n, "proxy-connection", 16);
     case 17:
-        return lb_http_name_is(n, "x-forwarded-proto", 17);
+        return lb_http_name_is(n, "x-forwarded-proto", 17)
+               || lb_http_name_is(n, "transfer-encoding", 17);
     default:
         return false;
     }
+}
+
+/* Appends "Content-Length: n". */
+static void
+lb_http_head_add_length(lb_http_head_t *h, int64_t n)
+{
+    char    num[24];
+    size_t  len;
+
+    len = (size_t) snprintf(num, sizeof(num), "%lld", (long long) n);
+    lb_http_head_add(h, "Content-Length", 14, num, len);
 }
 
 /* The fields lbd adds to every forwarded request (SPEC §3.5), before the
@@ -485,7 +546,7 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     const lb_http_header_t *f;
     size_t                  ntok, i, n = 0, need;
 
-    h.data = lb_proxy_mem(p)->out;
+    h.data = lb_proxy_out(p);
     h.size = lb_proxy_mem(p)->out_size;
     h.len = 0;
     h.overflow = false;
@@ -532,6 +593,13 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     h.len += 11;
     h.start_line = h.len;
 
+    /* exactly one Host, first: the client's (or the target's authority),
+     * else the upstream's name for an HTTP/1.0 request without one */
+    if (msg->host.len) {
+        lb_http_head_add(&h, "Host", 4, msg->host.data, msg->host.len);
+    } else {
+        lb_http_head_add(&h, "Host", 4, p->u->name, strlen(p->u->name));
+    }
     ntok = lb_http_connection_tokens(msg, tok, LB_PROXY_MAX_TOKENS);
     for (i = 0; i < msg->nheaders; i++) {
         f = &msg->headers[i];
@@ -541,9 +609,6 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
             continue;
         }
         lb_http_head_add(&h, f->name.data, f->name.len, f->value.data, f->value.len);
-    }
-    if (msg->host.len == 0) {
-        lb_http_head_add(&h, "Host", 4, p->u->name, strlen(p->u->name));
     }
     if (msg->upgrade) {
         f = lb_http_find_header(msg, "Upgrade");
@@ -558,12 +623,27 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
             h.overflow = true;
         }
     }
+    /* the framing lbd chose, after every edit: a body held whole goes
+     * with its length, a streamed one with the client's length or chunked
+     * as lbd writes it */
+    if (p->whole) {
+        if (msg->body != LB_HTTP_BODY_NONE) {
+            lb_http_head_add_length(&h, (int64_t) p->held_len);
+        }
+    } else if (msg->body == LB_HTTP_BODY_LENGTH) {
+        lb_http_head_add_length(&h, msg->content_length);
+    } else {
+        lb_http_head_add(&h, "Transfer-Encoding", 17, "chunked", 7);
+        f = lb_http_find_header(msg, "Trailer");
+        if (f) {
+            lb_http_head_add(&h, "Trailer", 7, f->value.data, f->value.len);
+        }
+    }
     if (h.overflow || h.size - h.len < 2) {
         return LB_ERROR;
     }
     memcpy(h.data + h.len, "\r\n", 2);
     p->head_len = h.len + 2;
-    p->head_sent = 0;
     return LB_OK;
 }
 
@@ -618,6 +698,12 @@ lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
     hc->content_timeout = NULL;
     hc->content_cleanup = NULL;
     lb_event_timer_del(&hc->c->write);
+    if (lb_timer_is_set(&p->body_timer)) {
+        lb_timer_del(&p->body_timer);
+    }
+    if (lb_timer_is_set(&p->head_timer)) {
+        lb_timer_del(&p->head_timer);
+    }
     lb_http_proxy_mem_put(lb_proxy_mem(p));
 }
 
@@ -664,6 +750,8 @@ static void
 lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
 {
     p->up = up;
+    p->pre_sent = 0;                /* the request goes out from its head */
+    p->up_done = false;
     up->p = p;
     up->c->data = up;
     up->c->read.handler = lb_http_proxy_up_handler;
@@ -841,10 +929,11 @@ lb_http_method_idempotent(lb_str_t m)
 }
 
 /* The server closed the connection (or it failed) while a request was on
- * it. Before any byte of a response, an idempotent request whose body is
- * still all in the buffer is sent again: on a new connection to the same
- * server when this one came from the pool (it went stale), else to
- * another server while `retries` allows. */
+ * it. Before any byte of a response, an idempotent request is sent again
+ * when all of it can be (its body held whole, or none of the streamed part
+ * gone yet): on a new connection to the same server when this one came
+ * from the pool (it went stale), else to another server while `retries`
+ * allows. */
 static int
 lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 {
@@ -852,15 +941,16 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
     char             buf[256];
     int              rc;
 
-    if (!p->resp_head && !p->got_byte && p->up_body_sent == 0
+    if (!p->resp_head && !p->got_byte && p->upr.sent == 0
         && lb_http_method_idempotent(hc->mem->msg.method))
     {
         lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
                     "request again", (unsigned long long) hc->c->id, hc->c->peer_text,
                     p->server->addr.text, p->u->name, what, err ? ": " : "",
                     err ? strerror(err) : "");
-        p->head_sent = 0;
-        p->up_done = false;         /* the request goes out again, head first */
+        if (lb_timer_is_set(&p->head_timer)) {
+            lb_timer_del(&p->head_timer);
+        }
         lb_buf_reset(&p->in);
         if (p->reused) {
             lb_http_upconn_close(p->up);
@@ -877,52 +967,15 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
     return lb_http_proxy_fail(p, 502, buf);
 }
 
-/* Checks body bytes that arrived from the client, making them ready to go
- * upstream. LB_AGAIN, or the result of refusing the request. */
-static int
-lb_http_proxy_up_check(lb_http_proxy_t *p)
-{
-    lb_http_conn_t  *hc = p->hc;
-    const char      *data;
-    size_t           avail = lb_buf_len(&hc->buf) - p->up_ready, used, dlen;
-    int              rc;
+/* The request body before a server is chosen ---------------------------- */
 
-    while (avail && !p->up_complete) {
-        if (p->up_body == LB_HTTP_BODY_LENGTH) {
-            used = (size_t) lb_min((int64_t) avail, p->up_left);
-            p->up_ready += used;
-            p->up_left -= (int64_t) used;
-            p->up_complete = p->up_left == 0;
-            return LB_AGAIN;
-        }
-        rc = lb_http_parse_chunked(&p->up_chunked, hc->buf.pos + p->up_ready, avail,
-                                   &used, &data, &dlen);
-        p->up_ready += used;
-        avail -= used;
-        if (rc == LB_OK) {
-            p->up_seen += (int64_t) dlen;
-            if (p->up_seen > hc->conf->max_body_size) {
-                return lb_http_proxy_fail(p, 413, "chunked body larger than max_body_size");
-            }
-        } else if (rc == LB_DONE) {
-            p->up_complete = true;
-        } else if (rc == LB_ERROR) {
-            return lb_http_proxy_fail(p, 400, "invalid chunked body");
-        }
-    }
-    return LB_AGAIN;
-}
-
-/* Moves the request upstream: the head, then the body as it comes. */
+/* Sends what is left of "100 Continue". LB_AGAIN, or the result of
+ * aborting. */
 static int
-lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
+lb_http_proxy_send_continue(lb_http_proxy_t *p, bool *progress)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up->c;
-    struct iovec     iov[2];
-    size_t           head, body;
-    ssize_t          n;
-    int              k, rc;
+    lb_conn_t  *c = p->hc->c;
+    ssize_t     n;
 
     if (p->cont_sent < p->cont_len && c->write.ready) {
         n = lb_conn_send(c, lb_http_continue + p->cont_sent, p->cont_len - p->cont_sent);
@@ -933,42 +986,238 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
             return lb_http_proxy_abort(p, errno, "cannot send 100 Continue");
         }
     }
+    return LB_AGAIN;
+}
 
-    while (!p->up_done && !p->resp_head) {
-        if (!p->up_complete) {
-            rc = lb_http_proxy_up_check(p);
+/* Moves body bytes from the client's read buffer into held, decoding a
+ * chunked body (its trailers are dropped: a body held whole goes with a
+ * Content-Length). LB_OK when the body is all held or held is full,
+ * LB_AGAIN for more, or the result of refusing the request. */
+static int
+lb_http_proxy_hold(lb_http_proxy_t *p)
+{
+    lb_http_conn_t   *hc = p->hc;
+    lb_http_relay_t  *r = &p->upr;
+    lb_buf_t         *b = &hc->buf;
+    const char       *data;
+    size_t            avail, used, dlen, n;
+    int               rc;
+
+    while (!r->complete && p->held_len < p->held_size && (avail = lb_buf_len(b)) > 0) {
+        if (r->in == LB_HTTP_BODY_LENGTH) {
+            n = (size_t) lb_min((int64_t) lb_min(avail, p->held_size - p->held_len), r->left);
+            memcpy(p->held + p->held_len, b->pos, n);
+            p->held_len += n;
+            lb_buf_consume(b, n);
+            r->left -= (int64_t) n;
+            r->data += (int64_t) n;
+            r->complete = r->left == 0;
+            continue;
+        }
+        rc = lb_http_parse_chunked(&r->chunked, b->pos, avail, &used, &data, &dlen);
+        if (rc == LB_OK) {
+            r->data += (int64_t) dlen;
+            if (r->data > hc->conf->max_body_size) {
+                return lb_http_proxy_fail(p, 413, "chunked body larger than max_body_size");
+            }
+            n = lb_min(dlen, p->held_size - p->held_len);
+            memcpy(p->held + p->held_len, data, n);
+            p->held_len += n;
+            r->data_left = dlen - n;        /* left in b for upr */
+            used -= dlen - n;
+        } else if (rc == LB_DONE) {
+            r->complete = true;
+        } else if (rc == LB_ERROR) {
+            return lb_http_proxy_fail(p, 400, "invalid chunked body");
+        }
+        lb_buf_consume(b, used);
+        if (rc == LB_AGAIN) {
+            if (lb_buf_len(b) && lb_buf_room(b) == 0 && b->pos == b->start) {
+                return lb_http_proxy_fail(p, 400, "a trailer field line does not fit");
+            }
+            break;
+        }
+    }
+    if (r->complete) {
+        p->whole = true;
+        return LB_OK;
+    }
+    if (p->held_len == p->held_size) {
+        p->streaming = true;
+        return LB_OK;
+    }
+    return LB_AGAIN;
+}
+
+/* Reads the body into held until it is all there or held is full.
+ * LB_OK: the framing can be chosen; LB_AGAIN; or a result of refusing. */
+static int
+lb_http_proxy_buffer(lb_http_proxy_t *p)
+{
+    lb_http_conn_t  *hc = p->hc;
+    lb_conn_t       *c = hc->c;
+    bool             progress;
+    ssize_t          n;
+    int              rc;
+
+    for ( ;; ) {
+        if (p->cont_early) {
+            rc = lb_http_proxy_send_continue(p, &progress);
             if (rc != LB_AGAIN) {
                 return rc;
             }
         }
-        head = p->head_len - p->head_sent;
-        body = p->up_ready;
-        if (head + body == 0 && p->up_complete) {
+        rc = lb_http_proxy_hold(p);
+        if (rc != LB_AGAIN) {
+            return rc;
+        }
+        if (!c->read.ready) {
+            return LB_AGAIN;
+        }
+        if (lb_buf_room(&hc->buf) == 0) {
+            lb_buf_compact(&hc->buf);
+        }
+        n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
+        if (n > 0) {
+            hc->buf.last += n;
+            continue;
+        }
+        if (n == LB_AGAIN) {
+            return LB_AGAIN;
+        }
+        return lb_http_proxy_abort(p, n == 0 ? 0 : errno, "closed the connection in a request body");
+    }
+}
+
+static void
+lb_http_proxy_pre_add(lb_http_proxy_t *p, const void *data, size_t len)
+{
+    p->pre[p->npre].iov_base = (void *) data;
+    p->pre[p->npre++].iov_len = len;
+    p->pre_total += len;
+}
+
+/* The body is held (whole, or as much as request_buffer_size allows):
+ * the framing is chosen, the head written, and a server chosen. */
+static int
+lb_http_proxy_begin(lb_http_proxy_t *p)
+{
+    lb_http_conn_t  *hc = p->hc;
+    size_t           n;
+
+    if (p->streaming) {
+        p->upr.out = p->upr.in == LB_HTTP_BODY_CHUNKED ? LB_HTTP_OUT_CHUNKED : LB_HTTP_OUT_AS_IS;
+    }
+    if (lb_http_proxy_build_request(p) != LB_OK) {
+        return lb_http_proxy_fail(p, 431, "the request head with forwarding fields "
+                                  "does not fit");
+    }
+    lb_http_proxy_pre_add(p, lb_proxy_out(p), p->head_len);
+    if (p->held_len && p->upr.out == LB_HTTP_OUT_CHUNKED) {
+        n = (size_t) snprintf(p->held_line, sizeof(p->held_line), "%zx\r\n", p->held_len);
+        lb_http_proxy_pre_add(p, p->held_line, n);
+        lb_http_proxy_pre_add(p, p->held, p->held_len);
+        lb_http_proxy_pre_add(p, "\r\n", 2);
+    } else if (p->held_len) {
+        lb_http_proxy_pre_add(p, p->held, p->held_len);
+    }
+    if (p->whole && lb_timer_is_set(&p->body_timer)) {
+        lb_timer_del(&p->body_timer);
+    }
+    lb_event_timer_del(&hc->c->read);
+    return lb_http_proxy_connect(p);
+}
+
+/* client_body_max_time passed before the whole body arrived. */
+static void
+lb_http_proxy_body_expired(lb_timer_t *t)
+{
+    lb_http_proxy_t  *p = t->data;
+    lb_http_conn_t   *hc = p->hc;
+
+    if (p->upr.complete || p->resp_head) {
+        return;
+    }
+    if (lb_http_proxy_fail(p, 408, "client_body_max_time expired") != LB_DONE) {
+        lb_http_run(hc);
+    }
+}
+
+/* response_head_timeout passed without the final response head. */
+static void
+lb_http_proxy_head_expired(lb_timer_t *t)
+{
+    lb_http_proxy_t  *p = t->data;
+    lb_http_conn_t   *hc = p->hc;
+    char              buf[256];
+
+    snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": response_head_timeout expired",
+             p->server->addr.text, p->u->name);
+    if (lb_http_proxy_fail(p, 504, buf) != LB_DONE) {
+        lb_http_run(hc);
+    }
+}
+
+/* Up to max iovecs for what is left of v[0..n) after skip bytes. */
+static int
+lb_http_proxy_iov_skip(const struct iovec *v, int n, size_t skip, struct iovec *out)
+{
+    int  i, k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (skip >= v[i].iov_len) {
+            skip -= v[i].iov_len;
+            continue;
+        }
+        out[k].iov_base = (char *) v[i].iov_base + skip;
+        out[k++].iov_len = v[i].iov_len - skip;
+        skip = 0;
+    }
+    return k;
+}
+
+/* Moves the request upstream: the head and what was held, then the rest
+ * of the body as it comes. */
+static int
+lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
+{
+    lb_http_conn_t  *hc = p->hc;
+    lb_conn_t       *c = hc->c, *uc = p->up->c;
+    struct iovec     iov[LB_PROXY_IOV];
+    size_t           pre_left;
+    ssize_t          n;
+    int              k, rc;
+
+    rc = lb_http_proxy_send_continue(p, progress);
+    if (rc != LB_AGAIN) {
+        return rc;
+    }
+
+    while (!p->up_done && !p->resp_head) {
+        if (p->streaming && lb_http_relay_fill(&p->upr, &hc->buf) != LB_OK) {
+            return lb_http_proxy_fail(p, p->upr.error_status, p->upr.error);
+        }
+        pre_left = p->pre_total - p->pre_sent;
+        k = lb_http_proxy_iov_skip(p->pre, p->npre, p->pre_sent, iov);
+        if (p->streaming) {
+            k += lb_http_relay_iov(&p->upr, iov + k, LB_PROXY_IOV - k);
+        }
+        if (k == 0 && (!p->streaming || lb_http_relay_done(&p->upr))) {
             p->up_done = true;
+            lb_timer_init(&p->head_timer, lb_http_proxy_head_expired, p);
+            lb_timer_set(&p->head_timer, p->u->response_head_timeout);
             break;
         }
-        if (head + body && uc->write.ready) {
-            k = 0;
-            if (head) {
-                iov[k].iov_base = lb_proxy_mem(p)->out + p->head_sent;
-                iov[k++].iov_len = head;
-            }
-            if (body) {
-                iov[k].iov_base = hc->buf.pos;
-                iov[k++].iov_len = body;
-            }
+        if (k && uc->write.ready) {
             n = uc->io->sendv(uc, iov, k);
             if (n > 0) {
                 *progress = true;
-                if ((size_t) n <= head) {
-                    p->head_sent += (size_t) n;
+                if ((size_t) n <= pre_left) {
+                    p->pre_sent += (size_t) n;
                     continue;
                 }
-                p->head_sent = p->head_len;
-                n -= (ssize_t) head;
-                lb_buf_consume(&hc->buf, (size_t) n);
-                p->up_ready -= (size_t) n;
-                p->up_body_sent += (uint64_t) n;
+                p->pre_sent = p->pre_total;
+                lb_http_relay_sent(&p->upr, &hc->buf, (size_t) n - pre_left);
                 continue;
             }
             if (n == LB_ERROR) {
@@ -976,11 +1225,11 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
             }
         }
         /* more of the body from the client */
-        if (p->up_complete || !c->read.ready) {
+        if (!p->streaming || p->upr.complete || !c->read.ready) {
             break;
         }
         if (lb_buf_room(&hc->buf) == 0) {
-            if (hc->buf.pos == hc->buf.start) {
+            if (lb_http_relay_busy(&p->upr) || hc->buf.pos == hc->buf.start) {
                 break;                  /* full of bytes waiting for the server */
             }
             lb_buf_compact(&hc->buf);
@@ -997,29 +1246,51 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
         }
         break;
     }
+    if (p->upr.complete && lb_timer_is_set(&p->body_timer)) {
+        lb_timer_del(&p->body_timer);
+    }
     return LB_AGAIN;
 }
 
-/* Response fields never passed to the client as the server sent them. */
+/* Response fields never passed to the client as the server sent them:
+ * hop-by-hop ones and the framing, which lbd writes itself. */
 static bool
-lb_http_proxy_drop_response_field(lb_str_t n, bool dechunk, bool upgrade)
+lb_http_proxy_drop_response_field(lb_str_t n, bool keep_trailer, bool upgrade)
 {
     switch (n.len) {
     case 2:
         return lb_http_name_is(n, "te", 2);
     case 7:
-        return !upgrade && lb_http_name_is(n, "upgrade", 7);
+        return (!upgrade && lb_http_name_is(n, "upgrade", 7))
+               || (!keep_trailer && lb_http_name_is(n, "trailer", 7));
     case 10:
         return lb_http_name_is(n, "connection", 10) || lb_http_name_is(n, "keep-alive", 10);
     case 12:
         return lb_http_name_is(n, "x-request-id", 12);
+    case 14:
+        return lb_http_name_is(n, "content-length", 14);
     case 16:
         return lb_http_name_is(n, "proxy-connection", 16);
     case 17:
-        return dechunk && lb_http_name_is(n, "transfer-encoding", 17);
+        return lb_http_name_is(n, "transfer-encoding", 17);
     default:
         return false;
     }
+}
+
+/* The first element of a Content-Length value the parser accepted (a
+ * response may repeat one value: "3, 3"). */
+static lb_str_t
+lb_http_proxy_first_length(const lb_str_t *v)
+{
+    lb_str_t  r = *v;
+    size_t    i;
+
+    for (i = 0; i < r.len && r.data[i] >= '0' && r.data[i] <= '9'; i++) {
+        /* digits */
+    }
+    r.len = i;
+    return r;
 }
 
 /* The response head is parsed: decide how its body travels and write the
@@ -1031,7 +1302,8 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     const lb_http_msg_t     *resp = &lb_proxy_mem(p)->resp;
     const lb_http_header_t  *f;
     lb_http_head_t           h;
-    lb_str_t                 tok[LB_PROXY_MAX_TOKENS];
+    lb_http_out_t            out;
+    lb_str_t                 tok[LB_PROXY_MAX_TOKENS], len;
     size_t                   ntok, i;
     bool                     upgrade = resp->status == 101, has_date = false;
     char                     buf[256];
@@ -1041,12 +1313,19 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
                  "without Upgrade", p->server->addr.text, p->u->name);
         return lb_http_proxy_fail(p, 502, buf);
     }
+    if (lb_timer_is_set(&p->head_timer)) {
+        lb_timer_del(&p->head_timer);
+    }
     p->status = resp->status;
     p->resp_keep = resp->keep_alive;
-    p->down_body = resp->body;
-    p->down_left = resp->content_length;
-    p->dechunk = resp->body == LB_HTTP_BODY_CHUNKED && hc->http10;
-    if (!p->up_done || resp->body == LB_HTTP_BODY_CLOSE || p->dechunk || upgrade) {
+    /* a chunked body goes on chunked, with lbd's chunk lines; an HTTP/1.0
+     * client gets its data and the end of the connection */
+    out = LB_HTTP_OUT_AS_IS;
+    if (resp->body == LB_HTTP_BODY_CHUNKED) {
+        out = hc->http10 ? LB_HTTP_OUT_DATA : LB_HTTP_OUT_CHUNKED;
+    }
+    lb_http_relay_init(&p->downr, resp->body, resp->content_length, out, -1);
+    if (!p->up_done || resp->body == LB_HTTP_BODY_CLOSE || out == LB_HTTP_OUT_DATA || upgrade) {
         /* an early answer leaves the rest of the request body unread; a
          * body delimited by close (or by our close, for HTTP/1.0 clients
          * of a chunked one) ends the connection */
@@ -1056,7 +1335,7 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
         hc->keep_alive = 0;
     }
 
-    h.data = lb_proxy_mem(p)->out;
+    h.data = lb_proxy_out(p);
     h.size = lb_proxy_mem(p)->out_size;
     h.overflow = false;
     h.len = (size_t) snprintf(h.data, h.size, "HTTP/1.1 %d %.*s\r\n", resp->status,
@@ -1067,10 +1346,8 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
         f = &resp->headers[i];
         /* a 101 keeps Upgrade although its Connection names it: the
          * client must see the protocol the tunnel now speaks (RFC 9110
-         * §7.8; a WebSocket client fails without it, RFC 6455 §4.1). An
-         * HTTP/1.0 client never sees Transfer-Encoding, not even in the
-         * answer to HEAD, which has no body to dechunk (RFC 9112 §6.1) */
-        if (lb_http_proxy_drop_response_field(f->name, p->dechunk || hc->http10, upgrade)
+         * §7.8; a WebSocket client fails without it, RFC 6455 §4.1) */
+        if (lb_http_proxy_drop_response_field(f->name, out == LB_HTTP_OUT_CHUNKED, upgrade)
             || (ntok && lb_http_named_by(f->name, tok, ntok)
                 && !(upgrade && lb_http_name_is(f->name, "upgrade", 7))))
         {
@@ -1090,6 +1367,19 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
                  "does not fit in %zu bytes", p->server->addr.text, h.size);
         return lb_http_proxy_fail(p, 502, buf);
     }
+    /* the framing, lbd's: never an HTTP/1.0 client's Transfer-Encoding
+     * (RFC 9112 §6.1); for HEAD and 304 the length the server declared
+     * for the representation, which frames nothing here */
+    if (resp->body == LB_HTTP_BODY_LENGTH) {
+        lb_http_head_add_length(&h, resp->content_length);
+    } else if (out == LB_HTTP_OUT_CHUNKED) {
+        lb_http_head_add(&h, "Transfer-Encoding", 17, "chunked", 7);
+    } else if (resp->body == LB_HTTP_BODY_NONE && resp->status >= 200 && resp->status != 204
+               && (f = lb_http_find_header(resp, "Content-Length")) != NULL)
+    {
+        len = lb_http_proxy_first_length(&f->value);
+        lb_http_head_add(&h, "Content-Length", 14, len.data, len.len);
+    }
     if (upgrade) {
         lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
     } else if (!hc->keep_alive) {
@@ -1104,63 +1394,9 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     p->out_len = h.len + 2;
     p->out_sent = 0;
     p->resp_head = true;
-    p->down_done = p->down_body == LB_HTTP_BODY_NONE;
     lb_buf_consume(&p->in, resp->head_len);
     if (upgrade) {
         p->phase = LB_PROXY_TUNNEL;
-    }
-    return LB_AGAIN;
-}
-
-/* Checks response body bytes in `in`, making them ready for the client. */
-static int
-lb_http_proxy_down_check(lb_http_proxy_t *p)
-{
-    const char  *data;
-    size_t       avail = lb_buf_len(&p->in) - p->down_ready, used, dlen;
-    int          rc;
-    char         buf[256];
-
-    while (avail && !p->down_done && p->seg_len == 0) {
-        switch (p->down_body) {
-        case LB_HTTP_BODY_LENGTH:
-            used = (size_t) lb_min((int64_t) avail, p->down_left);
-            p->down_ready += used;
-            p->down_left -= (int64_t) used;
-            p->down_done = p->down_left == 0;
-            return LB_AGAIN;
-        case LB_HTTP_BODY_CLOSE:
-            p->down_ready += avail;
-            return LB_AGAIN;
-        default:
-            break;
-        }
-        rc = lb_http_parse_chunked(&p->down_chunked, p->in.pos + p->down_ready, avail,
-                                   &used, &data, &dlen);
-        if (rc == LB_ERROR) {
-            snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent an invalid chunked "
-                     "body", p->server->addr.text, p->u->name);
-            return lb_http_proxy_fail(p, 502, buf);
-        }
-        avail -= used;
-        if (!p->dechunk) {
-            p->down_ready += used;
-        } else if (rc == LB_OK) {
-            /* only the data goes out; the bytes before it are dropped once
-             * it is sent (down_ready stays 0 while dechunking) */
-            p->seg = data;
-            p->seg_len = dlen;
-            p->seg_used = used;
-            if (dlen == 0) {
-                lb_buf_consume(&p->in, used);
-                p->seg_len = 0;
-            }
-        } else {
-            lb_buf_consume(&p->in, used);
-        }
-        if (rc == LB_DONE) {
-            p->down_done = true;
-        }
     }
     return LB_AGAIN;
 }
@@ -1175,15 +1411,15 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
     lb_http_conn_t  *hc = p->hc;
     lb_conn_t       *c = hc->c, *uc = p->up->c;
     lb_http_msg_t   *resp = &lb_proxy_mem(p)->resp;
-    struct iovec     iov[2];
-    size_t           head, body;
+    struct iovec     iov[LB_PROXY_IOV];
+    size_t           head;
     ssize_t          n;
     int              k, rc;
     char             buf[256];
     static const lb_http_limits_t  limits = { LB_PROXY_IN_SIZE, LB_HTTP_MAX_HEADERS,
                                               LB_PROXY_IN_SIZE };
 
-    if (p->head_sent < p->head_len) {
+    if (p->pre_sent < p->head_len) {
         return LB_AGAIN;                /* no answer before the question */
     }
     for ( ;; ) {
@@ -1222,25 +1458,24 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
         }
 
         if (p->resp_head) {
-            rc = lb_http_proxy_down_check(p);
-            if (rc != LB_AGAIN) {
-                return rc;
+            if (!p->downr.complete && lb_http_relay_fill(&p->downr, &p->in) != LB_OK) {
+                snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent an invalid "
+                         "body: %s", p->server->addr.text, p->u->name, p->downr.error);
+                return lb_http_proxy_fail(p, 502, buf);
             }
             head = p->out_len - p->out_sent;
-            body = p->seg_len ? p->seg_len : p->down_ready;
-            if (head + body == 0) {
-                if (p->down_done) {
-                    return lb_http_proxy_finish(p);
-                }
-            } else if (c->write.ready && p->cont_sent == p->cont_len) {
-                k = 0;
-                if (head) {
-                    iov[k].iov_base = lb_proxy_mem(p)->out + p->out_sent;
-                    iov[k++].iov_len = head;
-                }
-                if (body) {
-                    iov[k].iov_base = p->seg_len ? (char *) p->seg : p->in.pos;
-                    iov[k++].iov_len = body;
+            k = 0;
+            if (head) {
+                iov[k].iov_base = lb_proxy_out(p) + p->out_sent;
+                iov[k++].iov_len = head;
+            }
+            k += lb_http_relay_iov(&p->downr, iov + k, LB_PROXY_IOV - k);
+            if (k == 0 && p->downr.complete) {
+                return lb_http_proxy_finish(p);
+            }
+            if (k) {
+                if (!c->write.ready || p->cont_sent != p->cont_len) {
+                    return LB_AGAIN;
                 }
                 n = c->io->sendv(c, iov, k);
                 if (n > 0) {
@@ -1251,30 +1486,20 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                         continue;
                     }
                     p->out_sent = p->out_len;
-                    n -= (ssize_t) head;
-                    if (p->seg_len) {
-                        p->seg += n;
-                        p->seg_len -= (size_t) n;
-                        if (p->seg_len == 0) {
-                            lb_buf_consume(&p->in, p->seg_used);
-                        }
-                    } else {
-                        lb_buf_consume(&p->in, (size_t) n);
-                        p->down_ready -= (size_t) n;
-                    }
+                    lb_http_relay_sent(&p->downr, &p->in, (size_t) n - head);
                     continue;
                 }
                 if (n == LB_ERROR) {
                     return lb_http_proxy_abort(p, errno, "cannot send the response");
                 }
                 return LB_AGAIN;        /* the client is full: read no more */
-            } else {
-                return LB_AGAIN;
             }
         }
 
         /* more from the server, when everything read so far is on its way */
-        if (!uc->read.ready || (p->resp_head && (p->down_done || lb_buf_len(&p->in)))) {
+        if (!uc->read.ready
+            || (p->resp_head && (p->downr.complete || lb_http_relay_busy(&p->downr))))
+        {
             return LB_AGAIN;
         }
         if (lb_buf_room(&p->in) == 0) {
@@ -1290,8 +1515,8 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
         if (n == LB_AGAIN) {
             return LB_AGAIN;
         }
-        if (n == 0 && p->resp_head && p->down_body == LB_HTTP_BODY_CLOSE) {
-            p->down_done = true;
+        if (n == 0 && p->resp_head && p->downr.in == LB_HTTP_BODY_CLOSE) {
+            lb_http_relay_eof(&p->downr);
             p->resp_keep = false;
             continue;
         }
@@ -1313,7 +1538,7 @@ lb_http_proxy_finish(lb_http_proxy_t *p)
     lb_http_conn_t  *hc = p->hc;
     bool             keep;
 
-    keep = p->resp_keep && p->up_done && p->down_body != LB_HTTP_BODY_CLOSE
+    keep = p->resp_keep && p->up_done && p->downr.in != LB_HTTP_BODY_CLOSE
            && lb_buf_len(&p->in) == 0 && p->phase == LB_PROXY_EXCHANGE;
     lb_http_proxy_end(p, keep);
     return lb_http_finalize(hc);
@@ -1337,7 +1562,7 @@ lb_http_proxy_tunnel(lb_http_proxy_t *p)
         moved = false;
         /* the rest of the 101 head, then the server's bytes */
         if (p->out_sent < p->out_len && c->write.ready) {
-            n = lb_conn_send(c, lb_proxy_mem(p)->out + p->out_sent, p->out_len - p->out_sent);
+            n = lb_conn_send(c, lb_proxy_out(p) + p->out_sent, p->out_len - p->out_sent);
             if (n > 0) {
                 p->out_sent += (size_t) n;
                 p->down_sent += (uint64_t) n;
@@ -1437,26 +1662,29 @@ static void
 lb_http_proxy_timers(lb_http_proxy_t *p)
 {
     lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up->c;
-    bool             to_client;
+    lb_conn_t       *c = hc->c, *uc = p->up ? p->up->c : NULL;
+    bool             to_client, to_server;
 
     /* the server does not take the request */
-    if (!p->resp_head && (p->head_sent < p->head_len || p->up_ready) && !uc->write.ready) {
+    to_server = !p->resp_head
+                && (p->pre_sent < p->pre_total || lb_http_relay_busy(&p->upr));
+    if (uc && to_server && !uc->write.ready) {
         if (!lb_timer_is_set(&uc->write.timer)) {
             lb_event_timer_set(&uc->write, p->u->send_timeout);
         }
-    } else {
+    } else if (uc) {
         lb_event_timer_del(&uc->write);
     }
     /* the client does not send its body */
-    if (!p->resp_head && !p->up_complete && !c->read.ready) {
+    if (!p->resp_head && !p->upr.complete && !c->read.ready) {
         lb_event_timer_set(&c->read, hc->conf->client_body_timeout);
     } else {
         lb_event_timer_del(&c->read);
     }
     /* the client does not read its response */
     to_client = p->cont_sent < p->cont_len
-                || (p->resp_head && (p->out_sent < p->out_len || p->down_ready || p->seg_len));
+                || (p->resp_head && (p->out_sent < p->out_len
+                                     || lb_http_relay_busy(&p->downr)));
     if (to_client && !c->write.ready) {
         if (!lb_timer_is_set(&c->write.timer)) {
             lb_event_timer_set(&c->write, hc->conf->client_body_timeout);
@@ -1465,9 +1693,9 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
         lb_event_timer_del(&c->write);
     }
     /* the server does not answer: from the end of the request on */
-    if (p->up_done && !p->down_done && !to_client) {
+    if (uc && p->up_done && !(p->resp_head && p->downr.complete) && !to_client) {
         lb_event_timer_set(&uc->read, p->u->read_timeout);
-    } else {
+    } else if (uc) {
         lb_event_timer_del(&uc->read);
     }
 }
@@ -1479,6 +1707,20 @@ lb_http_proxy_run(lb_http_conn_t *hc)
     bool              progress;
     int               rc;
 
+    if (p->phase == LB_PROXY_BUFFER) {
+        rc = lb_http_proxy_buffer(p);
+        if (rc == LB_AGAIN) {
+            lb_http_proxy_timers(p);
+            return LB_AGAIN;
+        }
+        if (hc->content != p) {
+            return rc;                  /* refused or aborted */
+        }
+        rc = lb_http_proxy_begin(p);
+        if (hc->content != p) {
+            return rc == LB_DONE ? LB_DONE : LB_OK;
+        }
+    }
     if (p->phase == LB_PROXY_CONNECT) {
         return LB_AGAIN;
     }
@@ -1577,29 +1819,40 @@ lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
 static int
 lb_http_proxy_content(lb_http_conn_t *hc)
 {
-    const lb_http_route_t  *route = hc->route;
-    lb_http_msg_t          *msg = &hc->mem->msg;
-    lb_http_proxy_mem_t    *m;
-    lb_http_proxy_t        *p;
-    size_t                  out_size;
-    int                     rc;
+    const lb_http_route_t       *route = hc->route;
+    lb_http_msg_t               *msg = &hc->mem->msg;
+    const lb_http_proxy_conf_t  *rcf;
+    lb_http_proxy_conf_t        *lcf;
+    lb_http_proxy_mem_t         *m;
+    lb_http_proxy_t             *p;
+    size_t                       out_size, held_size = 0;
 
     if (route == NULL || route->action != LB_HTTP_ROUTE_UPSTREAM) {
         return LB_DECLINED;
     }
+    lcf = lb_get_conf(hc->conf->listener->confs, lb_http_proxy_module);
+    rcf = lb_get_conf(route->confs, lb_http_proxy_module);
+    if (msg->body != LB_HTTP_BODY_NONE && rcf->request_buffering) {
+        held_size = (size_t) lcf->request_buffer_size;
+    }
     out_size = (size_t) lb_max(hc->conf->max_header_size, LB_PROXY_IN_SIZE) + LB_PROXY_OUT_EXTRA;
-    m = lb_http_proxy_mem_get(out_size);
+    m = lb_http_proxy_mem_get(out_size + held_size);
     if (m == NULL) {
         lb_log_error(ENOMEM, "*%llu client %s: cannot allocate proxy buffers",
                      (unsigned long long) hc->c->id, hc->c->peer_text);
         return 500;
     }
+    m->out_size = out_size;
     p = &m->p;
     memset(p, 0, sizeof(*p));
     p->hc = hc;
-    p->conf = lb_get_conf(hc->conf->listener->confs, lb_http_proxy_module);
+    p->conf = lcf;
     p->u = route->upstream;
     p->start = lb_current_msec;
+    p->held = m->data + out_size;
+    p->held_size = held_size;
+    lb_timer_init(&p->body_timer, lb_http_proxy_body_expired, p);
+    lb_timer_init(&p->head_timer, lb_http_proxy_head_expired, p);
     lb_buf_init(&p->in, m->in, sizeof(m->in));
     hc->content = p;
     hc->content_run = lb_http_proxy_run;
@@ -1607,24 +1860,26 @@ lb_http_proxy_content(lb_http_conn_t *hc)
     hc->content_cleanup = lb_http_proxy_cleanup;
     hc->state = LB_HTTP_CONTENT;
 
-    if (lb_http_proxy_build_request(p) != LB_OK) {
-        return lb_http_proxy_fail(p, 431, "the request head with forwarding fields "
-                                  "does not fit");
-    }
-    /* the head stays for variables and the log; the body streams after it */
+    /* the head stays for variables and the log; the body comes after it */
     hc->buf.start = hc->buf.pos + msg->head_len;
     lb_buf_consume(&hc->buf, msg->head_len);
     hc->body = LB_HTTP_BODY_NONE;           /* the core reads no body: we do */
-    p->up_body = msg->body;
-    p->up_left = msg->content_length;
-    p->up_complete = msg->body == LB_HTTP_BODY_NONE;
+    lb_http_relay_init(&p->upr, msg->body, msg->content_length, LB_HTTP_OUT_AS_IS,
+                       hc->conf->max_body_size);
+    p->whole = p->upr.complete;
+    p->streaming = !p->whole && held_size == 0;
     if (msg->expect_continue && msg->body != LB_HTTP_BODY_NONE && msg->version == 11
         && lb_buf_len(&hc->buf) == 0)
     {
+        /* a buffering proxy asks for the body at once; a streaming one
+         * once it is connected, so the client does not send into a void */
         p->cont_len = sizeof(lb_http_continue) - 1;
+        p->cont_early = held_size > 0;
+    }
+    if (!p->whole && p->conf->client_body_max_time) {
+        lb_timer_set(&p->body_timer, p->conf->client_body_max_time);
     }
     lb_event_timer_del(&hc->c->read);
-
-    rc = lb_http_proxy_connect(p);
-    return rc == LB_DONE ? LB_DONE : LB_OK;
+    p->phase = LB_PROXY_BUFFER;
+    return LB_OK;
 }

@@ -106,6 +106,24 @@ BROKEN = [
      '  { name = "b"; protocol = "tcp";\n'
      '    listen = [ "127.0.0.1:8081", "127.0.0.1:8080" ]; upstream = "backend"; }\n);\n',
      8, 'address 127.0.0.1:8080 of listener "b" is already used by listener "a"'),
+    ("framing_field_in_request_headers",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    request_headers = { set = ["Content-Length: 0"]; };\n'
+     '    routes = ( { upstream = "backend"; } ); }\n);\n',
+     8, 'request_headers.set: "Content-Length" is framing or hop-by-hop: lbd writes it '
+        'itself for every message it forwards, so it cannot be edited'),
+    ("hop_by_hop_field_in_response_headers",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    routes = ( { upstream = "backend";\n'
+     '      response_headers = { remove = ["Transfer-Encoding"]; }; } ); }\n);\n',
+     9, 'response_headers.remove: "Transfer-Encoding" is framing or hop-by-hop: lbd writes '
+         'it itself for every message it forwards, so it cannot be edited'),
+    ("host_removed_from_requests",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    request_headers = { remove = ["Host"]; };\n'
+     '    routes = ( { upstream = "backend"; } ); }\n);\n',
+     8, 'request_headers.remove: a forwarded request carries exactly one Host; '
+        'use set to replace it'),
     ("syntax_error",
      'workers = 1;\nlog_level "info";\nerror_log = "error.log";\n',
      2, 'syntax error'),

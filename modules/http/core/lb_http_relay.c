@@ -7,6 +7,8 @@
 static const char  lb_http_crlf[] = "\r\n";
 static const char  lb_http_last_chunk[] = "0\r\n";
 
+static void lb_http_relay_end(lb_http_relay_t *r);
+
 void
 lb_http_relay_init(lb_http_relay_t *r, lb_http_body_t in, int64_t length,
                    lb_http_out_t out, int64_t max)
@@ -16,7 +18,10 @@ lb_http_relay_init(lb_http_relay_t *r, lb_http_body_t in, int64_t length,
     r->out = out;
     r->left = in == LB_HTTP_BODY_LENGTH ? length : 0;
     r->max = max;
-    r->complete = in == LB_HTTP_BODY_NONE || (in == LB_HTTP_BODY_LENGTH && length == 0);
+    r->complete = in == LB_HTTP_BODY_NONE;
+    if (in == LB_HTTP_BODY_LENGTH && length == 0) {
+        lb_http_relay_end(r);
+    }
 }
 
 static void
@@ -60,6 +65,17 @@ lb_http_relay_last_chunk(lb_http_relay_t *r)
     }
 }
 
+/* The input of a length or close-delimited body is all there. */
+static void
+lb_http_relay_end(lb_http_relay_t *r)
+{
+    r->complete = true;
+    if (r->out == LB_HTTP_OUT_CHUNKED) {
+        lb_http_relay_last_chunk(r);
+        lb_http_relay_queue(r, lb_http_crlf, 2);
+    }
+}
+
 static int
 lb_http_relay_error(lb_http_relay_t *r, int status, const char *why)
 {
@@ -91,7 +107,9 @@ lb_http_relay_fill(lb_http_relay_t *r, lb_buf_t *b)
             r->data += (int64_t) used;
             if (r->in == LB_HTTP_BODY_LENGTH) {
                 r->left -= (int64_t) used;
-                r->complete = r->left == 0;
+                if (r->left == 0) {
+                    lb_http_relay_end(r);
+                }
             }
             continue;
         }
@@ -156,7 +174,7 @@ void
 lb_http_relay_eof(lb_http_relay_t *r)
 {
     if (r->in == LB_HTTP_BODY_CLOSE) {
-        r->complete = true;
+        lb_http_relay_end(r);
     }
 }
 

@@ -93,6 +93,25 @@ typedef struct {
     const char         *what;       /* "request_headers.set" */
 } lb_http_edit_parse_t;
 
+/* Fields that frame a message or concern one hop only: the proxy writes
+ * them for each message (lb_http_relay.h), and an edit could undo that. */
+static bool
+lb_http_headers_framing(size_t len, const char *name)
+{
+    static const char *const  names[] = {
+        "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+        "trailer", "upgrade", "proxy-connection", NULL
+    };
+    size_t  i;
+
+    for (i = 0; names[i]; i++) {
+        if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* One "Name: value" (set, add) or "Name" (remove). */
 static int
 lb_http_headers_push(lb_conf_t *cf, config_setting_t *elt, const char *str, void *arg)
@@ -130,6 +149,17 @@ lb_http_headers_push(lb_conf_t *cf, config_setting_t *elt, const char *str, void
                                      "character", ep->what, (int) (p - str), str);
             }
         }
+    }
+    if (lb_http_headers_framing((size_t) (p - str), str)) {
+        return lb_conf_error(cf, elt, "%s: \"%.*s\" is framing or hop-by-hop: lbd writes it "
+                             "itself for every message it forwards, so it cannot be edited",
+                             ep->what, (int) (p - str), str);
+    }
+    if (ep->op != LB_HTTP_EDIT_SET && p - str == 4 && strncasecmp(str, "host", 4) == 0
+        && strncmp(ep->what, "request_", 8) == 0)
+    {
+        return lb_conf_error(cf, elt, "%s: a forwarded request carries exactly one Host; "
+                             "use set to replace it", ep->what);
     }
     e = lb_array_push(ep->edits);
     if (e == NULL) {

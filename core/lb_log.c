@@ -199,7 +199,7 @@ lb_log_write_limited(lb_log_ratelimit_t *rl, lb_log_level_t level, int err,
     uint64_t  suppressed;
     va_list   ap;
 
-    if (!lb_log_ratelimit(rl, err, &suppressed)) {
+    if (level < lb_log_level || !lb_log_ratelimit(rl, err, &suppressed)) {
         return;
     }
     va_start(ap, fmt);

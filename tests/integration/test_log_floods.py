@@ -9,13 +9,14 @@ import json
 import os
 import re
 import subprocess
+import socket
 import threading
 import time
 
 import pytest
 
 import helpers
-from helpers import LOG_PREFIX, connect, wait_until
+from helpers import connect, open_fds, settle, squeeze, unsqueeze, wait_until
 
 # TIME [LEVEL] PID#TID: message
 LOG_LINE = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(\w+)\] (\d+)#\d+: (.*)$")
@@ -135,3 +136,99 @@ def test_full_disk_leaves_whole_lines_and_few_error_lines(lbd, tiny_fs):
     assert data.endswith(b"\n")
     for line in data.split(b"\n")[:-1]:
         json.loads(line)
+
+
+# Out of descriptors ---------------------------------------------------------
+
+TCP = """
+workers = 1;
+upstreams = { backend = { retries = 1;
+  servers = ( { address = "$one"; }, { address = "$two"; } ); }; };
+listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "backend"; } );
+"""
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def suppressed_counts(found):
+    return [int(x) for _, _, m in found
+            for x in re.findall(r"\((\d+) similar messages suppressed\)", m)]
+
+
+def test_emfile_on_the_upstream_socket_is_a_local_error(lbd, backend):
+    one, two = backend(helpers.named, name="one"), backend(helpers.named, name="two")
+    lbd.start(TCP, one=one, two=two)
+    [worker] = lbd.workers()
+    base = open_fds(worker)
+    assert helpers.ask_name(lbd.address) in ("one", "two")
+    accepted = one.accepted + two.accepted
+    settle(worker, base)
+
+    old = squeeze(worker, 1)            # room for the client, none for the server
+    started = time.monotonic()
+    clients = 0
+    try:
+        while time.monotonic() - started < 2.5:
+            with connect(lbd.address) as s:
+                assert helpers.closed_by_peer(s)
+            clients += 1
+    finally:
+        unsqueeze(worker, old)
+    elapsed = time.monotonic() - started
+
+    # neither server was tried: a local shortage is not worth a retry
+    assert one.accepted + two.accepted == accepted
+    local = log_lines(lbd, "a local error, the server is not marked failed")
+    assert local and all("(24: Too many open files)" in m for _, _, m in local)
+    assert_rate_limited(local, elapsed, "local connect errors")
+    # the last second's count waits for a next line that never comes
+    assert clients > 20 and 0 < sum(suppressed_counts(local)) + len(local) <= clients
+    assert "trying another server" not in lbd.error_log()
+    assert "connect() failed" not in lbd.error_log()
+
+    # the pressure is gone: both servers serve at once, none was held failed
+    assert sorted(helpers.ask_name(lbd.address) for _ in range(2)) == ["one", "two"]
+
+
+def test_emfile_on_accept_pauses_the_listener_and_is_rate_limited(lbd, backend):
+    server = backend(helpers.echo)
+    lbd.start(TCP.replace(', { address = "$two"; }', ""), one=server)
+    [worker] = lbd.workers()
+    base = open_fds(worker)
+    helpers.echo_roundtrip(lbd.address, b"before")
+    settle(worker, base)
+
+    old = squeeze(worker, 0)
+    waiting = []
+    try:
+        cpu = cpu_seconds(worker)
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            waiting.append(connect(lbd.address))    # queued by the kernel
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        busy = cpu_seconds(worker) - cpu
+    finally:
+        unsqueeze(worker, old)
+
+    try:
+        # every client queued meanwhile is served once descriptors are free
+        for i, s in enumerate(waiting):
+            payload = b"queued %d" % i
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            assert helpers.recv_all(s, len(payload) + 1) == payload
+    finally:
+        for s in waiting:
+            s.close()
+
+    assert busy < 0.5 * elapsed, f"the worker spun: {busy:.2f}s of CPU in {elapsed:.1f}s"
+    paused = log_lines(lbd, 'accept4() failed on listener')
+    assert paused and all("pausing it for 100ms (24: Too many open files)" in m
+                          for _, _, m in paused), paused
+    assert_rate_limited(paused, elapsed, "accept4 failures")
+    assert sum(suppressed_counts(paused)) >= 10, paused

@@ -261,6 +261,22 @@ lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out)
     return rc == 0 ? LB_OK : LB_AGAIN;
 }
 
+bool
+lb_conn_error_is_local(int err)
+{
+    switch (err) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EADDRNOTAVAIL:
+    case ENOSPC:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int
 lb_conn_connect_result(lb_conn_t *c)
 {

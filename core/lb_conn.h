@@ -70,8 +70,36 @@ static inline ssize_t lb_conn_send(lb_conn_t *c, const char *buf, size_t n) { re
 
 /* Starts a non-blocking connect to addr and registers the new connection
  * with the loop. Returns LB_OK (connected), LB_AGAIN (in progress: wait for
- * the write event, then call lb_conn_connect_result) or LB_ERROR (errno). */
+ * the write event, then call lb_conn_connect_result) or LB_ERROR (errno;
+ * ask lb_conn_error_is_local(errno) whose fault it is). */
 int lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out);
+
+/* Whether errno `err` of a failed lb_conn_connect (or of a socket(2) or
+ * connect(2) made directly, as the udp module does) is a shortage on this
+ * host rather than a fault of the server:
+ *   EMFILE, ENFILE    no descriptor for the socket (process or system limit)
+ *   ENOBUFS, ENOMEM   no kernel memory for the socket, or no connection object
+ *   EADDRNOTAVAIL     no free ephemeral port (connect(2) on Linux says so
+ *                     when ip_local_port_range is used up)
+ *   ENOSPC            epoll's max_user_watches reached when registering
+ * The contract for a caller that got LB_ERROR with such an errno:
+ *   - it is not the server's failure: no lb_upstream_connected(server,
+ *     false), so no fails count and no fail_timeout; release the server
+ *     with lb_upstream_release;
+ *   - no other server is tried: the shortage is this host's, the next
+ *     connect would meet it too and only multiply the errors (ephemeral
+ *     ports are counted per destination, but running out of them for one
+ *     server means the host is out of ports for practical purposes);
+ *   - log it as a local error with lb_log_error_limited (it repeats once
+ *     per client while it lasts), naming the server and saying it is not
+ *     marked failed;
+ *   - answer the client: http 503 (the service is unavailable here, for
+ *     now), tcp close, udp drop the datagram.
+ * Any other errno is the server's (or the network's): lb_upstream_connected
+ * (server, false), then the next server as `retries` allows. Errors that
+ * lb_conn_connect_result reports later, from SO_ERROR, are always the
+ * server's. */
+bool lb_conn_error_is_local(int err);
 /* After the write event of a pending connect: LB_OK or LB_ERROR (errno). */
 int lb_conn_connect_result(lb_conn_t *c);
 

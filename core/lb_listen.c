@@ -246,8 +246,6 @@ lb_sockets_close_all(void)
 
 /* Accepting ------------------------------------------------------------- */
 
-static void lb_listener_accept(lb_event_t *ev);
-
 static void
 lb_listener_resume(lb_timer_t *t)
 {
@@ -256,6 +254,20 @@ lb_listener_resume(lb_timer_t *t)
     if (!lb_worker_quitting && lb_loop_add_conn(lc, true) != LB_OK) {
         lb_log_error(errno, "cannot resume accepting on listener \"%s\"", lc->listener->name);
     }
+}
+
+/* Out of descriptors or memory: the listening socket is level-triggered,
+ * so it would wake the loop again at once and spin while the shortage
+ * lasts. Take it out of epoll for LB_LISTEN_PAUSE_MSEC instead; the kernel
+ * keeps queueing connections meanwhile. */
+#define LB_LISTEN_PAUSE_MSEC  100
+
+static void
+lb_listener_pause(lb_conn_t *lc)
+{
+    lb_loop_del_conn(lc);
+    lb_timer_init(&lc->read.timer, lb_listener_resume, lc);
+    lb_timer_set(&lc->read.timer, LB_LISTEN_PAUSE_MSEC);
 }
 
 static void
@@ -277,20 +289,20 @@ lb_listener_accept(lb_event_t *ev)
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) {
                 continue;
             }
-            /* out of descriptors or memory: pause this listener briefly
-             * instead of spinning on a level-triggered event */
-            lb_log_error(errno, "accept4() failed on listener \"%s\"; pausing it for 100ms",
-                         ls->name);
-            lb_loop_del_conn(lc);
-            lb_timer_init(&lc->read.timer, lb_listener_resume, lc);
-            lb_timer_set(&lc->read.timer, 100);
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM: this repeats for every
+             * pending client of every listener while it lasts */
+            lb_log_error_limited(errno, "accept4() failed on listener \"%s\"; pausing it "
+                                 "for %dms", ls->name, LB_LISTEN_PAUSE_MSEC);
+            lb_listener_pause(lc);
             return;
         }
 
         c = lb_conn_get(fd);
         if (c == NULL) {
-            lb_log_error(ENOMEM, "cannot allocate a connection on listener \"%s\"", ls->name);
+            lb_log_error_limited(ENOMEM, "cannot allocate a connection on listener \"%s\"; "
+                                 "pausing it for %dms", ls->name, LB_LISTEN_PAUSE_MSEC);
             close(fd);
+            lb_listener_pause(lc);
             return;
         }
         memcpy(&c->peer, &peer, len);

@@ -103,13 +103,15 @@ lb_log_redirect_stderr(void)
     }
 }
 
-void
-lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
+/* One line: the prefix, the message, the errno text and, when lines were
+ * held back before it, their count; cut to fit, always newline-ended. */
+static void
+lb_log_vwrite(lb_log_level_t level, int err, uint64_t suppressed, const char *fmt,
+              va_list ap)
 {
     char     line[2048];
     size_t   n, max;
     int      r;
-    va_list  ap;
 
     if (lb_log_time_len == 0) {
         lb_time_update();
@@ -121,13 +123,16 @@ lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
                  (long) syscall(SYS_gettid));
     n = r > 0 ? lb_min((size_t) r, max) : 0;
 
-    va_start(ap, fmt);
     r = vsnprintf(line + n, max - n, fmt, ap);
-    va_end(ap);
     n = r > 0 ? lb_min(n + (size_t) r, max - 1) : n;
 
     if (err && n < max - 1) {
         r = snprintf(line + n, max - n, " (%d: %s)", err, strerror(err));
+        n = r > 0 ? lb_min(n + (size_t) r, max - 1) : n;
+    }
+    if (suppressed && n < max - 1) {
+        r = snprintf(line + n, max - n, " (%llu similar messages suppressed)",
+                     (unsigned long long) suppressed);
         n = r > 0 ? lb_min(n + (size_t) r, max - 1) : n;
     }
 
@@ -140,4 +145,64 @@ lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
     {
         /* as above */
     }
+}
+
+void
+lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    lb_log_vwrite(level, err, 0, fmt, ap);
+    va_end(ap);
+}
+
+bool
+lb_log_ratelimit(lb_log_ratelimit_t *rl, int err, uint64_t *suppressed)
+{
+    lb_log_ratelimit_cause_t  *c = NULL, *oldest = NULL;
+    size_t                     i;
+
+    if (lb_current_msec == 0) {
+        lb_time_update();       /* before the first loop wake-up */
+    }
+    for (i = 0; i < LB_LOG_RATELIMIT_CAUSES; i++) {
+        if (rl->causes[i].used && rl->causes[i].err == err) {
+            c = &rl->causes[i];
+            break;
+        }
+        if (oldest == NULL || !rl->causes[i].used
+            || (oldest->used && rl->causes[i].last < oldest->last))
+        {
+            oldest = &rl->causes[i];
+        }
+    }
+    if (c == NULL) {
+        c = oldest;
+        c->used = true;
+        c->err = err;
+        c->suppressed = 0;
+    } else if (lb_current_msec - c->last < LB_LOG_RATELIMIT_MSEC) {
+        c->suppressed++;
+        return false;
+    }
+    c->last = lb_current_msec;
+    *suppressed = c->suppressed;
+    c->suppressed = 0;
+    return true;
+}
+
+void
+lb_log_write_limited(lb_log_ratelimit_t *rl, lb_log_level_t level, int err,
+                     const char *fmt, ...)
+{
+    uint64_t  suppressed;
+    va_list   ap;
+
+    if (level < lb_log_level || !lb_log_ratelimit(rl, err, &suppressed)) {
+        return;
+    }
+    va_start(ap, fmt);
+    lb_log_vwrite(level, err, suppressed, fmt, ap);
+    va_end(ap);
 }

@@ -53,4 +53,53 @@ void lb_log_write(lb_log_level_t level, int err, const char *fmt, ...)
 #define lb_log_info(...)        lb_log(LB_LOG_INFO, 0, __VA_ARGS__)
 #define lb_log_debug(...)       lb_log(LB_LOG_DEBUG, 0, __VA_ARGS__)
 
+/* Rate-limited lines, for errors that can repeat once per event (a full
+ * disk under the access log, accept4() out of descriptors): at most one
+ * line per LB_LOG_RATELIMIT_MSEC for each cause, the next line that gets
+ * through ending in " (N similar messages suppressed)". A cause is a call
+ * site and an errno value: each lb_log_limited() expansion owns a static
+ * state, and that state keeps LB_LOG_RATELIMIT_CAUSES errno values apart,
+ * so EMFILE and ENOBUFS at one site are counted separately. The state is
+ * per process (each worker limits its own lines) and needs no memory of
+ * its own. A count is reported by the next line of its cause: when the
+ * cause stops, its last count is never written, which is the price of
+ * needing no timer. */
+#define LB_LOG_RATELIMIT_MSEC    1000
+#define LB_LOG_RATELIMIT_CAUSES  4
+
+typedef struct {
+    lb_msec_t  last;            /* when its last line was written */
+    uint64_t   suppressed;      /* lines not written since */
+    int        err;
+    bool       used;
+} lb_log_ratelimit_cause_t;
+
+typedef struct {
+    lb_log_ratelimit_cause_t  causes[LB_LOG_RATELIMIT_CAUSES];
+} lb_log_ratelimit_t;
+
+/* Whether a line for cause err may be written now (lb_current_msec). When
+ * it may, *suppressed is how many were held back since its last line and
+ * the count restarts; when not, the hold-back is counted. A fifth cause
+ * takes over the slot of the one logged longest ago. */
+bool lb_log_ratelimit(lb_log_ratelimit_t *rl, int err, uint64_t *suppressed);
+
+/* lb_log_write behind lb_log_ratelimit(rl, err): one line at most per
+ * cause and second, with the suppressed count appended. For a state that
+ * lives elsewhere than a call site (one per listener, say). */
+void lb_log_write_limited(lb_log_ratelimit_t *rl, lb_log_level_t level, int err,
+                          const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define lb_log_limited(level, err, ...)                                     \
+    do {                                                                    \
+        static lb_log_ratelimit_t  lb_log_site_rl;                          \
+        if ((level) >= lb_log_level) {                                      \
+            lb_log_write_limited(&lb_log_site_rl, level, err, __VA_ARGS__); \
+        }                                                                   \
+    } while (0)
+
+#define lb_log_error_limited(err, ...)  lb_log_limited(LB_LOG_ERROR, err, __VA_ARGS__)
+#define lb_log_warn_limited(err, ...)   lb_log_limited(LB_LOG_WARN, err, __VA_ARGS__)
+
 #endif

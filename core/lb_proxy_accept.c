@@ -102,8 +102,8 @@ void
 lb_proxy_protocol_accept_step(lb_conn_t *c)
 {
     if (lb_loop_add_conn(c, false) != LB_OK) {
-        lb_log_error(errno, "*%llu client %s: cannot watch the connection",
-                     (unsigned long long) c->id, c->peer_text);
+        lb_log_error_limited(errno, "*%llu client %s: cannot watch the connection",
+                             (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
         return;
     }

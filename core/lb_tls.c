@@ -221,8 +221,8 @@ lb_tls_accept_step(lb_conn_t *c)
 
     ssl = SSL_new(tl->ctx);
     if (ssl == NULL || !SSL_set_fd(ssl, c->fd)) {
-        lb_log_error(0, "*%llu client %s: cannot start TLS: %s", (unsigned long long) c->id,
-                     c->peer_text, lb_tls_error_text());
+        lb_log_error_limited(0, "*%llu client %s: cannot start TLS: %s",
+                             (unsigned long long) c->id, c->peer_text, lb_tls_error_text());
         if (ssl) {
             SSL_free(ssl);
         }
@@ -235,8 +235,8 @@ lb_tls_accept_step(lb_conn_t *c)
     c->read.handler = lb_tls_handshake_handler;
     c->write.handler = lb_tls_handshake_handler;
     if (lb_loop_add_conn(c, false) != LB_OK) {
-        lb_log_error(errno, "*%llu client %s: cannot watch the connection",
-                     (unsigned long long) c->id, c->peer_text);
+        lb_log_error_limited(errno, "*%llu client %s: cannot watch the connection",
+                             (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
         return;
     }

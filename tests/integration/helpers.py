@@ -6,6 +6,7 @@ a deadline; nothing can block a test for longer than its own timeout."""
 import hashlib
 import os
 import random
+import resource
 import re
 import signal
 import socket
@@ -118,6 +119,37 @@ def processes_with_arg(arg):
         if str(arg).encode() in argv:
             found.append(int(name))
     return sorted(found)
+
+
+# Descriptor pressure: a real EMFILE in a running worker ---------------------
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settle(pid, base):
+    """Waits until the worker holds `base` descriptors again (the sessions
+    of earlier clients closed)."""
+    wait_until(lambda: open_fds(pid) == base, 5, what=f"{base} open descriptors")
+
+
+def squeeze(pid, free):
+    """Lowers the running worker's RLIMIT_NOFILE so that exactly `free`
+    more descriptors can be opened (new ones take the lowest free numbers
+    below the limit). Returns the old limits, for unsqueeze."""
+    used = {int(x) for x in os.listdir(f"/proc/{pid}/fd")}
+    limit, room = 0, 0
+    while room < free or limit in used:
+        if limit not in used:
+            room += 1
+        limit += 1
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, old[1]))
+    return old
+
+
+def unsqueeze(pid, old):
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
 
 
 def alive(pid):

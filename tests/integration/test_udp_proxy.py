@@ -403,3 +403,32 @@ def test_config_errors_are_reported(lbd):
         """)
     out = helpers.lbd_test(path)
     assert out.returncode != 0 and "needs an IP address" in out.stderr
+
+
+def test_emfile_on_a_session_socket_drops_the_datagram_as_a_local_error(lbd, udp_backend,
+                                                                         clients):
+    """Out of descriptors, a new client's datagram is dropped with a
+    rate-limited local error; the server is not blamed, and once
+    descriptors are free the same client is served."""
+    server = udp_backend(echo)
+    start(lbd, "workers = 1;\n" + conf(), server=server)
+    [worker] = lbd.workers()
+    [early, *late] = clients(40)
+    base = helpers.open_fds(worker)
+    assert ask(early, lbd.address, b"hi") == b"hi"      # one session: one socket
+    old = helpers.squeeze(worker, 0)
+    try:
+        for s in late:
+            s.sendto(b"lost", ("127.0.0.1", lbd.port))
+        assert no_reply(late[-1], 0.3)
+        assert ask(early, lbd.address, b"still") == b"still"   # its session lives on
+    finally:
+        helpers.unsqueeze(worker, old)
+    assert helpers.open_fds(worker) == base + 1
+    assert all(data == b"hi" or data == b"still" for _, data in server.received)
+    local = re.findall(r"^.*a local error, the server is not marked failed; datagram "
+                       r"dropped \(24: Too many open files\).*$", lbd.error_log(), re.M)
+    assert 1 <= len(local) <= 2, local
+    assert "failed; session ended" not in lbd.error_log()
+    late[0].settimeout(2.0)
+    assert ask(late[0], lbd.address, b"now") == b"now"

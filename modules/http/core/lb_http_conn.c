@@ -513,8 +513,8 @@ lb_http_generate(lb_http_conn_t *hc, int status, const char *why, bool close)
     r.content_type = "text/plain";
     r.body_text = body;
     if (lb_http_build(hc, &r) != LB_OK) {
-        lb_log_error(ENOMEM, "*%llu client %s: cannot build a response; closing",
-                     (unsigned long long) hc->c->id, hc->c->peer_text);
+        lb_log_error_limited(ENOMEM, "*%llu client %s: cannot build a response; closing",
+                             (unsigned long long) hc->c->id, hc->c->peer_text);
         lb_http_close(hc);
         return LB_DONE;
     }
@@ -610,8 +610,8 @@ lb_http_serve_route(lb_http_conn_t *hc, const lb_http_route_t *route)
         hc->keep_alive = 0;     /* a final 1xx leaves the client waiting */
     }
     if (lb_http_build(hc, &r) != LB_OK) {
-        lb_log_error(ENOMEM, "*%llu client %s: cannot build a response; closing",
-                     (unsigned long long) hc->c->id, hc->c->peer_text);
+        lb_log_error_limited(ENOMEM, "*%llu client %s: cannot build a response; closing",
+                             (unsigned long long) hc->c->id, hc->c->peer_text);
         lb_http_close(hc);
         return LB_DONE;
     }
@@ -756,8 +756,8 @@ lb_http_read_head(lb_http_conn_t *hc)
             return LB_AGAIN;
         }
         if (hc->mem == NULL && lb_http_mem_get(hc) != LB_OK) {
-            lb_log_error(ENOMEM, "*%llu client %s: cannot allocate a request buffer; closing",
-                         (unsigned long long) c->id, c->peer_text);
+            lb_log_error_limited(ENOMEM, "*%llu client %s: cannot allocate a request buffer; "
+                                 "closing", (unsigned long long) c->id, c->peer_text);
             lb_http_close(hc);
             return LB_DONE;
         }
@@ -1074,8 +1074,8 @@ lb_http_init_connection(lb_conn_t *c)
 
     hc = lb_http_conn_alloc();
     if (hc == NULL) {
-        lb_log_error(ENOMEM, "*%llu client %s: cannot allocate an http connection",
-                     (unsigned long long) c->id, c->peer_text);
+        lb_log_error_limited(ENOMEM, "*%llu client %s: cannot allocate an http connection",
+                             (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
         return;
     }
@@ -1090,8 +1090,8 @@ lb_http_init_connection(lb_conn_t *c)
     c->read.handler = lb_http_handler;
     c->write.handler = lb_http_handler;
     if (lb_loop_add_conn(c, false) != LB_OK) {
-        lb_log_error(errno, "*%llu client %s: cannot watch the connection",
-                     (unsigned long long) c->id, c->peer_text);
+        lb_log_error_limited(errno, "*%llu client %s: cannot watch the connection",
+                             (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
         lb_http_conn_release(hc);
         return;

@@ -3,12 +3,15 @@
  * each worker opens every distinct path once (O_APPEND) and keeps a
  * 64 KiB buffer per file, flushed when the next line would not fit, by a
  * 1 s timer, on USR1 (before reopening) and at exit. Only whole lines are
- * written, so the lines of several workers never mix.
+ * written, so the lines of several workers never mix, and a full disk
+ * never leaves a torn line (lb_http_log_flush says how).
  */
 #include "lb_core.h"
 #include "lb_http_log.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 
 #define LB_HTTP_LOG_BUF_SIZE   (64 * 1024)
 #define LB_HTTP_LOG_LINE_MAX   (16 * 1024)     /* longer lines are cut */
@@ -20,6 +23,7 @@ struct lb_http_log_file_s {
     int                  fd;            /* -1: not open in this process */
     char                *buf;           /* LB_HTTP_LOG_BUF_SIZE, per worker */
     size_t               len;
+    int                  failed;        /* errno of the last write that failed, or 0 */
     lb_http_log_file_t  *next;          /* the worker's open files */
 };
 
@@ -177,35 +181,105 @@ lb_http_log_check(lb_http_access_log_t *log)
     return LB_OK;
 }
 
+/* Cuts what a short write left after the last newline it wrote, so the
+ * file ends with a whole line. Returns the bytes of f->buf now in the file:
+ * `wrote` cut back to a line end, or all of `wrote` when the cut is not
+ * possible (then the next write finishes the torn line). */
+static size_t
+lb_http_log_cut(lb_http_log_file_t *f, size_t wrote)
+{
+    struct stat  st;
+    off_t        end;
+    size_t       keep = wrote;
+
+    while (keep > 0 && f->buf[keep - 1] != '\n') {
+        keep--;
+    }
+    /* O_APPEND left our offset at the end of what we wrote; under the lock
+     * no worker can have written after it, but another program may have */
+    end = lseek(f->fd, 0, SEEK_CUR);
+    if (end == -1 || fstat(f->fd, &st) == -1 || st.st_size != end
+        || ftruncate(f->fd, end - (off_t) (wrote - keep)) == -1)
+    {
+        lb_log_error_limited(errno, "cannot cut a torn line off the access log \"%s\"; "
+                             "its end is written with the next lines", f->path);
+        return wrote;
+    }
+    return keep;
+}
+
+/* Writes the buffer. Several workers append to the file, each through its
+ * own O_APPEND descriptor, and one write(2) of whole lines lands at the end
+ * in one piece. A full disk (ENOSPC, EDQUOT, EFBIG) can cut that write
+ * short, leaving a torn line that the other workers' lines would follow.
+ * So the write is made under an exclusive flock(2) on the file, which
+ * every worker (each with its own open file description) takes for its
+ * writes, and a short write is cut back to its last newline before the
+ * lock is dropped: nobody appended after it meanwhile. The lines not
+ * written stay in the buffer and the 1 s timer tries them again; while
+ * the file fails, new lines are added only as long as they fit, and the
+ * ones that do not are dropped and counted in the error log. The lock
+ * costs two calls per flush (one per 64 KiB at most) and is held for one
+ * write. */
 static void
 lb_http_log_flush(lb_http_log_file_t *f)
 {
     size_t   done = 0;
     ssize_t  n;
+    int      err = 0;
 
+    if (f->len == 0) {
+        return;
+    }
+    while (flock(f->fd, LOCK_EX) == -1 && errno == EINTR) {
+        /* a signal: the lock is still wanted */
+    }
     while (done < f->len) {
         n = write(f->fd, f->buf + done, f->len - done);
-        if (n > 0) {
-            done += (size_t) n;
-            continue;
-        }
         if (n == -1 && errno == EINTR) {
             continue;
         }
-        lb_log_error(errno, "cannot write the access log \"%s\"; %zu bytes lost",
-                     f->path, f->len - done);
-        break;
+        if (n <= 0) {
+            err = n == 0 ? EIO : errno;
+            break;
+        }
+        if ((size_t) n < f->len - done) {
+            /* short: the disk filled up (a retry here could loop on a
+             * line that never fits; the timer makes the next one) */
+            done = lb_http_log_cut(f, done + (size_t) n);
+            err = ENOSPC;
+            break;
+        }
+        done += (size_t) n;
     }
-    f->len = 0;
+    flock(f->fd, LOCK_UN);
+
+    memmove(f->buf, f->buf + done, f->len - done);
+    f->len -= done;
+    if (err) {
+        lb_log_error_limited(err, "cannot write the access log \"%s\"; %zu bytes of whole "
+                             "lines kept to try again", f->path, f->len);
+        f->failed = err;
+        return;
+    }
+    if (f->failed) {
+        lb_log_notice("the access log \"%s\" is written again", f->path);
+        f->failed = 0;
+    }
 }
 
 static void
 lb_http_log_flush_all(void)
 {
     lb_http_log_file_t  *f;
+    bool                 left = false;
 
     for (f = lb_http_log_open_files; f; f = f->next) {
         lb_http_log_flush(f);
+        left = left || f->len;
+    }
+    if (left && !lb_worker_quitting && !lb_timer_is_set(&lb_http_log_timer)) {
+        lb_timer_set(&lb_http_log_timer, LB_HTTP_LOG_FLUSH_MSEC);
     }
 }
 
@@ -279,6 +353,10 @@ lb_http_log_exit_worker(void)
 
     lb_http_log_flush_all();
     for (f = lb_http_log_open_files; f; f = f->next) {
+        if (f->len) {
+            lb_log_error(f->failed, "the worker exits with %zu bytes of lines for the "
+                         "access log \"%s\" not written; they are lost", f->len, f->path);
+        }
         close(f->fd);
         f->fd = -1;
         free(f->buf);
@@ -388,11 +466,17 @@ lb_http_log_request(const lb_http_access_log_t *log, const lb_http_var_ctx_t *ct
     }
     lb_http_log_line[n++] = '\n';
 
-    if (f->len + n > LB_HTTP_LOG_BUF_SIZE) {
+    /* a failing file is tried again by the timer only, not per request */
+    if (f->len + n > LB_HTTP_LOG_BUF_SIZE && !f->failed) {
         lb_http_log_flush(f);
     }
-    memcpy(f->buf + f->len, lb_http_log_line, n);
-    f->len += n;
+    if (f->len + n > LB_HTTP_LOG_BUF_SIZE) {
+        lb_log_error_limited(f->failed, "the access log \"%s\" cannot be written and its "
+                             "buffer is full; a line is dropped", f->path);
+    } else {
+        memcpy(f->buf + f->len, lb_http_log_line, n);
+        f->len += n;
+    }
     if (!lb_timer_is_set(&lb_http_log_timer)) {
         lb_timer_set(&lb_http_log_timer, LB_HTTP_LOG_FLUSH_MSEC);
     }

@@ -718,7 +718,7 @@ lb_tcp_start_relay(lb_tcp_session_t *s)
     if ((s->up.buf.start == NULL && lb_tcp_buf_get(&s->up.buf) != LB_OK)
         || lb_tcp_buf_get(&s->down.buf) != LB_OK)
     {
-        lb_log_error(errno, "*%llu client %s: cannot allocate relay buffers; closing",
+        lb_log_error_limited(errno, "*%llu client %s: cannot allocate relay buffers; closing",
                      (unsigned long long) s->client->id, s->client->peer_text);
         lb_tcp_close(s);
         return;
@@ -760,6 +760,19 @@ lb_tcp_connect_failed(lb_tcp_session_t *s, int err, const char *what)
         s->peer = NULL;
     }
     lb_tcp_connect(s);
+}
+
+/* This host is short of descriptors, memory or ports: the server is not to
+ * blame and another one would meet the same shortage (lb_conn.h), so the
+ * client is closed and the server's record left as it was. */
+static void
+lb_tcp_connect_local_error(lb_tcp_session_t *s, int err)
+{
+    lb_log_error_limited(err, "*%llu client %s: cannot connect to %s in upstream \"%s\": "
+                         "a local error, the server is not marked failed; closing the "
+                         "client connection", (unsigned long long) s->client->id,
+                         s->client->peer_text, s->server->addr.text, s->upstream->name);
+    lb_tcp_close(s);
 }
 
 static void
@@ -833,19 +846,19 @@ lb_tcp_connect(lb_tcp_session_t *s)
 
     for ( ;; ) {
         if ((int64_t) s->try.attempts > u->retries) {
-            lb_log_error(0, "*%llu client %s: giving up after %u failed connects to "
-                         "upstream \"%s\"; closing the client connection",
-                         (unsigned long long) s->client->id, s->client->peer_text,
-                         s->try.attempts, u->name);
+            lb_log_error_limited(0, "*%llu client %s: giving up after %u failed connects "
+                                 "to upstream \"%s\"; closing the client connection",
+                                 (unsigned long long) s->client->id, s->client->peer_text,
+                                 s->try.attempts, u->name);
             lb_tcp_close(s);
             return;
         }
         s->server = lb_upstream_pick(u, &s->try, &why);
         if (s->server == NULL) {
-            lb_log_error(0, "*%llu client %s: no usable server in upstream \"%s\" (%s); "
-                         "closing the client connection",
-                         (unsigned long long) s->client->id, s->client->peer_text,
-                         u->name, why);
+            lb_log_error_limited(0, "*%llu client %s: no usable server in upstream \"%s\" "
+                                 "(%s); closing the client connection",
+                                 (unsigned long long) s->client->id, s->client->peer_text,
+                                 u->name, why);
             lb_tcp_close(s);
             return;
         }
@@ -853,6 +866,10 @@ lb_tcp_connect(lb_tcp_session_t *s)
         rc = lb_conn_connect(&s->server->addr, &s->peer);
         if (rc == LB_ERROR) {
             s->peer = NULL;
+            if (lb_conn_error_is_local(errno)) {
+                lb_tcp_connect_local_error(s, errno);
+                return;
+            }
             lb_tcp_connect_failed(s, errno, "connect() failed to");
             return;
         }
@@ -1007,7 +1024,8 @@ lb_tcp_hello_start(lb_tcp_session_t *s)
 
     s->hello = lb_tcp_hello_get();
     if (s->hello == NULL || lb_tcp_buf_get(&s->up.buf) != LB_OK) {
-        lb_log_error(ENOMEM, "*%llu client %s: cannot allocate a ClientHello buffer; closing",
+        lb_log_error_limited(ENOMEM, "*%llu client %s: cannot allocate a ClientHello buffer; "
+                             "closing",
                      (unsigned long long) c->id, c->peer_text);
         lb_tcp_close(s);
         return;
@@ -1035,8 +1053,8 @@ lb_stream_tcp_init_session(lb_conn_t *c)
     pool = lb_conn_pool(c);
     s = pool ? lb_pcalloc(pool, sizeof(*s)) : NULL;
     if (s == NULL) {
-        lb_log_error(ENOMEM, "*%llu client %s: cannot allocate a session",
-                     (unsigned long long) c->id, c->peer_text);
+        lb_log_error_limited(ENOMEM, "*%llu client %s: cannot allocate a session",
+                             (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
         return;
     }
@@ -1049,8 +1067,8 @@ lb_stream_tcp_init_session(lb_conn_t *c)
     c->data = s;
 
     if (lb_loop_add_conn(c, false) != LB_OK) {
-        lb_log_error(errno, "*%llu client %s: cannot watch the connection",
-                     (unsigned long long) c->id, c->peer_text);
+        lb_log_error_limited(errno, "*%llu client %s: cannot watch the connection",
+                             (unsigned long long) c->id, c->peer_text);
         lb_conn_close(c);
         return;
     }

@@ -16,7 +16,6 @@
 #define LB_UDP_DGRAM_MAX    65536       /* holds the largest UDP payload */
 #define LB_UDP_CHUNK        256         /* sessions allocated at once */
 #define LB_UDP_BUCKETS_MIN  256
-#define LB_UDP_LOG_EVERY    1000        /* ms between two rate-limited log lines */
 #define LB_UDP_SWEEP        1000        /* ms between checks for a stopping worker */
 
 typedef struct lb_udp_worker_s   lb_udp_worker_t;
@@ -55,13 +54,6 @@ struct lb_udp_session_s {
     bool                   answered;    /* the server has replied once */
 };
 
-/* A message that is logged at most once per LB_UDP_LOG_EVERY, saying how
- * many of its kind were kept quiet in between. */
-typedef struct {
-    lb_msec_t   last;
-    uint64_t    quiet;
-} lb_udp_ratelimit_t;
-
 typedef struct lb_udp_chunk_s {
     struct lb_udp_chunk_s  *next;
     lb_udp_session_t        sessions[LB_UDP_CHUNK];
@@ -78,8 +70,11 @@ struct lb_udp_worker_s {
     lb_udp_chunk_t        *chunks;
     size_t                 allocated;   /* sessions in chunks */
     lb_timer_t             sweep;
-    lb_udp_ratelimit_t     full_log;
-    lb_udp_ratelimit_t     fail_log;
+    /* lines that come once per datagram while their cause lasts, limited
+     * per listener (lb_log_write_limited) */
+    lb_log_ratelimit_t     full_log;
+    lb_log_ratelimit_t     fail_log;
+    lb_log_ratelimit_t     local_log;
     lb_udp_worker_t       *next;
 };
 
@@ -287,17 +282,6 @@ lb_stream_udp_exit_worker(lb_cycle_t *cycle)
         munmap(lb_udp_batch.mem, (size_t) LB_UDP_BATCH * LB_UDP_DGRAM_MAX);
         lb_udp_batch.mem = NULL;
     }
-}
-
-static bool
-lb_udp_ratelimit(lb_udp_ratelimit_t *rl)
-{
-    if (rl->last && lb_current_msec - rl->last < LB_UDP_LOG_EVERY) {
-        rl->quiet++;
-        return false;
-    }
-    rl->last = lb_current_msec ? lb_current_msec : 1;
-    return true;
 }
 
 /* The session table --------------------------------------------------------- */
@@ -508,14 +492,11 @@ lb_udp_server_failed(lb_udp_session_t *s, int err)
     char              text[LB_ADDR_TEXT_LEN];
 
     lb_upstream_connected(s->server, false);
-    if (lb_udp_ratelimit(&w->fail_log)) {
-        lb_log_warn(err, "*%llu client %s: server %s of upstream \"%s\" failed; "
-                    "session ended (%llu similar lines suppressed)",
-                    (unsigned long long) s->peer->id,
-                    lb_udp_client_text(s, text, sizeof(text)), s->server->addr.text,
-                    w->conf->upstream->name, (unsigned long long) w->fail_log.quiet);
-        w->fail_log.quiet = 0;
-    }
+    lb_log_write_limited(&w->fail_log, LB_LOG_WARN, err,
+                         "*%llu client %s: server %s of upstream \"%s\" failed; session ended",
+                         (unsigned long long) s->peer->id,
+                         lb_udp_client_text(s, text, sizeof(text)), s->server->addr.text,
+                         w->conf->upstream->name);
     lb_udp_session_close(s, "server failed");
 }
 
@@ -646,17 +627,17 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     lb_conn_t             *peer;
     const char            *why = "";
     char                   text[LB_ADDR_TEXT_LEN];
-    int                    fd;
+    uint64_t               dropped;
+    int                    fd, err;
 
     if (w->nsessions >= (size_t) ucf->max_sessions) {
-        if (lb_udp_ratelimit(&w->full_log)) {
+        if (lb_log_ratelimit(&w->full_log, 0, &dropped)) {
             lb_addr_format(&a->sa, alen, text, sizeof(text));
             lb_log_warn(0, "listener \"%s\": max_sessions (%lld) reached; dropping "
                         "datagrams from new client addresses such as %s "
                         "(%llu dropped since the last such line)",
                         ucf->listener->name, (long long) ucf->max_sessions, text,
-                        (unsigned long long) w->full_log.quiet);
-            w->full_log.quiet = 0;
+                        (unsigned long long) dropped);
         }
         return NULL;
     }
@@ -670,26 +651,33 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
             server = lb_upstream_pick(u, &try, &why);
         }
         if (server == NULL) {
-            if (lb_udp_ratelimit(&w->fail_log)) {
-                lb_addr_format(&a->sa, alen, text, sizeof(text));
-                lb_log_error(0, "client %s: no usable server in upstream \"%s\" (%s); "
-                             "datagram dropped (%llu similar lines suppressed)", text,
-                             u->name, why, (unsigned long long) w->fail_log.quiet);
-                w->fail_log.quiet = 0;
-            }
+            lb_addr_format(&a->sa, alen, text, sizeof(text));
+            lb_log_write_limited(&w->fail_log, LB_LOG_ERROR, 0,
+                                 "client %s: no usable server in upstream \"%s\" (%s); "
+                                 "datagram dropped", text, u->name, why);
             return NULL;
         }
         fd = socket(server->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd != -1 && connect(fd, &server->addr.u.sa, server->addr.len) == 0) {
             break;
         }
-        if (lb_udp_ratelimit(&w->fail_log)) {
-            lb_log_warn(errno, "listener \"%s\": cannot open a socket to %s in upstream "
-                        "\"%s\"", ucf->listener->name, server->addr.text, u->name);
-        }
+        err = errno;
         if (fd != -1) {
             close(fd);
         }
+        if (lb_conn_error_is_local(err)) {
+            /* not the server's fault, and every server would meet it */
+            lb_log_write_limited(&w->local_log, LB_LOG_ERROR, err,
+                                 "listener \"%s\": cannot open a socket to %s in upstream "
+                                 "\"%s\": a local error, the server is not marked failed; "
+                                 "datagram dropped", ucf->listener->name, server->addr.text,
+                                 u->name);
+            lb_upstream_release(server);
+            return NULL;
+        }
+        lb_log_write_limited(&w->fail_log, LB_LOG_WARN, err,
+                             "listener \"%s\": cannot open a socket to %s in upstream "
+                             "\"%s\"", ucf->listener->name, server->addr.text, u->name);
         lb_upstream_connected(server, false);
         lb_upstream_release(server);
     }
@@ -697,8 +685,9 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     s = lb_udp_session_alloc(w);
     peer = s ? lb_conn_get(fd) : NULL;
     if (peer == NULL) {
-        lb_log_error(ENOMEM, "listener \"%s\": cannot allocate a udp session",
-                     ucf->listener->name);
+        lb_log_write_limited(&w->local_log, LB_LOG_ERROR, ENOMEM,
+                             "listener \"%s\": cannot allocate a udp session; datagram "
+                             "dropped", ucf->listener->name);
         goto failed;
     }
     memcpy(&peer->peer, &server->addr.u, server->addr.len);
@@ -712,8 +701,9 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     /* level-triggered, read only: a UDP socket is always writable, and
      * every datagram it sends would otherwise come back as a write event */
     if (lb_loop_add_conn(peer, true) != LB_OK) {
-        lb_log_error(errno, "listener \"%s\": cannot watch a udp session socket",
-                     ucf->listener->name);
+        lb_log_write_limited(&w->local_log, LB_LOG_ERROR, errno,
+                             "listener \"%s\": cannot watch a udp session socket; "
+                             "datagram dropped", ucf->listener->name);
         lb_conn_close(peer);
         fd = -1;
         goto failed;
@@ -825,8 +815,9 @@ lb_udp_client_read(lb_event_t *ev)
                 continue;
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                lb_log_error(errno, "recvmmsg() failed on listener \"%s\"",
-                             w->conf->listener->name);
+                lb_log_write_limited(&w->local_log, LB_LOG_ERROR, errno,
+                                     "recvmmsg() failed on listener \"%s\"",
+                                     w->conf->listener->name);
             }
             ev->ready = 0;
             return;

@@ -16,6 +16,7 @@ import time
 import pytest
 
 import helpers
+from http_backend import RecordingBackends
 from helpers import connect, open_fds, settle, squeeze, unsqueeze, wait_until
 
 # TIME [LEVEL] PID#TID: message
@@ -192,6 +193,54 @@ def test_emfile_on_the_upstream_socket_is_a_local_error(lbd, backend):
 
     # the pressure is gone: both servers serve at once, none was held failed
     assert sorted(helpers.ask_name(lbd.address) for _ in range(2)) == ["one", "two"]
+
+
+HTTP = """
+workers = 1;
+upstreams = { web = { keepalive = 0;
+  servers = ( { address = "$one"; }, { address = "$two"; } ); }; };
+listeners = ( { protocol = "http"; listen = "$listen"; name = "web";
+  routes = ( { upstream = "web"; } ); } );
+"""
+
+
+def http_answer(address):
+    with connect(address) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return helpers.recv_all(s)
+
+
+def test_emfile_on_an_http_upstream_socket_is_503_and_not_the_servers_fault(lbd):
+    with RecordingBackends() as start:
+        one, two = start(name="one"), start(name="two")
+        http_emfile(lbd, one, two)
+
+
+def http_emfile(lbd, one, two):
+    lbd.start(HTTP, one=one, two=two)
+    [worker] = lbd.workers()
+    base = open_fds(worker)
+    assert http_answer(lbd.address).startswith(b"HTTP/1.1 200 ")
+    accepted = one.accepted + two.accepted
+    settle(worker, base)
+
+    old = squeeze(worker, 1)            # room for the client, none for the server
+    answers = []
+    try:
+        for _ in range(30):
+            answers.append(http_answer(lbd.address))
+    finally:
+        unsqueeze(worker, old)
+
+    assert all(a.startswith(b"HTTP/1.1 503 ") for a in answers), answers[0]
+    assert one.accepted + two.accepted == accepted       # no server was tried
+    local = log_lines(lbd, "a local error, the server is not marked failed; answering 503")
+    assert local and all("(24: Too many open files)" in m for _, _, m in local)
+    assert len(local) <= 3
+    assert "trying another server" not in lbd.error_log()
+    # the pressure is gone: both servers serve at once, none was held failed
+    bodies = sorted(http_answer(lbd.address).rpartition(b"\r\n\r\n")[2] for _ in range(2))
+    assert bodies == [b"one\n", b"two\n"]
 
 
 def test_emfile_on_accept_pauses_the_listener_and_is_rate_limited(lbd, backend):

@@ -853,6 +853,16 @@ lb_http_proxy_open(lb_http_proxy_t *p)
     int                rc;
 
     rc = lb_conn_connect(&p->server->addr, &c);
+    if (rc == LB_ERROR && lb_conn_error_is_local(errno)) {
+        /* this host's shortage, not the server's: no failure counted, no
+         * other server tried (lb_conn.h) */
+        lb_log_error_limited(errno, "*%llu client %s: cannot connect to %s in upstream "
+                             "\"%s\": a local error, the server is not marked failed; "
+                             "answering 503", (unsigned long long) p->hc->c->id,
+                             p->hc->c->peer_text, p->server->addr.text, p->u->name);
+        lb_http_proxy_release(p, false);
+        return lb_http_proxy_fail(p, 503, "no local resources for an upstream connection");
+    }
     if (rc == LB_ERROR) {
         return lb_http_proxy_connect_failed(p, errno, "connect() failed to");
     }

@@ -302,3 +302,52 @@ def test_refused_requests_leave_the_proxy_working(proxied):
         assert answer(lbd.address, request_bytes)[0] == status
     assert probe(lbd, app) == []
     assert probe(lbd, app) == []
+
+
+# Valid requests that carry an attack --------------------------------------------
+# Accepted and forwarded, but as exactly one request, framed by lbd: a field
+# named in Connection cannot take the framing or Host away (test_http_framing.py
+# has the same attacks on responses, trailers and deadlines).
+
+ATTACKS = [
+    ("connection_names_content_length",
+     b"Connection: Content-Length\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED),
+    ("connection_names_transfer_encoding",
+     b"Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n"),
+    ("connection_names_both_and_host",
+     b"Connection: keep-alive, Host, Content-Length\r\nContent-Length: %d\r\n\r\n"
+     % len(SMUGGLED) + SMUGGLED),
+    ("chunk_extension_hiding_a_request",
+     b"Transfer-Encoding: chunked\r\n\r\n5;ext=\"GET /admin\"\r\nhello\r\n0\r\n\r\n"),
+    ("trailer_carrying_framing",
+     b"Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nContent-Length: 32\r\n"
+     b"Transfer-Encoding: chunked\r\nHost: evil\r\n\r\n"),
+]
+
+
+@pytest.fixture
+def answering():
+    from http_backend import RecordingBackends
+    with RecordingBackends() as start:
+        yield start
+
+
+@pytest.mark.parametrize("path", ["/ok", "/upload"], ids=["buffered", "streamed"])
+@pytest.mark.parametrize("attack", [a[1] for a in ATTACKS], ids=[a[0] for a in ATTACKS])
+def test_attack_in_a_valid_request_reaches_the_backend_as_one_request(lbd, answering,
+                                                                     attack, path):
+    app = answering(body=lambda req: req.target)
+    lbd.start(PROXY.replace('max_body_size = "1k";', ""), app=app)
+    with connect(lbd.address, timeout=5) as s:
+        s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: a\r\n" + attack
+                  + b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = helpers.recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.count(b"HTTP/1.1 200 OK") == 2
+    assert [r.target for r in app.requests] == [path, "/next"]
+    post = app.requests[0]
+    assert post.headers("Host") == ["a"]
+    framing = post.headers("Content-Length") + post.headers("Transfer-Encoding")
+    assert len(framing) == 1
+    assert b"admin" not in post.raw_head
+    assert b"ext=" not in post.raw and b"evil" not in post.raw and post.trailers == []

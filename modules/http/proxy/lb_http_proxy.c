@@ -1214,7 +1214,6 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
         }
         if (k == 0 && (!p->streaming || lb_http_relay_done(&p->upr))) {
             p->up_done = true;
-            lb_timer_init(&p->head_timer, lb_http_proxy_head_expired, p);
             lb_timer_set(&p->head_timer, p->u->response_head_timeout);
             break;
         }

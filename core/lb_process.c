@@ -488,6 +488,27 @@ lb_workers_reap(lb_cycle_t *cycle, bool exiting)
     }
 }
 
+/* Once every worker of the generations before some G has exited, what
+ * only those generations used in shared memory can be freed: the zones'
+ * retire hooks are told the oldest generation still running. */
+static void
+lb_master_retire_generations(lb_cycle_t *cycle)
+{
+    static unsigned  retired;       /* generations below it are retired */
+    unsigned         oldest = cycle->generation;
+    size_t           i;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid && lb_workers[i].generation < oldest) {
+            oldest = lb_workers[i].generation;
+        }
+    }
+    if (oldest > retired) {
+        retired = oldest;
+        lb_shm_zones_retire(cycle, oldest);
+    }
+}
+
 /* Keeps a 1s alarm running while the master has timed work: quitting
  * workers to kill when they outlive shutdown_timeout, slots waiting to be
  * restarted, or a fast shutdown to escalate. */
@@ -590,6 +611,7 @@ lb_master_reload(void)
     lb_workers_signal(SIGQUIT, true, cycle->generation);
     lb_sockets_close_unused(cycle);
     lb_cycle_free(old);
+    lb_master_retire_generations(cycle);    /* an older generation may have none left */
     lb_log_notice("reload done: generation %u, %lld workers", cycle->generation,
                   (long long) cycle->core->workers);
     return true;
@@ -710,6 +732,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_sig_child = 0;
             lb_workers_reap(lb_cycle, exiting);
             lb_workers_fill(lb_cycle, exiting);
+            lb_master_retire_generations(lb_cycle);
         }
         if (lb_nstopped) {
             lb_workers_mark_stopped();

@@ -1,10 +1,12 @@
 /*
  * lb_process.c: the master, which supervises workers and reloads, and the
  * worker main loop. The master sleeps in sigsuspend(2): every event it acts
- * on is a signal (HUP, QUIT, TERM/INT, USR1, CHLD, ALRM).
+ * on is a signal (HUP, QUIT, TERM/INT, USR1, CHLD, ALRM). Its children watch
+ * a pipe to notice when the master is gone.
  */
 #include "lb_core.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/time.h>
@@ -26,6 +28,11 @@ typedef struct {
 } lb_worker_t;
 
 static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
+
+/* The master's pid, for its children: after the master dies, getppid()
+ * names whoever adopted them (init, a subreaper), which must never get the
+ * master's signals. */
+static pid_t  lb_master_pid;
 
 /* lbctl reload sends HUP with sigqueue(2) and this value, and the master
  * answers SIGUSR1 (applied) or SIGUSR2 (refused) to the sender. A plain
@@ -118,6 +125,90 @@ lb_signals_block(sigset_t *old)
     sigprocmask(SIG_BLOCK, &set, old);
 }
 
+/* Watching the master ------------------------------------------------------ */
+
+/*
+ * A process the master forks must not outlive it: it would keep serving an
+ * old configuration, hold the ports and never be told to stop. The master
+ * creates a pipe, keeps its write end for its whole life and never writes
+ * to it; every child closes the write end at once and watches the read end
+ * in its event loop. However the master dies (kill -9 included), the kernel
+ * closes the last write end and the read end reports EOF (EPOLLIN|EPOLLHUP),
+ * which no later setuid(2) can disarm (PR_SET_PDEATHSIG would be cleared by
+ * it) and which cannot be missed: an end closed before the child watches it
+ * is reported as soon as it does.
+ *
+ * Both ends are close-on-exec. A new master started by a binary upgrade
+ * creates its own pipe for its own workers; if it inherited this write end,
+ * the old master's workers would never see the old master go.
+ */
+static int        lb_master_pipe[2] = { -1, -1 };
+static lb_conn_t *lb_master_watch_conn;
+static void     (*lb_master_gone_handler)(void);
+
+static int
+lb_master_watch_open(void)
+{
+    if (pipe2(lb_master_pipe, O_CLOEXEC | O_NONBLOCK) == -1) {
+        lb_log_error(errno, "pipe2() failed for the master's watch pipe");
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
+/* In a child, first thing after fork: the master's end is the master's
+ * alone, or the pipe would outlive it. */
+static void
+lb_master_watch_child(void)
+{
+    close(lb_master_pipe[1]);
+    lb_master_pipe[1] = -1;
+}
+
+static void
+lb_master_watch_read(lb_event_t *ev)
+{
+    void  (*gone)(void) = lb_master_gone_handler;
+
+    /* nothing is ever written: readable means the master is gone */
+    lb_master_watch_stop();
+    if (gone) {
+        gone();
+    }
+}
+
+int
+lb_master_watch_start(void (*gone)(void))
+{
+    lb_conn_t  *c;
+
+    c = lb_conn_get(lb_master_pipe[0]);
+    if (c == NULL) {
+        lb_log_error(ENOMEM, "cannot watch the master process");
+        return LB_ERROR;
+    }
+    c->read.handler = lb_master_watch_read;
+    lb_master_pipe[0] = -1;     /* the connection owns it now */
+    if (lb_loop_add_conn(c, true) != LB_OK) {
+        lb_log_error(errno, "cannot watch the master process");
+        lb_conn_close(c);
+        return LB_ERROR;
+    }
+    lb_master_watch_conn = c;
+    lb_master_gone_handler = gone;
+    return LB_OK;
+}
+
+void
+lb_master_watch_stop(void)
+{
+    if (lb_master_watch_conn) {
+        lb_conn_close(lb_master_watch_conn);
+        lb_master_watch_conn = NULL;
+    }
+    lb_master_gone_handler = NULL;
+}
+
 /* Workers ---------------------------------------------------------------- */
 
 static int
@@ -142,7 +233,9 @@ lb_worker_drop_privileges(lb_cycle_t *cycle)
     return LB_OK;
 }
 
-static bool  lb_worker_shutdown_over;
+static bool       lb_worker_shutdown_over;
+static bool       lb_worker_master_gone;
+static lb_timer_t lb_worker_shutdown_timer;
 
 static void
 lb_worker_shutdown_expired(lb_timer_t *t)
@@ -152,17 +245,48 @@ lb_worker_shutdown_expired(lb_timer_t *t)
     lb_worker_shutdown_over = true;
 }
 
+/* Called from the loop: only a flag, acted on between turns. */
+static void
+lb_worker_on_master_gone(void)
+{
+    lb_worker_master_gone = true;
+}
+
+/* The graceful stop, on QUIT or when the master is gone: stop accepting,
+ * let open connections finish for up to shutdown_timeout. Between loop
+ * turns only (it releases closed connections). */
+static void
+lb_worker_stop(lb_cycle_t *cycle)
+{
+    lb_worker_quitting = true;
+    lb_listeners_stop(cycle);
+    lb_master_watch_stop();     /* shutdown_timeout bounds the rest */
+    lb_conn_release_closed();
+    if (lb_worker_master_gone) {
+        lb_log_warn(0, "master process %d is gone; stopped accepting, finishing %zu "
+                    "connections (up to shutdown_timeout) before exiting",
+                    (int) lb_master_pid, lb_conn_active);
+    } else {
+        if (getppid() == lb_master_pid) {
+            kill(lb_master_pid, LB_SIG_STOPPED);    /* the master may answer lbctl now */
+        }
+        lb_log_notice("stopped accepting; finishing %zu connections", lb_conn_active);
+    }
+    lb_timer_set(&lb_worker_shutdown_timer, cycle->core->shutdown_timeout);
+}
+
 static void
 lb_worker_run(lb_cycle_t *cycle, int slot)
 {
-    lb_timer_t  shutdown_timer;
     sigset_t    empty;
-    size_t      i, nlisten = 0;
+    size_t      i;
 
     lb_worker_slot = slot;
     sigemptyset(&empty);
 
-    if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(512) != LB_OK) {
+    if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(512) != LB_OK
+        || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK)
+    {
         exit(2);
     }
     for (i = 0; i < lb_nmodules; i++) {
@@ -176,10 +300,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
     if (lb_listeners_start(cycle, slot) != LB_OK) {
         exit(2);
     }
-    for (i = 0; i < cycle->listeners.nelts; i++) {
-        nlisten += lb_array_at(&cycle->listeners, lb_listener_t *, i)->addrs.nelts;
-    }
-    lb_timer_init(&shutdown_timer, lb_worker_shutdown_expired, NULL);
+    lb_timer_init(&lb_worker_shutdown_timer, lb_worker_shutdown_expired, NULL);
 
     for ( ;; ) {
         lb_loop_process(-1, &empty);
@@ -187,16 +308,9 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
         if (lb_sig_terminate || lb_worker_shutdown_over) {
             break;
         }
-        if (lb_sig_quit && !lb_worker_quitting) {
+        if ((lb_sig_quit || lb_worker_master_gone) && !lb_worker_quitting) {
             lb_sig_quit = 0;
-            lb_worker_quitting = true;
-            lb_listeners_stop(cycle);
-            kill(getppid(), LB_SIG_STOPPED);    /* the master may answer lbctl now */
-            lb_log_notice("stopped accepting; finishing %zu connections",
-                          lb_conn_active - nlisten);
-            lb_conn_release_closed();
-            nlisten = 0;
-            lb_timer_set(&shutdown_timer, cycle->core->shutdown_timeout);
+            lb_worker_stop(cycle);
         }
         if (lb_sig_reopen) {
             lb_sig_reopen = 0;
@@ -204,7 +318,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
                 lb_log_error(errno, "cannot reopen the error log");
             }
         }
-        if (lb_worker_quitting && lb_conn_active <= nlisten) {
+        if (lb_worker_quitting && lb_conn_active == 0) {
             break;
         }
     }
@@ -241,6 +355,7 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
         return NULL;
     }
     if (pid == 0) {
+        lb_master_watch_child();
         /* the signal handlers stay; the flags start clear */
         lb_sig_reload = lb_sig_quit = lb_sig_terminate = lb_sig_reopen = 0;
         lb_sig_child = lb_sig_alarm = lb_sig_upgrade = 0;
@@ -373,6 +488,27 @@ lb_workers_reap(lb_cycle_t *cycle, bool exiting)
     }
 }
 
+/* Once every worker of the generations before some G has exited, what
+ * only those generations used in shared memory can be freed: the zones'
+ * retire hooks are told the oldest generation still running. */
+static void
+lb_master_retire_generations(lb_cycle_t *cycle)
+{
+    static unsigned  retired;       /* generations below it are retired */
+    unsigned         oldest = cycle->generation;
+    size_t           i;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid && lb_workers[i].generation < oldest) {
+            oldest = lb_workers[i].generation;
+        }
+    }
+    if (oldest > retired) {
+        retired = oldest;
+        lb_shm_zones_retire(cycle, oldest);
+    }
+}
+
 /* Keeps a 1s alarm running while the master has timed work: quitting
  * workers to kill when they outlive shutdown_timeout, slots waiting to be
  * restarted, or a fast shutdown to escalate. */
@@ -475,6 +611,7 @@ lb_master_reload(void)
     lb_workers_signal(SIGQUIT, true, cycle->generation);
     lb_sockets_close_unused(cycle);
     lb_cycle_free(old);
+    lb_master_retire_generations(cycle);    /* an older generation may have none left */
     lb_log_notice("reload done: generation %u, %lld workers", cycle->generation,
                   (long long) cycle->core->workers);
     return true;
@@ -483,6 +620,9 @@ lb_master_reload(void)
 int
 lb_master_init(lb_cycle_t *cycle)
 {
+    if (lb_master_watch_open() != LB_OK) {
+        return LB_ERROR;
+    }
     return lb_master_init_cycle(cycle, NULL);
 }
 
@@ -539,6 +679,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
     int       ticks = 0;
 
     lb_cycle = cycle;
+    lb_master_pid = getpid();           /* after daemonizing */
     lb_signals_install();
     lb_signals_block(NULL);
     sigemptyset(&empty);
@@ -591,6 +732,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_sig_child = 0;
             lb_workers_reap(lb_cycle, exiting);
             lb_workers_fill(lb_cycle, exiting);
+            lb_master_retire_generations(lb_cycle);
         }
         if (lb_nstopped) {
             lb_workers_mark_stopped();

@@ -32,8 +32,18 @@ void lb_sockets_keep_slot(lb_cycle_t *cycle, int slot);
 int  lb_listeners_start(lb_cycle_t *cycle, int slot);
 void lb_listeners_stop(lb_cycle_t *cycle);
 
-/* Opens the sockets, maps shared memory and runs the modules' init_master
- * for the first configuration. LB_OK or LB_ERROR (logged). */
+/* In a process the master forked (a worker, a helper), after its loop is
+ * created: calls gone() from the loop once the master has died, however it
+ * died, so that the process stops instead of serving on without a master.
+ * gone() runs inside an event handler: it should only set a flag. Works
+ * across setuid(2). LB_OK, or LB_ERROR (logged). */
+int  lb_master_watch_start(void (*gone)(void));
+/* Stops watching (a process that is stopping anyway): closes the pipe. */
+void lb_master_watch_stop(void);
+
+/* Creates the master's watch pipe, opens the sockets, maps shared memory
+ * and runs the modules' init_master for the first configuration. LB_OK or
+ * LB_ERROR (logged). */
 int  lb_master_init(lb_cycle_t *cycle);
 /* Runs the master until it exits; returns the process exit status. */
 int  lb_master_run(lb_cycle_t *cycle, bool foreground);

@@ -1,5 +1,7 @@
 /*
- * lb_shm.c: shared memory zones.
+ * lb_shm.c: shared memory zones. Each zone's memory is a memfd that the
+ * master maps before forking: workers inherit the mapping, and a reload can
+ * map the same memory again, bigger, while older workers keep theirs.
  */
 #include "lb_core.h"
 
@@ -24,8 +26,10 @@ lb_shm_zone_add(lb_conf_t *cf, const char *name, size_t size,
     if (z == NULL) {
         return NULL;
     }
+    memset(z, 0, sizeof(*z));
     z->name = lb_pstrdup(cycle->pool, name);
     z->size = size;
+    z->fd = -1;
     z->init = init;
     z->owner = owner;
     return z->name ? z : NULL;
@@ -42,33 +46,85 @@ lb_shm_zone_take(lb_cycle_t *old, const lb_shm_zone_t *z)
     }
     for (i = 0; i < old->shm_zones.nelts; i++) {
         o = &lb_array_at(&old->shm_zones, lb_shm_zone_t, i);
-        if (o->addr && o->size == z->size && strcmp(o->name, z->name) == 0) {
+        if (o->addr && o->fd != -1 && strcmp(o->name, z->name) == 0
+            && (o->size == z->size || z->growable))
+        {
             return o;
         }
     }
     return NULL;
 }
 
+static void *
+lb_shm_mmap(lb_shm_zone_t *z, size_t size)
+{
+    void  *p;
+
+    /* growing the memory never hurts a smaller mapping of it; shrinking
+     * would (SIGBUS past the end), so it never shrinks */
+    if (ftruncate(z->fd, (off_t) size) == -1) {
+        lb_log_error(errno, "cannot size shared zone \"%s\" to %zu bytes", z->name, size);
+        return NULL;
+    }
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, z->fd, 0);
+    if (p == MAP_FAILED) {
+        lb_log_error(errno, "mmap() of shared zone \"%s\" (%zu bytes) failed", z->name, size);
+        return NULL;
+    }
+    return p;
+}
+
+int
+lb_shm_zone_grow(lb_shm_zone_t *z, size_t size)
+{
+    void  *p;
+
+    if (size <= z->size) {
+        return LB_OK;
+    }
+    p = lb_shm_mmap(z, size);
+    if (p == NULL) {
+        return LB_ERROR;
+    }
+    if (!z->shared_map) {
+        munmap(z->addr, z->size);
+    }
+    lb_log_notice("shared zone \"%s\" grows from %zu to %zu bytes", z->name, z->size, size);
+    z->addr = p;
+    z->size = size;
+    z->shared_map = false;
+    return LB_OK;
+}
+
 int
 lb_shm_zones_map(lb_cycle_t *cycle, lb_cycle_t *old)
 {
     lb_shm_zone_t  *z, *o;
-    size_t          i;
+    size_t          i, asked;
 
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
         z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
         o = lb_shm_zone_take(old, z);
         if (o) {
             /* shared until lb_shm_zones_commit: a failed reload gives it back */
-            z->addr = o->addr;
+            z->fd = o->fd;
             z->reused = true;
+            z->old_size = o->size;
+            z->addr = o->addr;
+            z->shared_map = true;
+            asked = z->size;
+            z->size = o->size;
+            if (lb_shm_zone_grow(z, asked) != LB_OK) {
+                return LB_ERROR;
+            }
         } else {
-            z->addr = mmap(NULL, z->size, PROT_READ | PROT_WRITE,
-                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-            if (z->addr == MAP_FAILED) {
-                z->addr = NULL;
-                lb_log_error(errno, "mmap() of shared zone \"%s\" (%zu bytes) failed",
-                             z->name, z->size);
+            z->fd = memfd_create(z->name, MFD_CLOEXEC);
+            if (z->fd == -1) {
+                lb_log_error(errno, "memfd_create() of shared zone \"%s\" failed", z->name);
+                return LB_ERROR;
+            }
+            z->addr = lb_shm_mmap(z, z->size);
+            if (z->addr == NULL) {
                 return LB_ERROR;
             }
         }
@@ -83,13 +139,22 @@ void
 lb_shm_zones_commit(lb_cycle_t *cycle, lb_cycle_t *old)
 {
     lb_shm_zone_t  *z, *o;
-    size_t          i;
+    size_t          i, j;
 
-    for (i = 0; i < cycle->shm_zones.nelts; i++) {
+    for (i = 0; old && i < cycle->shm_zones.nelts; i++) {
         z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
-        o = z->reused && old ? lb_shm_zone_take(old, z) : NULL;
-        if (o && o->addr == z->addr) {
-            o->addr = NULL;         /* now owned by the new cycle only */
+        for (j = 0; z->reused && j < old->shm_zones.nelts; j++) {
+            o = &lb_array_at(&old->shm_zones, lb_shm_zone_t, j);
+            if (o->fd != z->fd) {
+                continue;
+            }
+            /* the memory is the new cycle's now; a mapping the old one
+             * made for itself goes with it */
+            if (z->shared_map) {
+                o->addr = NULL;
+                z->shared_map = false;
+            }
+            o->fd = -1;
         }
     }
 }
@@ -103,7 +168,11 @@ lb_shm_zones_abandon(lb_cycle_t *cycle)
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
         z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
         if (z->reused) {
-            z->addr = NULL;         /* still the running cycle's */
+            /* still the running cycle's; a grown mapping is ours to unmap */
+            if (z->shared_map) {
+                z->addr = NULL;
+            }
+            z->fd = -1;
         }
     }
 }
@@ -119,6 +188,24 @@ lb_shm_zones_unmap(lb_cycle_t *cycle)
         if (z->addr) {
             munmap(z->addr, z->size);
             z->addr = NULL;
+        }
+        if (z->fd != -1) {
+            close(z->fd);
+            z->fd = -1;
+        }
+    }
+}
+
+void
+lb_shm_zones_retire(lb_cycle_t *cycle, unsigned oldest)
+{
+    lb_shm_zone_t  *z;
+    size_t          i;
+
+    for (i = 0; i < cycle->shm_zones.nelts; i++) {
+        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        if (z->retire && z->addr) {
+            z->retire(z, oldest);
         }
     }
 }

@@ -5,27 +5,36 @@
  */
 #include "lb_upstream.h"
 
-#define LB_UPSTREAM_ZONE        "lb_upstream_state"
-#define LB_UPSTREAM_ZONE_SLOTS  4096
+#define LB_UPSTREAM_ZONE            "lb_upstream_state"
+#define LB_UPSTREAM_ZONE_MIN_SLOTS  64
 
 typedef struct {
     lb_array_t   upstreams;             /* lb_upstream_t * */
     lb_shm_zone_t *zone;
+    size_t       nservers;              /* of every upstream */
 } lb_upstream_main_conf_t;
 
-/* Shared memory: a fixed table of server states keyed by
- * "UPSTREAM ADDRESS", so a reload finds the state of a server it keeps. */
+/* Shared memory: a table of server states keyed by "UPSTREAM ADDRESS", so
+ * a reload finds the state of a server it keeps. Sized from the
+ * configuration; a reload may grow it (the zone is growable), never move a
+ * slot. Only the master takes and frees slots; workers use their servers'
+ * state through pointers. */
 typedef struct {
     char                      key[192];
-    unsigned                  generation;   /* last configuration that used it */
+    unsigned                  generation;   /* newest configuration that uses it */
     bool                      used;
     lb_upstream_peer_state_t  state;
 } lb_upstream_slot_t;
 
 typedef struct {
     lb_shm_lock_t        lock;
-    lb_upstream_slot_t   slots[LB_UPSTREAM_ZONE_SLOTS];
+    lb_upstream_slot_t   slots[];           /* as many as the zone holds */
 } lb_upstream_shm_t;
+
+#define lb_upstream_zone_bytes(nslots)                                        \
+    (offsetof(lb_upstream_shm_t, slots) + (nslots) * sizeof(lb_upstream_slot_t))
+#define lb_upstream_zone_nslots(zone)                                         \
+    (((zone)->size - offsetof(lb_upstream_shm_t, slots)) / sizeof(lb_upstream_slot_t))
 
 static const char *const  lb_balance_names[] = {
     "round_robin", "least_conn", "random_two", "hash", NULL
@@ -233,27 +242,73 @@ lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     return LB_OK;
 }
 
+size_t
+lb_upstream_zone_slots(size_t nservers)
+{
+    return nservers < LB_UPSTREAM_ZONE_MIN_SLOTS / 2 ? LB_UPSTREAM_ZONE_MIN_SLOTS : 2 * nservers;
+}
+
+size_t
+lb_upstream_zone_capacity(size_t capacity, size_t used, size_t missing, size_t nservers)
+{
+    return used + missing <= capacity ? capacity : used + missing + nservers;
+}
+
 static int
 lb_upstream_zone_init(lb_shm_zone_t *zone)
 {
-    if (!zone->reused) {
-        memset(zone->addr, 0, zone->size);
-    }
+    /* a new zone's memory reads as zero: every slot free, the lock open */
     zone->data = zone->addr;
     return LB_OK;
+}
+
+/* Every worker of the generations older than `oldest` has exited: the
+ * slots only they used are free again. */
+static void
+lb_upstream_zone_retire(lb_shm_zone_t *zone, unsigned oldest)
+{
+    lb_upstream_shm_t  *shm = zone->data;
+    size_t              k, n = lb_upstream_zone_nslots(zone), freed = 0;
+
+    lb_shm_lock(&shm->lock);
+    for (k = 0; k < n; k++) {
+        if (shm->slots[k].used && shm->slots[k].generation < oldest) {
+            shm->slots[k].used = false;
+            freed++;
+        }
+    }
+    lb_shm_unlock(&shm->lock);
+    if (freed) {
+        lb_log_info("shared zone \"" LB_UPSTREAM_ZONE "\": freed %zu slots of generations "
+                    "before %u", freed, oldest);
+    }
 }
 
 static int
 lb_upstream_init_conf(lb_conf_t *cf)
 {
     lb_upstream_main_conf_t  *umcf = lb_get_conf(cf->cycle->confs, lb_core_upstream_module);
+    size_t                    i;
 
-    umcf->zone = lb_shm_zone_add(cf, LB_UPSTREAM_ZONE, sizeof(lb_upstream_shm_t),
+    umcf->nservers = 0;
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        umcf->nservers += lb_array_at(&umcf->upstreams, lb_upstream_t *, i)->nservers;
+    }
+    if (umcf->nservers > LB_UPSTREAM_MAX_TOTAL_SERVERS) {
+        return lb_conf_error(cf, config_lookup(cf->config, "upstreams"),
+                             "the upstreams have %zu servers in all; at most %d are allowed "
+                             "(their state lives in the shared zone \"" LB_UPSTREAM_ZONE "\")",
+                             umcf->nservers, LB_UPSTREAM_MAX_TOTAL_SERVERS);
+    }
+    umcf->zone = lb_shm_zone_add(cf, LB_UPSTREAM_ZONE,
+                                 lb_upstream_zone_bytes(lb_upstream_zone_slots(umcf->nservers)),
                                  lb_upstream_zone_init, umcf);
     if (umcf->zone == NULL) {
         return lb_conf_error_at(cf, cf->cycle->conf_file, 0, "cannot declare shared zone \""
                                 LB_UPSTREAM_ZONE "\"");
     }
+    umcf->zone->growable = true;
+    umcf->zone->retire = lb_upstream_zone_retire;
     return LB_OK;
 }
 
@@ -329,62 +384,147 @@ lb_upstream_resolve_for(lb_conf_t *cf, const char *file, int line, const char *n
     return lb_conf_error_at(cf, file, line, "unknown upstream \"%s\" in %s", name, where);
 }
 
-/* Attaches every server to its shared state slot, creating slots for new
- * servers and freeing those no configuration has used for a generation. */
+/* The master's index of the zone's slots by key, built for one
+ * init_master: open addressing over slot numbers (+1, 0 is empty). */
+typedef struct {
+    uint32_t           *buckets;
+    size_t              mask;
+    lb_upstream_shm_t  *shm;
+} lb_upstream_index_t;
+
+static size_t
+lb_upstream_key_hash(const char *key)
+{
+    size_t  h = 14695981039346656037ULL;      /* FNV-1a */
+
+    for ( ; *key; key++) {
+        h = (h ^ (unsigned char) *key) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* The slot of key, or where it would go: *bucket is then 0. */
+static uint32_t *
+lb_upstream_index_find(lb_upstream_index_t *ix, const char *key)
+{
+    size_t  i = lb_upstream_key_hash(key) & ix->mask;
+
+    while (ix->buckets[i] && strcmp(ix->shm->slots[ix->buckets[i] - 1].key, key) != 0) {
+        i = (i + 1) & ix->mask;
+    }
+    return &ix->buckets[i];
+}
+
+static void
+lb_upstream_key(char *key, size_t size, const lb_upstream_t *u, const lb_upstream_server_t *s)
+{
+    snprintf(key, size, "%s %s", u->name, s->addr.text);
+}
+
+/* Indexes the used slots, with room for nservers more keys. */
+static int
+lb_upstream_index_build(lb_upstream_index_t *ix, lb_upstream_shm_t *shm, size_t nslots,
+                        size_t nservers)
+{
+    size_t  n = 64, k;
+
+    while (n < 2 * (nslots + nservers)) {
+        n *= 2;
+    }
+    ix->buckets = calloc(n, sizeof(uint32_t));
+    if (ix->buckets == NULL) {
+        lb_log_error(ENOMEM, "cannot index shared zone \"" LB_UPSTREAM_ZONE "\"");
+        return LB_ERROR;
+    }
+    ix->mask = n - 1;
+    ix->shm = shm;
+    for (k = 0; k < nslots; k++) {
+        if (shm->slots[k].used) {
+            *lb_upstream_index_find(ix, shm->slots[k].key) = (uint32_t) k + 1;
+        }
+    }
+    return LB_OK;
+}
+
+/* Attaches every server to its shared state slot, taking free slots for
+ * new servers; the zone grows first when they would not fit. Slots of
+ * servers this configuration dropped stay taken while older workers may
+ * use them: lb_upstream_zone_retire frees them when those have exited. */
 static int
 lb_upstream_init_master(lb_cycle_t *cycle)
 {
     lb_upstream_main_conf_t  *umcf = lb_get_conf(cycle->confs, lb_core_upstream_module);
-    lb_upstream_shm_t        *shm = umcf->zone->data;
-    lb_upstream_slot_t       *slot, *free_slot;
+    lb_upstream_index_t       ix;
+    lb_upstream_shm_t        *shm;
+    lb_upstream_slot_t       *slot;
     lb_upstream_t            *u;
     lb_upstream_server_t     *s;
+    uint32_t                 *b;
     char                      key[sizeof(slot->key)];
-    size_t                    i, j, k;
+    size_t                    i, j, k, nslots, used = 0, missing = 0, want;
 
+    shm = umcf->zone->data;
+    nslots = lb_upstream_zone_nslots(umcf->zone);
+    for (k = 0; k < nslots; k++) {
+        used += shm->slots[k].used;
+    }
+    if (lb_upstream_index_build(&ix, shm, nslots, umcf->nservers) != LB_OK) {
+        return LB_ERROR;
+    }
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
+        for (j = 0; j < u->nservers; j++) {
+            lb_upstream_key(key, sizeof(key), u, &u->servers[j]);
+            missing += *lb_upstream_index_find(&ix, key) == 0;
+        }
+    }
+    want = lb_upstream_zone_capacity(nslots, used, missing, umcf->nservers);
+    if (want > nslots) {
+        lb_log_notice("shared zone \"" LB_UPSTREAM_ZONE "\" is too small for this "
+                      "configuration: %zu slots, %zu taken, %zu more needed; growing it "
+                      "to %zu slots", nslots, used, missing, want);
+        if (lb_shm_zone_grow(umcf->zone, lb_upstream_zone_bytes(want)) != LB_OK) {
+            free(ix.buckets);
+            return LB_ERROR;
+        }
+        /* the same slots at a new address: the index still holds */
+        umcf->zone->data = umcf->zone->addr;
+        shm = ix.shm = umcf->zone->data;
+        nslots = lb_upstream_zone_nslots(umcf->zone);
+    }
+
+    k = 0;
     lb_shm_lock(&shm->lock);
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
         for (j = 0; j < u->nservers; j++) {
             s = &u->servers[j];
-            snprintf(key, sizeof(key), "%s %s", u->name, s->addr.text);
-            free_slot = NULL;
-            s->state = NULL;
-            for (k = 0; k < LB_UPSTREAM_ZONE_SLOTS; k++) {
-                slot = &shm->slots[k];
-                if (slot->used && strcmp(slot->key, key) == 0) {
-                    s->state = &slot->state;
-                    slot->generation = cycle->generation;
-                    break;
+            lb_upstream_key(key, sizeof(key), u, s);
+            b = lb_upstream_index_find(&ix, key);
+            if (*b == 0) {
+                while (k < nslots && shm->slots[k].used) {
+                    k++;
                 }
-                if (!slot->used && free_slot == NULL) {
-                    free_slot = slot;
-                }
-            }
-            if (s->state == NULL) {
-                if (free_slot == NULL) {
+                if (k == nslots) {      /* cannot happen: the zone was sized */
                     lb_shm_unlock(&shm->lock);
+                    free(ix.buckets);
                     lb_log_error(0, "shared zone \"" LB_UPSTREAM_ZONE "\" is full "
-                                 "(%d servers)", LB_UPSTREAM_ZONE_SLOTS);
+                                 "(%zu servers)", nslots);
                     return LB_ERROR;
                 }
-                memset(free_slot, 0, sizeof(*free_slot));
-                memcpy(free_slot->key, key, sizeof(key));
-                free_slot->used = true;
-                free_slot->generation = cycle->generation;
-                s->state = &free_slot->state;
+                slot = &shm->slots[k];
+                memset(slot, 0, sizeof(*slot));
+                memcpy(slot->key, key, sizeof(key));
+                slot->used = true;
+                *b = (uint32_t) k + 1;
             }
-        }
-    }
-    for (k = 0; k < LB_UPSTREAM_ZONE_SLOTS; k++) {
-        slot = &shm->slots[k];
-        if (slot->used && slot->generation + 1 < cycle->generation
-            && __atomic_load_n(&slot->state.active, __ATOMIC_RELAXED) == 0)
-        {
-            slot->used = false;
+            slot = &shm->slots[*b - 1];
+            slot->generation = cycle->generation;
+            s->state = &slot->state;
         }
     }
     lb_shm_unlock(&shm->lock);
+    free(ix.buckets);
     return LB_OK;
 }
 

@@ -10,6 +10,9 @@
 #include "lb_core.h"
 
 #define LB_UPSTREAM_MAX_SERVERS  1024
+/* Servers of all upstreams together: bounds the shared state zone (about
+ * 224 bytes a slot, two slots a server) to some 45 MB. */
+#define LB_UPSTREAM_MAX_TOTAL_SERVERS  100000
 
 typedef enum {
     LB_BALANCE_ROUND_ROBIN = 0,
@@ -100,6 +103,19 @@ lb_upstream_server_t *lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try,
  * failed (feeds passive health); ok: it succeeded. */
 void lb_upstream_connected(lb_upstream_server_t *s, bool ok);
 void lb_upstream_release(lb_upstream_server_t *s);
+
+/* The shared state zone holds one slot per server, keyed by upstream name
+ * and address. Exposed for unit tests:
+ * lb_upstream_zone_slots: the slots a configuration of nservers servers
+ * starts with: room for them twice, so that a reload to a configuration of
+ * as many entirely different servers fits beside the generation draining.
+ * lb_upstream_zone_capacity: the slots a reload needs when `used` slots
+ * are taken (by any generation) and `missing` of the new configuration's
+ * nservers servers have none yet: `capacity` when they fit, else enough
+ * for them plus another nservers, the headroom for the next reload. */
+size_t lb_upstream_zone_slots(size_t nservers);
+size_t lb_upstream_zone_capacity(size_t capacity, size_t used, size_t missing,
+                                 size_t nservers);
 
 /* Smooth weighted round robin over servers[0..n) restricted to usable[i]:
  * the pure algorithm, exposed for unit tests. Returns an index or -1. */

@@ -1360,21 +1360,27 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
                                       url);
     }
 
-    len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n", method, path);
+    /* a URL without a host and no -H Host is what an HTTP/1.0 client
+     * without Host sends: it fails every host condition (HTTP/1.1 with an
+     * empty Host would be refused with 400) */
+    for (k = 3; k < argc; k++) {
+        has_host |= strcmp(argv[k - 1], "-H") == 0 && strncasecmp(argv[k], "host:", 5) == 0;
+    }
+    len = snprintf(req, sizeof(req), "%s %s HTTP/1.%c\r\n", method, path,
+                   host || has_host ? '1' : '0');
     n = len > 0 ? (size_t) len : 0;
     for (k = 3; k < argc && n < sizeof(req); k++) {
         if (strcmp(argv[k], "--listener") == 0 && k + 1 < argc) {
             listener = argv[++k];
         } else if (strcmp(argv[k], "-H") == 0 && k + 1 < argc) {
             k++;
-            has_host |= strncasecmp(argv[k], "host:", 5) == 0;
             len = snprintf(req + n, sizeof(req) - n, "%s\r\n", argv[k]);
             n += len > 0 ? (size_t) len : 0;
         } else {
             return lb_http_route_ctl_fail("unexpected argument \"%s\"", argv[k]);
         }
     }
-    if (!has_host && n < sizeof(req)) {
+    if (!has_host && host && n < sizeof(req)) {
         len = snprintf(req + n, sizeof(req) - n, "Host: %.*s\r\n", (int) hostlen,
                        host ? host : "");
         n += len > 0 ? (size_t) len : 0;

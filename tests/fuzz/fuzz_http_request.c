@@ -7,6 +7,7 @@
 #include "fuzz.h"
 
 static lb_http_msg_t  msg;
+static char           uri[65536];
 
 static void
 fuzz_check_ok(const char *buf, size_t len)
@@ -33,7 +34,42 @@ fuzz_check_ok(const char *buf, size_t len)
     fuzz_assert((msg.body == LB_HTTP_BODY_LENGTH) == (msg.content_length >= 0));
     fuzz_assert(msg.version == 11 || msg.body != LB_HTTP_BODY_CHUNKED);
     fuzz_assert(msg.version == 10 || lb_http_find_header(&msg, "host") != NULL);
+    fuzz_assert(msg.version == 10 || msg.host.len > 0);
+    fuzz_assert(lb_http_valid_method(msg.method.data, msg.method.len));
     (void) lb_http_find_header(&msg, "Content-Length");
+}
+
+/* The normal path: no longer than the path (or "/"), starts with '/', no
+ * dot segment, no "//" when merged, and normalising it again changes
+ * nothing; a refusal is a 400 with a reason. */
+static void
+fuzz_check_uri(unsigned flags)
+{
+    lb_http_msg_t  again;
+    size_t         i;
+    int            rc;
+
+    rc = lb_http_parse_uri(&msg, uri, msg.path.len, flags);
+    if (rc != LB_OK) {
+        fuzz_assert(rc == LB_ERROR && msg.error_status == 400 && msg.error != NULL);
+        return;
+    }
+    if (msg.uri.len == 0) {
+        fuzz_assert(msg.path.len == 0);
+        return;
+    }
+    fuzz_assert(msg.uri.data[0] == '/');
+    fuzz_assert(msg.uri.len <= lb_max(msg.path.len, (size_t) 1));
+    for (i = 0; i + 1 < msg.uri.len; i++) {
+        fuzz_assert(msg.uri.data[i] != '/' || msg.uri.data[i + 1] != '/'
+                    || !(flags & LB_HTTP_URI_MERGE_SLASHES));
+    }
+    again = msg;
+    again.path = msg.uri;
+    fuzz_assert(lb_http_parse_uri(&again, uri + msg.path.len, sizeof(uri) - msg.path.len, flags)
+                == LB_OK);
+    fuzz_assert(again.uri.len == msg.uri.len
+                && memcmp(again.uri.data, msg.uri.data, msg.uri.len) == 0);
 }
 
 int
@@ -48,6 +84,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (rc) {
     case LB_OK:
         fuzz_check_ok(buf, size);
+        fuzz_check_uri(0);
+        fuzz_check_uri(LB_HTTP_URI_MERGE_SLASHES);
         /* the head alone parses the same; one byte less is incomplete */
         head_len = msg.head_len;
         fuzz_assert(lb_http_parse_request_head(&msg, buf, head_len, &fuzz_limits) == LB_OK);

@@ -238,7 +238,7 @@ def test_pipelined_requests_larger_than_the_buffer_are_all_answered(lbd):
 def test_pipelined_post_body_is_skipped_before_the_next_request(lbd):
     lbd.start(http_conf())
     c = Client(lbd.address)
-    c.send(b"POST /echo/a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nGET /x"
+    c.send(b"POST /echo/a HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nGET /x"
            + get("/echo/b"))
     assert c.response()[2].endswith(b"one=a\n")
     assert c.response()[2].endswith(b"one=b\n")

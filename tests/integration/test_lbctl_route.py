@@ -67,3 +67,45 @@ def test_route_with_an_unknown_listener_is_one_line_error(tmp_path):
     out = lbctl_route(tmp_path, "GET", "/healthz", "--listener", "nope")
     assert out.returncode == 1
     assert out.stderr == 'lbctl: no http listener is called "nope"\n'
+
+
+PROXY_CONF = """
+upstreams = { app = { servers = ( { address = "127.0.0.1:18998"; } ); }; };
+listeners = (
+  { name = "edge"; protocol = "http"; listen = "127.0.0.1:18999"; %s
+    routes = (
+      { path_prefix = "/admin"; return = { status = 403; }; },
+      { upstream = "app"; }
+    ); }
+);
+"""
+
+
+def lbctl_route_with(tmp_path, settings, *args):
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(PROXY_CONF % settings)
+    return subprocess.run([LBCTL, "-p", str(tmp_path), "-c", str(conf), "route", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_route_matches_the_normal_path_like_the_listener(tmp_path):
+    for path in ("/%61dmin", "//admin", "/./admin", "/public/%2e%2e/admin"):
+        out = lbctl_route_with(tmp_path, "", "GET", path)
+        assert "action: return 403" in out.stdout, (path, out.stdout, out.stderr)
+    out = lbctl_route_with(tmp_path, "", "GET", "http://a.example/a//b/./c/../d%7e?x=%2e")
+    assert out.returncode == 0, out.stderr
+    assert "path sent upstream: /a/b/d~?x=%2e" in out.stdout.splitlines()
+
+
+def test_route_follows_merge_slashes_and_path_case_insensitive(tmp_path):
+    out = lbctl_route_with(tmp_path, "merge_slashes = false;", "GET", "//admin")
+    assert "path sent upstream: //admin" in out.stdout.splitlines()
+    out = lbctl_route_with(tmp_path, "path_case_insensitive = true;", "GET", "/ADMIN")
+    assert "action: return 403" in out.stdout
+
+
+def test_route_refuses_a_path_above_the_root(tmp_path):
+    out = lbctl_route_with(tmp_path, "", "GET", "/a/../..")
+    assert out.returncode == 1
+    assert out.stderr == ("lbctl: the listener would refuse this request with 400: "
+                          "request path climbs above the root\n")

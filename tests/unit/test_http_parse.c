@@ -168,9 +168,6 @@ START_TEST(request_http10_needs_no_host)
     ck_assert_uint_eq(msg.host.len, 0);
     ck_assert_int_eq(parse_request("GET / HTTP/1.0\r\nHost: a\r\n\r\n"), LB_OK);
     str_is(msg.host, "a");
-    /* an empty Host is valid when the target has no authority */
-    ck_assert_int_eq(parse_request("GET / HTTP/1.1\r\nHost:\r\n\r\n"), LB_OK);
-    ck_assert_uint_eq(msg.host.len, 0);
     ck_assert_int_eq(parse_request("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), LB_OK);
 }
 END_TEST
@@ -310,12 +307,193 @@ START_TEST(request_target_forms)
     str_is(msg.path, "/p/q");
     str_is(msg.query, "r=1");
 
+    str_is(msg.authority, "h:80");
+    str_is(msg.host, "h:80");          /* RFC 9112 §3.2.2: the authority wins */
+
     ck_assert_int_eq(parse_request("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n"), LB_OK);
     str_is(msg.path, "");
+    ck_assert_int_eq(parse_request("GET HTTPS://a.example?x HTTP/1.1\r\nHost: b\r\n\r\n"),
+                     LB_OK);
+    str_is(msg.host, "a.example");
+    str_is(msg.query, "x");
 
     ck_assert_int_eq(parse_request("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), LB_OK);
     str_is(msg.target, "h:443");
     str_is(msg.path, "");
+}
+END_TEST
+
+/* Methods: uppercase letters, '-' and '_', 1 to 32 bytes. */
+START_TEST(request_methods_lbd_accepts)
+{
+    static const char *const  good[] = {
+        "GET", "PROPFIND", "M-SEARCH", "VERSION_CONTROL", "BASELINE-CONTROL",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-ABCD",                     /* 32 */
+    };
+    char    buf[128];
+    size_t  i;
+    int     n;
+
+    for (i = 0; i < lb_nelems(good); i++) {
+        n = snprintf(buf, sizeof(buf), "%s / HTTP/1.1\r\nHost: a\r\n\r\n", good[i]);
+        ck_assert_msg(parse_request_bytewise(buf, (size_t) n, &limits) == LB_OK,
+                      "%s refused: %s", good[i], msg.error ? msg.error : "-");
+        ck_assert(lb_http_valid_method(good[i], strlen(good[i])));
+    }
+    ck_assert(!lb_http_valid_method("", 0));
+    ck_assert(!lb_http_valid_method("get", 3));
+    ck_assert(!lb_http_valid_method("G3T", 3));
+    ck_assert(!lb_http_valid_method("ABCDEFGHIJKLMNOPQRSTUVWXYZ_-ABCDE", 33));
+    /* refused as soon as the 33rd byte arrives, not at the line's end */
+    ck_assert_int_eq(parse_request("ABCDEFGHIJKLMNOPQRSTUVWXYZ_-ABCDE"), LB_ERROR);
+    ck_assert_int_eq(msg.error_status, 400);
+    ck_assert_int_eq(parse_request("g"), LB_ERROR);
+}
+END_TEST
+
+/* The path normaliser: input path -> msg.uri, or NULL for a 400. */
+typedef struct {
+    const char  *path;
+    const char  *uri;
+    unsigned     flags;
+} norm_case_t;
+
+#define M_  LB_HTTP_URI_MERGE_SLASHES
+
+static const norm_case_t  norm_cases[] = {
+    /* already normal */
+    { "/", "/", M_ },
+    { "/a/b.c/d", "/a/b.c/d", M_ },
+    { "/a/", "/a/", M_ },
+    { "/.well-known/x", "/.well-known/x", M_ },
+    { "/a..b/c.", "/a..b/c.", M_ },
+    /* unreserved and %2e decoded, any hex case */
+    { "/%61dmin", "/admin", M_ },
+    { "/%41%5a%30%2D%2e%5F%7e", "/AZ0-._~", M_ },
+    { "/%7E%7e", "/~~", M_ },
+    /* the rest stays encoded, hex uppercased; %2f is no separator */
+    { "/a%2fb", "/a%2Fb", M_ },
+    { "/a%2F..%2fb", "/a%2F..%2Fb", M_ },
+    { "/%20%25%3f%c3%a9", "/%20%25%3F%C3%A9", M_ },
+    { "/%2541", "/%2541", M_ },                 /* "%25" decodes to nothing more */
+    /* dot segments (RFC 3986 §5.2.4) */
+    { "/./admin", "/admin", M_ },
+    { "/public/../admin", "/admin", M_ },
+    { "/public/%2e%2e/admin", "/admin", M_ },
+    { "/public/%2E./admin", "/admin", M_ },
+    { "/a/b/c/./../../g", "/a/g", M_ },
+    { "/a/.", "/a/", M_ },
+    { "/a/..", "/", M_ },
+    { "/a/b/..", "/a/", M_ },
+    { "/.", "/", M_ },
+    { "/a/./", "/a/", M_ },
+    { "/a/.../b", "/a/.../b", M_ },
+    /* slashes */
+    { "//admin", "/admin", M_ },
+    { "/a//b///c//", "/a/b/c/", M_ },
+    { "//", "/", M_ },
+    { "/a//../b", "/b", M_ },
+    { "//admin", "//admin", 0 },
+    { "/a//b", "/a//b", 0 },
+    { "/a//../b", "/a/b", 0 },
+    { "/a/b//..", "/a/b/", 0 },
+    /* all at once */
+    { "/a//b/./c/../d%7e", "/a/b/d~", M_ },
+    /* refused */
+    { "/..", NULL, M_ },
+    { "/../a", NULL, M_ },
+    { "/a/../..", NULL, M_ },
+    { "/a/../../b", NULL, M_ },
+    { "/%2e%2e/a", NULL, M_ },
+    { "/./..", NULL, M_ },
+    { "/a/%00", NULL, M_ },
+    { "/a%zz", NULL, M_ },
+    { "/a%4", NULL, M_ },
+    { "/a%", NULL, M_ },
+    { "/a%g1", NULL, M_ },
+    { "/%%41", NULL, M_ },
+};
+
+START_TEST(request_path_is_normalised)
+{
+    const norm_case_t  *t = &norm_cases[_i];
+    char                head[256], uri[256];
+    int                 n, rc;
+
+    n = snprintf(head, sizeof(head), "GET %s?q=%%2e HTTP/1.1\r\nHost: a\r\n\r\n", t->path);
+    ck_assert_int_eq(lb_http_parse_request_head(&msg, head, (size_t) n, &limits), LB_OK);
+    memset(uri, 'X', sizeof(uri));
+    rc = lb_http_parse_uri(&msg, uri, strlen(t->path), t->flags);
+    if (t->uri == NULL) {
+        ck_assert_msg(rc == LB_ERROR && msg.error_status == 400,
+                      "%s: rc %d, uri \"%.*s\"", t->path, rc, (int) msg.uri.len,
+                      msg.uri.data ? msg.uri.data : "");
+        return;
+    }
+    ck_assert_msg(rc == LB_OK && msg.uri.len == strlen(t->uri)
+                  && memcmp(msg.uri.data, t->uri, msg.uri.len) == 0,
+                  "%s: rc %d (%s), uri \"%.*s\", expected \"%s\"", t->path, rc,
+                  msg.error ? msg.error : "-", (int) msg.uri.len,
+                  msg.uri.data ? msg.uri.data : "", t->uri);
+    /* the head is left as sent, for $request_uri and the access log */
+    str_is(msg.query, "q=%2e");
+    ck_assert(memcmp(msg.path.data, t->path, msg.path.len) == 0);
+    /* the fast path: no '%', "/." or "//" is normal already, not copied */
+    if (strchr(t->path, '%') == NULL && strstr(t->path, "/.") == NULL
+        && strstr(t->path, "//") == NULL)
+    {
+        ck_assert_ptr_eq(msg.uri.data, msg.path.data);
+    }
+}
+END_TEST
+
+START_TEST(request_uri_of_other_target_forms)
+{
+    char  uri[64];
+
+    ck_assert_int_eq(parse_request("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n"), LB_OK);
+    ck_assert_int_eq(lb_http_parse_uri(&msg, uri, sizeof(uri), M_), LB_OK);
+    str_is(msg.uri, "/");
+    ck_assert_int_eq(parse_request("GET http://h/a/../%62 HTTP/1.1\r\nHost: h\r\n\r\n"), LB_OK);
+    ck_assert_int_eq(lb_http_parse_uri(&msg, uri, sizeof(uri), M_), LB_OK);
+    str_is(msg.uri, "/b");
+    ck_assert_int_eq(parse_request("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), LB_OK);
+    ck_assert_int_eq(lb_http_parse_uri(&msg, uri, sizeof(uri), M_), LB_OK);
+    str_is(msg.uri, "");
+    ck_assert_int_eq(parse_request("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), LB_OK);
+    ck_assert_int_eq(lb_http_parse_uri(&msg, uri, sizeof(uri), M_), LB_OK);
+    str_is(msg.uri, "");
+    /* before lb_http_parse_uri, there is no normal path */
+    ck_assert_int_eq(parse_request("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"), LB_OK);
+    str_is(msg.uri, "");
+}
+END_TEST
+
+#undef M_
+
+/* Host values: valid ones and what routes see of them. */
+START_TEST(request_host_forms)
+{
+    static const char *const  good[][2] = {
+        { "a", "a" }, { "a.example.com", "a.example.com" }, { "a.example.com.", "a.example.com" },
+        { "a.:80", "a" }, { "A-b_c~d!$&'()*+,;=x", "A-b_c~d!$&'()*+,;=x" },
+        { "127.0.0.1:65535", "127.0.0.1" }, { "[::1]", "[::1]" }, { "[::1]:0", "[::1]" },
+        { "[::ffff:1.2.3.4]:443", "[::ffff:1.2.3.4]" }, { "a:", "a" }, { "a:00080", "a" },
+    };
+    char      buf[128];
+    lb_str_t  name;
+    size_t    i;
+    int       n;
+
+    for (i = 0; i < lb_nelems(good); i++) {
+        n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", good[i][0]);
+        ck_assert_msg(lb_http_parse_request_head(&msg, buf, (size_t) n, &limits) == LB_OK,
+                      "Host: %s refused: %s", good[i][0], msg.error ? msg.error : "-");
+        lb_http_host_name(&msg.host, &name);
+        ck_assert_msg(name.len == strlen(good[i][1])
+                      && memcmp(name.data, good[i][1], name.len) == 0,
+                      "Host: %s gave \"%.*s\"", good[i][0], (int) name.len, name.data);
+    }
 }
 END_TEST
 
@@ -495,6 +673,35 @@ static const bad_head_t  bad_requests[] = {
     BAD("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
     BAD("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
     BAD("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost:\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: \t \r\n\r\n", 400),
+    BAD("GET / HTTP/1.0\r\nHost:\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a:99999999\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a:-1\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: %61\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a%2eexample\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a..\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a..:80\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: .\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400),
+    BAD("GET / HTTP/1.1\r\nHost: a]b\r\n\r\n", 400),
+    /* absolute-form: the authority is held to the same rules */
+    BAD("GET http://a..:80/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET http://%61/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET http://a/x HTTP/1.1\r\n\r\n", 400),
+    BAD("GET http://a/x HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
     /* request line */
     BAD("GET / http/1.1\r\nHost: a\r\n\r\n", 400),
     BAD("GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
@@ -508,6 +715,13 @@ static const bad_head_t  bad_requests[] = {
     BAD(" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD(" / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    /* methods: uppercase letters, '-', '_', at most 32 bytes */
+    BAD("get / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("Get / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("G3T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("GET! / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("M.SEARCH / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("ABCDEFGHIJKLMNOPQRSTUVWXYZ_-ABCDE / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD("\x01GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400),
     BAD("GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400),
@@ -976,6 +1190,10 @@ http_parse_suite(void)
     tcase_add_test(tc, request_expect_continue);
     tcase_add_test(tc, request_upgrade_needs_both_fields);
     tcase_add_test(tc, request_target_forms);
+    tcase_add_test(tc, request_methods_lbd_accepts);
+    tcase_add_loop_test(tc, request_path_is_normalised, 0, (int) lb_nelems(norm_cases));
+    tcase_add_test(tc, request_uri_of_other_target_forms);
+    tcase_add_test(tc, request_host_forms);
     tcase_add_test(tc, request_incomplete_is_again);
     tcase_add_test(tc, request_repeated_identical_content_length_is_refused);
     suite_add_tcase(s, tc);

@@ -21,6 +21,8 @@ static lb_http_routes_t   routes;
 static lb_http_msg_t      msg;
 static size_t             caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES];
 static int                ncaps;
+static char               uri[8192];
+static unsigned           uri_flags;
 
 static const lb_http_limits_t  limits = { 16384, 100, 8192 };
 
@@ -30,6 +32,7 @@ setup(void)
     test_dir_setup();
     cycle = NULL;
     memset(&routes, 0, sizeof(routes));
+    uri_flags = LB_HTTP_URI_MERGE_SLASHES;
 }
 
 static void
@@ -93,14 +96,15 @@ compile_ok(const char *list)
                   nreports ? reports[0] : "(no message)");
 }
 
-/* Parses the request head and returns the index of the route it matches,
- * 0 for none. */
+/* Parses the request head, normalises its path as the listener does and
+ * returns the index of the route it matches, 0 for none. */
 static unsigned
 match(const char *head)
 {
     const lb_http_route_t  *r;
 
-    ck_assert_msg(lb_http_parse_request_head(&msg, head, strlen(head), &limits) == LB_OK,
+    ck_assert_msg(lb_http_parse_request_head(&msg, head, strlen(head), &limits) == LB_OK
+                  && lb_http_parse_uri(&msg, uri, sizeof(uri), uri_flags) == LB_OK,
                   "bad test request: %s", msg.error);
     r = lb_http_routes_match(&routes, &msg, caps, &ncaps);
     return r ? r->index : 0;
@@ -125,7 +129,7 @@ capture(int i)
     ck_assert_int_lt(i, ncaps);
     len = caps[2 * i + 1] - caps[2 * i];
     ck_assert_uint_lt(len, sizeof(buf));
-    memcpy(buf, msg.path.data + caps[2 * i], len);
+    memcpy(buf, msg.uri.data + caps[2 * i], len);
     buf[len] = '\0';
     return buf;
 }
@@ -159,6 +163,85 @@ START_TEST(path_is_matched_as_sent_not_decoded)
     compile_ok("( { path = \"/a b\"; return = { status = 200; }; },\n"
                "  { path = \"/a%20b\"; return = { status = 201; }; } )");
     ck_assert_uint_eq(match_get("/a%20b", "a"), 2);
+    ck_assert_uint_eq(match_get("/a%20B", "a"), 0);    /* uppercased: %2B */
+}
+END_TEST
+
+/* Every way of spelling /admin that a backend reads as /admin is matched as
+ * /admin; the deny route comes first, as it would in a real file. */
+START_TEST(path_is_matched_normalised)
+{
+    static const char *const  spellings[] = {
+        "/admin", "/%61dmin", "/%61%64%6D%69%6E", "//admin", "/./admin", "/admin/.",
+        "/public/../admin", "/public/%2e%2e/admin", "/public/%2E%2E/admin",
+        "/public/.%2e/admin", "///admin//x", "/a/b/../../admin",
+    };
+    size_t  i;
+
+    compile_ok("( { path_prefix = \"/admin\"; return = { status = 403; }; },\n"
+               "  { path_prefix = \"/\"; upstream = \"web\"; } )");
+    for (i = 0; i < lb_nelems(spellings); i++) {
+        ck_assert_msg(match_get(spellings[i], "a") == 1, "%s was not denied", spellings[i]);
+    }
+    ck_assert_uint_eq(match_get("/%2fadmin", "a"), 2);  /* "%2F" is no separator */
+    ck_assert_uint_eq(match_get("/ADMIN", "a"), 2);
+    ck_assert_uint_eq(match_get("/public/admin", "a"), 2);
+}
+END_TEST
+
+START_TEST(merge_slashes_off_keeps_empty_segments)
+{
+    compile_ok("( { path_prefix = \"/admin\"; return = { status = 403; }; },\n"
+               "  { path_prefix = \"/\"; upstream = \"web\"; } )");
+    uri_flags = 0;
+    ck_assert_uint_eq(match_get("//admin", "a"), 2);
+    ck_assert_uint_eq(match_get("/./admin", "a"), 1);
+}
+END_TEST
+
+START_TEST(path_case_insensitive_folds_path_prefix_and_regex)
+{
+    routes.path_case_insensitive = 1;
+    compile_ok("( { path = \"/Login\"; return = { status = 200; }; },\n"
+               "  { path_prefix = \"/admin\"; return = { status = 403; }; },\n"
+               "  { path_regex = \"^/api/(v[0-9])/(.*)$\"; upstream = \"api\"; "
+               "rewrite = \"/$1/$2\"; } )");
+    ck_assert_uint_eq(match_get("/LOGIN", "a"), 1);
+    ck_assert_uint_eq(match_get("/login", "a"), 1);
+    ck_assert_uint_eq(match_get("/ADMIN/x", "a"), 2);
+    ck_assert_uint_eq(match_get("/%41dmin", "a"), 2);
+    ck_assert_uint_eq(match_get("/API/V2/Orders", "a"), 3);
+    /* captures keep the case sent: only the comparison folds */
+    ck_assert_str_eq(capture(1), "V2");
+    ck_assert_str_eq(capture(2), "Orders");
+}
+END_TEST
+
+START_TEST(path_case_sensitive_by_default)
+{
+    compile_ok("( { path_prefix = \"/admin\"; return = { status = 403; }; },\n"
+               "  { path_regex = \"^/api/\"; return = { status = 200; }; } )");
+    ck_assert_uint_eq(match_get("/ADMIN", "a"), 0);
+    ck_assert_uint_eq(match_get("/API/", "a"), 0);
+}
+END_TEST
+
+START_TEST(captures_are_taken_on_the_normal_path)
+{
+    compile_ok("( { path_regex = \"^/files/(.*)$\"; upstream = \"web\"; rewrite = \"/$1\"; } )");
+    ck_assert_uint_eq(match_get("/files//a/./b/../%63", "a"), 1);
+    ck_assert_str_eq(capture(1), "a/c");
+}
+END_TEST
+
+START_TEST(absolute_form_routes_by_its_authority)
+{
+    compile_ok("( { host = \"a.example\"; path = \"/x\"; return = { status = 200; }; },\n"
+               "  { host = \"b.example\"; return = { status = 201; }; } )");
+    ck_assert_uint_eq(match("GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\n\r\n"), 1);
+    ck_assert_uint_eq(match("GET http://A.example.:80/x HTTP/1.1\r\nHost: b.example\r\n\r\n"),
+                      1);
+    ck_assert_uint_eq(match("GET /x HTTP/1.1\r\nHost: b.example\r\n\r\n"), 2);
 }
 END_TEST
 
@@ -285,8 +368,14 @@ END_TEST
 
 START_TEST(methods_are_case_sensitive)
 {
+    static const char  head[] = "get / HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    /* a lowercase method never reaches the routes: the parser refuses it */
     compile_ok("( { method = \"GET\"; return = { status = 200; }; } )");
-    ck_assert_uint_eq(match("get / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(lb_http_parse_request_head(&msg, head, sizeof(head) - 1, &limits),
+                     LB_ERROR);
+    ck_assert_int_eq(msg.error_status, 400);
+    ck_assert_uint_eq(match("M-SEARCH / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
 }
 END_TEST
 
@@ -642,6 +731,14 @@ START_TEST(error_method_lowercase)
 }
 END_TEST
 
+START_TEST(error_method_never_accepted)
+{
+    expect_error("      { method = \"G3T\"; upstream = \"web\"; }\n",
+                 "lbd.conf:8: method \"G3T\" would never match: requests whose method is "
+                 "not uppercase letters, '-' and '_' (at most 32) are refused with 400");
+}
+END_TEST
+
 START_TEST(error_method_wrong_type)
 {
     expect_error("      { method = 5; upstream = \"web\"; }\n",
@@ -854,6 +951,12 @@ route_suite(void)
     tcase_add_test(tc, path_is_exact_and_ignores_the_query);
     tcase_add_test(tc, path_prefix_matches_the_start);
     tcase_add_test(tc, path_is_matched_as_sent_not_decoded);
+    tcase_add_test(tc, path_is_matched_normalised);
+    tcase_add_test(tc, merge_slashes_off_keeps_empty_segments);
+    tcase_add_test(tc, path_case_insensitive_folds_path_prefix_and_regex);
+    tcase_add_test(tc, path_case_sensitive_by_default);
+    tcase_add_test(tc, captures_are_taken_on_the_normal_path);
+    tcase_add_test(tc, absolute_form_routes_by_its_authority);
     tcase_add_test(tc, path_regex_fills_captures);
     tcase_add_test(tc, path_regex_is_unanchored_without_caret);
     tcase_add_test(tc, unset_capture_group_is_empty);
@@ -893,6 +996,7 @@ route_suite(void)
     tcase_add_test(te, error_query_name_empty);
     tcase_add_test(te, error_method_not_a_token);
     tcase_add_test(te, error_method_lowercase);
+    tcase_add_test(te, error_method_never_accepted);
     tcase_add_test(te, error_method_wrong_type);
     tcase_add_test(te, error_rewrite_without_upstream);
     tcase_add_test(te, error_unknown_variable_in_rewrite);

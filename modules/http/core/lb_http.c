@@ -45,6 +45,8 @@ static const lb_setting_t  lb_http_core_settings[] = {
       offsetof(lb_http_core_conf_t, max_uri), NULL, NULL, 0 },
     { "max_body_size", LB_SET_SIZE, LB_CTX_LISTENER, "64m", 0, 1LL << 50,
       offsetof(lb_http_core_conf_t, max_body_size), NULL, NULL, 0 },
+    { "merge_slashes", LB_SET_BOOL, LB_CTX_LISTENER, "true", 0, 0,
+      offsetof(lb_http_core_conf_t, merge_slashes), NULL, NULL, 0 },
     { "access_log", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
       offsetof(lb_http_core_conf_t, access_log), NULL, lb_http_log_set, 0 },
     lb_setting_end
@@ -71,6 +73,7 @@ lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     hcf->limits.max_header_size = (size_t) hcf->max_header_size;
     hcf->limits.max_headers = (size_t) hcf->max_headers;
     hcf->limits.max_uri = (size_t) hcf->max_uri;
+    hcf->uri_flags = hcf->merge_slashes ? LB_HTTP_URI_MERGE_SLASHES : 0;
     hcf->listener = cf->listener;
     cf->listener->handler = lb_http_init_connection;
     return LB_OK;

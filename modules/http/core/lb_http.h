@@ -31,7 +31,9 @@ typedef struct {
     int64_t           max_headers;
     int64_t           max_uri;
     int64_t           max_body_size;
+    int               merge_slashes;    /* bool: "//" is "/" in the normal path */
     lb_http_limits_t  limits;           /* the three above, for the parser */
+    unsigned          uri_flags;        /* for lb_http_parse_uri */
     lb_http_access_log_t  access_log;
     lb_listener_t    *listener;
 } lb_http_core_conf_t;
@@ -43,9 +45,14 @@ typedef struct {
     lb_http_msg_t     msg;
     size_t            captures[20];     /* path_regex offsets, $0..$9 */
     char              id_buf[LB_HTTP_REQUEST_ID_LEN + 1];   /* a generated id */
-    size_t            size;             /* bytes of data[] */
+    size_t            size;             /* bytes of the read buffer */
+    size_t            uri_size;         /* bytes of uri, max_uri */
+    char             *uri;              /* the normalised path, when it is not
+                                           the path as sent: in data[], after
+                                           the read buffer, because the head
+                                           must stay as sent ($request_uri) */
     char              out[LB_HTTP_OUT_SIZE];   /* a response that fits */
-    char              data[];           /* the read buffer */
+    char              data[];           /* the read buffer, then uri */
 } lb_http_req_mem_t;
 
 typedef enum {

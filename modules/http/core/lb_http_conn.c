@@ -35,21 +35,24 @@ static int
 lb_http_mem_get(lb_http_conn_t *hc)
 {
     size_t              size = (size_t) hc->conf->max_header_size + LB_HTTP_BODY_ROOM, i;
+    size_t              uri_size = (size_t) hc->conf->max_uri;
     lb_http_req_mem_t  *m = NULL;
 
     for (i = lb_http_mem_cached; i-- > 0; ) {
-        if (lb_http_mem_cache[i]->size == size) {
+        if (lb_http_mem_cache[i]->size == size && lb_http_mem_cache[i]->uri_size == uri_size) {
             m = lb_http_mem_cache[i];
             lb_http_mem_cache[i] = lb_http_mem_cache[--lb_http_mem_cached];
             break;
         }
     }
     if (m == NULL) {
-        m = malloc(sizeof(lb_http_req_mem_t) + size);
+        m = malloc(sizeof(lb_http_req_mem_t) + size + uri_size);
         if (m == NULL) {
             return LB_ERROR;
         }
         m->size = size;
+        m->uri_size = uri_size;
+        m->uri = m->data + size;
     }
     hc->mem = m;
     lb_buf_init(&hc->buf, m->data, size);
@@ -312,7 +315,7 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
     ctx->upstream_addr = hc->upstream_addr;
     ctx->request_id = hc->request_id;
     ctx->bytes_sent = hc->bytes_sent;
-    ctx->capture_subject = hc->mem->msg.path.data;
+    ctx->capture_subject = hc->mem->msg.uri.data;
     ctx->captures = hc->mem->captures;
     ctx->ncaptures = hc->ncaptures;
 }
@@ -738,6 +741,11 @@ lb_http_read_head(lb_http_conn_t *hc)
             msg = &hc->mem->msg;
             rc = lb_http_parse_request_head(msg, hc->buf.pos, lb_buf_len(&hc->buf),
                                             &hc->conf->limits);
+            if (rc == LB_OK) {
+                /* routes, $uri and the upstream all see the normal path */
+                rc = lb_http_parse_uri(msg, hc->mem->uri, hc->mem->uri_size,
+                                       hc->conf->uri_flags);
+            }
             if (rc == LB_OK) {
                 return lb_http_process(hc);
             }

@@ -91,6 +91,37 @@ lb_http_eq(const char *s, size_t len, const char *lc, size_t lc_len)
 #define lb_http_eq_lit(str, lit) \
     lb_http_eq((str)->data, (str)->len, lit, sizeof(lit) - 1)
 
+/* A method byte: lbd narrows RFC 9110 §9.1's token to what methods look
+ * like (GET, PROPFIND, M-SEARCH). Methods are case-sensitive, so "get" is
+ * not GET; a backend that folds case would still serve it as GET, past a
+ * route that matched on the exact method. */
+#define lb_http_is_method(c)  (((c) >= 'A' && (c) <= 'Z') || (c) == '-' || (c) == '_')
+
+/* unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~" (RFC 3986 §2.3) */
+#define lb_http_is_unreserved(c)                                              \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                 \
+     || ((c) >= '0' && (c) <= '9') || (c) == '-' || (c) == '.' || (c) == '_'  \
+     || (c) == '~')
+
+static int lb_http_hex(char c);
+static bool lb_http_valid_host(const lb_str_t *host);
+
+bool
+lb_http_valid_method(const char *m, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > LB_HTTP_MAX_METHOD) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!lb_http_is_method(m[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The next element of the comma-separated list (RFC 9110 §5.6.1) in
  * list, from offset *pos on, with the OWS around it removed; elements may
  * be empty. Start with *pos = 0; returns false when the list is exhausted. */
@@ -218,11 +249,27 @@ lb_http_parse_target(lb_http_msg_t *msg)
         if (p == end || *p != ':') {
             return lb_http_fail(msg, 400, "request target is not a path or an absolute URI");
         }
+        /* Only http and https URIs name what a reverse proxy serves, and
+         * both need an authority (RFC 9110 §4.2.1, §4.2.2): its host is
+         * what the request is for (RFC 9112 §3.2.2), so it is held to
+         * the rules of Host. */
+        if (!lb_http_eq(t, (size_t) (p - t), "http", 4)
+            && !lb_http_eq(t, (size_t) (p - t), "https", 5))
+        {
+            return lb_http_fail(msg, 400, "absolute-form target with a scheme other than "
+                                          "http or https");
+        }
         p++;
-        if (end - p >= 2 && p[0] == '/' && p[1] == '/') {
-            for (p += 2; p < end && *p != '/' && *p != '?'; p++) {
-                /* authority */
-            }
+        if (end - p < 2 || p[0] != '/' || p[1] != '/') {
+            return lb_http_fail(msg, 400, "absolute-form target without an authority");
+        }
+        msg->authority.data = (char *) p + 2;
+        for (p += 2; p < end && *p != '/' && *p != '?'; p++) {
+            /* authority */
+        }
+        msg->authority.len = (size_t) (p - msg->authority.data);
+        if (!lb_http_valid_host(&msg->authority)) {
+            return lb_http_fail(msg, 400, "invalid authority in the request target");
         }
     }
 
@@ -246,11 +293,17 @@ lb_http_parse_request_line(lb_http_msg_t *msg, const char *p, const char *end,
     int          rc;
 
     start = p;
-    while (p < end && lb_http_is(*p, LB_HTTP_TOKEN)) {
+    while (p < end && lb_http_is_method(*p)) {
+        if (p - start == LB_HTTP_MAX_METHOD) {
+            return lb_http_fail(msg, 400, "method longer than 32 bytes");
+        }
         p++;
     }
     if (p == end) {
         return LB_AGAIN;
+    }
+    if (*p != ' ' && lb_http_is(*p, LB_HTTP_TOKEN)) {
+        return lb_http_fail(msg, 400, "method other than uppercase letters, '-' and '_'");
     }
     if (p == start) {
         return lb_http_fail(msg, 400, "empty method or junk before the request line");
@@ -524,18 +577,78 @@ lb_http_check_transfer_encoding(lb_http_msg_t *msg)
     return LB_OK;
 }
 
-/* Host = uri-host [ ":" port ] (RFC 9110 §7.2); may be empty. */
+/* Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2-3), held
+ * tighter than the grammar wherever a router and a backend could read one
+ * value two ways: not empty (an http URI never has an empty host, RFC
+ * 9110 §4.2.1); an IP-literal of hex digits, ':' and '.' only (no zone,
+ * no IPvFuture); a reg-name or IPv4 address of unreserved and sub-delims
+ * characters, without percent-encoding ("%61" is "a" to some and not to
+ * others), not empty, with at most one trailing dot (the DNS root; "a.."
+ * names nothing); a port of at most 5 digits up to 65535, or empty (RFC
+ * 3986 §3.2.3). */
 static bool
 lb_http_valid_host(const lb_str_t *host)
 {
-    size_t  i;
+    const char  *p = host->data, *end = p + host->len, *name;
+    unsigned     port = 0, n;
 
-    for (i = 0; i < host->len; i++) {
-        if (!lb_http_is(host->data[i], LB_HTTP_HOST)) {
+    if (p == end) {
+        return false;
+    }
+    if (*p == '[') {
+        for (name = ++p; p < end && *p != ']'; p++) {
+            if (!lb_http_is(*p, LB_HTTP_HEX) && *p != ':' && *p != '.') {
+                return false;
+            }
+        }
+        if (p == end || p == name) {
+            return false;
+        }
+        p++;
+    } else {
+        for (name = p; p < end && *p != ':'; p++) {
+            if (!lb_http_is(*p, LB_HTTP_HOST) || *p == '%' || *p == '[' || *p == ']') {
+                return false;
+            }
+        }
+        if (p == name || (p - name == 1 && *name == '.')
+            || (p - name >= 2 && p[-1] == '.' && p[-2] == '.'))
+        {
             return false;
         }
     }
-    return true;
+    if (p == end) {
+        return true;
+    }
+    if (*p++ != ':') {
+        return false;
+    }
+    for (n = 0; p < end; p++, n++) {
+        if (*p < '0' || *p > '9' || n == 5) {
+            return false;
+        }
+        port = port * 10 + (unsigned) (*p - '0');
+    }
+    return port <= 65535;
+}
+
+void
+lb_http_host_name(const lb_str_t *host, lb_str_t *name)
+{
+    const char  *h = host->data, *q;
+    size_t       len = host->len;
+
+    if (len && h[0] == '[') {
+        q = memchr(h, ']', len);
+        len = q ? (size_t) (q - h) + 1 : len;
+    } else if (len && (q = memchr(h, ':', len)) != NULL) {
+        len = (size_t) (q - h);
+    }
+    if (len > 1 && h[len - 1] == '.') {
+        len--;
+    }
+    name->data = host->data;
+    name->len = len;
 }
 
 /* Derives framing and connection handling from the fields of a complete
@@ -637,8 +750,17 @@ lb_http_parse_semantics(lb_http_msg_t *msg, bool request)
         if (nhost == 0 && msg->version == 11) {
             return lb_http_fail(msg, 400, "HTTP/1.1 request without Host");
         }
+        if (nhost == 1 && msg->host.len == 0) {
+            return lb_http_fail(msg, 400, "empty Host");
+        }
         if (nhost == 1 && !lb_http_valid_host(&msg->host)) {
             return lb_http_fail(msg, 400, "invalid Host");
+        }
+        /* §3.2.2: the authority of an absolute-form target wins over
+         * Host, for routing and $host alike (Host is still required in
+         * HTTP/1.1 and still checked: §3.2 asks for 400 on a bad one). */
+        if (msg->authority.len) {
+            msg->host = msg->authority;
         }
     }
 
@@ -663,6 +785,8 @@ lb_http_msg_reset(lb_http_msg_t *msg)
     msg->target = empty;
     msg->path = empty;
     msg->query = empty;
+    msg->authority = empty;
+    msg->uri = empty;
     msg->status = 0;
     msg->reason = empty;
     msg->version = 0;
@@ -754,6 +878,111 @@ lb_http_parse_response_head(lb_http_msg_t *msg, const char *buf, size_t len,
     if (msg->body == LB_HTTP_BODY_CLOSE) {
         msg->keep_alive = false;
     }
+    return LB_OK;
+}
+
+int
+lb_http_parse_uri(lb_http_msg_t *msg, char *buf, size_t size, unsigned flags)
+{
+    static char  root[] = "/";
+    const char  *p = msg->path.data, *end = p + msg->path.len, *q, *seg, *slash;
+    char        *w, *o;
+    bool         merge = (flags & LB_HTTP_URI_MERGE_SLASHES) != 0, last;
+    size_t       len;
+    int          c;
+
+    msg->uri = msg->path;
+    if (msg->path.len == 0) {
+        /* "http://a" is "http://a/" (RFC 3986 §6.2.3); "*" and CONNECT
+         * have no path at all */
+        if (msg->authority.len) {
+            msg->uri.data = root;
+            msg->uri.len = 1;
+        }
+        return LB_OK;
+    }
+    if (*p != '/') {
+        return lb_http_fail(msg, 400, "request path does not start with \"/\"");
+    }
+
+    /* Most paths are already normal: nothing to decode, no dot segment
+     * (each starts right after a '/'), no empty segment to merge. */
+    for (q = p; q < end; q++) {
+        if (*q == '%' || (*q == '/' && q + 1 < end && (q[1] == '.' || (merge && q[1] == '/')))) {
+            break;
+        }
+    }
+    if (q == end) {
+        return LB_OK;
+    }
+    if (size < msg->path.len) {
+        return lb_http_fail(msg, 414, "request path longer than max_uri");
+    }
+
+    /* §6.2.2.1, §6.2.2.2: decode what never needed encoding, uppercase
+     * the hex of what stays encoded. Decoding comes first so that "%2e"
+     * is a dot to the dot-segment step below, as it is to a backend. */
+    for (w = buf, q = p; q < end; q++) {
+        if (*q != '%') {
+            *w++ = *q;
+            continue;
+        }
+        if (end - q < 3 || !lb_http_is(q[1], LB_HTTP_HEX) || !lb_http_is(q[2], LB_HTTP_HEX)) {
+            return lb_http_fail(msg, 400, "malformed percent-encoding in the request path");
+        }
+        c = lb_http_hex(q[1]) << 4 | lb_http_hex(q[2]);
+        if (c == 0) {
+            return lb_http_fail(msg, 400, "%00 in the request path");
+        }
+        if (lb_http_is_unreserved(c)) {
+            *w++ = (char) c;
+        } else {
+            *w++ = '%';
+            *w++ = (char) (q[1] >= 'a' ? q[1] - 'a' + 'A' : q[1]);
+            *w++ = (char) (q[2] >= 'a' ? q[2] - 'a' + 'A' : q[2]);
+        }
+        q += 2;
+    }
+
+    /* §5.2.4 (and §6.2.2.3), in place over buf[0..w): each segment is
+     * read before anything is written over it, and the output never
+     * grows past what was read. A ".." with nothing left to remove is a
+     * path above the root: refused rather than clamped, as nobody sends
+     * one but to reach outside a prefix. */
+    end = w;
+    o = buf;
+    for (seg = buf + 1; ; seg = slash + 1) {
+        slash = memchr(seg, '/', (size_t) (end - seg));
+        last = slash == NULL;
+        len = (size_t) ((last ? end : slash) - seg);
+
+        if (len == 1 && seg[0] == '.') {
+            if (last) {
+                *o++ = '/';
+            }
+        } else if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+            if (o == buf) {
+                return lb_http_fail(msg, 400, "request path climbs above the root");
+            }
+            while (*--o != '/') {
+                /* back to the start of the last output segment */
+            }
+            if (last) {
+                *o++ = '/';
+            }
+        } else if (len == 0 && merge && !last) {
+            /* "//": an empty segment, merged */
+        } else {
+            *o++ = '/';
+            memmove(o, seg, len);
+            o += len;
+        }
+        if (last) {
+            break;
+        }
+    }
+    msg->uri.data = buf;
+    msg->uri.len = (size_t) (o - buf);
     return LB_OK;
 }
 

@@ -10,6 +10,10 @@
 #include "lb_core.h"
 
 #define LB_HTTP_MAX_HEADERS  256          /* hard cap; max_headers is lower */
+#define LB_HTTP_MAX_METHOD   32           /* longest method lbd accepts */
+
+/* lb_http_parse_uri flags */
+#define LB_HTTP_URI_MERGE_SLASHES  0x01   /* "//" is "/" (merge_slashes) */
 
 typedef struct {
     lb_str_t   name;
@@ -38,6 +42,10 @@ typedef struct {
                                          part after the authority; empty for
                                          CONNECT host:port and OPTIONS * */
     lb_str_t            query;        /* after '?', without it; empty if none */
+    lb_str_t            authority;    /* absolute-form: the target's authority
+                                         (validated like Host); else empty */
+    lb_str_t            uri;          /* path in normal form: set by
+                                         lb_http_parse_uri, empty before */
     /* status line (responses) */
     int                 status;
     lb_str_t            reason;
@@ -56,8 +64,10 @@ typedef struct {
                                              for a response delimited by close */
     bool                expect_continue;  /* Expect: 100-continue */
     bool                upgrade;          /* Connection: upgrade + Upgrade */
-    lb_str_t            host;             /* Host field value (requests); the
-                                             target's authority is not used */
+    lb_str_t            host;             /* requests: the target's authority
+                                             for absolute-form (RFC 9112
+                                             §3.2.2), else the Host field value;
+                                             never empty in HTTP/1.1 */
 
     /* on LB_ERROR: the status to answer and why, for the log */
     int                 error_status;
@@ -70,19 +80,25 @@ typedef struct {
  * or LB_ERROR with msg->error_status (400, 414, 431, 501) and msg->error.
  * Refused with 400: a request line that is not METHOD SP target SP
  * HTTP/1.0 or HTTP/1.1 (any other version too: 505 is not among the
- * answers lbd gives, SPEC §4); a target that is not one of the four forms
- * of RFC 9112 §3.2, or holds a fragment or a non-ASCII byte; more than a
+ * answers lbd gives, SPEC §4); a method that is not 1 to
+ * LB_HTTP_MAX_METHOD of 'A'-'Z', '-', '_' (lb_http_valid_method); a
+ * target that is not one of the four forms of RFC 9112 §3.2, or holds a
+ * fragment or a non-ASCII byte; an absolute-form target whose scheme is
+ * not http or https or whose authority is not a valid Host; more than a
  * few empty lines before the request line; whitespace before a colon;
  * obsolete line folding; a bare CR or LF; NUL or other control characters
  * in a field; both Content-Length and Transfer-Encoding; a malformed or
  * repeated Content-Length (even "5, 5": no real client sends it, and the
  * next hop might read it differently); Transfer-Encoding in HTTP/1.0 or
  * with an empty element, parameters or chunked twice; a missing Host in
- * HTTP/1.1, more than one Host, an invalid Host. 501: a transfer coding
- * other than chunked (alone and last). 414 as soon as the target is longer
- * than max_uri; 431 as soon as len passes max_header_size without a
- * complete head. Calling it again with more bytes re-parses from the
- * start of buf: heads are short and this keeps the state trivial. */
+ * HTTP/1.1, more than one Host, an empty or invalid Host (see
+ * lb_http_valid_host in the source: no '%', at most one trailing dot, a
+ * port of digits up to 65535). 501: a transfer coding other than chunked
+ * (alone and last). 414 as soon as the target is longer than max_uri; 431
+ * as soon as len passes max_header_size without a complete head. Calling
+ * it again with more bytes re-parses from the start of buf: heads are
+ * short and this keeps the state trivial. msg->uri stays empty: the
+ * caller normalises the path with lb_http_parse_uri before routing. */
 int lb_http_parse_request_head(lb_http_msg_t *msg, const char *buf, size_t len,
                                const lb_http_limits_t *limits);
 
@@ -96,6 +112,30 @@ int lb_http_parse_request_head(lb_http_msg_t *msg, const char *buf, size_t len,
  * Transfer-Encoding it is CLOSE. */
 int lb_http_parse_response_head(lb_http_msg_t *msg, const char *buf, size_t len,
                                 const lb_http_limits_t *limits, bool head_request);
+
+/* Normalises the path of a parsed request (RFC 3986 §6.2.2) into
+ * msg->uri, for routing, $uri and the request sent upstream: percent-
+ * encoded unreserved characters (ALPHA DIGIT - . _ ~, so %2e too) are
+ * decoded, the hex digits of the other escapes uppercased ("%2f" ->
+ * "%2F": an encoded '/' never becomes a separator), dot segments removed
+ * (§5.2.4) and, with LB_HTTP_URI_MERGE_SLASHES, runs of '/' merged. An
+ * absolute-form target without a path gets "/"; asterisk-form and
+ * CONNECT get an empty uri. msg->path and msg->target stay as sent.
+ * When the path is already normal (no '%', no "/.", no "//") msg->uri is
+ * msg->path itself; otherwise it is written into buf, which must hold
+ * msg->path.len bytes (it can only shrink). Returns LB_OK, or LB_ERROR
+ * with error_status 400 for a malformed escape ("%zz", a truncated
+ * "%4"), "%00", or a ".." that climbs above the root. Never allocates. */
+int lb_http_parse_uri(lb_http_msg_t *msg, char *buf, size_t size, unsigned flags);
+
+/* Whether m[0..len) is a method lbd accepts: 1 to LB_HTTP_MAX_METHOD of
+ * 'A'-'Z', '-', '_' (GET, PROPFIND, M-SEARCH). */
+bool lb_http_valid_method(const char *m, size_t len);
+
+/* The host name of a valid Host value or authority, for matching: without
+ * the port and without one trailing dot (the DNS root: "a.example." is
+ * "a.example"); "[::1]:80" -> "[::1]". A view into host; not lowercased. */
+void lb_http_host_name(const lb_str_t *host, lb_str_t *name);
 
 /* The value of field name (case-insensitive), or NULL. */
 const lb_http_header_t *lb_http_find_header(const lb_http_msg_t *msg, const char *name);

@@ -454,22 +454,16 @@ lb_http_var_put_request(lb_http_var_out_t *out, const lb_http_msg_t *r)
     lb_http_var_put(out, r->version == 10 ? " HTTP/1.0" : " HTTP/1.1", 9);
 }
 
-/* $host: the Host field without its port, lowercased; "[::1]:80" -> "[::1]" */
+/* $host: the host routes matched (the Host field, or an absolute-form
+ * target's authority) without its port and one trailing dot, lowercased;
+ * "[::1]:80" -> "[::1]" */
 static void
 lb_http_var_put_host(lb_http_var_out_t *out, const lb_http_msg_t *r)
 {
-    const char  *p = r->host.data, *end = p + r->host.len, *q;
+    lb_str_t  name;
 
-    if (r->host.len == 0) {
-        return;
-    }
-    if (*p == '[') {
-        q = memchr(p, ']', r->host.len);
-        end = q != NULL ? q + 1 : end;
-    } else if ((q = memchr(p, ':', r->host.len)) != NULL) {
-        end = q;
-    }
-    lb_http_var_put_lower(out, p, (size_t) (end - p));
+    lb_http_host_name(&r->host, &name);
+    lb_http_var_put_lower(out, name.data, name.len);
 }
 
 /* Whether a field name is the $http_ NAME: case-insensitive, '-' as '_'. */
@@ -692,7 +686,7 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
         lb_http_var_put_str(out, r->target);
         return;
     case LB_HTTP_VAR_URI:
-        lb_http_var_put_str(out, r->path);
+        lb_http_var_put_str(out, r->uri);
         return;
     case LB_HTTP_VAR_REQUEST:
         lb_http_var_put_request(out, r);

@@ -57,8 +57,10 @@ typedef struct lb_http_complex_s  lb_http_complex_t;
  *   $cookie_NAME  the value of the first cookie NAME (case-sensitive) in
  *                 the Cookie fields, pairs split on ';', whitespace around
  *                 the name and the value trimmed; quotes kept.
- * $host is the Host field lowercased, without ":port" ("[::1]:80" ->
- * "[::1]"); $status is "" while 0; $msec, $request_time and
+ * $host is the request's host (the Host field, or the authority of an
+ * absolute-form target) lowercased, without ":port" and one trailing dot
+ * ("[::1]:80" -> "[::1]"); $uri is the normalised path
+ * (lb_http_parse_uri), $request_uri the target as sent; $status is "" while 0; $msec, $request_time and
  * $upstream_response_time are seconds with three decimals ("0.123");
  * $time_iso8601 is local time, "2026-11-25T10:59:46+00:00"; $time_local
  * is local time as nginx logs it, "25/Nov/2026:10:59:46 +0000"; $request

@@ -552,8 +552,11 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     h.overflow = false;
     lb_http_var_ctx(hc, &ctx, 0);
 
-    /* request line: the rewritten path with the query, the target as
-     * sent (origin-form, "*"), or an absolute-form target's path */
+    /* request line: the rewritten path, or the normal path lbd routed on
+     * (so the backend never sees another path than the one matched; an
+     * absolute-form target's authority went to msg->host), with the query
+     * as sent; "*" and a CONNECT target as sent. uri and query fit in
+     * target.len + 1 ("http://a?q" -> "/?q"). */
     need = msg->method.len + 1 + msg->target.len + 1 + 2 + 8 + 2;
     if (route->rewrite) {
         n = lb_http_complex_eval(route->rewrite, &ctx, NULL, 0);
@@ -567,27 +570,19 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     h.data[h.len++] = ' ';
     if (route->rewrite) {
         h.len += lb_http_complex_eval(route->rewrite, &ctx, h.data + h.len, n);
-        if (msg->query.len || (msg->target.len && msg->target.data[msg->target.len - 1] == '?')) {
-            h.data[h.len++] = '?';
-            memcpy(h.data + h.len, msg->query.data, msg->query.len);
-            h.len += msg->query.len;
-        }
-    } else if (msg->target.data[0] == '/' || msg->target.data[0] == '*') {
+    } else if (msg->uri.len) {
+        memcpy(h.data + h.len, msg->uri.data, msg->uri.len);
+        h.len += msg->uri.len;
+    } else {
         memcpy(h.data + h.len, msg->target.data, msg->target.len);
         h.len += msg->target.len;
-    } else {
-        /* absolute-form: the path and query after the authority */
-        if (msg->path.len == 0) {
-            h.data[h.len++] = '/';
-        } else {
-            memcpy(h.data + h.len, msg->path.data, msg->path.len);
-            h.len += msg->path.len;
-        }
-        if (msg->query.len) {
-            h.data[h.len++] = '?';
-            memcpy(h.data + h.len, msg->query.data, msg->query.len);
-            h.len += msg->query.len;
-        }
+    }
+    if ((route->rewrite || msg->uri.len)
+        && (msg->query.len || msg->target.data[msg->target.len - 1] == '?'))
+    {
+        h.data[h.len++] = '?';
+        memcpy(h.data + h.len, msg->query.data, msg->query.len);
+        h.len += msg->query.len;
     }
     memcpy(h.data + h.len, " HTTP/1.1\r\n", 11);
     h.len += 11;

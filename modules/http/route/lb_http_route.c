@@ -6,6 +6,7 @@
  */
 #include "lb_core.h"
 #include "lb_http_route.h"
+#include "lb_http.h"
 
 #define PCRE2_CODE_UNIT_WIDTH  8
 #include <pcre2.h>
@@ -112,6 +113,8 @@ static const char *const  lb_http_route_protocols[] = { "http", "https", NULL };
 static const lb_setting_t  lb_http_route_settings[] = {
     { "routes", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0, 0, NULL,
       lb_route_set_routes, 0 },
+    { "path_case_insensitive", LB_SET_BOOL, LB_CTX_LISTENER, "false", 0, 0,
+      offsetof(lb_route_listener_conf_t, routes.path_case_insensitive), NULL, NULL, 0 },
 
     { "host", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_host, 0 },
     { "path", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
@@ -230,7 +233,8 @@ lb_route_regex_free(void *data)
  * the platform has it; pcre2_match falls back to the interpreter itself.
  * The code and its match data are freed with the cycle's pool. */
 static lb_route_regex_t *
-lb_route_regex(lb_conf_t *cf, const config_setting_t *v, const char *what, const char *pattern)
+lb_route_regex(lb_conf_t *cf, const config_setting_t *v, const char *what, const char *pattern,
+               uint32_t options)
 {
     lb_route_regex_t  *re;
     PCRE2_UCHAR        msg[256];
@@ -242,7 +246,7 @@ lb_route_regex(lb_conf_t *cf, const config_setting_t *v, const char *what, const
         lb_conf_error(cf, v, "out of memory");
         return NULL;
     }
-    re->code = pcre2_compile((PCRE2_SPTR) pattern, PCRE2_ZERO_TERMINATED, 0,
+    re->code = pcre2_compile((PCRE2_SPTR) pattern, PCRE2_ZERO_TERMINATED, options,
                              &errcode, &offset, NULL);
     if (re->code == NULL) {
         pcre2_get_error_message(errcode, msg, sizeof(msg));
@@ -292,7 +296,7 @@ lb_route_set_host(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, voi
     }
     if (host[0] == '~') {
         rcf->host_kind = LB_ROUTE_HOST_REGEX;
-        rcf->host_re = lb_route_regex(cf, v, "host", host + 1);
+        rcf->host_re = lb_route_regex(cf, v, "host", host + 1, 0);
         return rcf->host_re ? LB_OK : LB_ERROR;
     }
 
@@ -352,14 +356,18 @@ lb_route_set_path(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, voi
 static int
 lb_route_set_path_regex(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
-    lb_route_conf_t  *rcf = conf;
-    const char       *pattern;
+    lb_route_conf_t         *rcf = conf;
+    const lb_http_routes_t  *routes;
+    const char              *pattern;
 
     if (lb_conf_get_string(cf, v, &pattern) != LB_OK) {
         return LB_ERROR;
     }
+    /* lb_http_routes_compile hands its routes list over in ctx_data */
+    routes = cf->ctx_data;
     rcf->path_regex_text = lb_pstrdup(cf->pool, pattern);
-    rcf->path_re = lb_route_regex(cf, v, "path_regex", pattern);
+    rcf->path_re = lb_route_regex(cf, v, "path_regex", pattern,
+                                  routes && routes->path_case_insensitive ? PCRE2_CASELESS : 0);
     return rcf->path_re && rcf->path_regex_text ? LB_OK : LB_ERROR;
 }
 
@@ -392,6 +400,11 @@ lb_route_add_method(lb_conf_t *cf, config_setting_t *elt, const char *m, void *a
                                  "send \"%s\": methods are case-sensitive (did you mean "
                                  "\"%s\"?)", m, m, lb_route_methods[i].data);
         }
+    }
+    if (!lb_http_valid_method(m, len)) {
+        return lb_conf_error(cf, elt, "method \"%s\" would never match: requests whose "
+                             "method is not uppercase letters, '-' and '_' (at most %d) "
+                             "are refused with 400", m, LB_HTTP_MAX_METHOD);
     }
     ext = lb_array_push(&rcf->ext_methods);
     if (ext == NULL) {
@@ -457,7 +470,7 @@ lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void 
         if (pattern == NULL) {
             return lb_conf_error(cf, elt, "out of memory");
         }
-        f->re = lb_route_regex(cf, elt, what, pattern);
+        f->re = lb_route_regex(cf, elt, what, pattern, 0);
         return f->re ? LB_OK : LB_ERROR;
     }
     f->how = LB_ROUTE_EXACT;
@@ -755,6 +768,7 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
     lb_listener_t      *saved_listener = cf->listener;
     const char         *saved_protocol = cf->protocol, *saved_block = cf->block;
     void              **saved_parent = cf->parent_confs, **confs;
+    void               *saved_data = cf->ctx_data;
     config_setting_t   *g;
     lb_route_conf_t    *rcf;
     unsigned            i, n;
@@ -769,6 +783,7 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
 
     cf->listener = ls;
     cf->protocol = ls->protocol;
+    cf->ctx_data = out;
     /* the listener's confs are the routes' parents; the core sets ls->confs
      * once the listener block is parsed, so today they may still be NULL */
     cf->parent_confs = ls->confs;
@@ -800,6 +815,7 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
     cf->protocol = saved_protocol;
     cf->block = saved_block;
     cf->parent_confs = saved_parent;
+    cf->ctx_data = saved_data;
     return rc;
 }
 
@@ -989,6 +1005,7 @@ lb_route_fields_hold(const lb_route_conf_t *rcf, const lb_http_msg_t *req, bool 
 /* What one request looks like to the matcher, worked out once. */
 typedef struct {
     const lb_http_msg_t  *req;
+    bool                  caseless;     /* path_case_insensitive */
     uint32_t              method;       /* bit, 0 for an extension method */
     lb_str_t              host;         /* without port and trailing dot */
     char                  lower[LB_ROUTE_HOST_MAX];
@@ -1013,6 +1030,28 @@ lb_route_method_holds(const lb_route_conf_t *rcf, const lb_route_request_t *rq)
     return false;
 }
 
+/* Whether the request's path starting at p holds the route's path
+ * bytes, exactly or, with path_case_insensitive, ignoring ASCII case. */
+static bool
+lb_route_path_eq(const lb_route_request_t *rq, const char *p, const lb_str_t *path)
+{
+    size_t  i;
+    char    a, b;
+
+    if (!rq->caseless) {
+        return memcmp(p, path->data, path->len) == 0;
+    }
+    for (i = 0; i < path->len; i++) {
+        a = p[i] >= 'A' && p[i] <= 'Z' ? (char) (p[i] | 0x20) : p[i];
+        b = path->data[i] >= 'A' && path->data[i] <= 'Z' ? (char) (path->data[i] | 0x20)
+                                                          : path->data[i];
+        if (a != b) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The conditions that cost a compare or two: tried before any regex. */
 static bool
 lb_route_cheap_hold(const lb_route_conf_t *rcf, const lb_route_request_t *rq)
@@ -1022,14 +1061,14 @@ lb_route_cheap_hold(const lb_route_conf_t *rcf, const lb_route_request_t *rq)
     if (rcf->has_methods && !lb_route_method_holds(rcf, rq)) {
         return false;
     }
-    if (rcf->path.data && (req->path.len != rcf->path.len
-                           || memcmp(req->path.data, rcf->path.data, rcf->path.len) != 0))
+    if (rcf->path.data && (req->uri.len != rcf->path.len
+                           || !lb_route_path_eq(rq, req->uri.data, &rcf->path)))
     {
         return false;
     }
     if (rcf->path_prefix.data
-        && (req->path.len < rcf->path_prefix.len
-            || memcmp(req->path.data, rcf->path_prefix.data, rcf->path_prefix.len) != 0))
+        && (req->uri.len < rcf->path_prefix.len
+            || !lb_route_path_eq(rq, req->uri.data, &rcf->path_prefix)))
     {
         return false;
     }
@@ -1088,8 +1127,8 @@ lb_route_regexes_hold(const lb_route_conf_t *rcf, lb_route_request_t *rq,
         return true;
     }
 
-    rc = pcre2_match(rcf->path_re->code, (PCRE2_SPTR) (req->path.data ? req->path.data : ""),
-                     req->path.len, 0, 0, rcf->path_re->md, NULL);
+    rc = pcre2_match(rcf->path_re->code, (PCRE2_SPTR) (req->uri.data ? req->uri.data : ""),
+                     req->uri.len, 0, 0, rcf->path_re->md, NULL);
     if (rc < 0) {
         return false;
     }
@@ -1117,7 +1156,6 @@ lb_http_routes_match(const lb_http_routes_t *rs, const lb_http_msg_t *req,
                      size_t *captures, int *ncaptures)
 {
     lb_route_request_t  rq;
-    const char         *h, *colon;
     size_t              i;
 
     if (ncaptures) {
@@ -1129,17 +1167,8 @@ lb_http_routes_match(const lb_http_routes_t *rs, const lb_http_msg_t *req,
     rq.req = req;
     rq.method = lb_route_method_bit(req->method.data, req->method.len);
     rq.lowered = false;
-    rq.host = req->host;
-    h = req->host.data;
-    if (rq.host.len && h[0] == '[') {
-        colon = memchr(h, ']', rq.host.len);
-        rq.host.len = colon ? (size_t) (colon - h) + 1 : rq.host.len;
-    } else if (rq.host.len && (colon = memchr(h, ':', rq.host.len)) != NULL) {
-        rq.host.len = (size_t) (colon - h);
-    }
-    if (rq.host.len > 1 && h[rq.host.len - 1] == '.') {
-        rq.host.len--;
-    }
+    rq.caseless = rs->path_case_insensitive != 0;
+    lb_http_host_name(&req->host, &rq.host);
 
     for (i = 0; i < rs->nroutes; i++) {
         const lb_route_conf_t  *rcf = (const lb_route_conf_t *) rs->routes[i];
@@ -1296,7 +1325,8 @@ static int
 lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
 {
     static lb_http_msg_t     msg;
-    static char              req[16384], out[4096];
+    static char              req[16384], out[4096], uri[8192];
+    lb_http_core_conf_t     *hcf;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
     const char              *method, *url, *path, *host = NULL, *listener = NULL;
     const lb_http_route_t   *r;
@@ -1330,21 +1360,27 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
                                       url);
     }
 
-    len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n", method, path);
+    /* a URL without a host and no -H Host is what an HTTP/1.0 client
+     * without Host sends: it fails every host condition (HTTP/1.1 with an
+     * empty Host would be refused with 400) */
+    for (k = 3; k < argc; k++) {
+        has_host |= strcmp(argv[k - 1], "-H") == 0 && strncasecmp(argv[k], "host:", 5) == 0;
+    }
+    len = snprintf(req, sizeof(req), "%s %s HTTP/1.%c\r\n", method, path,
+                   host || has_host ? '1' : '0');
     n = len > 0 ? (size_t) len : 0;
     for (k = 3; k < argc && n < sizeof(req); k++) {
         if (strcmp(argv[k], "--listener") == 0 && k + 1 < argc) {
             listener = argv[++k];
         } else if (strcmp(argv[k], "-H") == 0 && k + 1 < argc) {
             k++;
-            has_host |= strncasecmp(argv[k], "host:", 5) == 0;
             len = snprintf(req + n, sizeof(req) - n, "%s\r\n", argv[k]);
             n += len > 0 ? (size_t) len : 0;
         } else {
             return lb_http_route_ctl_fail("unexpected argument \"%s\"", argv[k]);
         }
     }
-    if (!has_host && n < sizeof(req)) {
+    if (!has_host && host && n < sizeof(req)) {
         len = snprintf(req + n, sizeof(req) - n, "Host: %.*s\r\n", (int) hostlen,
                        host ? host : "");
         n += len > 0 ? (size_t) len : 0;
@@ -1355,17 +1391,22 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     memcpy(req + n, "\r\n", 2);
     n += 2;
 
-    if (lb_http_parse_request_head(&msg, req, n, &limits) != LB_OK) {
-        fprintf(stderr, "lbctl: the listener would refuse this request with %d: %s\n",
-                msg.error_status, msg.error ? msg.error : "malformed");
-        return 1;
-    }
-
     ls = lb_http_route_ctl_listener(cycle, listener);
     if (ls == NULL) {
         return lb_http_route_ctl_fail(listener ? "no http listener is called \"%s\""
                                                : "%sthe configuration has no http listener",
                                       listener ? listener : "");
+    }
+    hcf = ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
+
+    /* the listener's own parse and path normalisation, as a request gets */
+    if (lb_http_parse_request_head(&msg, req, n, &limits) != LB_OK
+        || lb_http_parse_uri(&msg, uri, sizeof(uri), hcf ? hcf->uri_flags
+                                                         : LB_HTTP_URI_MERGE_SLASHES) != LB_OK)
+    {
+        fprintf(stderr, "lbctl: the listener would refuse this request with %d: %s\n",
+                msg.error_status, msg.error ? msg.error : "malformed");
+        return 1;
     }
     printf("listener: %s\n", ls->name);
 
@@ -1380,7 +1421,7 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     printf("route: %s\n", out);
 
     ctx.request = &msg;
-    ctx.capture_subject = msg.path.data;
+    ctx.capture_subject = msg.uri.data;
     ctx.captures = caps;
     ctx.ncaptures = ncaps;
     ctx.upstream_response_msec = -1;
@@ -1395,8 +1436,12 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         if (r->rewrite) {
             n = lb_http_complex_eval(r->rewrite, &ctx, out, sizeof(out) - 1);
         } else {
-            n = (size_t) snprintf(out, sizeof(out), "%.*s", (int) msg.target.len,
-                                  msg.target.data);
+            /* the normal path lbd routed on, with the query as sent */
+            n = (size_t) snprintf(out, sizeof(out), "%.*s%s%.*s", (int) msg.uri.len,
+                                  msg.uri.data,
+                                  msg.query.len || msg.target.data[msg.target.len - 1] == '?'
+                                  ? "?" : "",
+                                  (int) msg.query.len, msg.query.data);
         }
         printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
         break;

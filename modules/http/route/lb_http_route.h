@@ -5,20 +5,25 @@
  * order; the first whose every condition holds serves the request.
  *
  * Matching rules (what SPEC §3.4 leaves open):
- * - host: the request's Host without its port and without one trailing
- *   dot, compared case-insensitively. "api.example.com" is exact;
+ * - host: the request's host (the Host field, or the authority of an
+ *   absolute-form target, RFC 9112 §3.2.2) without its port and without
+ *   one trailing dot (lb_http_host_name), compared case-insensitively. "api.example.com" is exact;
  *   "*.example.com" matches any name ending in ".example.com" with at
  *   least one byte before it ("a.example.com", "a.b.example.com"), never
  *   "example.com" itself; "~regex" is searched in the lowercased host. A
  *   configured host may not carry a port. A request without Host (HTTP/1.0)
  *   fails every host condition.
- * - path, path_prefix, path_regex: compared with the path as the client
- *   sent it (before '?', not percent-decoded, not normalized); for an
- *   absolute-form target, the path after the authority.
+ * - path, path_prefix, path_regex: compared with the request's normal
+ *   path, req->uri (lb_http_parse_uri: unreserved escapes decoded, dot
+ *   segments removed, "//" merged per merge_slashes; for an absolute-form
+ *   target, the path after the authority), byte for byte, or ignoring
+ *   ASCII case when the listener has path_case_insensitive (path_regex is
+ *   then compiled caseless).
  * - method: a string or an array of tokens (RFC 9110 §9.1). Methods are
  *   case-sensitive, so they are compared exactly as written; a lowercase
- *   spelling of a standard method ("get") is refused as a mistake.
- *   Extension methods ("PURGE") are allowed.
+ *   spelling of a standard method ("get") is refused as a mistake, and so
+ *   is any method the parser refuses (lb_http_valid_method): it could
+ *   never match. Extension methods ("PURGE") are allowed.
  * - header, cookie, query: a string or an array of strings, all of which
  *   must hold; each is "Name" (present), "Name: value" (equal, exactly,
  *   case-sensitive) or "Name: ~regex" (searched). header: the name is
@@ -82,6 +87,9 @@ typedef struct lb_http_route_s {
 typedef struct {
     lb_http_route_t        **routes;
     size_t                   nroutes;
+    int                      path_case_insensitive;  /* bool; the listener's
+                                                        setting, read by
+                                                        lb_http_routes_compile */
 } lb_http_routes_t;
 
 extern lb_module_t  lb_http_route_module;
@@ -96,7 +104,8 @@ const lb_http_routes_t *lb_http_route_list(lb_listener_t *ls);
  * req->path.data ($0 first; a group that did not take part is 0,0, an
  * empty string), and *ncaptures the number of pairs (0 when the route has
  * no path_regex): what lb_http_var_ctx_t.captures, .ncaptures and
- * .capture_subject (req->path.data) expect. Never allocates; uses match
+ * .capture_subject (req->uri.data) expect. req->uri must have been set
+ * by lb_http_parse_uri: a request that skipped it has an empty path. Never allocates; uses match
  * data made at load, so it is for one thread per process (a worker). */
 const lb_http_route_t *lb_http_route_match(lb_listener_t *ls, const lb_http_msg_t *req,
                                            size_t *captures, int *ncaptures);
@@ -113,7 +122,8 @@ size_t lb_http_route_describe(const lb_http_route_t *r, char *buf, size_t size);
 
 /* Compiles list (a listener's `routes`, a libconfig list of groups) for
  * listener ls into *out: every group is parsed as an LB_CTX_ROUTE block,
- * so other modules' route settings are read too. Reports every error
+ * so other modules' route settings are read too; out->path_case_insensitive
+ * must be set before (it decides how path_regex compiles). Reports every error
  * through cf and returns LB_ERROR after them. The module calls it while
  * loading; tests call it on a setting they read themselves (cf needs
  * cycle, pool and report; ls needs name and protocol). */

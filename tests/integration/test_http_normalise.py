@@ -118,6 +118,8 @@ def test_absolute_form_routes_by_its_authority(lbd, http_backends):
     assert status == "HTTP/1.1 200 OK"
     assert fields["x-host"] == "a.example"
     assert a.requests[0].target == "/x?y"
+    # the backend sees the Host lbd routed on, once
+    assert a.requests[0].headers("Host") == ["A.example."]
     status, fields, _, _ = ask(lbd.address, request("/x", host="b.example"))
     assert status == "HTTP/1.1 403 Forbidden" and fields["x-host"] == "b.example"
     assert len(a.requests) == 1

@@ -195,6 +195,10 @@ const char *lb_http_reason(int status);
  * on) or LB_DONE (closed). The handler must have released everything it
  * held for the request. */
 int  lb_http_finalize(lb_http_conn_t *hc);
+/* Reads more of the request into hc->buf, compacting it first when it is
+ * full (only bytes not yet consumed move: nothing may point into it). The
+ * bytes read, 0 at the end of the stream, LB_AGAIN or LB_ERROR (errno). */
+ssize_t lb_http_read_more(lb_http_conn_t *hc);
 /* Closes the client connection at once (after an error mid-response). */
 void lb_http_abort(lb_http_conn_t *hc);
 /* Runs the connection's state machine (after a content handler set the

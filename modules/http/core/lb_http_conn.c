@@ -804,6 +804,24 @@ lb_http_read_head(lb_http_conn_t *hc)
     }
 }
 
+ssize_t
+lb_http_read_more(lb_http_conn_t *hc)
+{
+    ssize_t  n;
+
+    if (!hc->c->read.ready) {
+        return LB_AGAIN;
+    }
+    if (lb_buf_room(&hc->buf) == 0) {
+        lb_buf_compact(&hc->buf);
+    }
+    n = lb_conn_recv(hc->c, hc->buf.last, lb_buf_room(&hc->buf));
+    if (n > 0) {
+        hc->buf.last += n;
+    }
+    return n;
+}
+
 /* Reads and discards the request body. */
 static int
 lb_http_read_body(lb_http_conn_t *hc)
@@ -848,15 +866,8 @@ lb_http_read_body(lb_http_conn_t *hc)
             lb_http_start_send(hc);
             return LB_OK;
         }
-        if (!c->read.ready) {
-            return LB_AGAIN;
-        }
-        if (lb_buf_room(&hc->buf) == 0) {
-            lb_buf_compact(&hc->buf);
-        }
-        n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
+        n = lb_http_read_more(hc);
         if (n > 0) {
-            hc->buf.last += n;
             continue;
         }
         if (n == LB_AGAIN) {

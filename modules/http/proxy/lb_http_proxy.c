@@ -1060,7 +1060,6 @@ static int
 lb_http_proxy_buffer(lb_http_proxy_t *p)
 {
     lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c;
     bool             progress;
     ssize_t          n;
     int              rc;
@@ -1076,15 +1075,8 @@ lb_http_proxy_buffer(lb_http_proxy_t *p)
         if (rc != LB_AGAIN) {
             return rc;
         }
-        if (!c->read.ready) {
-            return LB_AGAIN;
-        }
-        if (lb_buf_room(&hc->buf) == 0) {
-            lb_buf_compact(&hc->buf);
-        }
-        n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
+        n = lb_http_read_more(hc);
         if (n > 0) {
-            hc->buf.last += n;
             continue;
         }
         if (n == LB_AGAIN) {

@@ -109,3 +109,20 @@ def test_route_refuses_a_path_above_the_root(tmp_path):
     assert out.returncode == 1
     assert out.stderr == ("lbctl: the listener would refuse this request with 400: "
                           "request path climbs above the root\n")
+
+
+REWRITE_CONF = """
+upstreams = { api = { servers = ( { address = "127.0.0.1:9001"; } ); }; };
+listeners = ( { name = "web"; protocol = "http"; listen = "127.0.0.1:18997";
+  routes = ( { path_regex = "^/v1/(.*)$"; upstream = "api"; rewrite = "/$1"; } ); } );
+"""
+
+
+def test_route_prints_the_rewritten_path_with_the_query_as_the_proxy_sends_it(tmp_path):
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(REWRITE_CONF)
+    out = subprocess.run([LBCTL, "-p", str(tmp_path), "-c", str(conf), "route", "GET",
+                          "http://api.example.com/v1/orders?id=7"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "path sent upstream: /orders?id=7" in out.stdout.splitlines()

@@ -1433,15 +1433,18 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
             printf(" %s%s", r->upstream->servers[i].addr.text,
                    r->upstream->servers[i].backup ? " (backup)" : "");
         }
+        /* the rewritten path or the normal path lbd routed on, with the
+         * query as sent, as the proxy writes its request line */
         if (r->rewrite) {
             n = lb_http_complex_eval(r->rewrite, &ctx, out, sizeof(out) - 1);
+            n = lb_min(n, sizeof(out) - 1);
         } else {
-            /* the normal path lbd routed on, with the query as sent */
-            n = (size_t) snprintf(out, sizeof(out), "%.*s%s%.*s", (int) msg.uri.len,
-                                  msg.uri.data,
-                                  msg.query.len || msg.target.data[msg.target.len - 1] == '?'
-                                  ? "?" : "",
-                                  (int) msg.query.len, msg.query.data);
+            n = (size_t) snprintf(out, sizeof(out), "%.*s", (int) msg.uri.len, msg.uri.data);
+            n = lb_min(n, sizeof(out) - 1);
+        }
+        if (msg.query.len || msg.target.data[msg.target.len - 1] == '?') {
+            n += (size_t) snprintf(out + n, sizeof(out) - n, "?%.*s", (int) msg.query.len,
+                                   msg.query.data);
         }
         printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
         break;

@@ -55,6 +55,7 @@ struct lb_cycle_s {
     lb_core_conf_t  *core;
     lb_array_t       listeners;         /* lb_listener_t * */
     lb_array_t       shm_zones;         /* lb_shm_zone_t */
+    lb_access_file_t *access_files;     /* every access log path, once */
     char            *conf_file;         /* absolute */
     char            *prefix;            /* absolute, with a trailing slash */
     unsigned         generation;

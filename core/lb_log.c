@@ -5,6 +5,7 @@
 #include "lb_core.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 lb_log_level_t  lb_log_level = LB_LOG_INFO;
@@ -17,7 +18,7 @@ const char *const lb_log_level_names[] = {
 #define LB_LOG_MAX_REOPEN_HOOKS  8
 
 static int    lb_log_file_fd = STDERR_FILENO;
-static char  *lb_log_path;
+static char  *lb_log_file_path;
 static void (*lb_log_reopen_hooks[LB_LOG_MAX_REOPEN_HOOKS])(void);
 static size_t lb_log_nreopen_hooks;
 
@@ -42,8 +43,8 @@ lb_log_open(const char *path)
             close(lb_log_file_fd);
         }
         lb_log_file_fd = STDERR_FILENO;
-        free(lb_log_path);
-        lb_log_path = NULL;
+        free(lb_log_file_path);
+        lb_log_file_path = NULL;
         return LB_OK;
     }
 
@@ -61,8 +62,8 @@ lb_log_open(const char *path)
     if (lb_log_file_fd != STDERR_FILENO) {
         close(lb_log_file_fd);
     }
-    free(lb_log_path);
-    lb_log_path = copy;
+    free(lb_log_file_path);
+    lb_log_file_path = copy;
     lb_log_file_fd = fd;
     return LB_OK;
 }
@@ -77,10 +78,10 @@ lb_log_reopen(void)
     for (i = 0; i < lb_log_nreopen_hooks; i++) {
         lb_log_reopen_hooks[i]();
     }
-    if (lb_log_path == NULL) {
+    if (lb_log_file_path == NULL) {
         return LB_OK;
     }
-    path = strdup(lb_log_path);
+    path = strdup(lb_log_file_path);
     if (path == NULL) {
         return LB_ERROR;
     }
@@ -93,6 +94,30 @@ int
 lb_log_fd(void)
 {
     return lb_log_file_fd;
+}
+
+const char *
+lb_log_path(void)
+{
+    return lb_log_file_path;
+}
+
+void
+lb_log_adopt(int fd)
+{
+    struct stat  old, err;
+
+    if (lb_log_file_fd != STDERR_FILENO) {
+        /* a daemon's standard error is the error log (lb_log_redirect_stderr):
+         * it follows the log to its new file */
+        if (fstat(lb_log_file_fd, &old) == 0 && fstat(STDERR_FILENO, &err) == 0
+            && old.st_dev == err.st_dev && old.st_ino == err.st_ino)
+        {
+            dup2(fd, STDERR_FILENO);
+        }
+        close(lb_log_file_fd);
+    }
+    lb_log_file_fd = fd;
 }
 
 void

@@ -28,6 +28,11 @@ int  lb_log_reopen(void);
  * LB_ERROR when full. */
 int  lb_log_on_reopen(void (*hook)(void));
 int  lb_log_fd(void);
+/* The error log's path, or NULL for standard error. */
+const char *lb_log_path(void);
+/* Makes fd, opened elsewhere for the same path (by the master, for a
+ * worker that may not open it), the error log; the old one is closed. */
+void lb_log_adopt(int fd);
 /* Makes the error log file also standard error of this process, so stray
  * library messages land in it (used after daemonizing). */
 void lb_log_redirect_stderr(void);

@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@ typedef struct {
     lb_msec_t  started;
     lb_msec_t  shutdown_timeout;    /* of the worker's own configuration */
     lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
+    int        channel;         /* the master's end of its socket pair, or -1 */
 } lb_worker_t;
 
 static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
@@ -33,6 +35,11 @@ static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
  * names whoever adopted them (init, a subreaper), which must never get the
  * master's signals. */
 static pid_t  lb_master_pid;
+
+/* In a worker: its end of the socket pair through which the master hands
+ * it the log files it reopened (a worker running as `user` may not open
+ * them itself); -1 in the master. */
+static int  lb_worker_channel = -1;
 
 /* lbctl reload sends HUP with sigqueue(2) and this value, and the master
  * answers SIGUSR1 (applied) or SIGUSR2 (refused) to the sender. A plain
@@ -233,6 +240,154 @@ lb_worker_drop_privileges(lb_cycle_t *cycle)
     return LB_OK;
 }
 
+static void lb_workers_signal(int signo, bool old_only, unsigned generation);
+
+/* Log files ---------------------------------------------------------------- */
+
+/* One message per file: its absolute path, NUL-terminated, with the
+ * descriptor the master opened for it (SCM_RIGHTS). */
+static int
+lb_channel_send_file(int channel, const char *path, int fd)
+{
+    struct msghdr    msg;
+    struct iovec     iov;
+    struct cmsghdr  *cm;
+    union {
+        struct cmsghdr  align;
+        char            buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+
+    memset(&msg, 0, sizeof(msg));
+    memset(&ctl, 0, sizeof(ctl));
+    iov.iov_base = (void *) path;
+    iov.iov_len = strlen(path) + 1;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof(ctl.buf);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(channel, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == -1 ? LB_ERROR : LB_OK;
+}
+
+/* Receives one file: LB_OK with *fd and path set, LB_AGAIN when no message
+ * is waiting, LB_ERROR on a malformed one (skipped). */
+static int
+lb_channel_recv_file(int channel, char *path, size_t size, int *fd)
+{
+    struct msghdr    msg;
+    struct iovec     iov;
+    struct cmsghdr  *cm;
+    ssize_t          n;
+    union {
+        struct cmsghdr  align;
+        char            buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+
+    memset(&msg, 0, sizeof(msg));
+    iov.iov_base = path;
+    iov.iov_len = size;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof(ctl.buf);
+    do {
+        n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    } while (n == -1 && errno == EINTR);
+    if (n <= 0) {
+        return LB_AGAIN;       /* drained, or the master is gone */
+    }
+    *fd = -1;
+    for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS
+            && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        {
+            memcpy(fd, CMSG_DATA(cm), sizeof(int));
+        }
+    }
+    if (*fd == -1 || (msg.msg_flags & MSG_TRUNC) || path[n - 1] != '\0') {
+        if (*fd != -1) {
+            close(*fd);
+        }
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
+/* USR1 in a worker: takes the files the master reopened for it, which it
+ * sent before the signal. A worker without a channel reopens its error
+ * log itself, as well as its rights allow. */
+static void
+lb_worker_reopen(lb_cycle_t *cycle)
+{
+    char  path[PATH_MAX + 1];
+    int   fd, rc;
+
+    if (lb_worker_channel == -1) {
+        if (lb_log_reopen() != LB_OK) {
+            lb_log_error(errno, "cannot reopen the error log");
+        }
+        return;
+    }
+    while ((rc = lb_channel_recv_file(lb_worker_channel, path, sizeof(path), &fd)) != LB_AGAIN) {
+        if (rc != LB_OK) {
+            continue;
+        }
+        if (lb_log_path() && strcmp(lb_log_path(), path) == 0) {
+            lb_log_adopt(fd);
+        } else {
+            lb_access_files_adopt(cycle, path, fd);
+        }
+    }
+}
+
+/* USR1 in the master: reopens the error log and the access logs of the
+ * configuration in force, hands the new descriptors to every worker, then
+ * signals them to take them. A file that cannot be opened (its directory
+ * gone or not writable) keeps being written where it was. */
+static void
+lb_master_reopen(bool foreground)
+{
+    lb_access_file_t  *f;
+    size_t             i;
+    bool               failed = false;
+
+    if (lb_log_reopen() != LB_OK) {
+        lb_log_error(errno, "cannot reopen the error log \"%s\"; it is written where "
+                     "it was until the next reopen", lb_log_path() ? lb_log_path() : "stderr");
+    } else if (!foreground) {
+        lb_log_redirect_stderr();
+    }
+    lb_log_notice("reopening log files");
+    lb_access_files_reopen(lb_cycle);
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid == 0 || lb_workers[i].channel == -1) {
+            continue;
+        }
+        if (lb_log_path() && lb_log_fd() != STDERR_FILENO
+            && lb_channel_send_file(lb_workers[i].channel, lb_log_path(), lb_log_fd()) != LB_OK)
+        {
+            failed = true;
+        }
+        for (f = lb_cycle->access_files; f; f = f->next) {
+            if (f->fd != -1
+                && lb_channel_send_file(lb_workers[i].channel, f->path, f->fd) != LB_OK)
+            {
+                failed = true;
+            }
+        }
+    }
+    if (failed) {
+        lb_log_error(errno, "cannot hand the reopened log files to every worker; "
+                     "those workers keep their old files");
+    }
+    lb_workers_signal(SIGUSR1, false, 0);
+}
+
 static bool       lb_worker_shutdown_over;
 static bool       lb_worker_master_gone;
 static lb_timer_t lb_worker_shutdown_timer;
@@ -285,7 +440,8 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
     sigemptyset(&empty);
 
     if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(512) != LB_OK
-        || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK)
+        || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK
+        || lb_access_files_init_worker(cycle) != LB_OK)
     {
         exit(2);
     }
@@ -314,9 +470,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
         }
         if (lb_sig_reopen) {
             lb_sig_reopen = 0;
-            if (lb_log_reopen() != LB_OK) {
-                lb_log_error(errno, "cannot reopen the error log");
-            }
+            lb_worker_reopen(cycle);
         }
         if (lb_worker_quitting && lb_conn_active == 0) {
             break;
@@ -328,6 +482,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
             lb_all_modules[i]->exit_worker(cycle);
         }
     }
+    lb_access_files_exit_worker(cycle);     /* after the modules' last lines */
     exit(0);
 }
 
@@ -337,6 +492,7 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
     lb_worker_t  *w = NULL;
     size_t        i;
     pid_t         pid;
+    int           sv[2];
 
     for (i = 0; i < lb_nelems(lb_workers); i++) {
         if (lb_workers[i].pid == 0) {
@@ -349,13 +505,32 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
         return NULL;
     }
 
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == -1) {
+        /* the worker then reopens its logs itself, as far as it may */
+        lb_log_error(errno, "socketpair() failed for worker slot %d", slot);
+        sv[0] = sv[1] = -1;
+    }
     pid = fork();
     if (pid == -1) {
         lb_log_error(errno, "fork() failed for worker slot %d", slot);
+        if (sv[0] != -1) {
+            close(sv[0]);
+            close(sv[1]);
+        }
         return NULL;
     }
     if (pid == 0) {
         lb_master_watch_child();
+        /* the other workers' channels are the master's business */
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].channel != -1) {
+                close(lb_workers[i].channel);
+            }
+        }
+        if (sv[0] != -1) {
+            close(sv[0]);
+        }
+        lb_worker_channel = sv[1];
         /* the signal handlers stay; the flags start clear */
         lb_sig_reload = lb_sig_quit = lb_sig_terminate = lb_sig_reopen = 0;
         lb_sig_child = lb_sig_alarm = lb_sig_upgrade = 0;
@@ -369,6 +544,10 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
         _exit(0);
     }
 
+    if (sv[1] != -1) {
+        close(sv[1]);
+    }
+    w->channel = sv[0];
     w->pid = pid;
     w->slot = slot;
     w->generation = cycle->generation;
@@ -484,6 +663,10 @@ lb_workers_reap(lb_cycle_t *cycle, bool exiting)
                              lb_slot_quick_deaths[w->slot]);
             }
         }
+        if (w->channel != -1) {
+            close(w->channel);
+            w->channel = -1;
+        }
         w->pid = 0;
     }
 }
@@ -572,7 +755,9 @@ lb_master_init_cycle(lb_cycle_t *cycle, lb_cycle_t *old)
             return LB_ERROR;
         }
     }
-    return LB_OK;
+    /* opened here, before any worker forks, so that workers running as
+     * `user` write through the master's descriptors */
+    return lb_access_files_open(cycle);
 }
 
 static bool
@@ -751,12 +936,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         if (lb_sig_reopen) {
             lb_sig_reopen = 0;
-            if (lb_log_reopen() != LB_OK) {
-                lb_log_error(errno, "cannot reopen the error log");
-            } else if (!foreground) {
-                lb_log_redirect_stderr();
-            }
-            lb_workers_signal(SIGUSR1, false, 0);
+            lb_master_reopen(foreground);
         }
     }
 

@@ -11,20 +11,9 @@
 static void *lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_http_core_init_conf(lb_conf_t *cf);
-static int   lb_http_core_init_master(lb_cycle_t *cycle);
-static int   lb_http_core_init_worker(lb_cycle_t *cycle);
 static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
 
 static const char *const  lb_http_core_protocols[] = { "http", "https", NULL };
-
-/* The http_core conf of listener i, or NULL when it is not an http one. */
-static lb_http_core_conf_t *
-lb_http_core_conf(lb_cycle_t *cycle, size_t i)
-{
-    lb_listener_t  *ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
-
-    return ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
-}
 
 #define LB_HTTP_WEEK  (7 * 86400000LL)
 
@@ -56,7 +45,7 @@ lb_module_t  lb_http_core_module = {
     "http_core", LB_MODULE_HTTP, lb_http_core_protocols, lb_http_core_settings,
     LB_CTX_LISTENER,
     lb_http_core_create_conf, lb_http_core_merge_conf, lb_http_core_init_conf,
-    lb_http_core_init_master, lb_http_core_init_worker, lb_http_core_exit_worker, NULL, 0
+    NULL, NULL, lb_http_core_exit_worker, NULL, 0
 };
 
 static void *
@@ -131,62 +120,15 @@ lb_http_phases_init(lb_conf_t *cf)
     return LB_OK;
 }
 
-/* Shares access log files between listeners that name the same path, and
- * collects the modules' phase handlers. */
+/* Collects the modules' phase handlers. */
 static int
 lb_http_core_init_conf(lb_conf_t *cf)
 {
-    lb_http_core_conf_t  *hcf, *earlier;
-    size_t                i, k;
-
-    for (i = 0; i < cf->cycle->listeners.nelts; i++) {
-        hcf = lb_http_core_conf(cf->cycle, i);
-        if (hcf == NULL) {
-            continue;
-        }
-        for (k = 0; k < i; k++) {
-            earlier = lb_http_core_conf(cf->cycle, k);
-            if (earlier) {
-                lb_http_log_share(&hcf->access_log, &earlier->access_log);
-            }
-        }
-    }
     return lb_http_phases_init(cf);
-}
-
-/* Calls fn on the access log of every http listener; stops at an error. */
-static int
-lb_http_core_each_log(lb_cycle_t *cycle, int (*fn)(lb_http_access_log_t *log))
-{
-    lb_http_core_conf_t  *hcf;
-    size_t                i;
-
-    for (i = 0; i < cycle->listeners.nelts; i++) {
-        hcf = lb_http_core_conf(cycle, i);
-        if (hcf && fn(&hcf->access_log) != LB_OK) {
-            return LB_ERROR;
-        }
-    }
-    return LB_OK;
-}
-
-/* The access log files can be opened: checked at start and reload, so a
- * bad path refuses the configuration with one line. */
-static int
-lb_http_core_init_master(lb_cycle_t *cycle)
-{
-    return lb_http_core_each_log(cycle, lb_http_log_check);
-}
-
-static int
-lb_http_core_init_worker(lb_cycle_t *cycle)
-{
-    return lb_http_core_each_log(cycle, lb_http_log_open);
 }
 
 static void
 lb_http_core_exit_worker(lb_cycle_t *cycle)
 {
     lb_http_conn_exit_worker(cycle);
-    lb_http_log_exit_worker();
 }

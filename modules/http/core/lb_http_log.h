@@ -1,15 +1,13 @@
 /*
  * lb_http_log.h: the access log of http listeners (SPEC §7): one line per
  * answered request, in the "combined" or "json" format or a string with
- * variables, buffered per worker and per file, reopened on USR1.
+ * variables, written to a core access-log file (lb_access_log.h).
  */
 #ifndef LB_HTTP_LOG_H
 #define LB_HTTP_LOG_H
 
 #include "lb_core.h"
 #include "lb_http_var.h"
-
-typedef struct lb_http_log_file_s  lb_http_log_file_t;
 
 typedef enum {
     LB_HTTP_LOG_COMBINED = 0,
@@ -19,12 +17,10 @@ typedef enum {
 
 /* One listener's access_log setting; file NULL: no access log. */
 typedef struct {
-    lb_http_log_file_t       *file;
+    lb_access_file_t         *file;     /* shared by every log naming its path */
     lb_http_log_format_t      format;
     lb_http_complex_t        *cv;       /* COMBINED and CUSTOM */
     lb_http_complex_t       **json;     /* JSON: one per field (NULL: protocol) */
-    const char               *conf_file;    /* where the setting is, for errors */
-    int                       conf_line;
 } lb_http_access_log_t;
 
 /* The LB_SET_CUSTOM handler of access_log: the lb_http_access_log_t is at
@@ -32,17 +28,6 @@ typedef struct {
  * Compiles the format; an unknown variable is an error at the format. */
 int  lb_http_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
                      void *conf);
-/* Once the file is parsed: when log names the path of earlier, it takes
- * earlier's file, so a worker opens and buffers each path once. */
-void lb_http_log_share(lb_http_access_log_t *log, const lb_http_access_log_t *earlier);
-/* Master: checks that every file can be opened for appending. */
-int  lb_http_log_check(lb_http_access_log_t *log);
-/* Worker: opens the file (once per path), adds the flush timer and the
- * reopen hook; exit flushes and closes. A file the worker cannot open is
- * logged as an error and left out; LB_ERROR only when out of memory. */
-int  lb_http_log_open(lb_http_access_log_t *log);
-void lb_http_log_exit_worker(void);
-
 /* Appends the line of one request, whose ctx is complete (status,
  * bytes_sent). Never allocates. */
 void lb_http_log_request(const lb_http_access_log_t *log, const lb_http_var_ctx_t *ctx);

@@ -14,6 +14,7 @@
 #include "lb_proxy_protocol.h"
 #include "lb_tls.h"
 #include "lb_tls_hello.h"
+#include "lb_stream_log.h"
 
 #include <fcntl.h>
 
@@ -77,6 +78,9 @@ typedef struct {
     uint64_t         bytes;
     bool             eof;       /* src has finished sending */
     bool             done;      /* ... and dst has been half-closed */
+    bool             first;     /* src finished before the other side did */
+    bool             src_failed;    /* reading src failed (a reset) */
+    bool             dst_failed;    /* writing to dst failed */
 } lb_tcp_dir_t;
 
 typedef struct {
@@ -91,6 +95,10 @@ typedef struct {
     lb_tcp_dir_t            down;       /* server -> client */
     lb_timer_t              idle;
     lb_msec_t               last_active;
+    lb_msec_t               start;
+    /* the last server tried, for the access log (the server itself may
+     * be released by then) */
+    char                    server_addr[sizeof(((lb_addr_t *) 0)->text)];
 } lb_tcp_session_t;
 
 static int   lb_stream_tcp_set_sni_routes(lb_conf_t *cf, const lb_setting_t *s,
@@ -461,9 +469,22 @@ lb_stream_tcp_exit_worker(lb_cycle_t *cycle)
 
 /* Sessions ------------------------------------------------------------- */
 
+/* Ends the session: its line in the access log, then every resource. */
 static void
-lb_tcp_close(lb_tcp_session_t *s)
+lb_tcp_close(lb_tcp_session_t *s, lb_stream_end_t end)
 {
+    lb_stream_log_ctx_t  log;
+
+    if (lb_stream_log_enabled(s->client->listener)) {
+        log.client = (struct sockaddr *) &s->client->peer;
+        log.client_len = s->client->peer_len;
+        log.upstream_addr = s->server_addr[0] ? s->server_addr : NULL;
+        log.bytes_received = s->up.bytes;
+        log.bytes_sent = s->down.bytes;
+        log.start_msec = s->start;
+        log.end = end;
+        lb_stream_log_session(s->client->listener, &log);
+    }
     if (s->server) {
         lb_upstream_release(s->server);
         s->server = NULL;
@@ -478,9 +499,11 @@ lb_tcp_close(lb_tcp_session_t *s)
         lb_conn_close(s->peer);
         s->peer = NULL;
     }
-    lb_log_debug("*%llu closed: %llu bytes from client, %llu bytes from server",
-                 (unsigned long long) s->client->id, (unsigned long long) s->up.bytes,
-                 (unsigned long long) s->down.bytes);
+    lb_log_debug("*%llu client %s: closed (%s) with server %s: %llu bytes from client, "
+                 "%llu bytes from server", (unsigned long long) s->client->id,
+                 s->client->peer_text, lb_stream_end_names[end],
+                 s->server_addr[0] ? s->server_addr : "(none)",
+                 (unsigned long long) s->up.bytes, (unsigned long long) s->down.bytes);
     lb_conn_close(s->client);   /* last: the session lives in its pool */
 }
 
@@ -588,6 +611,7 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
                     lb_tcp_to_splice(d);
                 }
             } else if (n == LB_ERROR) {
+                d->dst_failed = true;
                 *failed = true;
                 return moved;
             }
@@ -601,8 +625,10 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
             }
             if (n == 0) {
                 d->eof = true;
+                d->first = !other->eof;
                 moved = true;
             } else if (n == LB_ERROR) {
+                d->src_failed = true;
                 *failed = true;
                 return moved;
             } else {
@@ -616,6 +642,7 @@ lb_tcp_pump(lb_tcp_dir_t *d, const lb_tcp_dir_t *other, bool *failed)
             /* when the other direction is over too, the close that follows
              * says the same as this shutdown would */
             if (!other->done && d->dst->io->shutdown(d->dst) != LB_OK) {
+                d->dst_failed = true;
                 *failed = true;
                 return moved;
             }
@@ -650,11 +677,14 @@ lb_tcp_relay(lb_tcp_session_t *s)
         lb_log_info("*%llu client %s: relay with %s ended: %s",
                     (unsigned long long) s->client->id, s->client->peer_text,
                     s->peer->peer_text, strerror(errno));
-        lb_tcp_close(s);
+        /* the side whose socket failed ended it (a reset, most often) */
+        lb_tcp_close(s, s->up.src_failed || s->down.dst_failed
+                        ? LB_STREAM_END_CLIENT_CLOSED : LB_STREAM_END_SERVER_CLOSED);
         return;
     }
     if (s->up.done && s->down.done) {
-        lb_tcp_close(s);
+        lb_tcp_close(s, s->down.first ? LB_STREAM_END_SERVER_CLOSED
+                                      : LB_STREAM_END_CLIENT_CLOSED);
     }
 }
 
@@ -679,7 +709,7 @@ lb_tcp_idle_expired(lb_timer_t *t)
     lb_log_info("*%llu client %s: idle_timeout (%lldms) expired; closing",
                 (unsigned long long) s->client->id, s->client->peer_text,
                 (long long) s->conf->idle_timeout);
-    lb_tcp_close(s);
+    lb_tcp_close(s, LB_STREAM_END_IDLE_TIMEOUT);
 }
 
 /* Puts the PROXY header in front of what the client sent so far. */
@@ -720,14 +750,14 @@ lb_tcp_start_relay(lb_tcp_session_t *s)
     {
         lb_log_error_limited(errno, "*%llu client %s: cannot allocate relay buffers; closing",
                      (unsigned long long) s->client->id, s->client->peer_text);
-        lb_tcp_close(s);
+        lb_tcp_close(s, LB_STREAM_END_ERROR);
         return;
     }
     if (s->upstream->proxy_protocol && s->peer->io->raw && lb_tcp_add_proxy_header(s) != LB_OK) {
         lb_log_error(errno, "*%llu client %s: cannot make the PROXY v%lld header for %s; "
                      "closing", (unsigned long long) s->client->id, s->client->peer_text,
                      (long long) s->upstream->proxy_protocol, s->peer->peer_text);
-        lb_tcp_close(s);
+        lb_tcp_close(s, LB_STREAM_END_ERROR);
         return;
     }
     s->up.src = s->client;
@@ -772,7 +802,7 @@ lb_tcp_connect_local_error(lb_tcp_session_t *s, int err)
                          "a local error, the server is not marked failed; closing the "
                          "client connection", (unsigned long long) s->client->id,
                          s->client->peer_text, s->server->addr.text, s->upstream->name);
-    lb_tcp_close(s);
+    lb_tcp_close(s, LB_STREAM_END_ERROR);
 }
 
 static void
@@ -850,7 +880,7 @@ lb_tcp_connect(lb_tcp_session_t *s)
                                  "to upstream \"%s\"; closing the client connection",
                                  (unsigned long long) s->client->id, s->client->peer_text,
                                  s->try.attempts, u->name);
-            lb_tcp_close(s);
+            lb_tcp_close(s, LB_STREAM_END_CONNECT_FAILED);
             return;
         }
         s->server = lb_upstream_pick(u, &s->try, &why);
@@ -859,9 +889,10 @@ lb_tcp_connect(lb_tcp_session_t *s)
                                  "(%s); closing the client connection",
                                  (unsigned long long) s->client->id, s->client->peer_text,
                                  u->name, why);
-            lb_tcp_close(s);
+            lb_tcp_close(s, LB_STREAM_END_CONNECT_FAILED);
             return;
         }
+        memcpy(s->server_addr, s->server->addr.text, sizeof(s->server_addr));
 
         rc = lb_conn_connect(&s->server->addr, &s->peer);
         if (rc == LB_ERROR) {
@@ -935,12 +966,12 @@ lb_tcp_printable(char *s)
 }
 
 static void
-lb_tcp_hello_fail(lb_tcp_session_t *s, const char *why)
+lb_tcp_hello_fail(lb_tcp_session_t *s, const char *why, lb_stream_end_t end)
 {
     lb_log_info("*%llu client %s: %s on listener \"%s\" with sni_routes; closing",
                 (unsigned long long) s->client->id, s->client->peer_text, why,
                 s->conf->listener->name);
-    lb_tcp_close(s);
+    lb_tcp_close(s, end);
 }
 
 /* Reads into the client's buffer until its ClientHello names a server
@@ -960,7 +991,7 @@ lb_tcp_hello_read(lb_event_t *ev)
     if (ev->timedout) {
         snprintf(buf, sizeof(buf), "no complete TLS ClientHello within %lldms",
                  (long long) lb_min(LB_TCP_HELLO_TIMEOUT, s->conf->idle_timeout));
-        lb_tcp_hello_fail(s, buf);
+        lb_tcp_hello_fail(s, buf, LB_STREAM_END_IDLE_TIMEOUT);
         return;
     }
     for ( ;; ) {
@@ -970,7 +1001,7 @@ lb_tcp_hello_read(lb_event_t *ev)
         if (lb_buf_room(b) == 0) {
             snprintf(buf, sizeof(buf), "the TLS ClientHello does not fit in %zu bytes",
                      lb_buf_len(b));
-            lb_tcp_hello_fail(s, buf);
+            lb_tcp_hello_fail(s, buf, LB_STREAM_END_ERROR);
             return;
         }
         n = lb_conn_recv(c, b->last, lb_buf_room(b));
@@ -980,13 +1011,14 @@ lb_tcp_hello_read(lb_event_t *ev)
         if (n == LB_ERROR) {
             snprintf(buf, sizeof(buf), "reading the TLS ClientHello failed: %s",
                      strerror(errno));
-            lb_tcp_hello_fail(s, buf);
+            lb_tcp_hello_fail(s, buf, LB_STREAM_END_CLIENT_CLOSED);
             return;
         }
         if (n == 0) {
             lb_tcp_hello_fail(s, lb_buf_len(b) ? "connection closed in the middle of the "
                                                  "TLS ClientHello"
-                                               : "connection closed before a TLS ClientHello");
+                                               : "connection closed before a TLS ClientHello",
+                              LB_STREAM_END_CLIENT_CLOSED);
             return;
         }
         b->last += n;
@@ -996,7 +1028,7 @@ lb_tcp_hello_read(lb_event_t *ev)
         }
         if (rc == LB_ERROR) {
             snprintf(buf, sizeof(buf), "not a TLS ClientHello (%s)", why);
-            lb_tcp_hello_fail(s, buf);
+            lb_tcp_hello_fail(s, buf, LB_STREAM_END_ERROR);
             return;
         }
         break;
@@ -1027,7 +1059,7 @@ lb_tcp_hello_start(lb_tcp_session_t *s)
         lb_log_error_limited(ENOMEM, "*%llu client %s: cannot allocate a ClientHello buffer; "
                              "closing",
                      (unsigned long long) c->id, c->peer_text);
-        lb_tcp_close(s);
+        lb_tcp_close(s, LB_STREAM_END_ERROR);
         return;
     }
     s->up.buf.pos = s->up.buf.last = s->up.buf.start + LB_TCP_HEADER_ROOM;
@@ -1046,6 +1078,14 @@ lb_stream_tcp_init_session(lb_conn_t *c)
     if ((ls->allow || ls->deny) && lb_listener_denies(ls, (struct sockaddr *) &c->peer)) {
         lb_log_info("*%llu client %s: denied by allow/deny of listener \"%s\"; closing",
                     (unsigned long long) c->id, c->peer_text, ls->name);
+        if (lb_stream_log_enabled(ls)) {
+            lb_stream_log_ctx_t  log = {
+                .client = (struct sockaddr *) &c->peer, .client_len = c->peer_len,
+                .start_msec = lb_current_msec, .end = LB_STREAM_END_DENIED
+            };
+
+            lb_stream_log_session(ls, &log);
+        }
         lb_conn_close(c);
         return;
     }
@@ -1059,6 +1099,7 @@ lb_stream_tcp_init_session(lb_conn_t *c)
         return;
     }
     s->client = c;
+    s->start = lb_current_msec;
     s->conf = lb_get_conf(ls->confs, lb_stream_tcp_module);
     s->upstream = s->conf->upstream;
     s->up.pipe.fd[0] = s->up.pipe.fd[1] = -1;

@@ -7,6 +7,7 @@
  */
 #include "lb_core.h"
 #include "lb_upstream.h"
+#include "lb_stream_log.h"
 
 #include <netinet/in.h>
 #include <sys/mman.h>
@@ -51,6 +52,9 @@ struct lb_udp_session_s {
     lb_msec_t              last_active;
     uint64_t               received;    /* datagrams from the client */
     uint64_t               replies;     /* datagrams from the server */
+    uint64_t               bytes_received;  /* payload bytes from the client */
+    uint64_t               bytes_sent;      /* ... sent back to it */
+    lb_msec_t              start;
     bool                   answered;    /* the server has replied once */
 };
 
@@ -254,7 +258,7 @@ lb_stream_udp_init_worker(lb_cycle_t *cycle)
     return LB_OK;
 }
 
-static void lb_udp_close_all(lb_udp_worker_t *w, const char *why);
+static void lb_udp_close_all(lb_udp_worker_t *w, lb_stream_end_t end);
 
 /* Sessions still open (a fast stop) are closed, so that the servers'
  * connection counts in shared memory are given back. */
@@ -267,7 +271,7 @@ lb_stream_udp_exit_worker(lb_cycle_t *cycle)
     while (lb_udp_workers) {
         w = lb_udp_workers;
         lb_udp_workers = w->next;
-        lb_udp_close_all(w, "worker exiting");
+        lb_udp_close_all(w, LB_STREAM_END_SHUTDOWN);
         lb_timer_del(&w->sweep);
         while (w->chunks) {
             ch = w->chunks;
@@ -402,14 +406,26 @@ lb_udp_client_text(const lb_udp_session_t *s, char *buf, size_t size)
     return buf;
 }
 
-/* Ends a session: its socket closes, its server is released, its slot goes
- * back to the free list. */
+/* Ends a session: its line in the access log, then its socket closes, its
+ * server is released, its slot goes back to the free list. */
 static void
-lb_udp_session_close(lb_udp_session_t *s, const char *why)
+lb_udp_session_close(lb_udp_session_t *s, lb_stream_end_t end)
 {
-    lb_udp_worker_t    *w = s->worker;
-    lb_udp_session_t  **pp;
-    char                text[LB_ADDR_TEXT_LEN];
+    lb_udp_worker_t      *w = s->worker;
+    lb_udp_session_t    **pp;
+    lb_stream_log_ctx_t   log;
+    char                  text[LB_ADDR_TEXT_LEN];
+
+    if (lb_stream_log_enabled(w->conf->listener)) {
+        log.client = &s->client.sa;
+        log.client_len = s->client_len;
+        log.upstream_addr = s->server->addr.text;
+        log.bytes_received = s->bytes_received;
+        log.bytes_sent = s->bytes_sent;
+        log.start_msec = s->start;
+        log.end = end;
+        lb_stream_log_session(w->conf->listener, &log);
+    }
 
     for (pp = &w->buckets[s->hash & w->mask]; *pp; pp = &(*pp)->next) {
         if (*pp == s) {
@@ -419,10 +435,11 @@ lb_udp_session_close(lb_udp_session_t *s, const char *why)
     }
     w->nsessions--;
     lb_timer_del(&s->timer);
-    lb_log_debug("*%llu client %s: session ended (%s): %llu datagrams from client, "
-                 "%llu from server", (unsigned long long) s->peer->id,
-                 lb_udp_client_text(s, text, sizeof(text)), why,
-                 (unsigned long long) s->received, (unsigned long long) s->replies);
+    lb_log_debug("*%llu client %s: session with server %s ended (%s): %llu datagrams "
+                 "from client, %llu from server", (unsigned long long) s->peer->id,
+                 lb_udp_client_text(s, text, sizeof(text)), s->server->addr.text,
+                 lb_stream_end_names[end], (unsigned long long) s->received,
+                 (unsigned long long) s->replies);
     lb_upstream_release(s->server);
     lb_conn_close(s->peer);
     s->peer = NULL;
@@ -450,14 +467,15 @@ lb_udp_session_expired(lb_timer_t *t)
         lb_timer_set(&s->timer, timeout - idle);
         return;
     }
-    lb_udp_session_close(s, idle < timeout ? "listener stopped" : "session_timeout");
+    lb_udp_session_close(s, idle < timeout ? LB_STREAM_END_SHUTDOWN
+                                           : LB_STREAM_END_SESSION_TIMEOUT);
 }
 
 /* While the worker has sessions, checks once a second whether it has
  * stopped accepting: a stopping worker's sessions end at once instead of
  * holding it up until their session_timeout. */
 static void
-lb_udp_close_all(lb_udp_worker_t *w, const char *why)
+lb_udp_close_all(lb_udp_worker_t *w, lb_stream_end_t end)
 {
     lb_udp_session_t  *s, *next;
     size_t             i;
@@ -465,7 +483,7 @@ lb_udp_close_all(lb_udp_worker_t *w, const char *why)
     for (i = 0; i <= w->mask; i++) {
         for (s = w->buckets[i]; s; s = next) {
             next = s->next;
-            lb_udp_session_close(s, why);
+            lb_udp_session_close(s, end);
         }
     }
 }
@@ -476,7 +494,7 @@ lb_udp_sweep(lb_timer_t *t)
     lb_udp_worker_t  *w = t->data;
 
     if (lb_worker_quitting) {
-        lb_udp_close_all(w, "listener stopped");
+        lb_udp_close_all(w, LB_STREAM_END_SHUTDOWN);
     }
     if (w->nsessions) {
         lb_timer_set(&w->sweep, LB_UDP_SWEEP);
@@ -497,7 +515,9 @@ lb_udp_server_failed(lb_udp_session_t *s, int err)
                          (unsigned long long) s->peer->id,
                          lb_udp_client_text(s, text, sizeof(text)), s->server->addr.text,
                          w->conf->upstream->name);
-    lb_udp_session_close(s, "server failed");
+    /* a server that never answered was never reached */
+    lb_udp_session_close(s, s->answered ? LB_STREAM_END_SERVER_CLOSED
+                                        : LB_STREAM_END_CONNECT_FAILED);
 }
 
 /* Sends back the `n` datagrams of the batch to the session's client, from
@@ -520,6 +540,9 @@ lb_udp_reply(lb_udp_session_t *s, unsigned n)
     while (sent < n) {
         rc = sendmmsg(s->lc->fd, m + sent, n - sent, 0);
         if (rc > 0) {
+            for (i = sent; i < sent + (unsigned) rc; i++) {
+                s->bytes_sent += m[i].msg_len;
+            }
             sent += (unsigned) rc;
         } else if (rc == -1 && errno == EINTR) {
             continue;
@@ -560,7 +583,7 @@ lb_udp_server_read(lb_event_t *ev)
     int                n;
 
     if (lb_udp_orphaned(s)) {
-        lb_udp_session_close(s, "listener stopped");
+        lb_udp_session_close(s, LB_STREAM_END_SHUTDOWN);
         return;
     }
     for ( ;; ) {
@@ -603,7 +626,7 @@ lb_udp_server_read(lb_event_t *ev)
         lb_udp_reply(s, (unsigned) n);
 
         if (responses && s->replies >= s->received * (uint64_t) responses) {
-            lb_udp_session_close(s, "responses received");
+            lb_udp_session_close(s, LB_STREAM_END_RESPONSES);
             return;
         }
         if ((unsigned) n < want) {
@@ -719,6 +742,7 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     memcpy(&s->client, a, alen);
     s->client_len = alen;
     s->last_active = lb_current_msec;
+    s->start = lb_current_msec;
     lb_timer_init(&s->timer, lb_udp_session_expired, s);
     lb_timer_set(&s->timer, ucf->session_timeout);
 
@@ -747,6 +771,27 @@ failed:
     return NULL;
 }
 
+/* The access log line of a datagram that opened no session: refused by
+ * allow/deny, or no server to send it to (server: the last one tried). */
+static void
+lb_udp_log_dropped(const lb_listener_t *ls, const lb_udp_addr_t *a, socklen_t alen,
+                   size_t len, const char *server, lb_stream_end_t end)
+{
+    lb_stream_log_ctx_t  log;
+
+    if (!lb_stream_log_enabled(ls)) {
+        return;
+    }
+    log.client = &a->sa;
+    log.client_len = alen;
+    log.upstream_addr = server;
+    log.bytes_received = len;
+    log.bytes_sent = 0;
+    log.start_msec = lb_current_msec;
+    log.end = end;
+    lb_stream_log_session(ls, &log);
+}
+
 /* One datagram from a client: to its session's server, opening the session
  * first when the address is new. */
 static void
@@ -764,6 +809,7 @@ lb_udp_from_client(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         lb_log_debug("client %s: denied by allow/deny of listener \"%s\"; datagram dropped",
                      lb_addr_format(&a->sa, alen, text, sizeof(text)) ? text : "?",
                      ls->name);
+        lb_udp_log_dropped(ls, a, alen, len, NULL, LB_STREAM_END_DENIED);
         return;
     }
     hash = lb_udp_hash(lc, a);
@@ -774,6 +820,7 @@ lb_udp_from_client(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         if (s == NULL) {
             s = lb_udp_session_open(w, lc, a, alen, hash);
             if (s == NULL) {
+                lb_udp_log_dropped(ls, a, alen, len, NULL, LB_STREAM_END_CONNECT_FAILED);
                 return;
             }
         }
@@ -783,6 +830,7 @@ lb_udp_from_client(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
 
         if (n >= 0) {
             s->received++;
+            s->bytes_received += (uint64_t) n;
             s->last_active = lb_current_msec;
             return;
         }

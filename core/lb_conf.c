@@ -382,6 +382,60 @@ lb_conf_set_default(lb_conf_t *cf, const lb_setting_t *s, void *conf)
     return rc;
 }
 
+int
+lb_conf_set_defaults(lb_conf_t *cf, const lb_setting_t *table, void *conf)
+{
+    const lb_setting_t  *s;
+    int                  rc = LB_OK;
+
+    for (s = table; s->name; s++) {
+        if (lb_conf_set_default(cf, s, conf) != LB_OK) {
+            rc = LB_ERROR;
+        }
+    }
+    return rc;
+}
+
+int
+lb_conf_parse_group(lb_conf_t *cf, config_setting_t *v, const lb_setting_t *table, void *conf)
+{
+    const char          *names[32], *hint, *name = config_setting_name(v);
+    const lb_setting_t  *s;
+    config_setting_t    *e;
+    size_t               k;
+    int                  i, n, rc = LB_OK;
+
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "\"%s\" must be a group { ... }, not %s",
+                             name, lb_conf_type_name(v));
+    }
+    n = config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        e = config_setting_get_elem(v, (unsigned) i);
+        for (s = table; s->name; s++) {
+            if (strcmp(s->name, config_setting_name(e)) == 0) {
+                break;
+            }
+        }
+        if (s->name) {
+            if (lb_conf_set_value(cf, s, e, conf) != LB_OK) {
+                rc = LB_ERROR;
+            }
+            continue;
+        }
+        for (k = 0; table[k].name && k < lb_nelems(names) - 1; k++) {
+            names[k] = table[k].name;
+        }
+        names[k] = NULL;
+        hint = lb_did_you_mean(config_setting_name(e), names);
+        rc = lb_conf_error(cf, e, "unknown setting \"%s\" in \"%s\" of %s%s%s%s",
+                           config_setting_name(e), name, cf->block,
+                           hint ? " (did you mean \"" : "", hint ? hint : "",
+                           hint ? "\"?)" : "");
+    }
+    return rc;
+}
+
 static bool
 lb_module_applies(const lb_module_t *m, unsigned ctx, const char *protocol)
 {

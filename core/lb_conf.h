@@ -42,6 +42,16 @@ int  lb_conf_error_at(lb_conf_t *cf, const char *file, int line, const char *fmt
 int  lb_conf_parse_block(lb_conf_t *cf, config_setting_t *group, unsigned ctx,
                          void ***confs);
 
+/* For a setting whose value is a group of its own settings (passive =
+ * { max_fails = 3; }): `table` declares them like a module's settings,
+ * offsets into conf, contexts unused. lb_conf_set_defaults writes their
+ * defaults into conf (from create_conf: the group may be absent);
+ * lb_conf_parse_group parses group v against table, with the value forms,
+ * ranges and messages of a block. LB_OK or LB_ERROR (reported). */
+int  lb_conf_set_defaults(lb_conf_t *cf, const lb_setting_t *table, void *conf);
+int  lb_conf_parse_group(lb_conf_t *cf, config_setting_t *v, const lb_setting_t *table,
+                         void *conf);
+
 /* Helpers for custom setting handlers. Each reports its own error. */
 int  lb_conf_get_string(lb_conf_t *cf, config_setting_t *v, const char **out);
 int  lb_conf_get_duration(lb_conf_t *cf, config_setting_t *v, lb_msec_t *out);

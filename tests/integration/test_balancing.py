@@ -1,7 +1,8 @@
 """Choosing a server (SPEC §3.2): smooth weighted round robin, failover to
-the servers that answer, backup servers, max_conns, and what a client sees
-when no server is usable. Backends answer with their own name, so each
-connection shows which server lbd chose."""
+the servers that answer, backup servers, max_conns, passive health (a
+server whose connect failed is left out for fail_timeout), and what a
+client sees when no server is usable. Backends answer with their own name,
+so each connection shows which server lbd chose."""
 
 import re
 import socket
@@ -264,3 +265,71 @@ def test_client_is_closed_after_retries_run_out(lbd):
         assert closed_by_peer(s, timeout=3)
     lbd.wait_log(log_line("error", r'\*\d+ client 127\.0\.0\.1:\d+: giving up after 1 failed '
                           r'connects to upstream "web"; closing the client connection'))
+
+
+# Passive health ----------------------------------------------------------------
+
+def connect_failures(lbd, server):
+    return len(re.findall(r"connect\(\) failed to %s in upstream" % re.escape(server),
+                          lbd.error_log()))
+
+
+def test_a_refusing_primary_is_not_tried_again_for_fail_timeout(lbd, backend):
+    first, second = start_named(backend, "first", "second")
+    lbd.start("""
+        upstreams = { web = { passive = { max_fails = 1; fail_timeout = "2s"; };
+          servers = ( { address = "$first"; }, { address = "$second"; } ); }; };
+        listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "web"; } );
+        """, first=first, second=second)
+    assert {ask_name(lbd.address) for _ in range(10)} == {"first", "second"}
+
+    first.stop()
+    stopped = time.monotonic()
+    assert [ask_name(lbd.address) for _ in range(20)] == ["second"] * 20
+    lbd.wait_log(log_line("warn", r'server %s in upstream "web" failed 1 time\(s\) in 2s; '
+                          r"not used for 2s \(max_fails/fail_timeout\)"
+                          % re.escape(first.address)))
+    assert connect_failures(lbd, first.address) == 1, "one connect, for every worker"
+
+    # back at once, but left out until fail_timeout has passed
+    revived = backend(helpers.named, name="first", port=first.port)
+    assert [ask_name(lbd.address) for _ in range(10)] == ["second"] * 10
+    assert time.monotonic() - stopped < 1.8
+    assert revived.accepted == 0
+
+    time.sleep(max(0.0, stopped + 2.1 - time.monotonic()))
+    assert {ask_name(lbd.address) for _ in range(10)} == {"first", "second"}
+    lbd.wait_log(log_line("notice", r'server %s in upstream "web" answered again; back in use'
+                          % re.escape(first.address)))
+    assert connect_failures(lbd, first.address) == 1
+
+
+def test_max_fails_0_never_leaves_a_server_out(lbd, backend):
+    (up,) = start_named(backend, "up")
+    down = f"127.0.0.1:{free_port()}"
+    lbd.start("""
+        upstreams = { web = { passive = { max_fails = 0; };
+          servers = ( { address = "$down"; }, { address = "$up"; } ); }; };
+        listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "web"; } );
+        """, up=up, down=down)
+    assert [ask_name(lbd.address) for _ in range(20)] == ["up"] * 20
+    # round robin keeps sending every other new connection to it first
+    helpers.wait_until(lambda: connect_failures(lbd, down) >= 8, 5,
+                       what="connects to the refusing server")
+    assert "not used for" not in lbd.error_log()
+
+
+def test_backup_serves_while_the_primaries_are_failed_without_connect_attempts(lbd, backend):
+    one, two, spare = start_named(backend, "one", "two", "spare")
+    lbd.start("""
+        upstreams = { web = {
+          servers = ( { address = "$one"; }, { address = "$two"; },
+                      { address = "$spare"; backup = true; } ); }; };
+        listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "web"; } );
+        """, one=one, two=two, spare=spare)
+    one.stop()
+    two.stop()
+    assert [ask_name(lbd.address) for _ in range(30)] == ["spare"] * 30
+    # the default passive = { max_fails = 1; fail_timeout = "10s"; }
+    assert connect_failures(lbd, one.address) == 1
+    assert connect_failures(lbd, two.address) == 1

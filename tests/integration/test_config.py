@@ -79,6 +79,19 @@ BROKEN = [
      '    servers = ( { address = "localhost"; } );\n  };\n};\n',
      3, 'invalid address "localhost" in "address": expected "HOST:PORT", "[IPV6]:PORT", '
         '"*:PORT" or "unix:PATH"'),
+    ("unknown_passive_setting_with_did_you_mean",
+     'upstreams = {\n  backend = {\n    passive = { max_fail = 3; };\n'
+     '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',
+     3, 'unknown setting "max_fail" in "passive" of upstream "backend" '
+        '(did you mean "max_fails"?)'),
+    ("passive_fail_timeout_out_of_range",
+     'upstreams = {\n  backend = {\n    passive = { max_fails = 2; fail_timeout = "0s"; };\n'
+     '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',
+     3, '"fail_timeout" must be between 1ms and 86400000ms, got 0ms'),
+    ("passive_is_a_group",
+     'upstreams = {\n  backend = {\n    passive = 3;\n'
+     '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',
+     3, '"passive" must be a group { ... }, not an integer'),
     ("unknown_enum_value_with_did_you_mean",
      'upstreams = {\n  backend = {\n    balance = "round-robin";\n'
      '    servers = ( { address = "127.0.0.1:9001"; } );\n  };\n};\n',

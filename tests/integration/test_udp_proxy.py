@@ -1,7 +1,9 @@
 """The udp listener (SPEC §3.3): each client address gets a session bound to
 one server; replies come back from the listener's address; `responses` and
 `session_timeout` end sessions; datagrams are never merged or split; a flood
-of source addresses is bounded by `max_sessions`."""
+of source addresses is bounded by `max_sessions`; a server that sends ICMP
+unreachable or leaves a query unanswered is left out (passive health) for
+the next server or the backup, and used again once it answers a trial."""
 
 import os
 import re
@@ -24,9 +26,10 @@ DNS_ANSWER = "192.0.2.53"
 class UdpBackend:
     """A UDP server on 127.0.0.1 in a thread: `reply(data, addr)` returns
     the datagram to send back (or None). Every datagram received is kept
-    in `received` as (source address, bytes)."""
+    in `received` as (source address, bytes). `port`: bind that port (to
+    bring a stopped backend back at its address)."""
 
-    def __init__(self, reply, name="udp"):
+    def __init__(self, reply, name="udp", port=0):
         self.reply = reply
         self.name = name
         self.received = []
@@ -34,7 +37,7 @@ class UdpBackend:
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self._sock.settimeout(0.05)
         self.port = self._sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
@@ -101,8 +104,8 @@ def dns_answer(query, addr):
 def udp_backend():
     started = []
 
-    def start(reply=echo, name="udp"):
-        started.append(UdpBackend(reply, name))
+    def start(reply=echo, name="udp", port=0):
+        started.append(UdpBackend(reply, name, port))
         return started[-1]
 
     yield start
@@ -432,3 +435,133 @@ def test_emfile_on_a_session_socket_drops_the_datagram_as_a_local_error(lbd, udp
     assert "failed; session ended" not in lbd.error_log()
     late[0].settimeout(2.0)
     assert ask(late[0], lbd.address, b"now") == b"now"
+
+
+# Passive health: failover to the other primary, then the backup -------------
+
+def query(port, payload, timeout=0.3):
+    """One DNS-like query from a fresh source port (its own session, as a
+    resolver's queries are): the answering server's name, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(payload, ("127.0.0.1", port))
+        try:
+            data = s.recvfrom(65536)[0]
+        except socket.timeout:
+            return None
+    name, _, echoed = data.partition(b" ")
+    assert echoed == payload, "a reply to another query"
+    return name.decode()
+
+
+def queries(port, n, tag, interval=0.01):
+    """n queries, one after the other: the list of answering servers."""
+    answers = []
+    for i in range(n):
+        answers.append(query(port, b"%s-%d" % (tag.encode(), i)))
+        time.sleep(interval)
+    return answers
+
+
+DNS_UPSTREAM = """
+    upstreams = { dns = {$passive
+      servers = ( { address = "$one"; }, { address = "$two"; },
+                  { address = "$spare"; backup = true; } ); }; };
+    listeners = ( { protocol = "udp"; listen = "$listen"; upstream = "dns";
+                    responses = 1; session_timeout = "$session_timeout"; } );
+    """
+
+
+def failed_line(server, upstream, count, window):
+    return helpers.log_line("warn", r"server %s in upstream \"%s\" failed %d time\(s\) in %s; "
+                            r"not used for %s \(max_fails/fail_timeout\)"
+                            % (re.escape(server), upstream, count, window, window))
+
+
+def back_line(server, upstream):
+    return helpers.log_line("notice", r'server %s in upstream "%s" answered again; '
+                            r"back in use" % (re.escape(server), upstream))
+
+
+def test_dead_primaries_fail_over_to_the_other_primary_then_the_backup(lbd, udp_backend):
+    """conf/examples/udp-dns.conf's setup, with the default passive health
+    (max_fails = 1, fail_timeout = 10s): each dead primary costs the one
+    query that found it dead (ICMP unreachable), in whichever worker."""
+    one, two = udp_backend(named("one"), "one"), udp_backend(named("two"), "two")
+    spare = udp_backend(named("spare"), "spare")
+    start(lbd, DNS_UPSTREAM, passive="", session_timeout="2s", one=one, two=two, spare=spare)
+    t0 = time.monotonic()
+
+    before = queries(lbd.port, 40, "up")
+    assert set(before) == {"one", "two"}
+    assert spare.received == []
+
+    one.stop()
+    one_dead = queries(lbd.port, 80, "one-dead")
+    assert spare.received == [], "the backup while a primary is up"
+    lost = [i for i, a in enumerate(one_dead) if a is None]
+    assert len(lost) <= 2 and all(i < 5 for i in lost), one_dead
+    assert set(one_dead[5:]) == {"two"}
+
+    two.stop()
+    both_dead = queries(lbd.port, 80, "both-dead")
+    lost = [i for i, a in enumerate(both_dead) if a is None]
+    assert len(lost) <= 2 and all(i < 5 for i in lost), both_dead
+    assert set(both_dead[5:]) == {"spare"}
+
+    after = one_dead + both_dead
+    assert sum(a is not None for a in after) / len(after) >= 0.95
+    assert time.monotonic() - t0 < 10, "too slow: trials after fail_timeout would blur this"
+    lbd.wait_log(failed_line(one.address, "dns", 1, "10s"))
+    lbd.wait_log(failed_line(two.address, "dns", 1, "10s"))
+    text = lbd.error_log()
+    for b in (one, two):
+        assert len(re.findall(r"server %s in upstream \"dns\" failed" % re.escape(b.address),
+                              text)) == 1, "one line per transition, for all workers"
+
+
+def test_a_primary_that_comes_back_is_used_again_after_fail_timeout(lbd, udp_backend):
+    one, two = udp_backend(named("one"), "one"), udp_backend(named("two"), "two")
+    spare = udp_backend(named("spare"), "spare")
+    start(lbd, DNS_UPSTREAM, passive='\n      passive = { max_fails = 1; fail_timeout = "1s"; };',
+          session_timeout="2s", one=one, two=two, spare=spare)
+    assert set(queries(lbd.port, 10, "up")) == {"one", "two"}
+
+    one.stop()
+    stopped = time.monotonic()
+    one_dead = queries(lbd.port, 30, "one-dead")
+    assert time.monotonic() - stopped < 0.9
+    assert sum(a is None for a in one_dead) <= 2 and set(one_dead[5:]) == {"two"}
+    lbd.wait_log(failed_line(one.address, "dns", 1, "1s"))
+
+    # back well within fail_timeout: not used until its trial
+    revived = udp_backend(named("one"), "one", port=one.port)
+    answers = []
+    while time.monotonic() - stopped < 4 and "one" not in answers:
+        answers.append(query(lbd.port, b"back-%d" % len(answers)))
+        time.sleep(0.02)
+    assert "one" in answers, "the primary was not tried again after fail_timeout"
+    assert 0.9 < time.monotonic() - stopped < 2.5
+    assert None not in answers and set(answers[:-1]) == {"two"}
+    # a success brought it back: both primaries share the queries again
+    assert set(queries(lbd.port, 20, "shared")) == {"one", "two"}
+    assert spare.received == []
+    lbd.wait_log(back_line(one.address, "dns"))
+    assert len(revived.received) >= 5
+
+
+def test_a_server_that_leaves_queries_unanswered_is_left_out(lbd, udp_backend):
+    """No ICMP, no reply: with responses = 1, a query still unanswered at
+    session_timeout is the server's failure."""
+    mute = udp_backend(lambda data, addr: None, "mute")
+    two = udp_backend(named("two"), "two")
+    spare = udp_backend(named("spare"), "spare")
+    start(lbd, DNS_UPSTREAM, passive="", session_timeout="300ms", one=mute, two=two,
+          spare=spare)
+    answers = queries(lbd.port, 60, "q")
+    lost = [i for i, a in enumerate(answers) if a is None]
+    # the queries mute took before its first session expired are lost
+    assert len(lost) <= 4 and all(i < 10 for i in lost), answers
+    assert set(answers[10:]) == {"two"}
+    assert len(mute.received) == len(lost)
+    lbd.wait_log(failed_line(mute.address, "dns", 1, "10s"))

@@ -44,11 +44,22 @@ static int lb_upstream_set_upstreams(lb_conf_t *cf, const lb_setting_t *s,
                                      config_setting_t *v, void *conf);
 static int lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s,
                                    config_setting_t *v, void *conf);
+static int lb_upstream_set_passive(lb_conf_t *cf, const lb_setting_t *s,
+                                   config_setting_t *v, void *conf);
 static void *lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx);
 static int lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int lb_upstream_init_conf(lb_conf_t *cf);
 static int lb_upstream_init_master(lb_cycle_t *cycle);
 static int lb_upstream_init_worker(lb_cycle_t *cycle);
+
+/* The settings of passive = { }, offsets into lb_upstream_passive_t. */
+static const lb_setting_t  lb_upstream_passive_settings[] = {
+    { "max_fails", LB_SET_INT, 0, "1", 0, 1000,
+      offsetof(lb_upstream_passive_t, max_fails), NULL, NULL, 0 },
+    { "fail_timeout", LB_SET_DURATION, 0, "10s", 1, 86400000,
+      offsetof(lb_upstream_passive_t, fail_timeout), NULL, NULL, 0 },
+    lb_setting_end
+};
 
 static const lb_setting_t  lb_upstream_settings[] = {
     { "upstreams", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0, 0, NULL,
@@ -74,6 +85,8 @@ static const lb_setting_t  lb_upstream_settings[] = {
       offsetof(lb_upstream_t, keepalive), NULL, NULL, 0 },
     { "proxy_protocol", LB_SET_INT, LB_CTX_UPSTREAM, "0", 0, 2,
       offsetof(lb_upstream_t, proxy_protocol), NULL, NULL, 0 },
+    { "passive", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
+      offsetof(lb_upstream_t, passive), NULL, lb_upstream_set_passive, 0 },
 
     { "address", LB_SET_ADDR, LB_CTX_SERVER, NULL, 0, 0,
       offsetof(lb_upstream_server_t, addr), NULL, NULL, LB_SETTING_REQUIRED },
@@ -109,6 +122,10 @@ lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
     case LB_CTX_UPSTREAM:
         u = lb_pcalloc(cf->pool, sizeof(*u));
         if (u && lb_array_init(&u->server_list, cf->pool, 8, sizeof(lb_upstream_server_t)) != LB_OK) {
+            return NULL;
+        }
+        /* passive health is on without a passive group */
+        if (u && lb_conf_set_defaults(cf, lb_upstream_passive_settings, &u->passive) != LB_OK) {
             return NULL;
         }
         return u;
@@ -207,6 +224,12 @@ lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
 }
 
 static int
+lb_upstream_set_passive(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    return lb_conf_parse_group(cf, v, lb_upstream_passive_settings, (char *) conf + s->offset);
+}
+
+static int
 lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_upstream_t         *u = conf;
@@ -231,7 +254,8 @@ lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         for (i = 0; i < u->server_list.nelts; i++) {
             s = &lb_array_at(&u->server_list, lb_upstream_server_t, i);
             if ((pass == 0) == !s->backup) {
-                u->servers[n++] = *s;
+                u->servers[n] = *s;
+                u->servers[n++].upstream = u;
             }
         }
         if (pass == 0) {
@@ -646,59 +670,82 @@ lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try, const char **why)
 {
     bool                   usable[LB_UPSTREAM_MAX_SERVERS];
     lb_upstream_server_t  *s, *range;
-    size_t                 i, n, base, down = 0, full = 0, tried = 0, any;
-    ssize_t                k;
+    size_t                 i, n, base, down, full, tried, failed, any;
+    ssize_t                k, trial;
     uint32_t               active;
-    int                    pass;
+    int                    pass, round, rc;
 
-    for (pass = 0; pass < 2; pass++) {
-        base = pass == 0 ? 0 : u->nprimary;
-        n = pass == 0 ? u->nprimary : u->nservers - u->nprimary;
-        range = u->servers + base;
+    /* round 0 leaves out the servers passive health marked failed; round 1,
+     * only when round 0 found nothing else, uses them like the others */
+    for (round = 0; round < 2; round++) {
+        down = full = tried = failed = 0;
+        for (pass = 0; pass < 2; pass++) {
+            base = pass == 0 ? 0 : u->nprimary;
+            n = pass == 0 ? u->nprimary : u->nservers - u->nprimary;
+            range = u->servers + base;
 
-        for ( ;; ) {
-            any = 0;
-            for (i = 0; i < n; i++) {
-                s = &range[i];
-                usable[i] = false;
-                if (lb_upstream_tried(try, base + i)) {
-                    tried++;
-                } else if (__atomic_load_n(&s->state->down, __ATOMIC_RELAXED)) {
-                    down++;
-                } else if (s->max_conns
-                           && __atomic_load_n(&s->state->active, __ATOMIC_RELAXED)
-                              >= (uint64_t) s->max_conns)
-                {
-                    full++;
-                } else {
-                    usable[i] = true;
-                    any++;
+            for ( ;; ) {
+                any = 0;
+                trial = -1;
+                for (i = 0; i < n; i++) {
+                    s = &range[i];
+                    usable[i] = false;
+                    if (lb_upstream_tried(try, base + i)) {
+                        tried++;
+                    } else if (__atomic_load_n(&s->state->down, __ATOMIC_RELAXED)) {
+                        down++;
+                    } else if (s->max_conns
+                               && __atomic_load_n(&s->state->active, __ATOMIC_RELAXED)
+                                  >= (uint64_t) s->max_conns)
+                    {
+                        full++;
+                    } else if (round == 0 && u->passive.max_fails
+                               && (rc = lb_upstream_fail_check(s->state, &u->passive,
+                                                               lb_current_msec)) != LB_OK)
+                    {
+                        if (rc == LB_AGAIN) {
+                            trial = (ssize_t) i;    /* taken: it goes first */
+                            break;
+                        }
+                        failed++;
+                    } else {
+                        usable[i] = true;
+                        any++;
+                    }
                 }
-            }
-            if (any == 0) {
-                break;
-            }
-            switch (u->balance) {
-            case LB_BALANCE_LEAST_CONN: k = lb_upstream_least_conn(range, n, usable); break;
-            case LB_BALANCE_RANDOM_TWO: k = lb_upstream_random_two(range, n, usable); break;
-            default:                    k = lb_upstream_swrr(range, n, usable); break;
-            }
-            if (k < 0) {
-                break;
-            }
-            s = &range[k];
-            /* reserve, then check: other workers may have raced us */
-            active = __atomic_add_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
-            if (s->max_conns && active > (uint64_t) s->max_conns) {
-                __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
-                /* full now; recount and choose again */
-                down = full = tried = 0;
+                if (trial >= 0) {
+                    k = trial;
+                } else if (any == 0) {
+                    break;
+                } else {
+                    switch (u->balance) {
+                    case LB_BALANCE_LEAST_CONN: k = lb_upstream_least_conn(range, n, usable); break;
+                    case LB_BALANCE_RANDOM_TWO: k = lb_upstream_random_two(range, n, usable); break;
+                    default:                    k = lb_upstream_swrr(range, n, usable); break;
+                    }
+                    if (k < 0) {
+                        break;
+                    }
+                }
+                s = &range[k];
                 try->tried[(base + (size_t) k) / 64] |= 1ULL << ((base + (size_t) k) % 64);
-                continue;
+                /* reserve, then check: other workers may have raced us */
+                active = __atomic_add_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+                if (s->max_conns && active > (uint64_t) s->max_conns) {
+                    __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+                    /* full now; recount and choose again */
+                    down = full = tried = failed = 0;
+                    continue;
+                }
+                try->attempts++;
+                try->trial = trial >= 0
+                             || (u->passive.max_fails
+                                 && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED));
+                return s;
             }
-            try->tried[(base + (size_t) k) / 64] |= 1ULL << ((base + (size_t) k) % 64);
-            try->attempts++;
-            return s;
+        }
+        if (failed == 0) {
+            break;
         }
     }
 
@@ -714,14 +761,108 @@ lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try, const char **why)
     return NULL;
 }
 
+/* Passive health ---------------------------------------------------------- */
+
+bool
+lb_upstream_fail_note(lb_upstream_peer_state_t *st, const lb_upstream_passive_t *p,
+                      lb_msec_t now)
+{
+    bool  marked = false;
+
+    lb_shm_lock(&st->lock);
+    /* a failure of a failed server changes nothing: its trials come one
+     * per fail_timeout whatever the sessions picked before it failed do */
+    if (!st->failed) {
+        if (st->fails == 0 || now - st->fail_start >= p->fail_timeout) {
+            st->fail_start = now;
+            st->fails = 0;
+        }
+        __atomic_store_n(&st->fails, st->fails + 1, __ATOMIC_RELAXED);
+        if ((int64_t) st->fails >= p->max_fails) {
+            __atomic_store_n(&st->retry_at, now + p->fail_timeout, __ATOMIC_RELAXED);
+            __atomic_store_n(&st->failed, 1, __ATOMIC_RELEASE);
+            marked = true;
+        }
+    }
+    lb_shm_unlock(&st->lock);
+    return marked;
+}
+
+int
+lb_upstream_fail_check(lb_upstream_peer_state_t *st, const lb_upstream_passive_t *p,
+                       lb_msec_t now)
+{
+    lb_msec_t  at;
+
+    if (!__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE)) {
+        return LB_OK;
+    }
+    at = __atomic_load_n(&st->retry_at, __ATOMIC_RELAXED);
+    if (now < at) {
+        return LB_DECLINED;
+    }
+    /* the trial is due: moving retry_at on gives it to one pick of one
+     * worker, and the next one to whoever comes fail_timeout later */
+    return __atomic_compare_exchange_n(&st->retry_at, &at, now + p->fail_timeout, false,
+                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED)
+           ? LB_AGAIN : LB_DECLINED;
+}
+
+bool
+lb_upstream_fail_clear(lb_upstream_peer_state_t *st)
+{
+    bool  was;
+
+    /* the common case, a healthy server, takes no lock */
+    if (!__atomic_load_n(&st->failed, __ATOMIC_RELAXED)
+        && !__atomic_load_n(&st->fails, __ATOMIC_RELAXED))
+    {
+        return false;
+    }
+    lb_shm_lock(&st->lock);
+    was = st->failed;
+    __atomic_store_n(&st->failed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->fails, 0, __ATOMIC_RELAXED);
+    lb_shm_unlock(&st->lock);
+    return was;
+}
+
+static const char *
+lb_upstream_msec_text(lb_msec_t ms, char *buf, size_t size)
+{
+    if (ms % 1000 == 0) {
+        snprintf(buf, size, "%llds", (long long) (ms / 1000));
+    } else {
+        snprintf(buf, size, "%lldms", (long long) ms);
+    }
+    return buf;
+}
+
+/* Only the process that makes a transition logs it: one line each time a
+ * server is marked failed and one when it is back, for all workers. */
 void
 lb_upstream_connected(lb_upstream_server_t *s, bool ok)
 {
+    lb_upstream_t  *u = s->upstream;
+    char            t[32];
+
     if (ok) {
-        __atomic_store_n(&s->state->fails, 0, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->state->connects, 1, __ATOMIC_RELAXED);
-    } else {
+        if (lb_upstream_fail_clear(s->state) && u) {
+            lb_log_notice("server %s in upstream \"%s\" answered again; back in use",
+                          s->addr.text, u->name);
+        }
+        return;
+    }
+    if (u == NULL || u->passive.max_fails == 0) {
         __atomic_add_fetch(&s->state->fails, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (lb_upstream_fail_note(s->state, &u->passive, lb_current_msec)) {
+        lb_upstream_msec_text(u->passive.fail_timeout, t, sizeof(t));
+        lb_log_warn(0, "server %s in upstream \"%s\" failed %lld time(s) in %s; not used "
+                    "for %s (max_fails/fail_timeout)", s->addr.text, u->name,
+                    (long long) u->passive.max_fails, t, t);
     }
 }
 

@@ -11,7 +11,7 @@
 
 #define LB_UPSTREAM_MAX_SERVERS  1024
 /* Servers of all upstreams together: bounds the shared state zone (about
- * 224 bytes a slot, two slots a server) to some 45 MB. */
+ * 248 bytes a slot, two slots a server) to some 50 MB. */
 #define LB_UPSTREAM_MAX_TOTAL_SERVERS  100000
 
 typedef enum {
@@ -22,13 +22,28 @@ typedef enum {
 } lb_balance_t;
 
 /* One server's state shared by all workers, kept across reloads while the
- * upstream still has a server at that address. */
+ * upstream still has a server at that address. The passive health record
+ * (fails .. retry_at) changes under `lock` and is read without it. */
 typedef struct {
-    uint32_t   active;          /* open connections, all workers */
-    uint32_t   fails;           /* consecutive failed connects */
-    uint32_t   down;            /* set by health checks */
-    uint64_t   connects;        /* total connections made */
+    uint32_t       active;      /* open connections, all workers */
+    uint32_t       fails;       /* failures in the window that began at fail_start */
+    uint32_t       down;        /* set by health checks */
+    uint32_t       failed;      /* 1: max_fails reached, and no success since */
+    uint64_t       connects;    /* total connections made */
+    lb_msec_t      fail_start;  /* the first failure of the window */
+    lb_msec_t      retry_at;    /* a failed server gets its next trial then */
+    lb_shm_lock_t  lock;
 } lb_upstream_peer_state_t;
+
+/* passive = { max_fails; fail_timeout; }: after max_fails failures within
+ * fail_timeout a server is not used for fail_timeout; then one connection
+ * tries it, and a success brings it back. max_fails = 0: never. */
+typedef struct {
+    int64_t    max_fails;
+    lb_msec_t  fail_timeout;
+} lb_upstream_passive_t;
+
+typedef struct lb_upstream_s  lb_upstream_t;
 
 typedef struct {
     lb_addr_t                  addr;
@@ -37,9 +52,10 @@ typedef struct {
     int                        backup;
     lb_upstream_peer_state_t  *state;       /* in shared memory */
     int64_t                    current;     /* smooth round robin, per worker */
+    lb_upstream_t             *upstream;    /* its own, for passive health and logs */
 } lb_upstream_server_t;
 
-typedef struct {
+struct lb_upstream_s {
     char                  *name;
     lb_upstream_server_t  *servers;         /* primaries first, then backups */
     size_t                 nservers;
@@ -53,14 +69,16 @@ typedef struct {
     int64_t                retries;
     int64_t                keepalive;
     int64_t                proxy_protocol;  /* 0, or the PROXY version sent to servers */
+    lb_upstream_passive_t  passive;
     lb_array_t             server_list;     /* while parsing */
     void                 **confs;           /* every module's conf of this upstream */
-} lb_upstream_t;
+};
 
 /* The servers already tried for one connection. */
 typedef struct {
     uint64_t   tried[LB_UPSTREAM_MAX_SERVERS / 64];
     unsigned   attempts;
+    bool       trial;           /* the last server picked is a failed one on trial */
 } lb_upstream_try_t;
 
 extern lb_module_t  lb_core_upstream_module;
@@ -96,13 +114,35 @@ int lb_upstream_resolve_for(lb_conf_t *cf, const char *file, int line, const cha
 
 /* Picks a usable server not yet in `try` (primaries first, backups when no
  * primary is usable), counts a connection against it and marks it tried.
+ * A server marked failed by passive health is not usable until its
+ * retry_at; then the first pick in any worker takes it as a trial
+ * (try->trial). When every untried server is failed, they are used all
+ * the same: passive health never refuses traffic on its own.
  * Returns NULL when no server is usable; `why` then says why. */
 lb_upstream_server_t *lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try,
                                        const char **why);
-/* The connection counted by lb_upstream_pick is over. failed: the connect
- * failed (feeds passive health); ok: it succeeded. */
+/* What became of the server lb_upstream_pick gave: ok, it answered (a
+ * connect succeeded, a udp reply came); !ok, it failed (connect refused or
+ * timed out, ICMP unreachable, no udp reply in time). Feeds passive
+ * health, which logs when the server is marked failed and when it is back.
+ * lb_upstream_release: the connection counted by the pick is over. */
 void lb_upstream_connected(lb_upstream_server_t *s, bool ok);
 void lb_upstream_release(lb_upstream_server_t *s);
+
+/* Passive health on one state, the arithmetic behind the calls above,
+ * exposed for unit tests. All at time now; p->max_fails is not 0.
+ * lb_upstream_fail_note: a failure; true when it marks the server failed
+ * (max_fails failures within fail_timeout). A failure of a failed server
+ * (its trial) puts its next trial fail_timeout away.
+ * lb_upstream_fail_check: whether the server may be used: LB_OK when not
+ * failed; LB_AGAIN when failed but its trial is due, which this call then
+ * took (the next trial is fail_timeout away); LB_DECLINED when failed.
+ * lb_upstream_fail_clear: a success; true when the server was failed. */
+bool lb_upstream_fail_note(lb_upstream_peer_state_t *st, const lb_upstream_passive_t *p,
+                           lb_msec_t now);
+int  lb_upstream_fail_check(lb_upstream_peer_state_t *st, const lb_upstream_passive_t *p,
+                            lb_msec_t now);
+bool lb_upstream_fail_clear(lb_upstream_peer_state_t *st);
 
 /* The shared state zone holds one slot per server, keyed by upstream name
  * and address. Exposed for unit tests:

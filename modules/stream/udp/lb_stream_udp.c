@@ -56,6 +56,7 @@ struct lb_udp_session_s {
     uint64_t               bytes_sent;      /* ... sent back to it */
     lb_msec_t              start;
     bool                   answered;    /* the server has replied once */
+    bool                   trial;       /* its server was failed: passive health's trial */
 };
 
 typedef struct lb_udp_chunk_s {
@@ -456,6 +457,26 @@ lb_udp_orphaned(const lb_udp_session_t *s)
     return s->lc->id != s->lc_id || s->lc->fd == -1;
 }
 
+/* A session reached its session_timeout: what its silence says of the
+ * server. With responses > 0, a reply still owed means a datagram went
+ * unanswered for a whole session_timeout: a failure. With responses = 0
+ * silence proves nothing either way, except that a failed server's trial
+ * session that was not refused (ICMP) is taken as a success: nothing else
+ * could ever bring such a server back. */
+static void
+lb_udp_session_judge(lb_udp_session_t *s)
+{
+    int64_t  responses = s->worker->conf->responses;
+
+    if (responses && s->replies < s->received * (uint64_t) responses) {
+        lb_log_debug("*%llu session_timeout with replies owed: counted as a failure of "
+                     "server %s", (unsigned long long) s->peer->id, s->server->addr.text);
+        lb_upstream_connected(s->server, false);
+    } else if (!responses && s->trial && !s->answered) {
+        lb_upstream_connected(s->server, true);
+    }
+}
+
 static void
 lb_udp_session_expired(lb_timer_t *t)
 {
@@ -463,12 +484,16 @@ lb_udp_session_expired(lb_timer_t *t)
     lb_msec_t          idle = lb_current_msec - s->last_active;
     lb_msec_t          timeout = s->worker->conf->session_timeout;
 
-    if (idle < timeout && !lb_udp_orphaned(s)) {
+    if (lb_udp_orphaned(s)) {
+        lb_udp_session_close(s, LB_STREAM_END_SHUTDOWN);
+        return;
+    }
+    if (idle < timeout) {
         lb_timer_set(&s->timer, timeout - idle);
         return;
     }
-    lb_udp_session_close(s, idle < timeout ? LB_STREAM_END_SHUTDOWN
-                                           : LB_STREAM_END_SESSION_TIMEOUT);
+    lb_udp_session_judge(s);
+    lb_udp_session_close(s, LB_STREAM_END_SESSION_TIMEOUT);
 }
 
 /* While the worker has sessions, checks once a second whether it has
@@ -739,6 +764,7 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     s->lc_id = lc->id;
     s->peer = peer;
     s->server = server;
+    s->trial = try.trial;
     memcpy(&s->client, a, alen);
     s->client_len = alen;
     s->last_active = lb_current_msec;

@@ -905,10 +905,12 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             if (!exiting) {
                 lb_log_notice("graceful shutdown");
                 exiting = true;
-                lb_workers_signal(SIGQUIT, false, 0);
                 /* new clients are refused at once, not queued until the
-                 * end: the workers close their copies as they stop */
+                 * end: the master's copies go first, then the workers
+                 * close theirs as they stop (in this order, a worker that
+                 * says it stopped accepting leaves no open copy behind) */
                 lb_sockets_close_all();
+                lb_workers_signal(SIGQUIT, false, 0);
             }
         }
         /* after TERM and QUIT, so workers stopped by the same Ctrl-C are

@@ -22,6 +22,7 @@ typedef struct {
     lb_http_log_file_t       *file;
     lb_http_log_format_t      format;
     lb_http_complex_t        *cv;       /* COMBINED and CUSTOM */
+    lb_http_escape_t          escape;   /* of cv's variables */
     lb_http_complex_t       **json;     /* JSON: one per field (NULL: protocol) */
     const char               *conf_file;    /* where the setting is, for errors */
     int                       conf_line;

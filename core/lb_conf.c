@@ -43,7 +43,7 @@ lb_conf_report_line(lb_conf_t *cf, const char *line)
 static int
 lb_conf_verror(lb_conf_t *cf, const char *file, int line, const char *fmt, va_list ap)
 {
-    char  buf[1024];
+    char  buf[4096];
     int   n;
 
     n = snprintf(buf, sizeof(buf), "%s:%d: ", file, line);
@@ -75,6 +75,28 @@ lb_conf_error(lb_conf_t *cf, const config_setting_t *s, const char *fmt, ...)
     lb_conf_verror(cf, lb_conf_file(cf, s), (int) config_setting_source_line(s), fmt, ap);
     va_end(ap);
     return LB_ERROR;
+}
+
+void
+lb_conf_warn_at(lb_conf_t *cf, const char *file, int line, const char *fmt, ...)
+{
+    va_list  ap;
+    char     buf[1024];
+    int      n;
+
+    n = snprintf(buf, sizeof(buf), "%s:%d: warning: ", file, line);
+    if (n < 0 || (size_t) n >= sizeof(buf)) {
+        n = 0;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf + n, sizeof(buf) - (size_t) n, fmt, ap);
+    va_end(ap);
+    /* on reload (a report function) the error log has it */
+    if (cf->report) {
+        lb_log_warn(0, "%s", buf);
+    } else {
+        fprintf(stderr, "%s\n", buf);
+    }
 }
 
 const char *
@@ -478,9 +500,44 @@ lb_conf_find_setting(lb_conf_t *cf, unsigned ctx, const char *name, lb_module_t 
 }
 
 static int
+lb_conf_cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+int
+lb_conf_unknown_name(lb_conf_t *cf, const config_setting_t *v, const char *where,
+                     const char *const *names)
+{
+    const char  *sorted[256], *hint;
+    char         list[2048], did[160];
+    size_t       i, n, len = 0;
+
+    for (n = 0; names[n] != NULL && n < lb_nelems(sorted); n++) {
+        sorted[n] = names[n];
+    }
+    qsort(sorted, n, sizeof(sorted[0]), lb_conf_cmp_names);
+    list[0] = '\0';
+    for (i = 0; i < n && len < sizeof(list); i++) {
+        if (i > 0 && strcmp(sorted[i], sorted[i - 1]) == 0) {
+            continue;
+        }
+        len += (size_t) snprintf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "",
+                                 sorted[i]);
+    }
+    hint = lb_did_you_mean(config_setting_name(v), names);
+    did[0] = '\0';
+    if (hint) {
+        snprintf(did, sizeof(did), " (did you mean \"%s\"?)", hint);
+    }
+    return lb_conf_error(cf, v, "unknown setting \"%s\" in %s%s; valid here: %s",
+                         config_setting_name(v), where, did, list);
+}
+
+static int
 lb_conf_unknown(lb_conf_t *cf, config_setting_t *v, unsigned ctx)
 {
-    const char          *names[256], *hint;
+    const char          *names[256];
     const lb_setting_t  *s;
     size_t               i, n = 0;
 
@@ -497,13 +554,7 @@ lb_conf_unknown(lb_conf_t *cf, config_setting_t *v, unsigned ctx)
         }
     }
     names[n] = NULL;
-    hint = lb_did_you_mean(config_setting_name(v), names);
-    if (hint) {
-        return lb_conf_error(cf, v, "unknown setting \"%s\" in %s (did you mean \"%s\"?)",
-                             config_setting_name(v), cf->block, hint);
-    }
-    return lb_conf_error(cf, v, "unknown setting \"%s\" in %s",
-                         config_setting_name(v), cf->block);
+    return lb_conf_unknown_name(cf, v, cf->block, names);
 }
 
 int
@@ -518,6 +569,7 @@ lb_conf_parse_block(lb_conf_t *cf, config_setting_t *group, unsigned ctx, void *
     config_setting_t    *saved_group = cf->group;
     int                  i, n, rc = LB_OK;
     size_t               k;
+    bool                 failed;
 
     if (config_setting_type(group) != CONFIG_TYPE_GROUP) {
         return lb_conf_error(cf, group, "%s must be a group { ... }, not %s",
@@ -583,18 +635,23 @@ lb_conf_parse_block(lb_conf_t *cf, config_setting_t *group, unsigned ctx, void *
         }
     }
 
-    if (rc == LB_OK) {
-        for (k = 0; k < lb_nmodules; k++) {
-            m = lb_all_modules[k];
-            if (confs[k] == NULL || m->merge_conf == NULL) {
-                continue;
-            }
-            parent = cf->parent_confs ? cf->parent_confs[k] : NULL;
-            if (m->merge_conf(cf, ctx, parent, confs[k]) != LB_OK) {
-                rc = LB_ERROR;
-            }
+    /* a block with errors still has its nested blocks checked by the
+     * merges that parse them */
+    failed = rc != LB_OK;
+    for (k = 0; k < lb_nmodules; k++) {
+        m = lb_all_modules[k];
+        if (confs[k] == NULL || m->merge_conf == NULL
+            || (failed && !(m->flags & LB_MODULE_MERGE_ON_ERROR)))
+        {
+            continue;
+        }
+        parent = cf->parent_confs ? cf->parent_confs[k] : NULL;
+        cf->block_failed = failed;
+        if (m->merge_conf(cf, ctx, parent, confs[k]) != LB_OK) {
+            rc = LB_ERROR;
         }
     }
+    cf->block_failed = false;
 
     cf->ctx = saved_ctx;
     cf->group = saved_group;

@@ -27,6 +27,7 @@ struct lb_conf_s {
     const char         *include_dir;    /* @include paths are relative to it */
     unsigned            nerrors;
     lb_conf_report_pt   report;
+    bool                block_failed;   /* for merge_conf: its block had errors */
 };
 
 /* Reports an error at setting s (its file and line); always returns LB_ERROR. */
@@ -34,6 +35,17 @@ int  lb_conf_error(lb_conf_t *cf, const config_setting_t *s, const char *fmt, ..
     __attribute__((format(printf, 3, 4)));
 int  lb_conf_error_at(lb_conf_t *cf, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Reports "FILE:LINE: warning: message": something that works but is
+ * likely a mistake. Not an error: it never fails the load. */
+void lb_conf_warn_at(lb_conf_t *cf, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Reports v, a member of a group whose valid names are names (NULL-
+ * terminated): `unknown setting "X" in WHERE (did you mean "Y"?); valid
+ * here: A, B, C` (the names sorted). Always returns LB_ERROR. */
+int  lb_conf_unknown_name(lb_conf_t *cf, const config_setting_t *v, const char *where,
+                          const char *const *names);
 
 /* Parses group `group` as one instance of context ctx: creates the conf of
  * every module that has one there, applies defaults, parses each setting,

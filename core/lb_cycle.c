@@ -563,6 +563,59 @@ lb_cycle_check_includes(lb_conf_t *cf, const char *file, const char *dir, int de
     return rc;
 }
 
+/* A libconfig error: libconfig gives a line and no column, so the line
+ * is quoted as written (spaces around it trimmed, control bytes as
+ * spaces, cut at 120 bytes) in the same one-line message:
+ * `FILE:2: syntax error (the line reads: log_level "info";)`, or `FILE:4:
+ * syntax error at the end of the file` past the last line. */
+static void
+lb_cycle_config_error(lb_conf_t *cf, const char *file, int line, const char *text)
+{
+    FILE    *f;
+    char     buf[1024], *p, *e;
+    int      n = 0;
+    size_t   len;
+
+    f = fopen(file, "r");
+    while (f != NULL && fgets(buf, sizeof(buf), f) != NULL) {
+        len = strlen(buf);
+        if (++n == line) {
+            break;
+        }
+        /* the rest of a line longer than buf */
+        while (len > 0 && buf[len - 1] != '\n' && fgets(buf, sizeof(buf), f) != NULL) {
+            len = strlen(buf);
+        }
+    }
+    if (f == NULL || n != line) {
+        if (f != NULL) {
+            fclose(f);
+        }
+        lb_conf_error_at(cf, file, line, "%s%s", text,
+                         f != NULL && line > n ? " at the end of the file" : "");
+        return;
+    }
+    fclose(f);
+    for (p = buf; *p == ' ' || *p == '\t'; p++) { /* indentation */ }
+    for (e = p + strlen(p); e > p && (unsigned char) e[-1] <= ' '; e--) { /* end */ }
+    if (e - p > 120) {
+        e = p + 117;
+        memcpy(e, "...", 3);
+        e += 3;
+    }
+    *e = '\0';
+    for (e = p; *e; e++) {
+        if ((unsigned char) *e < ' ' || *e == 0x7f) {
+            *e = ' ';
+        }
+    }
+    if (*p == '\0') {
+        lb_conf_error_at(cf, file, line, "%s (on an empty line)", text);
+        return;
+    }
+    lb_conf_error_at(cf, file, line, "%s (the line reads: %s)", text, p);
+}
+
 /* libconfig 1.5 prepends its include directory even to absolute paths, so
  * instead of setting one, the file is read from its own directory. */
 static int
@@ -656,10 +709,10 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
                 fprintf(stderr, "%s\n", line);
             }
         } else {
-            lb_conf_error_at(&cf, config_error_file(&config)
-                                  ? lb_cycle_abs_in(pool, dir, config_error_file(&config))
-                                  : cycle->conf_file,
-                             config_error_line(&config), "%s", config_error_text(&config));
+            lb_cycle_config_error(&cf, config_error_file(&config)
+                                       ? lb_cycle_abs_in(pool, dir, config_error_file(&config))
+                                       : cycle->conf_file,
+                                  config_error_line(&config), config_error_text(&config));
         }
         config_destroy(&config);
         lb_pool_destroy(pool);

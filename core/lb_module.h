@@ -101,7 +101,15 @@ struct lb_module_s {
 
     /* lbctl commands the module adds, ended by a { NULL } entry; or NULL. */
     const lb_ctl_command_t *commands;
+    /* LB_MODULE_MERGE_ON_ERROR: merge_conf runs even when its block had an
+     * error (cf->block_failed is then true), for a module whose merge
+     * parses nested blocks (a listener's routes), so that their errors are
+     * reported in the same pass; it must cope with settings that kept
+     * their defaults. Other merges run only on a block without errors. */
+    unsigned                flags;
 };
+
+#define LB_MODULE_MERGE_ON_ERROR  0x01
 
 /* The module command called name, or NULL. */
 const lb_ctl_command_t *lb_module_command(const char *name);

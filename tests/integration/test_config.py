@@ -26,6 +26,12 @@ listeners = (
 );
 """
 
+GLOBAL_SETTINGS = ("admin_socket, error_log, listeners, log_level, pid_file, "
+                   "shutdown_timeout, upstreams, user, workers")
+ROUTE_SETTINGS = ("cookie, header, host, method, path, path_prefix, path_regex, query, "
+                  "redirect, request_buffering, request_headers, response_headers, return, "
+                  "rewrite, upstream")
+
 # (name, configuration, line, message): one class of error each.
 BROKEN = [
     ("cidr_with_host_bits",
@@ -36,15 +42,16 @@ BROKEN = [
         '(did you mean "192.168.1.0/24"?)'),
     ("unknown_setting_with_did_you_mean",
      'workers = 1;\nlog_levle = "info";\n',
-     2, 'unknown setting "log_levle" in the global section (did you mean "log_level"?)'),
+     2, 'unknown setting "log_levle" in the global section (did you mean "log_level"?); '
+        'valid here: ' + GLOBAL_SETTINGS),
     ("unknown_setting_without_suggestion",
      'workers = 1;\ncolour = "blue";\n',
-     2, 'unknown setting "colour" in the global section'),
+     2, 'unknown setting "colour" in the global section; valid here: ' + GLOBAL_SETTINGS),
     ("unknown_setting_in_a_server",
      'upstreams = {\n  backend = {\n'
      '    servers = ( { address = "127.0.0.1:9001"; max_conn = 10; } );\n  };\n};\n',
      3, 'unknown setting "max_conn" in server #1 of upstream "backend" '
-        '(did you mean "max_conns"?)'),
+        '(did you mean "max_conns"?); valid here: address, backup, max_conns, weight'),
     ("wrong_type_integer",
      'upstreams = {\n  backend = {\n'
      '    servers = ( { address = "127.0.0.1:9001"; weight = "3"; } );\n  };\n};\n',
@@ -137,12 +144,43 @@ BROKEN = [
      '    routes = ( { upstream = "backend"; } ); }\n);\n',
      8, 'request_headers.remove: a forwarded request carries exactly one Host; '
         'use set to replace it'),
-    ("syntax_error",
-     'workers = 1;\nlog_level "info";\nerror_log = "error.log";\n',
-     2, 'syntax error'),
+    ("syntax_error_quotes_the_line",
+     'workers = 1;\n  log_level "info";\t\nerror_log = "error.log";\n',
+     2, 'syntax error (the line reads: log_level "info";)'),
     ("unbalanced_braces",
      'workers = 1;\nupstreams = {\n  backend = {\n',
-     4, 'syntax error'),                 # found at the end of the file
+     4, 'syntax error at the end of the file'),
+    ("duplicate_setting_quotes_the_line",
+     'workers = 1;\nworkers = 2;\n',
+     2, 'duplicate setting name (the line reads: workers = 2;)'),
+    ("unknown_route_setting_lists_the_route_settings",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    routes = ( { path = "/a"; upstream = "backend"; },\n'
+     '               { pth = "/b"; upstream = "backend"; } ); }\n);\n',
+     9, 'unknown setting "pth" in route #2 of listener "http:127.0.0.1:8080" '
+        '(did you mean "path"?); valid here: ' + ROUTE_SETTINGS),
+    ("unknown_member_of_return",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    routes = ( { return = { status = 200; bdy = "x"; }; } ); }\n);\n',
+     8, 'unknown setting "bdy" in "return" of route #1 of listener "http:127.0.0.1:8080" '
+        '(did you mean "body"?); valid here: body, content_type, status'),
+    ("unknown_member_of_access_log",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    access_log = { path = "a.log"; escpe = "json"; };\n'
+     '    routes = ( { upstream = "backend"; } ); }\n);\n',
+     8, 'unknown setting "escpe" in access_log (did you mean "escape"?); '
+        'valid here: escape, format, path'),
+    ("bad_access_log_escape",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    access_log = { path = "a.log"; format = "$uri"; escape = "jsn"; };\n'
+     '    routes = ( { upstream = "backend"; } ); }\n);\n',
+     8, 'invalid value "jsn" for "escape" (did you mean "json"?); '
+        'expected one of: default, json'),
+    ("nginx_variable_name_gets_lbds",
+     UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+     '    request_headers = { set = ["X-M: $request_method"]; };\n'
+     '    routes = ( { upstream = "backend"; } ); }\n);\n',
+     8, 'request_headers.set: unknown variable "$request_method" (did you mean "$method"?)'),
 ]
 
 
@@ -180,6 +218,112 @@ def test_every_error_of_a_file_is_reported_one_per_line(tmp_path):
         'debug, info, notice, warn, error',
         f'{conf}:5: "weight" must be between 1 and 1000, got 0',
     ]
+
+
+def test_every_unknown_variable_of_a_string_is_its_own_line(tmp_path):
+    conf, out = check(tmp_path, UPSTREAM + 'listeners = (\n'
+                      '  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+                      '    response_headers = { set = ["X-A: $hots $request_method $uri $ok"]; };\n'
+                      '    routes = ( { upstream = "backend"; } ); }\n);\n')
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f'{conf}:8: response_headers.set: unknown variable "$hots" (did you mean "$host"?)',
+        f'{conf}:8: response_headers.set: unknown variable "$request_method" '
+        '(did you mean "$method"?)',
+        f'{conf}:8: response_headers.set: unknown variable "$ok"',
+    ]
+
+
+def test_route_errors_are_reported_with_the_listeners_in_one_pass(tmp_path):
+    # before, a listener error hid its routes, and a route error hid the
+    # route's own checks (the action, rewrite, captures) until it was fixed
+    conf, out = check(tmp_path, UPSTREAM + 'listeners = (\n'
+                      '  { protocol = "http"; listen = "127.0.0.1:8080";\n'      # 7
+                      '    keepalive_timeout = "soon";\n'                        # 8
+                      '    routes = (\n'                                          # 9
+                      '      { pth = "/a"; upstream = "backend"; },\n'            # 10
+                      '      { path = "/b"; },\n'                                 # 11
+                      '      { path_regex = "^/c/(.*)$"; method = "get";\n'      # 12
+                      '        upstream = "backend"; rewrite = "/$2"; },\n'      # 13
+                      '      { path = "/d"; upstream = 5; return = { status = 200; }; }\n'
+                      '    ); }\n);\n')
+    assert out.returncode == 1
+    listener = 'listener "http:127.0.0.1:8080"'
+    assert out.stderr.splitlines() == [
+        f'{conf}:8: "keepalive_timeout" must be a duration such as "250ms", "5s", "2m", '
+        '"1h" or "1d", got "soon"',
+        f'{conf}:10: unknown setting "pth" in route #1 of {listener} (did you mean "path"?); '
+        'valid here: ' + ROUTE_SETTINGS,
+        f'{conf}:11: route #2 of {listener} needs exactly one action: upstream, return '
+        'or redirect',
+        f'{conf}:12: method "get" would only match requests that send "get": methods are '
+        'case-sensitive (did you mean "GET"?)',
+        f'{conf}:13: "rewrite" uses $2, but path_regex "^/c/(.*)$" has 1 capture group',
+        f'{conf}:14: "upstream" must be a string, not an integer',
+        f'{conf}:14: route #4 of {listener} needs exactly one action: upstream, return '
+        'or redirect',
+    ]
+
+
+def routes_conf(routes):
+    return (UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+            '    routes = (\n' + ",\n".join(routes) + '\n    ); }\n);\n')
+
+
+def test_a_route_an_earlier_one_leaves_nothing_to_is_a_warning(tmp_path):
+    conf, out = check(tmp_path, routes_conf([
+        '      { host = "a.test"; path_prefix = "/api/"; upstream = "backend"; }',     # 9
+        '      { host = "a.test"; path = "/api/users"; method = "GET"; upstream = "backend"; }',
+        '      { host = "*.b.test"; upstream = "backend"; }',                         # 11
+        '      { host = "x.b.test"; header = "X-Beta"; return = { status = 204; }; }',
+        '      { upstream = "backend"; }',                                            # 13
+        '      { path = "/late"; return = { status = 200; }; }',                      # 14
+    ]))
+    listener = 'listener "http:127.0.0.1:8080"'
+    # warnings do not change the exit status
+    assert (out.returncode, out.stdout) == (0, "configuration ok\n")
+    assert out.stderr.splitlines() == [
+        f'{conf}:10: warning: route #2 of {listener} can never match: route #1 ({conf}:9) '
+        'takes all its requests',
+        f'{conf}:12: warning: route #4 of {listener} can never match: route #3 ({conf}:11) '
+        'takes all its requests',
+        f'{conf}:14: warning: route #6 of {listener} can never match: route #5 ({conf}:13) '
+        'takes all its requests',
+    ]
+
+
+def test_no_warning_for_a_route_that_can_still_match(tmp_path):
+    conf, out = check(tmp_path, routes_conf([
+        # narrower first, broader after: each still serves something
+        '      { path = "/api/users"; upstream = "backend"; }',
+        '      { path_prefix = "/api/"; upstream = "backend"; }',
+        # other host, other method, other header value, a prefix that is
+        # not a prefix of the later one
+        '      { host = "a.test"; upstream = "backend"; }',
+        '      { host = "b.test"; path = "/x"; upstream = "backend"; }',
+        '      { method = "POST"; upstream = "backend"; }',
+        '      { method = ["GET", "POST"]; upstream = "backend"; }',
+        '      { header = "X-A: 1"; upstream = "backend"; }',
+        '      { header = "X-A: 2"; upstream = "backend"; }',
+        '      { path_prefix = "/img"; upstream = "backend"; }',
+        '      { path_prefix = "/im"; upstream = "backend"; }',
+        # a regex is never judged against a prefix, even one it covers
+        '      { path_regex = "^/"; upstream = "backend"; }',
+        '      { path_prefix = "/z"; upstream = "backend"; }',
+        '      { host = "*.c.test"; upstream = "backend"; }',
+        '      { host = "c.test"; upstream = "backend"; }',
+    ]))
+    assert (out.returncode, out.stdout, out.stderr) == (0, "configuration ok\n", "")
+
+
+def test_no_warning_when_the_routes_have_errors(tmp_path):
+    # the first route's condition did not parse: it is not known to match all
+    conf, out = check(tmp_path, routes_conf([
+        '      { pth = "/a"; upstream = "backend"; }',
+        '      { path = "/b"; upstream = "backend"; }',
+    ]))
+    assert out.returncode == 1
+    assert ": warning: " not in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
 
 
 def test_error_in_an_included_file_names_that_file(tmp_path):

@@ -53,7 +53,9 @@ def test_example_module_settings_are_validated(lbd_with_echo, tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 1
     assert out.stderr.strip() == (f'{conf}:2: unknown setting "max_byte" in listener '
-                                  f'"echo:127.0.0.1:1" (did you mean "max_bytes"?)')
+                                  f'"echo:127.0.0.1:1" (did you mean "max_bytes"?); valid '
+                                  f'here: accept_proxy_protocol, allow, banner, deny, '
+                                  f'idle_timeout, listen, max_bytes, name, protocol')
 
 
 def test_example_module_serves_its_protocol(lbd_with_echo, tmp_path):

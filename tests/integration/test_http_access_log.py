@@ -83,6 +83,34 @@ def test_custom_format(lbd):
     assert lines(os.path.join(lbd.dir, "custom.log"), 1) == ["GET /ok 200 hello"]
 
 
+# libconfig reads \" as a quote: the format is {"ua":"$http_user_agent",...}
+JSON_FORMAT = ('{\\"ua\\":\\"$$http_user_agent\\",\\"uri\\":\\"$$request_uri\\",'
+               '\\"x\\":\\"$$http_x_a\\",\\"status\\":$$status}')
+
+
+def test_custom_format_with_escape_json_makes_json_lines(lbd):
+    lbd.start(conf('{ path = "$dir/a.json"; escape = "json";\n'
+                   '  format = "' + JSON_FORMAT + '"; };'))
+    ua = 'say "hi"\\ \tnow'
+    # get() sends latin-1: these two characters are the UTF-8 bytes of "é"
+    get(lbd.address, '/q"b\\s?a="1"', f"User-Agent: {ua}\r\nX-A: caf\u00c3\u00a9\r\n")
+    get(lbd.address, "/ok")
+    first, second = [json.loads(x) for x in lines(os.path.join(lbd.dir, "a.json"), 2)]
+    assert first == {"ua": ua, "uri": '/q"b\\s?a="1"', "x": "caf\u00e9", "status": 404}
+    assert second == {"ua": "", "uri": "/ok", "x": "", "status": 200}
+    with open(os.path.join(lbd.dir, "a.json"), "rb") as f:
+        raw = f.read()
+    assert b'say \\"hi\\"\\\\ \\tnow"' in raw and b"caf\xc3\xa9" in raw
+
+
+def test_custom_format_escape_default_writes_values_as_they_are(lbd):
+    lbd.start(conf('{ path = "$dir/a.log"; escape = "default";\n'
+                   '  format = "' + JSON_FORMAT + '"; };'))
+    get(lbd.address, "/ok", 'User-Agent: a "b"\r\n')
+    [line] = lines(os.path.join(lbd.dir, "a.log"), 1)
+    assert line == '{"ua":"a "b"","uri":"/ok","x":"","status":200}'
+
+
 def test_404_and_400_are_logged(lbd):
     lbd.start(conf('{ path = "$dir/a.log"; format = "$$request|$$status"; };'))
     get(lbd.address, "/nothing")

@@ -233,7 +233,7 @@ def check(tmp_path, routes, listener_extra=""):
     ('{ server_name = "a..test"; upstream = "alpha"; }', 'server_name "a..test" in listener'),
     ('{ server_name = "a.test"; upstrem = "alpha"; upstream = "alpha"; }',
      'unknown setting "upstrem" in entry #1 of "sni_routes" in listener "tcp:127.0.0.1:8998" '
-     '(did you mean "upstream"?)'),
+     '(did you mean "upstream"?); valid here: server_name, upstream'),
 ], ids=["unknown-upstream", "no-name", "no-upstream", "duplicate", "bad-name", "typo"])
 def test_bad_sni_routes_are_refused_with_file_and_line(tmp_path, routes, message):
     conf, out = check(tmp_path, routes)

@@ -201,7 +201,7 @@ START_TEST(unknown_server_setting_suggests_the_closest)
         "  };\n"
         "};\n",
         "lbd.conf:8: unknown setting \"max_con\" in server #1 of upstream \"web\" "
-        "(did you mean \"max_conns\"?)");
+        "(did you mean \"max_conns\"?); valid here: address, backup, max_conns, weight");
 }
 END_TEST
 
@@ -218,7 +218,7 @@ START_TEST(unknown_server_setting_second_server)
         "  };\n"
         "};\n",
         "lbd.conf:8: unknown setting \"wieght\" in server #2 of upstream \"web\" "
-        "(did you mean \"weight\"?)");
+        "(did you mean \"weight\"?); valid here: address, backup, max_conns, weight");
 }
 END_TEST
 
@@ -227,7 +227,9 @@ START_TEST(unknown_global_setting_without_suggestion)
     expect_error(
         TCP_LISTENER WEB_UPSTREAM
         "frobnicate = 1;\n",                                                /* 9 */
-        "lbd.conf:9: unknown setting \"frobnicate\" in the global section");
+        "lbd.conf:9: unknown setting \"frobnicate\" in the global section; valid here: "
+        "admin_socket, error_log, listeners, log_level, pid_file, shutdown_timeout, "
+        "upstreams, user, workers");
 }
 END_TEST
 
@@ -237,7 +239,8 @@ START_TEST(unknown_global_setting_with_suggestion)
         "worker = 4;\n"                                                     /* 1 */
         TCP_LISTENER WEB_UPSTREAM,
         "lbd.conf:1: unknown setting \"worker\" in the global section "
-        "(did you mean \"workers\"?)");
+        "(did you mean \"workers\"?); valid here: admin_socket, error_log, listeners, "
+        "log_level, pid_file, shutdown_timeout, upstreams, user, workers");
 }
 END_TEST
 
@@ -252,7 +255,9 @@ START_TEST(unknown_upstream_setting)
         "  };\n"
         "};\n",
         "lbd.conf:7: unknown setting \"retrys\" in upstream \"web\" "
-        "(did you mean \"retries\"?)");
+        "(did you mean \"retries\"?); valid here: balance, connect_timeout, hash_key, "
+        "keepalive, proxy_protocol, read_timeout, response_head_timeout, retries, "
+        "send_timeout, servers, tls");
 }
 END_TEST
 
@@ -265,7 +270,8 @@ START_TEST(unknown_listener_setting_knows_the_protocol_settings)
         ");\n"
         WEB_UPSTREAM,
         "lbd.conf:3: unknown setting \"idle_timout\" in listener \"tcp:127.0.0.1:8000\" "
-        "(did you mean \"idle_timeout\"?)");
+        "(did you mean \"idle_timeout\"?); valid here: accept_proxy_protocol, allow, deny, "
+        "idle_timeout, listen, name, protocol, sni_routes, splice, upstream");
 }
 END_TEST
 
@@ -677,7 +683,7 @@ START_TEST(syntax_error_is_libconfigs_message_at_its_line)
         "\n"                                                                /* 2 */
         "pid_file = ;\n"                                                    /* 3 */
         TCP_LISTENER WEB_UPSTREAM,
-        "lbd.conf:3: syntax error");
+        "lbd.conf:3: syntax error (the line reads: pid_file = ;)");
 }
 END_TEST
 
@@ -688,7 +694,7 @@ START_TEST(syntax_error_unclosed_group_is_reported_at_the_end)
         "  web = {\n"                                                       /* 2 */
         "    servers = ( { address = \"127.0.0.1:9001\"; } );\n"            /* 3 */
         "  };\n",                                                           /* 4 */
-        "lbd.conf:5: syntax error");
+        "lbd.conf:5: syntax error at the end of the file");
 }
 END_TEST
 
@@ -721,7 +727,7 @@ START_TEST(syntax_error_in_an_included_file_names_that_file)
         TCP_LISTENER WEB_UPSTREAM
         "@include \"inc.conf\"\n");
     ck_assert_uint_eq(nreports, 1);
-    assert_report(0, "inc.conf:2: syntax error");
+    assert_report(0, "inc.conf:2: syntax error (the line reads: pid_file = = \"x\";)");
 }
 END_TEST
 
@@ -787,7 +793,8 @@ START_TEST(every_error_of_a_file_is_reported)
                      "mean \"round_robin\"?); expected one of: round_robin, least_conn, "
                      "random_two, hash");
     assert_report(5, "lbd.conf:11: unknown setting \"max_con\" in server #1 of upstream "
-                     "\"web\" (did you mean \"max_conns\"?)");
+                     "\"web\" (did you mean \"max_conns\"?); valid here: address, backup, "
+                     "max_conns, weight");
     assert_report(6, "lbd.conf:12: missing required setting \"address\" in server #2 of "
                      "upstream \"web\"");
 }
@@ -805,8 +812,12 @@ START_TEST(reporting_stops_after_too_many_errors)
     ck_assert_uint_lt(len, sizeof(text));
     load_bad(text);
     ck_assert_uint_eq(nreports, LB_CONF_MAX_ERRORS);
-    assert_report(0, "lbd.conf:1: unknown setting \"bogus1\" in the global section");
-    assert_report(48, "lbd.conf:49: unknown setting \"bogus49\" in the global section");
+    assert_report(0, "lbd.conf:1: unknown setting \"bogus1\" in the global section; valid "
+                     "here: admin_socket, error_log, listeners, log_level, pid_file, "
+                     "shutdown_timeout, upstreams, user, workers");
+    assert_report(48, "lbd.conf:49: unknown setting \"bogus49\" in the global section; "
+                      "valid here: admin_socket, error_log, listeners, log_level, pid_file, "
+                      "shutdown_timeout, upstreams, user, workers");
     ck_assert_str_eq(reports[49], "too many errors; stopping here");
 }
 END_TEST

@@ -826,7 +826,8 @@ START_TEST(error_return_unknown_member)
     expect_error("      { return = { status = 200;\n"
                  "                   content_typ = \"text/html\"; }; }\n",
                  "lbd.conf:9: unknown setting \"content_typ\" in \"return\" of route #1 of "
-                 "listener \"web\" (did you mean \"content_type\"?)");
+                 "listener \"web\" (did you mean \"content_type\"?); valid here: body, "
+                 "content_type, status");
 }
 END_TEST
 
@@ -881,7 +882,9 @@ START_TEST(error_unknown_route_setting)
 {
     expect_error("      { paht = \"/\"; upstream = \"web\"; }\n",
                  "lbd.conf:8: unknown setting \"paht\" in route #1 of listener \"web\" "
-                 "(did you mean \"path\"?)");
+                 "(did you mean \"path\"?); valid here: cookie, header, host, method, path, "
+                 "path_prefix, path_regex, query, redirect, request_buffering, "
+                 "request_headers, response_headers, return, rewrite, upstream");
 }
 END_TEST
 

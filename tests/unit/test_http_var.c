@@ -113,7 +113,17 @@ static const struct {
     { "$remoteaddr", "unknown variable \"$remoteaddr\" (did you mean \"$remote_addr\"?)" },
     { "$htpp_x_id", "unknown variable \"$htpp_x_id\" (did you mean \"$http_x_id\"?)" },
     { "$cokie_sid", "unknown variable \"$cokie_sid\" (did you mean \"$cookie_sid\"?)" },
-    { "$hostname", "unknown variable \"$hostname\" (did you mean \"${host}name\"?)" },
+    { "$hostnam", "unknown variable \"$hostnam\" (did you mean \"$hostname\"?)" },
+    { "$urifoo", "unknown variable \"$urifoo\" (did you mean \"${uri}foo\"?)" },
+    { "$host_/", "unknown variable \"$host_\" (did you mean \"$host\"?)" },
+    /* nginx's names get lbd's, never a "${request}_method" */
+    { "$request_method", "unknown variable \"$request_method\" (did you mean \"$method\"?)" },
+    { "$document_uri", "unknown variable \"$document_uri\" (did you mean \"$uri\"?)" },
+    { "$ssl_server_name", "unknown variable \"$ssl_server_name\" (did you mean \"$sni\"?)" },
+    { "$content_type", "unknown variable \"$content_type\" "
+                       "(did you mean \"$http_content_type\"?)" },
+    { "$request_body_file", "unknown variable \"$request_body_file\"" },
+    { "$status_code", "unknown variable \"$status_code\"" },
     { "$nonsense", "unknown variable \"$nonsense\"" },
     { "$0", "unknown variable \"$0\"" },
     { "${10}", "unknown variable \"$10\"" },
@@ -158,7 +168,22 @@ START_TEST(every_name_compiles)
         snprintf(text, sizeof(text), "$%s", lb_http_var_names[i]);
         ck_assert(!lb_http_complex_is_literal(compile(text)));
     }
-    ck_assert_uint_eq(i, 24);
+    ck_assert_uint_eq(i, 29);
+}
+END_TEST
+
+START_TEST(every_unknown_variable_is_reported)
+{
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$hots and $request_method, $ok_x",
+                                               err, sizeof(err)));
+    ck_assert_str_eq(err, "unknown variable \"$hots\" (did you mean \"$host\"?)\n"
+                          "unknown variable \"$request_method\" (did you mean \"$method\"?)\n"
+                          "unknown variable \"$ok_x\"");
+    /* a mistake in the form after unknown names adds its own line */
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$hots $ ${uri", err, sizeof(err)));
+    ck_assert_str_eq(err, "unknown variable \"$hots\" (did you mean \"$host\"?)\n"
+                          "a \"$\" must start a variable name (write $$ for a dollar sign)\n"
+                          "the closing \"}\" of \"${uri\" is missing");
 }
 END_TEST
 
@@ -399,6 +424,78 @@ START_TEST(upstream_response_time)
 }
 END_TEST
 
+START_TEST(upstream_status_is_the_servers_only)
+{
+    ctx.status = 502;
+    eval_is("[$status][$upstream_status]", "[502][]");
+    ctx.upstream_status = 502;
+    eval_is("[$status][$upstream_status]", "[502][502]");
+    ctx.upstream_status = 101;
+    eval_is("$upstream_status", "101");
+}
+END_TEST
+
+START_TEST(upstream_connect_time)
+{
+    ctx.upstream_connect_msec = -1;
+    eval_is("[$upstream_connect_time]", "[]");
+    ctx.upstream_connect_msec = 0;
+    eval_is("$upstream_connect_time", "0.000");
+    ctx.upstream_connect_msec = 1042;
+    eval_is("$upstream_connect_time", "1.042");
+    ck_assert_uint_eq(lb_http_complex_eval(compile("$upstream_connect_time"), NULL, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(server_name_hostname_and_query_string)
+{
+    char  host[256];
+
+    ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+    host[sizeof(host) - 1] = '\0';
+    ctx.server_name = (lb_str_t) lb_string("web");
+    eval_is("[$server_name]", "[web]");
+    eval_check("$hostname", host, strlen(host));
+    ck_assert_uint_eq(lb_http_complex_eval(compile("$hostname"), NULL, NULL, 0), strlen(host));
+    eval_is("$query_string", "page=2&x=&page=3&flag&q=a%20b&PAGE=9");
+    eval_is("$query_string", "page=2&x=&page=3&flag&q=a%20b&PAGE=9");
+    ctx.request = NULL;
+    eval_is("[$query_string]", "[]");
+}
+END_TEST
+
+/* JSON escaping applies to the values, never to the text around them. */
+START_TEST(json_escape_of_values)
+{
+    static const char   expected[] =
+        "{\"ua\":\"a\\\"b\\\\c\\td\\u0001\\u007f\\n\xc3\xa9\",\"h\":\"example.com\"}";
+    lb_http_complex_t  *cv = compile("{\"ua\":\"$request_id\",\"h\":\"$host\"}");
+    char                buf[128];
+    size_t              n, size;
+
+    ctx.request_id = (lb_str_t) lb_string("a\"b\\c\td\x01\x7f\n\xc3\xa9");
+    n = lb_http_complex_eval_escaped(cv, &ctx, buf, sizeof(buf), LB_HTTP_ESCAPE_JSON);
+    ck_assert_msg(n == sizeof(expected) - 1 && memcmp(buf, expected, n) == 0,
+                  "got %.*s", (int) lb_min(n, sizeof(buf)), buf);
+    /* the length alone, and a short buffer gets the same prefix */
+    ck_assert_uint_eq(lb_http_complex_eval_escaped(cv, &ctx, NULL, 0, LB_HTTP_ESCAPE_JSON), n);
+    for (size = 0; size < n; size++) {
+        memset(buf, 0x5a, sizeof(buf));
+        ck_assert_uint_eq(lb_http_complex_eval_escaped(cv, &ctx, buf, size,
+                                                       LB_HTTP_ESCAPE_JSON), n);
+        ck_assert(memcmp(buf, expected, size) == 0 && (unsigned char) buf[size] == 0x5a);
+    }
+    /* without escaping, the bytes as they are */
+    n = lb_http_complex_eval(cv, &ctx, buf, sizeof(buf));
+    ck_assert(n == 39 && memcmp(buf + 7, "a\"b\\c\td\x01\x7f\n", 10) == 0);
+    /* a literal is never escaped */
+    cv = compile("say \"hi\"\t");
+    ck_assert_uint_eq(lb_http_complex_eval_escaped(cv, &ctx, buf, sizeof(buf),
+                                                   LB_HTTP_ESCAPE_JSON), 9);
+    ck_assert(memcmp(buf, "say \"hi\"\t", 9) == 0);
+}
+END_TEST
+
 START_TEST(msec_is_wall_clock_with_milliseconds)
 {
     char                buf[64];
@@ -570,6 +667,7 @@ http_var_suite(void)
     tcase_add_loop_test(tc, compile_error_says_why, 0, (int) lb_nelems(bad));
     tcase_add_test(tc, compile_error_fits_a_small_err);
     tcase_add_test(tc, every_name_compiles);
+    tcase_add_test(tc, every_unknown_variable_is_reported);
     tcase_add_test(tc, literal_is_itself);
     tcase_add_test(tc, double_dollar_is_a_dollar);
     tcase_add_test(tc, braces_end_a_name);
@@ -597,6 +695,10 @@ http_var_suite(void)
     tcase_add_test(tc, numbers);
     tcase_add_test(tc, request_time_is_seconds_since_start);
     tcase_add_test(tc, upstream_response_time);
+    tcase_add_test(tc, upstream_status_is_the_servers_only);
+    tcase_add_test(tc, upstream_connect_time);
+    tcase_add_test(tc, server_name_hostname_and_query_string);
+    tcase_add_test(tc, json_escape_of_values);
     tcase_add_test(tc, msec_is_wall_clock_with_milliseconds);
     tcase_add_test(tc, time_iso8601_has_a_colon_in_the_offset);
     tcase_add_test(tc, time_local_is_nginx_log_time);

@@ -540,6 +540,10 @@ lb_tls_make_ctx(lb_conf_t *cf, lb_tls_conf_t *tcf, const lb_tls_args_t *a,
 static int
 lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
+    static const char *const  names[] = {
+        "certificates", "policy", "protocols", "ciphers", "session_tickets", "client_ca",
+        "verify_client", "handshake_timeout", NULL
+    };
     lb_tls_conf_t     *tcf = conf;
     lb_tls_args_t      a;
     config_setting_t  *e;
@@ -608,9 +612,7 @@ lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf
                 rc = LB_ERROR;
             }
         } else {
-            rc = lb_conf_error(cf, e, "unknown setting \"%s\" in \"tls\" (certificates, policy, "
-                               "protocols, ciphers, session_tickets, client_ca, verify_client, "
-                               "handshake_timeout)", name);
+            rc = lb_conf_unknown_name(cf, e, "\"tls\"", names);
         }
     }
     if (rc != LB_OK) {
@@ -659,6 +661,7 @@ lb_tls_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf
 static int
 lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
+    static const char *const  names[] = { "verify", "ca", "sni", NULL };
     lb_tls_upstream_t  *ut = conf;
     config_setting_t   *e, *cav = NULL;
     const char         *ca = NULL, *name, *why;
@@ -689,8 +692,7 @@ lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
                 ut->sni = lb_pstrdup(cf->pool, name);
             }
         } else {
-            rc = lb_conf_error(cf, e, "unknown setting \"%s\" in an upstream's \"tls\" "
-                               "(verify, ca, sni)", name);
+            rc = lb_conf_unknown_name(cf, e, "an upstream's \"tls\"", names);
         }
     }
     if (rc != LB_OK) {

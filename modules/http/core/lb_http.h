@@ -153,6 +153,8 @@ struct lb_http_conn_s {
     uint64_t              bytes_sent;       /* to the client, for the log */
     lb_str_t              upstream_addr;    /* for $upstream_addr */
     lb_msec_t             upstream_msec;    /* -1: no upstream */
+    lb_msec_t             upstream_connect_msec;    /* -1: no connection made */
+    int                   upstream_status;  /* the server's; 0: none */
 
     /* LB_HTTP_CONTENT: the content handler's state and its event entry
      * points (called from the connection's events with the handler's own

@@ -312,6 +312,10 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
     ctx->status = status;
     ctx->start_msec = hc->start_msec;
     ctx->upstream_response_msec = hc->upstream_msec;
+    ctx->upstream_connect_msec = hc->upstream_connect_msec;
+    ctx->upstream_status = hc->upstream_status;
+    ctx->server_name.data = (char *) hc->conf->listener->name;
+    ctx->server_name.len = strlen(hc->conf->listener->name);
     ctx->upstream_addr = hc->upstream_addr;
     ctx->request_id = hc->request_id;
     ctx->bytes_sent = hc->bytes_sent;
@@ -641,6 +645,8 @@ lb_http_process(lb_http_conn_t *hc)
     hc->bytes_sent = 0;
     hc->upstream_addr.len = 0;
     hc->upstream_msec = -1;
+    hc->upstream_connect_msec = -1;
+    hc->upstream_status = 0;
     hc->ncaptures = 0;
     hc->route = NULL;
     memset(&hc->chunked, 0, sizeof(hc->chunked));

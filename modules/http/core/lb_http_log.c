@@ -40,15 +40,39 @@ static const struct {
 static char  lb_http_log_line[LB_ACCESS_LOG_LINE_MAX];
 static char  lb_http_log_field[LB_HTTP_LOG_FIELD_MAX];
 
+/* escape = "default" | "json": how a format's variables are written. */
+static int
+lb_http_log_escape(lb_conf_t *cf, config_setting_t *v, lb_http_escape_t *out)
+{
+    static const char *const  names[] = { "default", "json", NULL };
+    const char               *str, *hint;
+
+    if (lb_conf_get_string(cf, v, &str) != LB_OK) {
+        return LB_ERROR;
+    }
+    if (strcmp(str, "default") == 0 || strcmp(str, "json") == 0) {
+        *out = str[0] == 'j' ? LB_HTTP_ESCAPE_JSON : LB_HTTP_ESCAPE_NONE;
+        return LB_OK;
+    }
+    hint = lb_did_you_mean(str, names);
+    if (hint) {
+        return lb_conf_error(cf, v, "invalid value \"%s\" for \"escape\" (did you mean "
+                             "\"%s\"?); expected one of: default, json", str, hint);
+    }
+    return lb_conf_error(cf, v, "invalid value \"%s\" for \"escape\"; expected one of: "
+                         "default, json", str);
+}
+
 int
 lb_http_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
-    lb_http_access_log_t  *log = (lb_http_access_log_t *) ((char *) conf + s->offset);
-    config_setting_t      *path_s, *format_s, *m;
-    const char            *path = NULL, *format = "combined", *text;
-    char                   err[256];
-    unsigned               i;
-    int                    n;
+    static const char *const  names[] = { "path", "format", "escape", NULL };
+    lb_http_access_log_t     *log = (lb_http_access_log_t *) ((char *) conf + s->offset);
+    config_setting_t         *path_s, *format_s, *escape_s, *m;
+    const char               *path = NULL, *format = "combined", *text, *const *p;
+    char                      err[256];
+    unsigned                  i;
+    int                       n, rc = LB_OK;
 
     if (config_setting_type(v) == CONFIG_TYPE_STRING
         && strcmp(config_setting_get_string(v), "off") == 0)
@@ -63,25 +87,25 @@ lb_http_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void 
     n = config_setting_length(v);
     for (i = 0; i < (unsigned) n; i++) {
         m = config_setting_get_elem(v, i);
-        if (strcmp(config_setting_name(m), "path") != 0
-            && strcmp(config_setting_name(m), "format") != 0)
-        {
-            return lb_conf_error(cf, m, "unknown setting \"%s\" in access_log "
-                                 "(it takes path and format)", config_setting_name(m));
+        for (p = names; *p && strcmp(*p, config_setting_name(m)) != 0; p++) { /* search */ }
+        if (*p == NULL) {
+            rc = lb_conf_unknown_name(cf, m, "access_log", names);
         }
     }
     path_s = config_setting_get_member(v, "path");
     format_s = config_setting_get_member(v, "format");
+    escape_s = config_setting_get_member(v, "escape");
     if (path_s == NULL) {
         return lb_conf_error(cf, v, "access_log needs a path (or \"off\")");
     }
     if (lb_conf_get_string(cf, path_s, &path) != LB_OK
-        || (format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK))
+        || (format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK)
+        || (escape_s && lb_http_log_escape(cf, escape_s, &log->escape) != LB_OK))
     {
         return LB_ERROR;
     }
     if (strcmp(path, "off") == 0) {
-        return LB_OK;
+        return rc;
     }
     if (path[0] == '\0') {
         return lb_conf_error(cf, path_s, "access_log path is empty");
@@ -107,14 +131,14 @@ lb_http_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void 
         log->format = strcmp(format, "combined") == 0 ? LB_HTTP_LOG_COMBINED
                                                       : LB_HTTP_LOG_CUSTOM;
         text = log->format == LB_HTTP_LOG_COMBINED ? LB_HTTP_LOG_COMBINED_TEXT : format;
-        log->cv = lb_http_complex_compile(cf->pool, text, err, sizeof(err));
-        if (log->cv == NULL) {
-            return lb_conf_error(cf, format_s, "access_log format: %s", err);
+        log->cv = lb_http_complex_conf(cf, format_s ? format_s : v, text, "access_log format");
+        if (log->cv == NULL || rc != LB_OK) {
+            return LB_ERROR;
         }
     }
 
     log->file = lb_access_file_get(cf, path_s, path);
-    return log->file ? LB_OK : LB_ERROR;
+    return log->file ? rc : LB_ERROR;
 }
 
 static size_t
@@ -166,7 +190,8 @@ lb_http_log_request(const lb_http_access_log_t *log, const lb_http_var_ctx_t *ct
     if (log->format == LB_HTTP_LOG_JSON) {
         n = lb_http_log_json(log, ctx, lb_http_log_line, max);
     } else {
-        n = lb_min(lb_http_complex_eval(log->cv, ctx, lb_http_log_line, max), max);
+        n = lb_min(lb_http_complex_eval_escaped(log->cv, ctx, lb_http_log_line, max,
+                                                log->escape), max);
     }
     lb_http_log_line[n++] = '\n';
     lb_access_file_write(log->file, lb_http_log_line, n);

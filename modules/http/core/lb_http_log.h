@@ -20,6 +20,7 @@ typedef struct {
     lb_access_file_t         *file;     /* shared by every log naming its path */
     lb_http_log_format_t      format;
     lb_http_complex_t        *cv;       /* COMBINED and CUSTOM */
+    lb_http_escape_t          escape;   /* of cv's variables */
     lb_http_complex_t       **json;     /* JSON: one per field (NULL: protocol) */
 } lb_http_access_log_t;
 

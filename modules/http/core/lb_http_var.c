@@ -34,6 +34,11 @@ typedef enum {
     LB_HTTP_VAR_TIME_LOCAL,
     LB_HTTP_VAR_REQUEST,
     LB_HTTP_VAR_SSL_CLIENT_VERIFY,
+    LB_HTTP_VAR_UPSTREAM_STATUS,
+    LB_HTTP_VAR_UPSTREAM_CONNECT_TIME,
+    LB_HTTP_VAR_SERVER_NAME,
+    LB_HTTP_VAR_HOSTNAME,                   /* text: the name, read at load */
+    LB_HTTP_VAR_QUERY_STRING,
     LB_HTTP_VAR_NFIXED,
     /* the families and the rest */
     LB_HTTP_VAR_ARG = LB_HTTP_VAR_NFIXED,   /* $arg_NAME: name is NAME */
@@ -48,7 +53,21 @@ const char *const  lb_http_var_names[] = {
     "host", "method", "request_uri", "uri", "args", "request_id",
     "upstream_addr", "status", "sni", "ssl_protocol", "ssl_cipher",
     "time_iso8601", "msec", "request_time", "upstream_response_time",
-    "bytes_sent", "time_local", "request", "ssl_client_verify", NULL
+    "bytes_sent", "time_local", "request", "ssl_client_verify", "upstream_status",
+    "upstream_connect_time", "server_name", "hostname", "query_string", NULL
+};
+
+/* nginx's names for what lbd calls otherwise, for the suggestions; a name
+ * nginx shares with lbd ($host, $args, $http_NAME) needs no entry. */
+static const struct {
+    const char  *nginx;
+    const char  *ours;
+} lb_http_var_nginx_names[] = {
+    { "request_method", "method" },
+    { "document_uri", "uri" },
+    { "ssl_server_name", "sni" },
+    { "content_type", "http_content_type" },
+    { "content_length", "http_content_length" },
 };
 
 /* The families that take a name after their prefix. */
@@ -77,18 +96,22 @@ struct lb_http_complex_s {
 };
 
 /* What eval writes into: buf[0..size) receives the first bytes, len counts
- * them all. */
+ * them all; the values of variables are escaped per escape, literal text
+ * never is. */
 typedef struct {
-    char    *buf;
-    size_t   size;
-    size_t   len;
+    char              *buf;
+    size_t             size;
+    size_t             len;
+    lb_http_escape_t   escape;
 } lb_http_var_out_t;
 
 #define LB_HTTP_VAR_NAME_MAX   64            /* longest name in a message */
 #define LB_HTTP_VAR_UNSET      (~(size_t) 0)  /* PCRE2_UNSET */
 
 /* What eval reads when given no context: nothing is known. */
-static const lb_http_var_ctx_t  lb_http_var_ctx_empty = { .upstream_response_msec = -1 };
+static const lb_http_var_ctx_t  lb_http_var_ctx_empty = {
+    .upstream_response_msec = -1, .upstream_connect_msec = -1
+};
 
 static inline char
 lb_http_var_lower(char c)
@@ -118,13 +141,15 @@ lb_http_var_trim(const char **p, const char **e)
 /* Compilation --------------------------------------------------------------- */
 
 /* Writes "unknown variable "$name"" and the best suggestion into err: a
- * close fixed name, a close family prefix, or a known name that the text
- * runs into ("$hostname" -> "${host}name"). */
+ * close fixed name, lbd's name for an nginx one ("$request_method" ->
+ * "$method"), a close family prefix, or a known name that the text runs
+ * into ("$hostx" -> "${host}x"; not when the rest reads as more of one
+ * name, as "_method" in "$request_method" does). */
 static void
 lb_http_var_unknown(const char *name, size_t len, char *err, size_t errlen)
 {
     char         word[LB_HTTP_VAR_NAME_MAX + 1], fixed[LB_HTTP_VAR_NAME_MAX + 1];
-    const char  *best, *us;
+    const char  *best, *us, *nginx[lb_nelems(lb_http_var_nginx_names) + 1];
     size_t       i, n, best_len = 0;
 
     if (len > LB_HTTP_VAR_NAME_MAX) {
@@ -134,7 +159,26 @@ lb_http_var_unknown(const char *name, size_t len, char *err, size_t errlen)
     memcpy(word, name, len);
     word[len] = '\0';
 
+    for (i = 0; i < lb_nelems(lb_http_var_nginx_names); i++) {
+        nginx[i] = lb_http_var_nginx_names[i].nginx;
+        if (strcmp(word, nginx[i]) == 0) {
+            snprintf(err, errlen, "unknown variable \"$%s\" (did you mean \"$%s\"?)",
+                     word, lb_http_var_nginx_names[i].ours);
+            return;
+        }
+    }
+    nginx[i] = NULL;
+
     best = lb_did_you_mean(word, lb_http_var_names);
+    if (best == NULL) {
+        best = lb_did_you_mean(word, nginx);
+        for (i = 0; best != NULL && i < lb_nelems(lb_http_var_nginx_names); i++) {
+            if (best == nginx[i]) {
+                best = lb_http_var_nginx_names[i].ours;
+                break;
+            }
+        }
+    }
     if (best != NULL) {
         snprintf(err, errlen, "unknown variable \"$%s\" (did you mean \"$%s\"?)", word, best);
         return;
@@ -154,7 +198,7 @@ lb_http_var_unknown(const char *name, size_t len, char *err, size_t errlen)
         }
     }
 
-    /* "$hostname" -> "${host}name" */
+    /* "$hostx" -> "${host}x", "$host_" -> "${host}_" */
     best = NULL;
     for (i = 0; lb_http_var_names[i] != NULL; i++) {
         n = strlen(lb_http_var_names[i]);
@@ -163,13 +207,27 @@ lb_http_var_unknown(const char *name, size_t len, char *err, size_t errlen)
             best_len = n;
         }
     }
-    if (best != NULL) {
+    if (best != NULL && !(word[best_len] == '_' && word[best_len + 1] != '\0')) {
         snprintf(err, errlen, "unknown variable \"$%s\" (did you mean \"${%s}%s\"?)",
                  word, best, word + best_len);
         return;
     }
 
     snprintf(err, errlen, "unknown variable \"$%s\"", word);
+}
+
+/* Adds one reason to err: the first as it is, the next ones each on a
+ * line of their own. */
+static void
+lb_http_var_error(char *err, size_t errlen, const char *reason)
+{
+    size_t  n = strlen(err);
+
+    if (n == 0) {
+        snprintf(err, errlen, "%s", reason);
+    } else if (n + 1 < errlen) {
+        snprintf(err + n, errlen - n, "\n%s", reason);
+    }
 }
 
 /* Resolves name[0..len) (already checked to be [A-Za-z0-9_]+) into part.
@@ -231,12 +289,14 @@ lb_http_complex_compile(lb_pool_t *pool, const char *text, char *err, size_t err
     const char          *p, *end, *name;
     char                *copy, *w;
     size_t               len, ndollars = 0, nlen;
-    char                 dummy[1];
+    char                 dummy[1], reason[256], host[256];
+    bool                 failed = false;
 
     if (err == NULL || errlen == 0) {
         err = dummy;
         errlen = sizeof(dummy);
     }
+    err[0] = '\0';
 
     len = strlen(text);
     for (p = text; (p = memchr(p, '$', (size_t) (text + len - p))) != NULL; p++) {
@@ -275,7 +335,9 @@ lb_http_complex_compile(lb_pool_t *pool, const char *text, char *err, size_t err
             continue;
         }
 
-        /* a variable */
+        /* a variable: a bad one is reported and the rest read on, so that
+         * every mistake of the string is told at once */
+        part = NULL;
         p++;
         if (p < end && *p == '{') {
             name = ++p;
@@ -284,21 +346,24 @@ lb_http_complex_compile(lb_pool_t *pool, const char *text, char *err, size_t err
             }
             nlen = (size_t) (p - name);
             if (p == end) {
-                snprintf(err, errlen, "the closing \"}\" of \"${%.*s\" is missing",
+                snprintf(reason, sizeof(reason), "the closing \"}\" of \"${%.*s\" is missing",
                          (int) nlen, name);
+                lb_http_var_error(err, errlen, reason);
                 return NULL;
             }
             if (*p != '}') {
-                snprintf(err, errlen, "invalid character \"%c\" in \"${%.*s\": "
+                snprintf(reason, sizeof(reason), "invalid character \"%c\" in \"${%.*s\": "
                          "a variable name is letters, digits and \"_\"",
                          *p, (int) nlen + 1, name);
-                return NULL;
-            }
-            if (nlen == 0) {
-                snprintf(err, errlen, "empty variable name \"${}\"");
+                lb_http_var_error(err, errlen, reason);
                 return NULL;
             }
             p++;
+            if (nlen == 0) {
+                lb_http_var_error(err, errlen, "empty variable name \"${}\"");
+                failed = true;
+                continue;
+            }
 
         } else if (p < end && *p >= '0' && *p <= '9') {
             /* one digit, as in nginx: "$1.html" and "$10" are $1 and text */
@@ -312,9 +377,10 @@ lb_http_complex_compile(lb_pool_t *pool, const char *text, char *err, size_t err
             }
             nlen = (size_t) (p - name);
             if (nlen == 0) {
-                snprintf(err, errlen, "a \"$\" must start a variable name "
-                         "(write $$ for a dollar sign)");
-                return NULL;
+                lb_http_var_error(err, errlen, "a \"$\" must start a variable name "
+                                  "(write $$ for a dollar sign)");
+                failed = true;
+                continue;
             }
         }
 
@@ -322,16 +388,51 @@ lb_http_complex_compile(lb_pool_t *pool, const char *text, char *err, size_t err
         part = &cv->parts[cv->nparts++];
         part->text.len = 0;
         part->text.data = NULL;
-        if (lb_http_var_resolve(part, w, nlen, err, errlen) != LB_OK) {
-            return NULL;
+        if (lb_http_var_resolve(part, w, nlen, reason, sizeof(reason)) != LB_OK) {
+            lb_http_var_error(err, errlen, reason);
+            failed = true;
+        } else if (part->kind == LB_HTTP_VAR_HOSTNAME) {
+            /* read once here, as nginx does at load */
+            if (gethostname(host, sizeof(host)) == -1) {
+                host[0] = '\0';
+            }
+            host[sizeof(host) - 1] = '\0';
+            part->text.len = strlen(host);
+            part->text.data = lb_pstrdup(pool, host);
+            if (part->text.data == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
         }
         w += nlen;
         part = NULL;
+    }
+    if (failed) {
+        return NULL;
     }
 
     cv->literal = cv->nparts == 0
                   || (cv->nparts == 1 && cv->parts[0].kind == LB_HTTP_VAR_LITERAL);
     return cv;
+}
+
+lb_http_complex_t *
+lb_http_complex_conf(lb_conf_t *cf, const config_setting_t *v, const char *text,
+                     const char *what)
+{
+    lb_http_complex_t  *cv;
+    char                err[1024];
+    const char         *p, *nl;
+
+    cv = lb_http_complex_compile(cf->pool, text, err, sizeof(err));
+    if (cv != NULL) {
+        return cv;
+    }
+    for (p = err; p != NULL; p = nl ? nl + 1 : NULL) {
+        nl = strchr(p, '\n');
+        lb_conf_error(cf, v, "%s: %.*s", what, (int) (nl ? (size_t) (nl - p) : strlen(p)), p);
+    }
+    return NULL;
 }
 
 bool
@@ -343,12 +444,61 @@ lb_http_complex_is_literal(const lb_http_complex_t *cv)
 /* Evaluation ---------------------------------------------------------------- */
 
 static inline void
-lb_http_var_put(lb_http_var_out_t *out, const char *p, size_t n)
+lb_http_var_put_raw(lb_http_var_out_t *out, const char *p, size_t n)
 {
     if (n > 0 && out->len < out->size) {
         memcpy(out->buf + out->len, p, lb_min(n, out->size - out->len));
     }
     out->len += n;
+}
+
+/* JSON string content (RFC 8259 §7): '"' and '\\' behind a backslash,
+ * control bytes (below 0x20, and 0x7f) as \u00XX or their short forms;
+ * the other bytes, those from 0x80 too, as they are. */
+static void
+lb_http_var_put_json(lb_http_var_out_t *out, const char *p, size_t n)
+{
+    static const char  hex[] = "0123456789abcdef";
+    const char        *run = p, *end = p + n;
+    unsigned char      c;
+    char               esc[6];
+    size_t             elen;
+
+    for (; p < end; p++) {
+        c = (unsigned char) *p;
+        if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\') {
+            continue;
+        }
+        lb_http_var_put_raw(out, run, (size_t) (p - run));
+        run = p + 1;
+        esc[0] = '\\';
+        elen = 2;
+        switch (c) {
+        case '"':  esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            elen = 6;
+        }
+        lb_http_var_put_raw(out, esc, elen);
+    }
+    lb_http_var_put_raw(out, run, (size_t) (end - run));
+}
+
+/* A variable's bytes, escaped as the caller asked. */
+static inline void
+lb_http_var_put(lb_http_var_out_t *out, const char *p, size_t n)
+{
+    if (out->escape == LB_HTTP_ESCAPE_JSON) {
+        lb_http_var_put_json(out, p, n);
+        return;
+    }
+    lb_http_var_put_raw(out, p, n);
 }
 
 static inline void
@@ -360,12 +510,15 @@ lb_http_var_put_str(lb_http_var_out_t *out, lb_str_t s)
 static void
 lb_http_var_put_lower(lb_http_var_out_t *out, const char *p, size_t n)
 {
-    size_t  i;
+    char    tmp[64];
+    size_t  i, k;
 
-    for (i = 0; i < n && out->len + i < out->size; i++) {
-        out->buf[out->len + i] = lb_http_var_lower(p[i]);
+    for (i = 0; i < n; i += k) {
+        for (k = 0; k < sizeof(tmp) && i + k < n; k++) {
+            tmp[k] = lb_http_var_lower(p[i + k]);
+        }
+        lb_http_var_put(out, tmp, k);
     }
-    out->len += n;
 }
 
 static void
@@ -601,7 +754,23 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
 
     switch (part->kind) {
     case LB_HTTP_VAR_LITERAL:
+        lb_http_var_put_raw(out, part->text.data, part->text.len);
+        return;
+    case LB_HTTP_VAR_HOSTNAME:
         lb_http_var_put_str(out, part->text);
+        return;
+    case LB_HTTP_VAR_SERVER_NAME:
+        lb_http_var_put_str(out, ctx->server_name);
+        return;
+    case LB_HTTP_VAR_UPSTREAM_STATUS:
+        if (ctx->upstream_status > 0) {
+            lb_http_var_put_uint(out, (uint64_t) ctx->upstream_status);
+        }
+        return;
+    case LB_HTTP_VAR_UPSTREAM_CONNECT_TIME:
+        if (ctx->upstream_connect_msec >= 0) {
+            lb_http_var_put_seconds(out, ctx->upstream_connect_msec);
+        }
         return;
     case LB_HTTP_VAR_REMOTE_ADDR:
         lb_http_var_put_str(out, ctx->remote_addr);
@@ -692,6 +861,7 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
         lb_http_var_put_request(out, r);
         return;
     case LB_HTTP_VAR_ARGS:
+    case LB_HTTP_VAR_QUERY_STRING:
         lb_http_var_put_str(out, r->query);
         return;
     case LB_HTTP_VAR_ARG:
@@ -712,12 +882,19 @@ size_t
 lb_http_complex_eval(const lb_http_complex_t *cv, const lb_http_var_ctx_t *ctx,
                      char *buf, size_t size)
 {
-    lb_http_var_out_t  out = { buf, buf != NULL ? size : 0, 0 };
+    return lb_http_complex_eval_escaped(cv, ctx, buf, size, LB_HTTP_ESCAPE_NONE);
+}
+
+size_t
+lb_http_complex_eval_escaped(const lb_http_complex_t *cv, const lb_http_var_ctx_t *ctx,
+                             char *buf, size_t size, lb_http_escape_t escape)
+{
+    lb_http_var_out_t  out = { buf, buf != NULL ? size : 0, 0, escape };
     size_t             i;
 
     if (cv->literal) {
         if (cv->nparts != 0) {
-            lb_http_var_put_str(&out, cv->parts[0].text);
+            lb_http_var_put_raw(&out, cv->parts[0].text.data, cv->parts[0].text.len);
         }
         return out.len;
     }

@@ -34,6 +34,12 @@ typedef struct {
                                                $request_time is lb_current_msec
                                                minus this */
     lb_msec_t             upstream_response_msec;  /* a duration; -1: no upstream */
+    lb_msec_t             upstream_connect_msec;   /* to connect (TLS included), 0
+                                                      for a kept-alive connection;
+                                                      -1: no connection made */
+    int                   upstream_status;  /* what the server sent; 0: none, lbd
+                                               answered itself */
+    lb_str_t              server_name;      /* the listener's name */
     /* regex captures for $1..$9: subject and PCRE2-style offset pairs;
      * ncaptures counts pairs including $0 */
     const char           *capture_subject;
@@ -42,6 +48,15 @@ typedef struct {
 } lb_http_var_ctx_t;
 
 typedef struct lb_http_complex_s  lb_http_complex_t;
+
+/* How the values of variables are written (literal text never changes):
+ * as they are, or as the content of a JSON string (RFC 8259 §7: '"' and
+ * '\\' behind a backslash, bytes below 0x20 and 0x7f as \n, \r, \t or
+ * \u00XX, bytes from 0x80 as they are). */
+typedef enum {
+    LB_HTTP_ESCAPE_NONE = 0,
+    LB_HTTP_ESCAPE_JSON,
+} lb_http_escape_t;
 
 /* Compiles text. Variable names run to the first byte that is not
  * [A-Za-z0-9_], or are written ${name} (same bytes inside); "$$" is a
@@ -64,12 +79,25 @@ typedef struct lb_http_complex_s  lb_http_complex_t;
  * $upstream_response_time are seconds with three decimals ("0.123");
  * $time_iso8601 is local time, "2026-11-25T10:59:46+00:00"; $time_local
  * is local time as nginx logs it, "25/Nov/2026:10:59:46 +0000"; $request
- * is the request line, "GET /x HTTP/1.1".
- * Returns NULL and writes a reason ("unknown variable \"$hots\" (did you
- * mean \"$host\"?)") into err (may be NULL) on error. The result lives in
- * pool and does not point into text. */
+ * is the request line, "GET /x HTTP/1.1"; $query_string is $args;
+ * $upstream_status is the status line's code the server sent ("" when lbd
+ * answered itself: its own 502 reads "", a server's "502");
+ * $upstream_connect_time is seconds like $request_time ("0.000" on a
+ * kept-alive connection, "" without one); $server_name is the listener's
+ * name; $hostname is this machine's name, read by gethostname(2) when the
+ * string is compiled.
+ * Returns NULL and writes the reasons ("unknown variable \"$hots\" (did
+ * you mean \"$host\"?)") into err (may be NULL) on error: every unknown
+ * variable of the text, one reason per line ('\n' between them, none at
+ * the end). The result lives in pool and does not point into text. */
 lb_http_complex_t *lb_http_complex_compile(lb_pool_t *pool, const char *text,
                                            char *err, size_t errlen);
+
+/* For a setting's handler: compiles text, the value of setting v, and
+ * reports each reason as its own error "FILE:LINE: what: reason". NULL on
+ * error. */
+lb_http_complex_t *lb_http_complex_conf(lb_conf_t *cf, const config_setting_t *v,
+                                        const char *text, const char *what);
 
 /* true when text has no variable: eval gives the text itself ("$$" as
  * "$"), whatever the context. */
@@ -85,6 +113,10 @@ bool lb_http_complex_is_literal(const lb_http_complex_t *cv);
  * differ. */
 size_t lb_http_complex_eval(const lb_http_complex_t *cv, const lb_http_var_ctx_t *ctx,
                             char *buf, size_t size);
+/* The same, with the values of variables escaped per escape. */
+size_t lb_http_complex_eval_escaped(const lb_http_complex_t *cv,
+                                    const lb_http_var_ctx_t *ctx, char *buf, size_t size,
+                                    lb_http_escape_t escape);
 
 /* Convenience: evaluates into memory from pool, NUL-terminated (not
  * counted in len); NULL on allocation failure. */

@@ -119,7 +119,6 @@ lb_http_headers_push(lb_conf_t *cf, config_setting_t *elt, const char *str, void
     lb_http_edit_parse_t  *ep = arg;
     lb_http_edit_t        *e;
     const char            *p = str, *v;
-    char                   err[256];
     size_t                 i;
 
     while (lb_http_token_char((unsigned char) *p)) {
@@ -175,9 +174,9 @@ lb_http_headers_push(lb_conf_t *cf, config_setting_t *elt, const char *str, void
     e->name.data[e->name.len] = '\0';
     e->value = NULL;
     if (v) {
-        e->value = lb_http_complex_compile(cf->pool, v, err, sizeof(err));
+        e->value = lb_http_complex_conf(cf, elt, v, ep->what);
         if (e->value == NULL) {
-            return lb_conf_error(cf, elt, "%s: %s", ep->what, err);
+            return LB_ERROR;
         }
     }
     return LB_OK;
@@ -188,6 +187,7 @@ static int
 lb_http_headers_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
     static const char *const  ops[] = { "set", "add", "remove" };
+    static const char *const  names[] = { "set", "add", "remove", NULL };
     lb_http_edit_parse_t      ep;
     config_setting_t         *elt;
     char                      what[64];
@@ -209,8 +209,8 @@ lb_http_headers_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
             }
         }
         if (k == 3) {
-            rc = lb_conf_error(cf, elt, "unknown setting \"%s\" in \"%s\" (set, add or remove)",
-                               config_setting_name(elt), s->name);
+            snprintf(what, sizeof(what), "\"%s\"", s->name);
+            rc = lb_conf_unknown_name(cf, elt, what, names);
             continue;
         }
         snprintf(what, sizeof(what), "%s.%s", s->name, ops[k]);

@@ -185,6 +185,7 @@ struct lb_http_proxy_s {
     int                     tls_state;  /* its result meanwhile: 1 ok, -1 failed */
     bool                    timed_out;  /* the last connect failure */
     lb_msec_t               start;      /* for $upstream_response_time */
+    lb_msec_t               connect_start;  /* for $upstream_connect_time */
     lb_timer_t              body_timer;     /* client_body_max_time */
     lb_timer_t              head_timer;     /* response_head_timeout */
 
@@ -768,6 +769,15 @@ lb_http_proxy_connect_failed(lb_http_proxy_t *p, int err, const char *what)
     return lb_http_proxy_connect(p);
 }
 
+/* The connection is ready for the request: it took since the connect
+ * began, 0 for one from the keepalive pool. */
+static void
+lb_http_proxy_ready(lb_http_proxy_t *p, lb_msec_t took)
+{
+    p->phase = LB_PROXY_EXCHANGE;
+    p->hc->upstream_connect_msec = took;
+}
+
 static int
 lb_http_proxy_tls_result(lb_http_proxy_t *p, bool ok)
 {
@@ -777,7 +787,7 @@ lb_http_proxy_tls_result(lb_http_proxy_t *p, bool ok)
     char         buf[256];
 
     if (ok) {
-        p->phase = LB_PROXY_EXCHANGE;
+        lb_http_proxy_ready(p, lb_current_msec - p->connect_start);
         return LB_OK;
     }
     why = vr != X509_V_OK ? X509_verify_cert_error_string(vr) : lb_tls_error_text();
@@ -821,7 +831,7 @@ lb_http_proxy_connected(lb_http_proxy_t *p)
         return lb_http_proxy_connect_failed(p, errno, "cannot send the PROXY header to");
     }
     if (ut == NULL || c->io == &lb_io_tls) {
-        p->phase = LB_PROXY_EXCHANGE;
+        lb_http_proxy_ready(p, lb_current_msec - p->connect_start);
         return LB_OK;
     }
     p->phase = LB_PROXY_CONNECT;
@@ -847,6 +857,7 @@ lb_http_proxy_open(lb_http_proxy_t *p)
     lb_conn_t         *c;
     int                rc;
 
+    p->connect_start = lb_current_msec;
     rc = lb_conn_connect(&p->server->addr, &c);
     if (rc == LB_ERROR && lb_conn_error_is_local(errno)) {
         /* this host's shortage, not the server's: no failure counted, no
@@ -908,7 +919,7 @@ lb_http_proxy_connect(lb_http_proxy_t *p)
     if (up) {
         lb_http_proxy_attach(p, up);
         p->reused = true;
-        p->phase = LB_PROXY_EXCHANGE;
+        lb_http_proxy_ready(p, 0);
         return LB_OK;
     }
     return lb_http_proxy_open(p);
@@ -1304,6 +1315,7 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     bool                     upgrade = resp->status == 101, has_date = false;
     char                     buf[256];
 
+    hc->upstream_status = resp->status;
     if (upgrade && !hc->mem->msg.upgrade) {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" answered 101 to a request "
                  "without Upgrade", p->server->addr.text, p->u->name);

@@ -71,7 +71,7 @@ typedef struct {
     lb_array_t          queries;
     bool                field_regex;    /* some field condition is a regex */
 
-    unsigned            nactions;
+    bool                failed;         /* its block had an error */
     const char         *upstream_file;
     int                 upstream_line;
     lb_route_source_t   rewrite_src;
@@ -152,7 +152,7 @@ lb_module_t  lb_http_route_module = {
     "http_route", LB_MODULE_HTTP, lb_http_route_protocols, lb_http_route_settings,
     LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_route_create_conf, lb_http_route_merge_conf, lb_http_route_init_conf,
-    NULL, NULL, NULL, NULL, 0, lb_http_route_commands
+    NULL, NULL, NULL, NULL, 0, lb_http_route_commands, LB_MODULE_MERGE_ON_ERROR
 };
 
 /* The methods of RFC 9110 §9 and RFC 5789, one bit each: a route's method
@@ -504,16 +504,15 @@ lb_route_complex(lb_conf_t *cf, config_setting_t *v, const char *what,
                  lb_http_complex_t **out, lb_route_source_t *src)
 {
     const char  *text;
-    char         err[256];
+    char         prefix[256];
 
     if (lb_conf_get_string(cf, v, &text) != LB_OK) {
         return LB_ERROR;
     }
-    err[0] = '\0';
-    *out = lb_http_complex_compile(cf->pool, text, err, sizeof(err));
+    snprintf(prefix, sizeof(prefix), "invalid \"%s\" in %s", what, cf->block);
+    *out = lb_http_complex_conf(cf, v, text, prefix);
     if (*out == NULL) {
-        return lb_conf_error(cf, v, "invalid \"%s\" in %s: %s", what, cf->block,
-                             err[0] ? err : "out of memory");
+        return LB_ERROR;
     }
     src->text = lb_pstrdup(cf->pool, text);
     src->file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
@@ -530,7 +529,6 @@ lb_route_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
     if (lb_conf_get_string(cf, v, &name) != LB_OK) {
         return LB_ERROR;
     }
-    rcf->nactions++;
     rcf->route.action = LB_HTTP_ROUTE_UPSTREAM;
     rcf->route.upstream_name = lb_pstrdup(cf->pool, name);
     rcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
@@ -545,7 +543,8 @@ static int
 lb_route_check_group(lb_conf_t *cf, config_setting_t *v, const char *const *names)
 {
     config_setting_t  *m;
-    const char        *hint, *const *p;
+    const char        *const *p;
+    char              *where;
     int                i, n, rc = LB_OK;
 
     if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
@@ -559,15 +558,8 @@ lb_route_check_group(lb_conf_t *cf, config_setting_t *v, const char *const *name
         if (*p) {
             continue;
         }
-        hint = lb_did_you_mean(config_setting_name(m), names);
-        if (hint) {
-            rc = lb_conf_error(cf, m, "unknown setting \"%s\" in \"%s\" of %s "
-                               "(did you mean \"%s\"?)", config_setting_name(m),
-                               config_setting_name(v), cf->block, hint);
-        } else {
-            rc = lb_conf_error(cf, m, "unknown setting \"%s\" in \"%s\" of %s",
-                               config_setting_name(m), config_setting_name(v), cf->block);
-        }
+        where = lb_psprintf(cf->pool, "\"%s\" of %s", config_setting_name(v), cf->block);
+        rc = lb_conf_unknown_name(cf, m, where ? where : cf->block, names);
     }
     return rc;
 }
@@ -612,7 +604,6 @@ lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     const char               *type;
     int                       rc;
 
-    rcf->nactions++;
     rcf->route.action = LB_HTTP_ROUTE_RETURN;
     if (lb_route_check_group(cf, v, names) != LB_OK) {
         return LB_ERROR;
@@ -643,7 +634,6 @@ lb_route_set_redirect(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
     config_setting_t         *m;
     int                       rc;
 
-    rcf->nactions++;
     rcf->route.action = LB_HTTP_ROUTE_REDIRECT;
     rcf->route.status = 302;
     if (lb_route_check_group(cf, v, names) != LB_OK) {
@@ -728,11 +718,18 @@ lb_route_check_captures(lb_conf_t *cf, lb_route_conf_t *rcf, const lb_route_sour
     return LB_OK;
 }
 
+/* Merged even when the block has errors (LB_MODULE_MERGE_ON_ERROR): the
+ * listener's routes are compiled all the same, and a route's own checks
+ * look at what is written rather than at what parsed, or skip what
+ * depends on a value that failed, so no error is reported twice. */
 static int
 lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
+    static const char *const   actions[] = { "upstream", "return", "redirect", NULL };
     lb_route_listener_conf_t  *lcf;
     lb_route_conf_t           *rcf;
+    const char *const         *a;
+    unsigned                   nactions = 0;
     int                        rc = LB_OK;
 
     if (ctx == LB_CTX_LISTENER) {
@@ -743,14 +740,21 @@ lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     }
 
     rcf = conf;
-    if (rcf->nactions != 1) {
+    rcf->failed = cf->block_failed;
+    for (a = actions; *a; a++) {
+        nactions += config_setting_get_member(cf->group, *a) != NULL;
+    }
+    if (nactions != 1) {
         return lb_conf_error(cf, cf->group, "%s needs exactly one action: upstream, return "
                              "or redirect", cf->block);
     }
-    if (rcf->route.rewrite && rcf->route.action != LB_HTTP_ROUTE_UPSTREAM) {
+    if (rcf->route.rewrite && config_setting_get_member(cf->group, "upstream") == NULL) {
         rc = lb_conf_error_at(cf, rcf->rewrite_src.file, rcf->rewrite_src.line,
                               "\"rewrite\" needs the upstream action in %s: it is the "
                               "path sent upstream", cf->block);
+    }
+    if (rcf->path_re == NULL && config_setting_get_member(cf->group, "path_regex") != NULL) {
+        return rc;                      /* its error is told: no capture to count */
     }
     if (lb_route_check_captures(cf, rcf, &rcf->rewrite_src, "rewrite") != LB_OK
         || lb_route_check_captures(cf, rcf, &rcf->body_src, "body") != LB_OK
@@ -759,6 +763,169 @@ lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         rc = LB_ERROR;
     }
     return rc;
+}
+
+/* Routes that can never match ---------------------------------------------
+ * Whether every request that route b's conditions let through also meets
+ * route a's, judged from the conditions as written: a condition of a is
+ * covered only by one of b that is at least as strict (the same host, a
+ * path under a's prefix, the same regex text, fewer methods, the same
+ * field test). Anything else counts as "not covered", so a warning is
+ * never wrong, only sometimes missing. */
+
+/* Whether s starts with prefix (ignoring ASCII case when caseless). */
+static bool
+lb_route_starts_with(const lb_str_t *s, const lb_str_t *prefix, bool caseless)
+{
+    if (s->len < prefix->len) {
+        return false;
+    }
+    return caseless ? strncasecmp(s->data, prefix->data, prefix->len) == 0
+                    : memcmp(s->data, prefix->data, prefix->len) == 0;
+}
+
+static bool
+lb_route_host_covers(const lb_route_conf_t *a, const lb_route_conf_t *b)
+{
+    switch (a->host_kind) {
+    case LB_ROUTE_HOST_ANY:
+        return true;
+    case LB_ROUTE_HOST_EXACT:
+        return b->host_kind == LB_ROUTE_HOST_EXACT && b->host.len == a->host.len
+               && memcmp(b->host.data, a->host.data, a->host.len) == 0;
+    case LB_ROUTE_HOST_SUFFIX:
+        /* ".example.com" holds for "a.example.com" and "*.a.example.com" */
+        if (b->host_kind != LB_ROUTE_HOST_EXACT && b->host_kind != LB_ROUTE_HOST_SUFFIX) {
+            return false;
+        }
+        return b->host.len >= a->host.len + (b->host_kind == LB_ROUTE_HOST_EXACT)
+               && memcmp(b->host.data + b->host.len - a->host.len, a->host.data,
+                         a->host.len) == 0;
+    case LB_ROUTE_HOST_REGEX:
+        return b->host_kind == LB_ROUTE_HOST_REGEX
+               && strcmp(a->host_text, b->host_text) == 0;
+    }
+    return false;
+}
+
+static bool
+lb_route_path_covers(const lb_route_conf_t *a, const lb_route_conf_t *b, bool caseless)
+{
+    if (a->path.data
+        && !(b->path.data && b->path.len == a->path.len
+             && lb_route_starts_with(&b->path, &a->path, caseless)))
+    {
+        return false;
+    }
+    if (a->path_prefix.data
+        && !(b->path.data && lb_route_starts_with(&b->path, &a->path_prefix, caseless))
+        && !(b->path_prefix.data
+             && lb_route_starts_with(&b->path_prefix, &a->path_prefix, caseless)))
+    {
+        return false;
+    }
+    return a->path_regex_text == NULL
+           || (b->path_regex_text && strcmp(a->path_regex_text, b->path_regex_text) == 0);
+}
+
+static bool
+lb_route_methods_cover(const lb_route_conf_t *a, const lb_route_conf_t *b)
+{
+    const lb_str_t  *m, *n;
+    size_t           i, j;
+
+    if (!a->has_methods) {
+        return true;
+    }
+    if (!b->has_methods || (b->methods & ~a->methods) != 0) {
+        return false;
+    }
+    for (i = 0; i < b->ext_methods.nelts; i++) {
+        m = &lb_array_at(&b->ext_methods, lb_str_t, i);
+        for (j = 0; j < a->ext_methods.nelts; j++) {
+            n = &lb_array_at(&a->ext_methods, lb_str_t, j);
+            if (n->len == m->len && memcmp(n->data, m->data, m->len) == 0) {
+                break;
+            }
+        }
+        if (j == a->ext_methods.nelts) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Every field condition of a has one in b on the same name that implies
+ * it: any for "Name", the same value or the same regex otherwise. */
+static bool
+lb_route_fields_cover(const lb_array_t *a, const lb_array_t *b, bool caseless_names)
+{
+    const lb_route_field_t  *f, *g;
+    size_t                   i, j;
+    bool                     same;
+
+    for (i = 0; i < a->nelts; i++) {
+        f = &lb_array_at(a, lb_route_field_t, i);
+        for (j = 0; j < b->nelts; j++) {
+            g = &lb_array_at(b, lb_route_field_t, j);
+            same = g->name.len == f->name.len
+                   && (caseless_names ? strncasecmp(g->name.data, f->name.data, f->name.len)
+                                      : memcmp(g->name.data, f->name.data, f->name.len)) == 0;
+            if (!same) {
+                continue;
+            }
+            if (f->how == LB_ROUTE_PRESENT
+                || (f->how == LB_ROUTE_EXACT && g->how == LB_ROUTE_EXACT
+                    && g->value.len == f->value.len
+                    && memcmp(g->value.data, f->value.data, f->value.len) == 0)
+                || (f->how == LB_ROUTE_REGEX && g->how == LB_ROUTE_REGEX
+                    && strcmp(g->text, f->text) == 0))
+            {
+                break;
+            }
+        }
+        if (j == b->nelts) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Whether route a, tried before b, serves every request b would. */
+static bool
+lb_route_covers(const lb_route_conf_t *a, const lb_route_conf_t *b, bool caseless)
+{
+    return lb_route_host_covers(a, b) && lb_route_path_covers(a, b, caseless)
+           && lb_route_methods_cover(a, b)
+           && lb_route_fields_cover(&a->headers, &b->headers, true)
+           && lb_route_fields_cover(&a->cookies, &b->cookies, false)
+           && lb_route_fields_cover(&a->queries, &b->queries, false);
+}
+
+/* Warns about each route that an earlier one leaves no request to. Routes
+ * whose block had an error are left out: what they test is not known. */
+static void
+lb_route_warn_unreachable(lb_conf_t *cf, const lb_listener_t *ls, const lb_http_routes_t *rs)
+{
+    const lb_route_conf_t  *a, *b;
+    size_t                  i, j;
+
+    for (i = 1; i < rs->nroutes; i++) {
+        b = (const lb_route_conf_t *) rs->routes[i];
+        if (b->failed) {
+            continue;
+        }
+        for (j = 0; j < i; j++) {
+            a = (const lb_route_conf_t *) rs->routes[j];
+            if (!a->failed && lb_route_covers(a, b, rs->path_case_insensitive != 0)) {
+                lb_conf_warn_at(cf, b->route.file, b->route.line, "route #%u of listener "
+                                "\"%s\" can never match: route #%u (%s:%d) takes all its "
+                                "requests", b->route.index, ls->name, a->route.index,
+                                a->route.file, a->route.line);
+                break;
+            }
+        }
+    }
 }
 
 int
@@ -773,6 +940,7 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
     lb_route_conf_t    *rcf;
     unsigned            i, n;
     int                 rc = LB_OK;
+    bool                failed;
 
     n = (unsigned) config_setting_length(list);
     out->nroutes = 0;
@@ -796,13 +964,13 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
             break;
         }
         confs = NULL;
-        if (lb_conf_parse_block(cf, g, LB_CTX_ROUTE, &confs) != LB_OK) {
-            rc = LB_ERROR;
-        }
+        failed = lb_conf_parse_block(cf, g, LB_CTX_ROUTE, &confs) != LB_OK;
+        rc = failed ? LB_ERROR : rc;
         rcf = confs ? lb_get_conf(confs, lb_http_route_module) : NULL;
         if (rcf == NULL) {
             continue;
         }
+        rcf->failed |= failed;
         rcf->route.index = i + 1;
         rcf->route.file = lb_pstrdup(cf->pool, lb_conf_file(cf, g));
         rcf->route.line = (int) config_setting_source_line(g);
@@ -810,6 +978,8 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
         rcf->route.confs = confs;
         out->routes[out->nroutes++] = &rcf->route;
     }
+
+    lb_route_warn_unreachable(cf, ls, out);
 
     cf->listener = saved_listener;
     cf->protocol = saved_protocol;
@@ -1425,6 +1595,9 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     ctx.captures = caps;
     ctx.ncaptures = ncaps;
     ctx.upstream_response_msec = -1;
+    ctx.upstream_connect_msec = -1;
+    ctx.server_name.data = (char *) ls->name;
+    ctx.server_name.len = strlen(ls->name);
 
     switch (r->action) {
     case LB_HTTP_ROUTE_UPSTREAM:

@@ -188,7 +188,7 @@ lb_tcp_sni_route_parse(lb_conf_t *cf, lb_array_t *routes, config_setting_t *g, u
     static const char *const  fields[] = { "server_name", "upstream", NULL };
     lb_tcp_sni_route_t       *r, *other;
     config_setting_t         *f, *name, *up;
-    const char               *hint;
+    const char               *where;
     unsigned                  k;
     int                       rc = LB_OK;
 
@@ -204,11 +204,8 @@ lb_tcp_sni_route_parse(lb_conf_t *cf, lb_array_t *routes, config_setting_t *g, u
         {
             continue;
         }
-        hint = lb_did_you_mean(config_setting_name(f), fields);
-        rc = lb_conf_error(cf, f, "unknown setting \"%s\" in entry #%u of \"sni_routes\" "
-                           "in %s%s%s%s", config_setting_name(f), i + 1, cf->block,
-                           hint ? " (did you mean \"" : "", hint ? hint : "",
-                           hint ? "\"?)" : "");
+        where = lb_psprintf(cf->pool, "entry #%u of \"sni_routes\" in %s", i + 1, cf->block);
+        rc = lb_conf_unknown_name(cf, f, where ? where : cf->block, fields);
     }
     name = config_setting_get_member(g, "server_name");
     up = config_setting_get_member(g, "upstream");

@@ -372,6 +372,9 @@ ROUTES = r"""
     { path_prefix = "/q/"; query = "lang: fr"; upstream = "ua"; },
     { path_prefix = "/q/"; query = "lang: ~^(de|it)$$"; upstream = "ub"; },
     { path_prefix = "/q/"; query = "lang"; upstream = "uc"; },
+    { path_prefix = "/eq/"; cookie = "canary=1"; upstream = "ua"; },
+    { path_prefix = "/eq/"; query = "lang=fr"; upstream = "ub"; },
+    { path_prefix = "/eq/"; query = ["lang=~^(de|it)$$", "x="]; upstream = "uc"; },
     { path = "/all"; host = "all.test"; method = ["POST"]; header = "X-A";
       query = "k: v"; upstream = "uc"; },
     { path = "/ret"; return = { status = 418; body = "short and stout\n"; }; },
@@ -461,6 +464,15 @@ def test_route_by_query_in_three_forms(routed):
     assert routed("/q/?lang") == "c"
     assert routed("/q/?language=fr") == 404
     assert routed("/q/") == 404
+
+
+def test_route_by_cookie_and_query_written_as_on_the_wire(routed):
+    assert routed("/eq/", extra="Cookie: a=0; canary=1\r\n") == "a"
+    assert routed("/eq/?lang=fr", extra="Cookie: canary=2\r\n") == "b"
+    assert routed("/eq/?lang=de&x=") == "c"
+    assert routed("/eq/?lang=de&x=1") == 404                # "x=" is x with an empty value
+    assert routed("/eq/?lang=fr2") == 404
+    assert routed("/eq/?canary=1") == 404                   # a query parameter is no cookie
 
 
 def test_route_needs_every_condition(routed):

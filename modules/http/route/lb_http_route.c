@@ -421,7 +421,10 @@ lb_route_set_method(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     return lb_conf_each_string(cf, v, lb_route_add_method, conf);
 }
 
-/* "Name", "Name: value" or "Name: ~regex" for header, cookie and query. */
+/* "Name", "Name: value" or "Name: ~regex" for header, cookie and query;
+ * cookie and query also take "Name=value" (and "Name=~regex"), the way
+ * they are written on the wire: neither a cookie name (a token) nor a
+ * parameter name as matched (cut at the first '=') can hold '='. */
 static int
 lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void *arg)
 {
@@ -434,7 +437,7 @@ lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void 
     size_t             nlen;
     bool               ok;
 
-    colon = strchr(text, ':');
+    colon = strcmp(what, "header") == 0 ? strchr(text, ':') : strpbrk(text, ":=");
     nlen = colon ? (size_t) (colon - text) : strlen(text);
     if (strcmp(what, "query") == 0) {
         ok = nlen > 0 && strcspn(text, "&=# \t") >= nlen;
@@ -442,8 +445,9 @@ lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void 
         ok = lb_route_is_token(text, nlen);     /* field and cookie names are tokens */
     }
     if (!ok) {
-        return lb_conf_error(cf, elt, "invalid %s \"%s\": expected \"Name\", \"Name: value\" "
+        return lb_conf_error(cf, elt, "invalid %s \"%s\": expected \"Name\", \"Name: value\"%s "
                              "or \"Name: ~regex\", where Name is a %s", what, text,
+                             strcmp(what, "header") == 0 ? "" : ", \"Name=value\"",
                              strcmp(what, "query") == 0 ? "parameter name"
                                                         : "token (RFC 9110 §5.6.2)");
     }

@@ -26,7 +26,8 @@
  *   never match. Extension methods ("PURGE") are allowed.
  * - header, cookie, query: a string or an array of strings, all of which
  *   must hold; each is "Name" (present), "Name: value" (equal, exactly,
- *   case-sensitive) or "Name: ~regex" (searched). header: the name is
+ *   case-sensitive) or "Name: ~regex" (searched); cookie and query also
+ *   take "Name=value" and "Name=~regex", as on the wire. header: the name is
  *   case-insensitive and the condition holds when any field of that name
  *   matches (values are trimmed by the parser). cookie: the first cookie
  *   of that (case-sensitive) name across every Cookie field. query: the

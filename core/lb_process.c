@@ -751,6 +751,8 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         if (lb_sig_reopen) {
             lb_sig_reopen = 0;
+            /* in the file being rotated away: it ends with why it stopped */
+            lb_log_notice("reopening log files");
             if (lb_log_reopen() != LB_OK) {
                 lb_log_error(errno, "cannot reopen the error log");
             } else if (!foreground) {

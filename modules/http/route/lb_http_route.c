@@ -1307,22 +1307,79 @@ lb_http_route_ctl_fail(const char *fmt, const char *arg)
     return 1;
 }
 
-static lb_listener_t *
-lb_http_route_ctl_listener(lb_cycle_t *cycle, const char *name)
+/* The port of a listen address (0 for a unix socket). */
+static unsigned
+lb_http_route_addr_port(const lb_addr_t *a)
 {
-    lb_listener_t  *ls;
-    size_t          i;
+    if (a->u.sa.sa_family == AF_INET) {
+        return ntohs(a->u.sin.sin_port);
+    }
+    if (a->u.sa.sa_family == AF_INET6) {
+        return ntohs(a->u.sin6.sin6_port);
+    }
+    return 0;
+}
+
+/* The http listener a request for the URL would reach: the one called
+ * name when given; else, for a URL with a scheme, the first whose protocol
+ * is the scheme and that listens on the URL's port (80 and 443 by
+ * default), then the first on that port, then the first of that protocol;
+ * else the first http listener. NULL when there is none (or no such name). */
+static lb_listener_t *
+lb_http_route_ctl_listener(lb_cycle_t *cycle, const char *name, const char *scheme,
+                           unsigned port)
+{
+    lb_listener_t  *ls, *best = NULL;
+    size_t          i, k;
+    int             score, best_score = -1;
 
     for (i = 0; i < cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
         if (lb_http_route_list(ls) == NULL) {
             continue;
         }
-        if (name == NULL || strcmp(ls->name, name) == 0) {
-            return ls;
+        if (name) {
+            if (strcmp(ls->name, name) == 0) {
+                return ls;
+            }
+            continue;
+        }
+        score = 0;
+        for (k = 0; port && k < ls->addrs.nelts; k++) {
+            if (lb_http_route_addr_port(&lb_array_at(&ls->addrs, lb_addr_t, k)) == port) {
+                score = 2;
+            }
+        }
+        if (scheme && strcmp(ls->protocol, scheme) == 0) {
+            score++;
+        }
+        if (score > best_score) {
+            best = ls;
+            best_score = score;
         }
     }
-    return NULL;
+    return best;
+}
+
+/* "no http listener is called "x" (there are: a, b)" on stderr. */
+static int
+lb_http_route_ctl_no_listener(lb_cycle_t *cycle, const char *name)
+{
+    lb_listener_t  *ls;
+    const char     *sep = "";
+    size_t          i;
+
+    fprintf(stderr, "lbctl: no http listener is called \"%s\" (", name);
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        if (lb_http_route_list(ls)) {
+            fprintf(stderr, "%s%s\"%s\"", sep, *sep ? "" : "the http listeners are ",
+                    ls->name);
+            sep = ", ";
+        }
+    }
+    fprintf(stderr, "%s)\n", *sep ? "" : "the configuration has none");
+    return 1;
 }
 
 static int
@@ -1332,13 +1389,14 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     static char              req[16384], out[4096], uri[8192];
     lb_http_core_conf_t     *hcf;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
-    const char              *method, *url, *path, *host = NULL, *listener = NULL;
+    const char              *method, *url, *path, *host = NULL, *listener = NULL, *colon;
     const lb_http_route_t   *r;
     lb_http_var_ctx_t        ctx;
     lb_listener_t           *ls;
     size_t                   caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES], n, hostlen = 0, i;
     bool                     has_host = false;
     int                      ncaps = 0, k, len;
+    unsigned                 port = 0;
 
     if (argc < 3) {
         return lb_http_route_ctl_fail("usage: %s", lb_http_route_commands[0].usage);
@@ -1357,6 +1415,10 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         path = strchr(host, '/');
         hostlen = path ? (size_t) (path - host) : strlen(host);
         path = path ? path : "/";
+        /* the port picks the listener: after "]" for "[::1]:8443" */
+        colon = memchr(host, ']', hostlen);
+        colon = memchr(colon ? colon : host, ':', hostlen - (size_t) ((colon ? colon : host) - host));
+        port = colon ? (unsigned) strtoul(colon + 1, NULL, 10) : ctx.scheme.len == 5 ? 443 : 80;
     } else if (url[0] == '/') {
         path = url;
     } else {
@@ -1395,11 +1457,10 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     memcpy(req + n, "\r\n", 2);
     n += 2;
 
-    ls = lb_http_route_ctl_listener(cycle, listener);
+    ls = lb_http_route_ctl_listener(cycle, listener, host ? ctx.scheme.data : NULL, port);
     if (ls == NULL) {
-        return lb_http_route_ctl_fail(listener ? "no http listener is called \"%s\""
-                                               : "%sthe configuration has no http listener",
-                                      listener ? listener : "");
+        return listener ? lb_http_route_ctl_no_listener(cycle, listener)
+                        : lb_http_route_ctl_fail("%sthe configuration has no http listener", "");
     }
     hcf = ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
 

@@ -710,8 +710,8 @@ END_TEST
 START_TEST(error_query_name_empty)
 {
     expect_error("      { query = \": x\"; upstream = \"web\"; }\n",
-                 "lbd.conf:8: invalid query \": x\": expected \"Name\", \"Name: value\" "
-                 "or \"Name: ~regex\", where Name is a parameter name");
+                 "lbd.conf:8: invalid query \": x\": expected \"Name\", \"Name: value\", "
+                 "\"Name=value\" or \"Name: ~regex\", where Name is a parameter name");
 }
 END_TEST
 

@@ -136,6 +136,17 @@ def test_redirect_sends_an_evaluated_location(lbd):
     assert int(fields["content-length"]) == len(body) > 0
 
 
+def test_redirect_of_a_request_without_host_names_the_address_it_came_to(lbd):
+    lbd.start(http_conf())
+    data = exchange(lbd.address, b"GET /go?a=b HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 301 Moved Permanently\r\n")
+    assert b"\r\nLocation: https://127.0.0.1/go?a=b\r\n" in data, data
+    # lbctl's dry run agrees
+    out = lbd.lbctl("route", "GET", "/go?a=b")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "action: redirect 301 to https://127.0.0.1/go?a=b"
+
+
 def test_no_matching_route_is_404_with_a_body_and_logged(lbd):
     lbd.start(http_conf())
     c = Client(lbd.address)

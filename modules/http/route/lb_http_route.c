@@ -8,6 +8,8 @@
 #include "lb_http_route.h"
 #include "lb_http.h"
 
+#include <arpa/inet.h>
+
 #define PCRE2_CODE_UNIT_WIDTH  8
 #include <pcre2.h>
 
@@ -1386,7 +1388,8 @@ static int
 lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
 {
     static lb_http_msg_t     msg;
-    static char              req[16384], out[4096], uri[8192];
+    static char              req[16384], out[4096], uri[8192], server_addr[LB_IP_TEXT_LEN];
+    const lb_addr_t         *a;
     lb_http_core_conf_t     *hcf;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
     const char              *method, *url, *path, *host = NULL, *listener = NULL, *colon;
@@ -1463,6 +1466,19 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
                         : lb_http_route_ctl_fail("%sthe configuration has no http listener", "");
     }
     hcf = ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
+
+    /* $host of a request without Host is the address it came to: the
+     * listener's first, unless it is a wildcard */
+    a = ls->addrs.nelts ? &lb_array_at(&ls->addrs, lb_addr_t, 0) : NULL;
+    if (a && !a->wildcard && (a->u.sa.sa_family == AF_INET || a->u.sa.sa_family == AF_INET6)
+        && inet_ntop(a->u.sa.sa_family, a->u.sa.sa_family == AF_INET
+                                         ? (const void *) &a->u.sin.sin_addr
+                                         : (const void *) &a->u.sin6.sin6_addr,
+                     server_addr, sizeof(server_addr)) != NULL)
+    {
+        ctx.server_addr.data = server_addr;
+        ctx.server_addr.len = strlen(server_addr);
+    }
 
     /* the listener's own parse and path normalisation, as a request gets */
     if (lb_http_parse_request_head(&msg, req, n, &limits) != LB_OK

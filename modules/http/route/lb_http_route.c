@@ -612,9 +612,9 @@ lb_route_get_status(lb_conf_t *cf, config_setting_t *v, bool redirect, int *stat
 static int
 lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
-    static const char *const  names[] = { "status", "body", "content_type", NULL };
+    static const char *const  names[] = { "status", "body", "body_file", "content_type", NULL };
     lb_route_conf_t          *rcf = conf;
-    config_setting_t         *m;
+    config_setting_t         *m, *file;
     const char               *type;
     int                       rc;
 
@@ -625,7 +625,13 @@ lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     }
     rc = lb_route_get_status(cf, v, false, &rcf->route.status);
     m = config_setting_get_member(v, "body");
-    if (m && lb_route_complex(cf, m, "body", &rcf->route.body, &rcf->body_src) != LB_OK) {
+    file = config_setting_get_member(v, "body_file");
+    if (m && file) {
+        rc = lb_conf_error(cf, file, "\"return\" of %s has both \"body\" and \"body_file\": "
+                           "give one", cf->block);
+    } else if (m && lb_route_complex(cf, m, "body", &rcf->route.body, &rcf->body_src) != LB_OK) {
+        rc = LB_ERROR;
+    } else if (file && lb_http_conf_read_file(cf, file, &rcf->route.body_file) != LB_OK) {
         rc = LB_ERROR;
     }
     m = config_setting_get_member(v, "content_type");
@@ -1527,7 +1533,7 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
         break;
     case LB_HTTP_ROUTE_RETURN:
-        n = r->body ? lb_http_complex_eval(r->body, &ctx, NULL, 0) : 0;
+        n = r->body ? lb_http_complex_eval(r->body, &ctx, NULL, 0) : r->body_file.len;
         printf("action: return %d (%s, %zu bytes of body)\n", r->status, r->content_type, n);
         break;
     case LB_HTTP_ROUTE_REDIRECT:

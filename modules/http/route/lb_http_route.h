@@ -78,6 +78,8 @@ typedef struct lb_http_route_s {
     /* return and redirect */
     int                      status;
     lb_http_complex_t       *body;          /* return; NULL: empty body */
+    lb_str_t                 body_file;     /* return: body_file's bytes, read
+                                               at load; data NULL: none */
     const char              *content_type;  /* return */
     lb_http_complex_t       *location;      /* redirect */
 

@@ -576,9 +576,13 @@ lb_http_head_begins(lb_http_conn_t *hc)
     hc->head_started = 1;
     hc->head_method = 0;
     hc->http10 = 0;
-    /* until it is parsed, variables (response_headers of a 408) see no
-     * request, not the last one this memory held */
+    /* until it is parsed, variables (response_headers of a 400 or 408)
+     * see no request, not the last one of this connection or of this
+     * memory: no fields, no captures, no request id (which pointed into
+     * the last request's memory) */
     lb_http_msg_reset(&hc->mem->msg);
+    hc->ncaptures = 0;
+    hc->request_id.len = 0;
     hc->start_msec = lb_current_msec;
     lb_queue_remove(&hc->idle_link);
     lb_event_timer_set(&hc->c->read, hc->conf->client_header_timeout);

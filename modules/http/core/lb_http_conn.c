@@ -686,7 +686,7 @@ lb_http_acl_denies(const lb_cidr_list_t *allow, const lb_cidr_list_t *deny,
 static int
 lb_http_process(lb_http_conn_t *hc)
 {
-    lb_http_msg_t          *msg = &hc->mem->msg;
+    lb_http_msg_t                    *msg = &hc->mem->msg;
     lb_listener_t                    *ls = hc->conf->listener;
     const lb_http_route_t            *route;
     const lb_http_core_route_conf_t  *rcf;

@@ -8,8 +8,10 @@
 #   make unit         unit tests only        make integration  pytest only
 #   make bench        builds lbd and tests/bench/*.c, runs tests/bench/run
 #   make fuzz         tests/fuzz/*.c with clang and libFuzzer, FUZZ_SECONDS each (30)
-#   make run          demo: lbd on 127.0.0.1:8080 before two demo backends
-#   make install      PREFIX/sbin, PREFIX/conf, PREFIX/logs; honours DESTDIR
+#   make run          demo: lbd on 127.0.0.1:8080 before two demo backends;
+#                     PORT=18080 BACKEND_PORTS='19001 19002' on a busy machine
+#   make install      PREFIX/sbin, PREFIX/conf, PREFIX/logs; honours DESTDIR;
+#                     PREFIX=DIR overrides configure's --prefix
 #   make clean        removes objs/
 #
 # Sanitizer build: ./configure --with-sanitizers && make test (.ci/run does it).
@@ -230,16 +232,60 @@ lb_deps_present = \
 run:
 	@$(lb_deps_present) || $(SHELL) auto/deps
 	@$(MAKE) --no-print-directory -s all
-	@LB_PYTHON='$(LB_PYTHON)' $(SHELL) auto/run-demo
+	@LB_PYTHON='$(LB_PYTHON)' PORT='$(PORT)' BACKEND_PORTS='$(BACKEND_PORTS)' \
+		$(SHELL) auto/run-demo
+
+# lbd and lbctl default to the configured prefix for -p. `make install
+# PREFIX=DIR` with another DIR installs them relinked with DIR as their
+# default (objs/install/), so the installed lbd finds its own files. PREFIX
+# counts only when given on the command line: some environments export a
+# PREFIX of their own.
+ifeq ($(origin PREFIX),command line)
+lb_install_prefix := $(patsubst %/,%,$(PREFIX))
+else
+lb_install_prefix := $(LB_PREFIX)
+endif
+
+ifeq ($(lb_install_prefix),$(LB_PREFIX))
+lb_install_bins := objs/lbd objs/lbctl
+else
+lb_install_bins := objs/install/lbd objs/install/lbctl
+ifneq ($(filter install,$(MAKECMDGOALS)),)
+ifneq ($(filter-out /%,$(lb_install_prefix)),)
+$(error make install: PREFIX must be an absolute directory, not "$(PREFIX)")
+endif
+ifneq ($(shell printf '%s' '$(lb_install_prefix)' | tr -d 'A-Za-z0-9_./+@,=:~-'),)
+$(error make install: PREFIX may only contain letters, digits and ._-+@,=:~/)
+endif
+# objs/install/prefix holds the prefix the objects were built for
+ifneq ($(file < objs/install/prefix),$(lb_install_prefix))
+$(shell mkdir -p objs/install)
+$(file > objs/install/prefix,$(lb_install_prefix))
+endif
+endif
+endif
+
+objs/install/prefix: ;
+
+objs/install/%.o: core/%.c objs/install/prefix $(LB_BUILD_FLAGS)
+	$(lb_say) CC $@
+	$(lb_q)$(CC) -c $(CFLAGS) $(LB_LIB_CFLAGS) $(LB_INCS) -DLB_PREFIX='"$(lb_install_prefix)"' \
+		-MMD -MP -o $@ $<
+
+objs/install/lbd objs/install/lbctl: objs/install/%: objs/install/%.o objs/liblbd.a
+	$(lb_say) LINK $@
+	$(lb_q)$(CC) $(LDFLAGS) -o $@ $< objs/liblbd.a $(LIBS)
+
+-include objs/install/lbd.d objs/install/lbctl.d
 
 # The configuration is installed only where there is none: an upgrade never
 # overwrites the one in use. conf/examples/ always gets the shipped ones.
-lb_dest := $(DESTDIR)$(LB_PREFIX)
+lb_dest := $(DESTDIR)$(lb_install_prefix)
 
-install: all
+install: all $(lb_install_bins)
 	@if [ ! -f conf/lbd.conf ]; then echo 'make install: conf/lbd.conf is missing' >&2; exit 1; fi
 	install -d '$(lb_dest)/sbin' '$(lb_dest)/conf/examples' '$(lb_dest)/logs'
-	install -m 755 objs/lbd objs/lbctl '$(lb_dest)/sbin/'
+	install -m 755 $(lb_install_bins) '$(lb_dest)/sbin/'
 	$(if $(wildcard conf/*.conf conf/examples/*.conf),install -m 644 $(wildcard conf/*.conf conf/examples/*.conf) '$(lb_dest)/conf/examples/')
 	@if [ -e '$(lb_dest)/conf/lbd.conf' ]; then \
 		echo 'keeping the existing $(lb_dest)/conf/lbd.conf (the shipped one is conf/examples/lbd.conf)'; \
@@ -252,6 +298,6 @@ clean:
 	rm -rf objs
 
 help:
-	@sed -n '2,17s/^# \{0,1\}//p' Makefile
+	@sed -n '2,18s/^# \{0,1\}//p' Makefile
 
 .PHONY: all test unit integration bench fuzz run install clean help

@@ -355,13 +355,14 @@ lb_master_reopen(bool foreground)
     size_t             i;
     bool               failed = false;
 
+    /* in the file being rotated away: it ends with why it stopped */
+    lb_log_notice("reopening log files");
     if (lb_log_reopen() != LB_OK) {
         lb_log_error(errno, "cannot reopen the error log \"%s\"; it is written where "
                      "it was until the next reopen", lb_log_path() ? lb_log_path() : "stderr");
     } else if (!foreground) {
         lb_log_redirect_stderr();
     }
-    lb_log_notice("reopening log files");
     lb_access_files_reopen(lb_cycle);
 
     for (i = 0; i < lb_nelems(lb_workers); i++) {

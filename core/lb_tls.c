@@ -213,6 +213,131 @@ lb_tls_handshake_handler(lb_event_t *ev)
     lb_tls_handshake(c);
 }
 
+/* Plain HTTP on an https port --------------------------------------------------
+ * A client that speaks plain HTTP to an https port (http:// typed for
+ * https://) gets a 400 it can read, as from nginx, rather than a reset it
+ * cannot explain. Its first bytes are an HTTP method and a space, where a
+ * TLS record starts with its content type (0x16 for a handshake), which
+ * is no letter: the bytes are peeked, not read, so a TLS client's go to
+ * OpenSSL untouched. */
+
+#define LB_TLS_SNIFF        16          /* longer than any method it must see */
+#define LB_TLS_LINGER_TIME  2000        /* as the http listener's linger */
+#define LB_TLS_LINGER_READ  (1024 * 1024)
+
+#define LB_TLS_PLAIN_BODY   "400 The plain HTTP request was sent to HTTPS port\n"
+
+static const char  lb_tls_plain_http_400[] =
+    "HTTP/1.1 400 Bad Request\r\n"
+    "Server: lbd\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 50\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    LB_TLS_PLAIN_BODY;
+
+/* LB_OK: TLS (or not HTTP: the handshake will say what it is), LB_DECLINED:
+ * plain HTTP, LB_AGAIN: too few bytes yet to tell. */
+static int
+lb_tls_sniff(lb_conn_t *c)
+{
+    char     buf[LB_TLS_SNIFF];
+    ssize_t  n, i;
+
+    n = recv(c->fd, buf, sizeof(buf), MSG_PEEK);
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        c->read.ready = 0;
+        return LB_AGAIN;
+    }
+    if (n <= 0) {
+        return LB_OK;
+    }
+    for (i = 0; i < n && buf[i] >= 'A' && buf[i] <= 'Z'; i++) {
+        /* an HTTP method (RFC 9110 §9: the registered ones are uppercase) */
+    }
+    if (i > 0 && i < n && buf[i] == ' ') {
+        return LB_DECLINED;
+    }
+    if (i == n && n < LB_TLS_SNIFF && !c->rdhup) {
+        c->read.ready = 0;              /* "GE": the next bytes will tell */
+        return LB_AGAIN;
+    }
+    return LB_OK;
+}
+
+/* After the 400: drains what the client still sends, so that unread bytes
+ * do not turn the close into a reset that destroys the answer, until it
+ * closes or LB_TLS_LINGER_TIME passes. */
+static void
+lb_tls_plain_linger(lb_event_t *ev)
+{
+    static char  buf[4096];
+    lb_conn_t   *c = ev->data;
+    size_t       total = 0;
+    ssize_t      n;
+
+    if (ev->timedout) {
+        lb_conn_close(c);
+        return;
+    }
+    while (total < LB_TLS_LINGER_READ) {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            total += (size_t) n;
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            c->read.ready = 0;
+            return;
+        }
+        break;
+    }
+    if (total < LB_TLS_LINGER_READ) {
+        lb_conn_close(c);               /* the client closed, or failed */
+    }
+}
+
+static void
+lb_tls_answer_plain_http(lb_conn_t *c)
+{
+    lb_log_info("*%llu client %s: plain HTTP sent to the https listener \"%s\"; "
+                "answering 400", (unsigned long long) c->id, c->peer_text, c->listener->name);
+    /* far smaller than an empty socket buffer: it goes whole or not at all */
+    if (send(c->fd, lb_tls_plain_http_400, sizeof(lb_tls_plain_http_400) - 1,
+             MSG_NOSIGNAL) == -1 || shutdown(c->fd, SHUT_WR) == -1)
+    {
+        lb_conn_close(c);
+        return;
+    }
+    c->read.handler = lb_tls_plain_linger;
+    c->write.handler = NULL;
+    lb_event_timer_set(&c->read, LB_TLS_LINGER_TIME);
+    lb_tls_plain_linger(&c->read);
+}
+
+static void
+lb_tls_sniff_handler(lb_event_t *ev)
+{
+    lb_conn_t  *c = ev->data;
+    int         rc;
+
+    if (ev->timedout) {
+        lb_tls_handshake_handler(ev);
+        return;
+    }
+    rc = lb_tls_sniff(c);
+    if (rc == LB_AGAIN) {
+        return;
+    }
+    if (rc == LB_DECLINED) {
+        lb_tls_answer_plain_http(c);
+        return;
+    }
+    c->read.handler = lb_tls_handshake_handler;
+    c->write.handler = lb_tls_handshake_handler;
+    lb_tls_handshake(c);
+}
+
 void
 lb_tls_accept_step(lb_conn_t *c)
 {
@@ -241,6 +366,12 @@ lb_tls_accept_step(lb_conn_t *c)
         return;
     }
     lb_event_timer_set(&c->read, tl->handshake_timeout);
+    if (tl->plain_http_400) {
+        c->read.handler = lb_tls_sniff_handler;
+        c->write.handler = lb_tls_sniff_handler;
+        lb_tls_sniff_handler(&c->read);
+        return;
+    }
     lb_tls_handshake(c);
 }
 

@@ -19,6 +19,8 @@ extern const lb_io_t  lb_io_tls;
 typedef struct {
     SSL_CTX     *ctx;
     lb_msec_t    handshake_timeout;
+    bool         plain_http_400;    /* https: a client that sends plain HTTP
+                                       gets a 400 in clear text, not a reset */
 } lb_tls_listener_t;
 
 /* The accept step of TLS listeners: c->listener's lb_tls_listener_t is

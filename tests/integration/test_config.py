@@ -28,7 +28,8 @@ listeners = (
 
 GLOBAL_SETTINGS = ("admin_socket, error_log, listeners, log_level, pid_file, "
                    "shutdown_timeout, upstreams, user, workers")
-ROUTE_SETTINGS = ("cookie, header, host, method, path, path_prefix, path_regex, query, "
+ROUTE_SETTINGS = ("allow, cookie, deny, error_pages, header, host, method, path, path_prefix, "
+                  "path_regex, query, "
                   "redirect, request_buffering, request_headers, response_headers, return, "
                   "rewrite, upstream")
 
@@ -163,7 +164,7 @@ BROKEN = [
      UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
      '    routes = ( { return = { status = 200; bdy = "x"; }; } ); }\n);\n',
      8, 'unknown setting "bdy" in "return" of route #1 of listener "http:127.0.0.1:8080" '
-        '(did you mean "body"?); valid here: body, content_type, status'),
+        '(did you mean "body"?); valid here: body, body_file, content_type, status'),
     ("unknown_member_of_access_log",
      UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
      '    access_log = { path = "a.log"; escpe = "json"; };\n'
@@ -324,6 +325,48 @@ def test_no_warning_when_the_routes_have_errors(tmp_path):
     ]))
     assert out.returncode == 1
     assert ": warning: " not in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_files_of_error_pages_and_body_file_are_read_at_load(tmp_path):
+    (tmp_path / "50x.html").write_text("<h1>down</h1>\n")
+    (tmp_path / "secret.html").write_text("x")
+    (tmp_path / "secret.html").chmod(0)
+    conf, out = check(tmp_path, UPSTREAM + 'listeners = (\n'
+                      '  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+                      '    error_pages = ( { status = [502, 504]; file = "50x.html"; },\n'
+                      '                    { status = 503; file = "missing.html"; },\n'
+                      '                    { status = 504; file = "50x.html"; } );\n'
+                      '    routes = ( { upstream = "backend"; } ); }\n);\n')
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f'{conf}:9: cannot read "{tmp_path}/missing.html" (file): No such file or directory',
+        f'{conf}:10: status 504 has two error pages in listener "http:127.0.0.1:8080"',
+    ]
+    # routes are compiled once their listener's own settings are valid
+    conf, out = check(tmp_path, UPSTREAM + 'listeners = (\n'
+                      '  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+                      '    error_pages = ( { status = [502, 504]; file = "50x.html"; } );\n'
+                      '    routes = (\n'
+                      '      { path = "/a"; return = { status = 200; body = "a";\n'
+                      '                                body_file = "50x.html"; }; },\n'
+                      '      { path = "/b"; return = { status = 200; body_file = "nope.txt"; }; },\n'
+                      '      { error_pages = ( { status = 302; file = "50x.html"; } );\n'
+                      '        upstream = "backend"; } ); }\n);\n')
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f'{conf}:11: "return" of route #1 of listener "http:127.0.0.1:8080" has both "body" '
+        'and "body_file": give one',
+        f'{conf}:12: cannot read "{tmp_path}/nope.txt" (body_file): No such file or directory',
+        f'{conf}:13: "status" of "error_pages" must be between 400 and 599 (the errors lbd '
+        'answers itself), got 302',
+    ]
+    if os.geteuid() != 0:                   # root reads any file
+        conf, out = check(tmp_path, UPSTREAM + 'listeners = (\n'
+                          '  { protocol = "http"; listen = "127.0.0.1:8080";\n'
+                          '    error_pages = ( { status = 500; file = "secret.html"; } );\n'
+                          '    routes = ( { upstream = "backend"; } ); }\n);\n')
+        assert out.stderr == (f'{conf}:8: cannot read "{tmp_path}/secret.html" (file): '
+                              'Permission denied\n')
 
 
 def test_error_in_an_included_file_names_that_file(tmp_path):

@@ -136,6 +136,17 @@ def test_redirect_sends_an_evaluated_location(lbd):
     assert int(fields["content-length"]) == len(body) > 0
 
 
+def test_redirect_of_a_request_without_host_names_the_address_it_came_to(lbd):
+    lbd.start(http_conf())
+    data = exchange(lbd.address, b"GET /go?a=b HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 301 Moved Permanently\r\n")
+    assert b"\r\nLocation: https://127.0.0.1/go?a=b\r\n" in data, data
+    # lbctl's dry run agrees
+    out = lbd.lbctl("route", "GET", "/go?a=b")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "action: redirect 301 to https://127.0.0.1/go?a=b"
+
+
 def test_no_matching_route_is_404_with_a_body_and_logged(lbd):
     lbd.start(http_conf())
     c = Client(lbd.address)
@@ -483,6 +494,65 @@ def test_allowed_client_is_served(lbd):
     c = Client(lbd.address)
     c.send(get("/ok"))
     assert c.response()[2] == b"ok\n"
+
+
+ACL_ROUTES = """
+  routes = (
+    { path = "/open"; allow = ["0.0.0.0/0"]; return = { status = 200; body = "open\\n"; }; },
+    { path = "/admin"; deny = "127.0.0.1"; error_pages = ( { status = 403; file = "no.html"; } );
+      return = { status = 200; body = "admin\\n"; }; },
+    { path = "/lan"; allow = ["10.0.0.0/8", "::1"]; return = { status = 200; }; },
+    { path = "/ok"; return = { status = 200; body = "ok\\n"; }; }
+  );
+"""
+
+
+def test_route_allow_deny_replace_the_listeners(lbd):
+    with open(os.path.join(lbd.dir, "no.html"), "w") as f:
+        f.write("<p>not you</p>\n")
+    lbd.start('listeners = ( { protocol = "http"; listen = "$listen"; name = "web";\n'
+              'deny = ["127.0.0.0/8"];\n' + ACL_ROUTES + "} );\n")
+    # the route's own allow lets in a client the listener denies
+    c = Client(lbd.address)
+    c.send(get("/open"))
+    assert c.response()[2] == b"open\n"
+    # the listener's deny still holds on a route without its own, and for 404
+    assert_refused(exchange(lbd.address, get("/ok")), b"HTTP/1.1 403 Forbidden")
+    assert_refused(exchange(lbd.address, get("/nowhere")), b"HTTP/1.1 403 Forbidden")
+    # a route's deny, answered with the route's error page
+    data = exchange(lbd.address, get("/admin"))
+    assert data.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert b"\r\nContent-Type: text/html\r\n" in data
+    assert data.endswith(b"\r\n\r\n<p>not you</p>\n")
+    lbd.wait_log(log_line("info", r"\*\d+ client 127\.0\.0\.1:\d+: 403: denied by "
+                                  r"allow/deny of route #2"))
+    assert_refused(exchange(lbd.address, get("/lan")), b"HTTP/1.1 403 Forbidden")
+
+
+def test_return_body_file_and_listener_error_pages(lbd):
+    os.mkdir(os.path.join(lbd.dir, "conf"))
+    with open(os.path.join(lbd.dir, "conf", "robots.txt"), "wb") as f:
+        f.write(b"User-agent: *\nDisallow: /\n" + b"#" * 5000 + b"\n")
+    with open(os.path.join(lbd.dir, "conf", "404.html"), "w") as f:
+        f.write("<h1>404: try /robots.txt</h1>\n")
+    lbd.start('listeners = ( { protocol = "http"; listen = "$listen";\n'
+              '  error_pages = ( { status = 404; file = "conf/404.html"; } );\n'
+              '  routes = ( { path = "/robots.txt"; return = { status = 200;'
+              ' body_file = "conf/robots.txt"; }; } ); } );\n')
+    c = Client(lbd.address)
+    c.send(get("/robots.txt"))
+    status, fields, body, _ = c.response()
+    assert status == "HTTP/1.1 200 OK" and fields["content-type"] == "text/plain"
+    assert body.startswith(b"User-agent: *\n") and len(body) == 5027
+    c.send(get("/robots.txt", extra="X: 1\r\n").replace(b"GET", b"HEAD", 1))
+    status, fields, body, _ = c.response(head=True)
+    assert fields["content-length"] == "5027" and body == b""
+    c.send(get("/missing"))                          # a 404 keeps the connection
+    status, fields, body, _ = c.response()
+    assert status == "HTTP/1.1 404 Not Found" and fields["content-type"] == "text/html"
+    assert body == b"<h1>404: try /robots.txt</h1>\n"
+    c.send(get("/robots.txt"))
+    assert len(c.response()[2]) == 5027
 
 
 # Configuration -------------------------------------------------------------

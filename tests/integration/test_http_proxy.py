@@ -372,6 +372,9 @@ ROUTES = r"""
     { path_prefix = "/q/"; query = "lang: fr"; upstream = "ua"; },
     { path_prefix = "/q/"; query = "lang: ~^(de|it)$$"; upstream = "ub"; },
     { path_prefix = "/q/"; query = "lang"; upstream = "uc"; },
+    { path_prefix = "/eq/"; cookie = "canary=1"; upstream = "ua"; },
+    { path_prefix = "/eq/"; query = "lang=fr"; upstream = "ub"; },
+    { path_prefix = "/eq/"; query = ["lang=~^(de|it)$$", "x="]; upstream = "uc"; },
     { path = "/all"; host = "all.test"; method = ["POST"]; header = "X-A";
       query = "k: v"; upstream = "uc"; },
     { path = "/ret"; return = { status = 418; body = "short and stout\n"; }; },
@@ -461,6 +464,15 @@ def test_route_by_query_in_three_forms(routed):
     assert routed("/q/?lang") == "c"
     assert routed("/q/?language=fr") == 404
     assert routed("/q/") == 404
+
+
+def test_route_by_cookie_and_query_written_as_on_the_wire(routed):
+    assert routed("/eq/", extra="Cookie: a=0; canary=1\r\n") == "a"
+    assert routed("/eq/?lang=fr", extra="Cookie: canary=2\r\n") == "b"
+    assert routed("/eq/?lang=de&x=") == "c"
+    assert routed("/eq/?lang=de&x=1") == 404                # "x=" is x with an empty value
+    assert routed("/eq/?lang=fr2") == 404
+    assert routed("/eq/?canary=1") == 404                   # a query parameter is no cookie
 
 
 def test_route_needs_every_condition(routed):
@@ -1007,6 +1019,60 @@ def test_keepalive_0_opens_one_connection_per_request(lbd, http_backends):
         assert read_response(c)[2] == b"http\n"
     assert a.accepted == 6
     assert [r.conn for r in a.requests] == [1, 2, 3, 4, 5, 6]
+
+
+# lbd's own errors: response_headers and error_pages (SPEC §3.3) --------------------
+
+HSTS = 'response_headers = { set = ["Strict-Transport-Security: max-age=31536000"]; };'
+
+
+def test_generated_errors_carry_the_response_headers_and_error_pages(lbd, http_backends):
+    dead = free_port()
+    a = http_backends()
+    for name, text in (("50x.html", "<h1>down</h1>\n"), ("404.html", "<h1>nowhere</h1>\n"),
+                       ("route502.html", "<h1>api down</h1>\n")):
+        with open(os.path.join(lbd.dir, name), "w") as f:
+            f.write(text)
+    routes = (f'{{ path_prefix = "/api/"; upstream = "dead";'
+              ' response_headers = { add = ["X-Route: api"]; };'
+              ' error_pages = ( { status = 502; file = "route502.html"; } ); },'
+              ' { path_prefix = "/plain/"; upstream = "dead"; error_pages = (); },'
+              ' { path = "/up"; upstream = "web"; },'
+              ' { path_prefix = "/"; upstream = "dead"; }')
+    listener = (HSTS + ' error_pages = ( { status = [502, 504]; file = "50x.html"; },'
+                ' { status = 404; file = "404.html"; } );')
+    lbd.start(conf(routes, upstream("dead", f"127.0.0.1:{dead}") + " " + upstream("web", "$a"),
+                   listener=listener), a=a)
+    assert ask(lbd.address, request("/up"))[0] == "HTTP/1.1 200 OK"
+
+    def answer(path, req=None):
+        data = exchange(lbd.address, req or request(path))
+        head, _, body = data.partition(b"\r\n\r\n")
+        return head.decode("latin-1"), body
+
+    # the listener's page and HSTS on a 502 of the listener's route
+    head, body = answer("/x")
+    assert head.startswith("HTTP/1.1 502 Bad Gateway\r\n")
+    assert body == b"<h1>down</h1>\n"
+    assert "\r\nContent-Type: text/html\r\n" in head
+    assert f"\r\nContent-Length: {len(body)}\r\n" in head
+    assert "\r\nStrict-Transport-Security: max-age=31536000" in head
+    assert "\r\nConnection: close" in head
+    # a route's pages replace the listener's; its header edits add to them
+    head, body = answer("/api/x")
+    assert head.startswith("HTTP/1.1 502 ") and body == b"<h1>api down</h1>\n"
+    assert "\r\nStrict-Transport-Security: " in head and "\r\nX-Route: api" in head
+    head, body = answer("/plain/x")                 # error_pages = (): none at all
+    assert head.startswith("HTTP/1.1 502 ") and body == b"502 Bad Gateway\n"
+    assert "\r\nContent-Type: text/plain\r\n" in head
+    # a HEAD gets the page's length and no body
+    head, body = answer("/x", request("/x", method="HEAD"))
+    assert head.startswith("HTTP/1.1 502 ") and body == b""
+    assert "\r\nContent-Length: 14\r\n" in head
+    # before a route is chosen only the listener's apply: a bad head (no page for 400)
+    head, body = answer("", b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400 Bad Request\r\n") and body == b"400 Bad Request\n"
+    assert "\r\nStrict-Transport-Security: " in head and "X-Route" not in head
 
 
 # Retries ---------------------------------------------------------------------------

@@ -63,10 +63,49 @@ def test_route_reports_a_request_the_parser_would_refuse(tmp_path):
     assert out.stderr.startswith("lbctl: the listener would refuse this request with 400: ")
 
 
-def test_route_with_an_unknown_listener_is_one_line_error(tmp_path):
+def test_route_with_an_unknown_listener_lists_the_valid_names(tmp_path):
     out = lbctl_route(tmp_path, "GET", "/healthz", "--listener", "nope")
     assert out.returncode == 1
-    assert out.stderr == 'lbctl: no http listener is called "nope"\n'
+    assert out.stderr == ('lbctl: no http listener is called "nope" '
+                          '(the http listeners are "edge")\n')
+
+
+LISTENERS_CONF = """
+listeners = (
+  { name = "plain"; protocol = "http"; listen = "127.0.0.1:18999";
+    routes = ( { return = { status = 200; body = "plain"; }; } ); },
+  { name = "stream"; protocol = "tcp"; listen = "127.0.0.1:8443"; upstream = "u"; },
+  { name = "secure"; protocol = "https"; listen = ["127.0.0.1:443", "[::1]:8443"];
+    tls = { certificates = ( { cert = "c.crt"; key = "c.key"; } ); };
+    routes = ( { return = { status = 200; body = "secure"; }; } ); },
+  { name = "alt"; protocol = "http"; listen = "127.0.0.1:8080";
+    routes = ( { return = { status = 200; body = "alt"; }; } ); }
+);
+upstreams = { u = { servers = ( { address = "127.0.0.1:1"; } ); }; };
+"""
+
+
+def test_route_picks_the_listener_by_the_url_scheme_and_port(tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", tmp_path / "c.key",
+                    "-out", tmp_path / "c.crt", "-days", "2", "-subj", "/CN=t.test"],
+                   check=True, capture_output=True, timeout=30)
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(LISTENERS_CONF)
+
+    def listener(*args):
+        out = subprocess.run([LBCTL, "-p", str(tmp_path), "-c", str(conf), "route", "GET",
+                              *args], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()[0]
+
+    assert listener("http://a.test:8080/") == "listener: alt"            # port
+    assert listener("https://a.test/") == "listener: secure"             # 443
+    assert listener("https://a.test:8443/") == "listener: secure"        # [::1]:8443
+    assert listener("http://a.test/") == "listener: plain"               # no :80: scheme
+    assert listener("http://a.test:443/") == "listener: secure"          # the port wins
+    assert listener("/") == "listener: plain"                            # the first
+    assert listener("https://a.test:8080/", "--listener", "plain") == "listener: plain"
 
 
 PROXY_CONF = """

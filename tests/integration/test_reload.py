@@ -210,6 +210,18 @@ def test_reopen_after_renaming_the_error_log_writes_a_new_file(lbd):
     assert "connect() failed" not in lbd.error_log(rotated)
 
 
+def test_reopen_is_noted_by_the_master_in_the_rotated_log(lbd, backend):
+    lbd.start(NAMED, server=backend(helpers.named, "a"))
+    rotated = lbd.error_log_path + ".1"
+    os.rename(lbd.error_log_path, rotated)
+    out = lbd.lbctl("reopen")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+    lbd.wait_log(log_line("notice", "reopening log files").replace(
+        r"\d+#", f"{lbd.master_pid}#", 1), path=rotated)
+    helpers.wait_until(lambda: os.path.exists(lbd.error_log_path), 5,
+                       what="the new error.log")
+
+
 # Regression: the master used to die on a HUP whose file included a
 # directory (libconfig's scanner exits the process).
 def test_sighup_with_an_include_of_a_directory_keeps_the_master_serving(lbd, backend):

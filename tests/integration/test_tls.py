@@ -527,15 +527,45 @@ def test_https_negotiates_http11_by_alpn(lbd, pki):
         assert get(s)[0] == 200
 
 
-def test_plain_http_to_an_https_listener_is_refused(lbd, pki):
-    """A plain HTTP request to an https listener does not get through."""
+PLAIN_HTTP_400 = (b"HTTP/1.1 400 Bad Request\r\nServer: lbd\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: 50\r\nConnection: close\r\n\r\n"
+                  b"400 The plain HTTP request was sent to HTTPS port\n")
+
+
+def test_plain_http_to_an_https_listener_gets_a_400_in_clear(lbd, pki):
+    """A plain HTTP request to an https listener gets a readable 400, as
+    from nginx, and nothing of the route; TLS clients are served as ever."""
     lbd.start(https_conf(pki))
     with connect(lbd.address) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        data = until_closed(s, 5)
-    assert b"NONE" not in data
+        assert until_closed(s, 5) == PLAIN_HTTP_400
+    lbd.wait_log(r"client 127\.0\.0\.1:\d+: plain HTTP sent to the https listener "
+                 r'"secure"; answering 400$')
+    # the method may come in pieces; a body after the head is drained, not reset
+    with connect(lbd.address) as s:
+        s.sendall(b"PO")
+        time.sleep(0.2)
+        s.sendall(b"ST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        s.sendall(b"x" * 100000)
+        assert until_closed(s, 5) == PLAIN_HTTP_400
+    out = subprocess.run(["curl", "-s", "-i", f"http://{lbd.address}/"], capture_output=True,
+                         timeout=30)
+    assert out.stdout == PLAIN_HTTP_400
+    # what is neither TLS nor HTTP still fails the handshake
+    with connect(lbd.address) as s:
+        s.sendall(b"get / HTTP/1.1\r\n\r\n")
+        assert not until_closed(s, 5).startswith(b"HTTP/")
     lbd.wait_log(r"TLS handshake failed")
     assert_serving(lbd, pki)
+
+
+def test_plain_http_to_a_tls_listener_is_closed(lbd, pki, backend):
+    """A tls listener relays bytes, not HTTP: no HTTP answer there."""
+    lbd.start(tls_listener_conf(pki, backend(helpers.echo).address))
+    with connect(lbd.address) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert not until_closed(s, 5).startswith(b"HTTP/")
+    lbd.wait_log(r"TLS handshake failed")
 
 
 # tls listeners ---------------------------------------------------------------------------
@@ -856,7 +886,8 @@ def handshake_conf(pki):
 def test_garbage_instead_of_a_client_hello(lbd, pki):
     lbd.start(handshake_conf(pki))
     with connect(lbd.address) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" + b"\x00" * 300)
+        # (plain HTTP gets a 400: test_plain_http_to_an_https_listener_gets_a_400_in_clear)
+        s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + b"\x00" * 300)
         data = until_closed(s, 3)
         assert data == b"" or data[:1] == b"\x15", data      # at most an alert
     wait_handshake_log(lbd, r"failed: .+")

@@ -256,7 +256,7 @@ START_TEST(unknown_upstream_setting)
         "};\n",
         "lbd.conf:7: unknown setting \"retrys\" in upstream \"web\" "
         "(did you mean \"retries\"?); valid here: balance, connect_timeout, hash_key, "
-        "keepalive, proxy_protocol, read_timeout, response_head_timeout, retries, "
+        "keepalive, passive, proxy_protocol, read_timeout, response_head_timeout, retries, "
         "send_timeout, servers, tls");
 }
 END_TEST
@@ -270,7 +270,7 @@ START_TEST(unknown_listener_setting_knows_the_protocol_settings)
         ");\n"
         WEB_UPSTREAM,
         "lbd.conf:3: unknown setting \"idle_timout\" in listener \"tcp:127.0.0.1:8000\" "
-        "(did you mean \"idle_timeout\"?); valid here: accept_proxy_protocol, allow, deny, "
+        "(did you mean \"idle_timeout\"?); valid here: accept_proxy_protocol, access_log, allow, deny, "
         "idle_timeout, listen, name, protocol, sni_routes, splice, upstream");
 }
 END_TEST

@@ -710,8 +710,8 @@ END_TEST
 START_TEST(error_query_name_empty)
 {
     expect_error("      { query = \": x\"; upstream = \"web\"; }\n",
-                 "lbd.conf:8: invalid query \": x\": expected \"Name\", \"Name: value\" "
-                 "or \"Name: ~regex\", where Name is a parameter name");
+                 "lbd.conf:8: invalid query \": x\": expected \"Name\", \"Name: value\", "
+                 "\"Name=value\" or \"Name: ~regex\", where Name is a parameter name");
 }
 END_TEST
 
@@ -827,7 +827,7 @@ START_TEST(error_return_unknown_member)
                  "                   content_typ = \"text/html\"; }; }\n",
                  "lbd.conf:9: unknown setting \"content_typ\" in \"return\" of route #1 of "
                  "listener \"web\" (did you mean \"content_type\"?); valid here: body, "
-                 "content_type, status");
+                 "body_file, content_type, status");
 }
 END_TEST
 
@@ -882,7 +882,8 @@ START_TEST(error_unknown_route_setting)
 {
     expect_error("      { paht = \"/\"; upstream = \"web\"; }\n",
                  "lbd.conf:8: unknown setting \"paht\" in route #1 of listener \"web\" "
-                 "(did you mean \"path\"?); valid here: cookie, header, host, method, path, "
+                 "(did you mean \"path\"?); valid here: allow, cookie, deny, error_pages, header, host, "
+                 "method, path, "
                  "path_prefix, path_regex, query, redirect, request_buffering, "
                  "request_headers, response_headers, return, rewrite, upstream");
 }

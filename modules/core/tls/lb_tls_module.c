@@ -518,6 +518,7 @@ lb_tls_make_ctx(lb_conf_t *cf, lb_tls_conf_t *tcf, const lb_tls_args_t *a,
     SSL_CTX_set_tlsext_servername_arg(ctx, tcf);
     if (strcmp(cf->listener->protocol, "https") == 0) {
         SSL_CTX_set_alpn_select_cb(ctx, lb_tls_alpn_cb, NULL);
+        tcf->tl.plain_http_400 = true;
     }
 
     if (a->verify != LB_TLS_VERIFY_OFF) {

@@ -8,10 +8,17 @@
 #include "lb_http.h"
 #include "lb_http_route.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 static void *lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_http_core_init_conf(lb_conf_t *cf);
 static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
+static int   lb_http_set_error_pages(lb_conf_t *cf, const lb_setting_t *s,
+                                     config_setting_t *v, void *conf);
+static int   lb_http_set_cidrs(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                               void *conf);
 
 static const char *const  lb_http_core_protocols[] = { "http", "https", NULL };
 
@@ -38,12 +45,22 @@ static const lb_setting_t  lb_http_core_settings[] = {
       offsetof(lb_http_core_conf_t, merge_slashes), NULL, NULL, 0 },
     { "access_log", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
       offsetof(lb_http_core_conf_t, access_log), NULL, lb_http_log_set, 0 },
+    { "error_pages", LB_SET_CUSTOM, LB_CTX_LISTENER, NULL, 0, 0,
+      offsetof(lb_http_core_conf_t, error_pages), NULL, lb_http_set_error_pages, 0 },
+
+    { "error_pages", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_http_core_route_conf_t, error_pages), NULL, lb_http_set_error_pages, 0 },
+    /* the listener's allow and deny are the core's (lb_listener_denies) */
+    { "allow", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_http_core_route_conf_t, allow), NULL, lb_http_set_cidrs, 0 },
+    { "deny", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
+      offsetof(lb_http_core_route_conf_t, deny), NULL, lb_http_set_cidrs, 0 },
     lb_setting_end
 };
 
 lb_module_t  lb_http_core_module = {
     "http_core", LB_MODULE_HTTP, lb_http_core_protocols, lb_http_core_settings,
-    LB_CTX_LISTENER,
+    LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_core_create_conf, lb_http_core_merge_conf, lb_http_core_init_conf,
     NULL, NULL, lb_http_core_exit_worker, NULL, 0
 };
@@ -51,13 +68,24 @@ lb_module_t  lb_http_core_module = {
 static void *
 lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx)
 {
+    if (ctx == LB_CTX_ROUTE) {
+        return lb_pcalloc(cf->pool, sizeof(lb_http_core_route_conf_t));
+    }
     return lb_pcalloc(cf->pool, sizeof(lb_http_core_conf_t));
 }
 
 static int
 lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
-    lb_http_core_conf_t  *hcf = conf;
+    lb_http_core_conf_t        *hcf = conf, *lcf = parent;
+    lb_http_core_route_conf_t  *rcf = conf;
+
+    if (ctx == LB_CTX_ROUTE) {
+        if (!rcf->error_pages.set && lcf) {
+            rcf->error_pages = lcf->error_pages;
+        }
+        return LB_OK;
+    }
 
     hcf->limits.max_header_size = (size_t) hcf->max_header_size;
     hcf->limits.max_headers = (size_t) hcf->max_headers;
@@ -131,4 +159,195 @@ static void
 lb_http_core_exit_worker(lb_cycle_t *cycle)
 {
     lb_http_conn_exit_worker(cycle);
+}
+
+/* Files read at load ------------------------------------------------------ */
+
+int
+lb_http_conf_read_file(lb_conf_t *cf, config_setting_t *v, lb_str_t *out)
+{
+    const char   *file, *what = config_setting_name(v);
+    char         *path, *data;
+    struct stat   st;
+    size_t        got = 0;
+    ssize_t       n;
+    int           fd, err;
+
+    if (lb_conf_get_string(cf, v, &file) != LB_OK) {
+        return LB_ERROR;
+    }
+    path = lb_cycle_path(cf->pool, cf->cycle->prefix, file);
+    if (path == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what,
+                             strerror(errno));
+    }
+    if (fstat(fd, &st) == -1) {
+        err = errno;
+        close(fd);
+        return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what,
+                             strerror(err));
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > LB_HTTP_FILE_MAX) {
+        close(fd);
+        if (!S_ISREG(st.st_mode)) {
+            return lb_conf_error(cf, v, "\"%s\" (%s) is not a regular file", path, what);
+        }
+        return lb_conf_error(cf, v, "\"%s\" (%s) is larger than %d bytes: it is held in "
+                             "memory", path, what, LB_HTTP_FILE_MAX);
+    }
+    data = lb_palloc(cf->pool, (size_t) st.st_size + 1);
+    if (data == NULL) {
+        close(fd);
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    /* a file that grows meanwhile is cut at the size it had */
+    while (got < (size_t) st.st_size) {
+        n = read(fd, data + got, (size_t) st.st_size - got);
+        if (n <= 0) {
+            if (n == -1 && errno == EINTR) {
+                continue;
+            }
+            err = n == 0 ? 0 : errno;
+            close(fd);
+            return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what,
+                                 err ? strerror(err) : "it shrank while read");
+        }
+        got += (size_t) n;
+    }
+    close(fd);
+    data[got] = '\0';
+    out->data = data;
+    out->len = got;
+    return LB_OK;
+}
+
+/* error_pages = ( { status = [502, 504]; file = "conf/50x.html"; }, ... );
+ * at listener and route level. Every file is read now, so a missing one
+ * stops the load and serving one costs no system call. */
+static int
+lb_http_error_page_status(lb_conf_t *cf, config_setting_t *st, lb_http_error_pages_t *ep,
+                          const lb_str_t *body)
+{
+    long long  n;
+    size_t     i;
+
+    if (config_setting_type(st) != CONFIG_TYPE_INT && config_setting_type(st) != CONFIG_TYPE_INT64) {
+        return lb_conf_error(cf, st, "\"status\" of \"error_pages\" must be an integer or "
+                             "an array of them, not %s", lb_conf_type_name(st));
+    }
+    n = config_setting_get_int64(st);
+    if (n < 400 || n > 599) {
+        return lb_conf_error(cf, st, "\"status\" of \"error_pages\" must be between 400 "
+                             "and 599 (the errors lbd answers itself), got %lld", n);
+    }
+    for (i = 0; i < ep->npages; i++) {
+        if (ep->pages[i].status == (int) n) {
+            return lb_conf_error(cf, st, "status %lld has two error pages in %s", n,
+                                 cf->block);
+        }
+    }
+    ep->pages[ep->npages].status = (int) n;
+    ep->pages[ep->npages].body = *body;
+    ep->npages++;
+    return LB_OK;
+}
+
+static int
+lb_http_set_error_pages(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    static const char *const  names[] = { "status", "file", NULL };
+    lb_http_error_pages_t    *ep = (lb_http_error_pages_t *) ((char *) conf + s->offset);
+    config_setting_t         *g, *m, *st, *file;
+    const char               *hint;
+    lb_str_t                  body;
+    size_t                    max = 0;
+    int                       i, k, n, rc = LB_OK;
+
+    if (config_setting_type(v) != CONFIG_TYPE_LIST) {
+        return lb_conf_error(cf, v, "\"error_pages\" must be a list ( { status = 502; "
+                             "file = \"...\"; }, ... ), not %s", lb_conf_type_name(v));
+    }
+    n = config_setting_length(v);
+    for (i = 0; i < n; i++) {
+        st = config_setting_get_member(config_setting_get_elem(v, (unsigned) i), "status");
+        max += st == NULL ? 0 : config_setting_is_aggregate(st) ? (size_t) config_setting_length(st)
+                                                                : 1;
+    }
+    ep->set = true;
+    ep->npages = 0;
+    ep->pages = lb_pcalloc(cf->pool, (max ? max : 1) * sizeof(lb_http_error_page_t));
+    if (ep->pages == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+
+    for (i = 0; i < n; i++) {
+        g = config_setting_get_elem(v, (unsigned) i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+            rc = lb_conf_error(cf, g, "each entry of \"error_pages\" must be a group "
+                               "{ status = 502; file = \"...\"; }, not %s",
+                               lb_conf_type_name(g));
+            continue;
+        }
+        for (k = 0; k < config_setting_length(g); k++) {
+            m = config_setting_get_elem(g, (unsigned) k);
+            if (strcmp(config_setting_name(m), "status") == 0
+                || strcmp(config_setting_name(m), "file") == 0)
+            {
+                continue;
+            }
+            hint = lb_did_you_mean(config_setting_name(m), names);
+            rc = lb_conf_error(cf, m, "unknown setting \"%s\" in \"error_pages\" of %s%s%s%s",
+                               config_setting_name(m), cf->block,
+                               hint ? " (did you mean \"" : "", hint ? hint : "",
+                               hint ? "\"?)" : "");
+        }
+        st = config_setting_get_member(g, "status");
+        file = config_setting_get_member(g, "file");
+        if (st == NULL || file == NULL) {
+            rc = lb_conf_error(cf, g, "missing required setting \"%s\" in \"error_pages\" "
+                               "of %s", st ? "file" : "status", cf->block);
+            continue;
+        }
+        if (lb_http_conf_read_file(cf, file, &body) != LB_OK) {
+            rc = LB_ERROR;
+            continue;
+        }
+        if (!config_setting_is_aggregate(st)) {
+            rc = lb_http_error_page_status(cf, st, ep, &body) == LB_OK ? rc : LB_ERROR;
+            continue;
+        }
+        if (config_setting_length(st) == 0) {
+            rc = lb_conf_error(cf, st, "\"status\" of \"error_pages\" must not be empty");
+        }
+        for (k = 0; k < config_setting_length(st); k++) {
+            if (lb_http_error_page_status(cf, config_setting_get_elem(st, (unsigned) k), ep,
+                                          &body) != LB_OK)
+            {
+                rc = LB_ERROR;
+            }
+        }
+    }
+    return rc;
+}
+
+/* A route's allow and deny: a CIDR or an array of them, as the listener's. */
+static int
+lb_http_push_cidr(lb_conf_t *cf, config_setting_t *elt, const char *str, void *arg)
+{
+    char  err[128];
+
+    if (lb_cidr_list_add(arg, cf->pool, str, err, sizeof(err)) != LB_OK) {
+        return lb_conf_error(cf, elt, "invalid address block \"%s\": %s", str, err);
+    }
+    return LB_OK;
+}
+
+static int
+lb_http_set_cidrs(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    return lb_conf_each_string(cf, v, lb_http_push_cidr, (char *) conf + s->offset);
 }

@@ -21,6 +21,25 @@
  * while the head stays readable (for variables and the access log). */
 #define LB_HTTP_BODY_ROOM  16384
 
+/* error_pages (SPEC §3.3): for some statuses, the bytes of a file read at
+ * load are sent (as text/html) in place of lbd's short text body. */
+typedef struct {
+    int               status;
+    lb_str_t          body;         /* from the cycle's pool, shared by the
+                                       statuses of one entry */
+} lb_http_error_page_t;
+
+typedef struct {
+    lb_http_error_page_t  *pages;
+    size_t                 npages;
+    bool                   set;     /* written in this block: a route's
+                                       replace its listener's */
+} lb_http_error_pages_t;
+
+/* The longest file error_pages and return's body_file may name: these
+ * are sent from memory, kept for the life of the configuration. */
+#define LB_HTTP_FILE_MAX  (1024 * 1024)
+
 /* The http_core module's configuration of one http listener. */
 typedef struct {
     lb_msec_t         client_header_timeout;
@@ -35,8 +54,18 @@ typedef struct {
     lb_http_limits_t  limits;           /* the three above, for the parser */
     unsigned          uri_flags;        /* for lb_http_parse_uri */
     lb_http_access_log_t  access_log;
+    lb_http_error_pages_t error_pages;
     lb_listener_t    *listener;
 } lb_http_core_conf_t;
+
+/* The http_core module's configuration of one route: its error pages
+ * (its listener's unless it sets its own) and its allow / deny, which
+ * replace the listener's when either is set. */
+typedef struct {
+    lb_http_error_pages_t  error_pages;
+    lb_cidr_list_t         allow;
+    lb_cidr_list_t         deny;
+} lb_http_core_route_conf_t;
 
 /* What a connection holds only while a request is read or answered: the
  * parsed head and the read buffer's memory. Cached per worker and given
@@ -92,7 +121,9 @@ void lb_http_head_remove(lb_http_head_t *h, const char *name, size_t nlen);
  * took the request (then it calls lb_http_finalize when the response is
  * done). Filters edit a head on its way out, with the request's variables:
  * forward filters the head sent upstream, header filters every response
- * head lbd sends except its own error pages. NULL members are skipped. */
+ * head lbd sends, its own error responses included (hc->route is NULL
+ * for those that come before a route is chosen). NULL members are
+ * skipped. */
 typedef int (*lb_http_phase_pt)(lb_http_conn_t *hc);
 typedef int (*lb_http_filter_pt)(lb_http_conn_t *hc, lb_http_head_t *h,
                                  const lb_http_var_ctx_t *ctx);
@@ -138,6 +169,8 @@ struct lb_http_conn_s {
     const char           *out_tail;
     size_t                out_tail_len;
     size_t                out_sent;
+    const char           *out_body_data;    /* the body, when it is not in
+                                               out: a file read at load */
     bool                  out_malloced;
     lb_msec_t             linger_until;
 
@@ -206,6 +239,11 @@ void lb_http_abort(lb_http_conn_t *hc);
 /* Runs the connection's state machine (after a content handler set the
  * state to one of the core's own, e.g. by lb_http_generate). */
 void lb_http_run(lb_http_conn_t *hc);
+
+/* Reads the file named by setting v (relative to the prefix) whole into
+ * *out, from cf's pool, NUL-terminated (not counted); at most
+ * LB_HTTP_FILE_MAX bytes. Reports "FILE:LINE: ..." through cf on error. */
+int  lb_http_conf_read_file(lb_conf_t *cf, config_setting_t *v, lb_str_t *out);
 
 /* The listener handler of http listeners: takes an accepted connection. */
 void lb_http_init_connection(lb_conn_t *c);

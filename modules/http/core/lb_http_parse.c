@@ -776,7 +776,7 @@ lb_http_parse_semantics(lb_http_msg_t *msg, bool request)
     return LB_OK;
 }
 
-static void
+void
 lb_http_msg_reset(lb_http_msg_t *msg)
 {
     static const lb_str_t  empty = lb_null_string;

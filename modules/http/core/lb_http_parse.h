@@ -102,6 +102,10 @@ typedef struct {
 int lb_http_parse_request_head(lb_http_msg_t *msg, const char *buf, size_t len,
                                const lb_http_limits_t *limits);
 
+/* Empties msg (no method, no fields), as each parse begins: what a
+ * request that has not been parsed yet looks like to variables. */
+void lb_http_msg_reset(lb_http_msg_t *msg);
+
 /* Parses a response head (status line + fields) with the same rules, and
  * fails every error with 502: a bad answer is never the client's fault.
  * Differences: no empty lines before the status line; a status outside

@@ -609,13 +609,24 @@ lb_http_var_put_request(lb_http_var_out_t *out, const lb_http_msg_t *r)
 
 /* $host: the host routes matched (the Host field, or an absolute-form
  * target's authority) without its port and one trailing dot, lowercased;
- * "[::1]:80" -> "[::1]" */
+ * "[::1]:80" -> "[::1]". A request without one (HTTP/1.0 without Host)
+ * gets the address it came to, as nginx falls back to its server name:
+ * "https://$host/" must still name this server, never "https:///". */
 static void
-lb_http_var_put_host(lb_http_var_out_t *out, const lb_http_msg_t *r)
+lb_http_var_put_host(lb_http_var_out_t *out, const lb_http_msg_t *r,
+                     const lb_http_var_ctx_t *ctx)
 {
     lb_str_t  name;
+    bool      v6;
 
     lb_http_host_name(&r->host, &name);
+    if (name.len == 0) {
+        v6 = ctx->server_addr.len && memchr(ctx->server_addr.data, ':', ctx->server_addr.len);
+        lb_http_var_put(out, "[", v6 ? 1 : 0);
+        lb_http_var_put_lower(out, ctx->server_addr.data, ctx->server_addr.len);
+        lb_http_var_put(out, "]", v6 ? 1 : 0);
+        return;
+    }
     lb_http_var_put_lower(out, name.data, name.len);
 }
 
@@ -846,7 +857,7 @@ lb_http_var_put_part(lb_http_var_out_t *out, const lb_http_var_part_t *part,
     }
     switch (part->kind) {
     case LB_HTTP_VAR_HOST:
-        lb_http_var_put_host(out, r);
+        lb_http_var_put_host(out, r, ctx);
         return;
     case LB_HTTP_VAR_METHOD:
         lb_http_var_put_str(out, r->method);

@@ -74,7 +74,8 @@ typedef enum {
  *                 the name and the value trimmed; quotes kept.
  * $host is the request's host (the Host field, or the authority of an
  * absolute-form target) lowercased, without ":port" and one trailing dot
- * ("[::1]:80" -> "[::1]"); $uri is the normalised path
+ * ("[::1]:80" -> "[::1]"), or, without one, server_addr ("[::1]" for
+ * IPv6); $uri is the normalised path
  * (lb_http_parse_uri), $request_uri the target as sent; $status is "" while 0; $msec, $request_time and
  * $upstream_response_time are seconds with three decimals ("0.123");
  * $time_iso8601 is local time, "2026-11-25T10:59:46+00:00"; $time_local

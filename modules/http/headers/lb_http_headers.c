@@ -5,9 +5,9 @@
  * A route's edits are merged with its listener's at load: the listener's
  * come first, and a name the route edits drops the listener's edits of
  * that name (the route wins). request_headers apply to the request sent
- * upstream (a forward filter); response_headers to every response but
- * lbd's own error pages (a header filter): proxied ones, return and
- * redirect routes.
+ * upstream (a forward filter); response_headers to every response (a
+ * header filter): proxied ones, return and redirect routes, and lbd's own
+ * errors (the listener's alone when no route was chosen yet).
  */
 #include "lb_core.h"
 #include "lb_http.h"

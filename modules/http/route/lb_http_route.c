@@ -8,6 +8,8 @@
 #include "lb_http_route.h"
 #include "lb_http.h"
 
+#include <arpa/inet.h>
+
 #define PCRE2_CODE_UNIT_WIDTH  8
 #include <pcre2.h>
 
@@ -421,7 +423,10 @@ lb_route_set_method(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     return lb_conf_each_string(cf, v, lb_route_add_method, conf);
 }
 
-/* "Name", "Name: value" or "Name: ~regex" for header, cookie and query. */
+/* "Name", "Name: value" or "Name: ~regex" for header, cookie and query;
+ * cookie and query also take "Name=value" (and "Name=~regex"), the way
+ * they are written on the wire: neither a cookie name (a token) nor a
+ * parameter name as matched (cut at the first '=') can hold '='. */
 static int
 lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void *arg)
 {
@@ -434,7 +439,7 @@ lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void 
     size_t             nlen;
     bool               ok;
 
-    colon = strchr(text, ':');
+    colon = strcmp(what, "header") == 0 ? strchr(text, ':') : strpbrk(text, ":=");
     nlen = colon ? (size_t) (colon - text) : strlen(text);
     if (strcmp(what, "query") == 0) {
         ok = nlen > 0 && strcspn(text, "&=# \t") >= nlen;
@@ -442,8 +447,9 @@ lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void 
         ok = lb_route_is_token(text, nlen);     /* field and cookie names are tokens */
     }
     if (!ok) {
-        return lb_conf_error(cf, elt, "invalid %s \"%s\": expected \"Name\", \"Name: value\" "
+        return lb_conf_error(cf, elt, "invalid %s \"%s\": expected \"Name\", \"Name: value\"%s "
                              "or \"Name: ~regex\", where Name is a %s", what, text,
+                             strcmp(what, "header") == 0 ? "" : ", \"Name=value\"",
                              strcmp(what, "query") == 0 ? "parameter name"
                                                         : "token (RFC 9110 §5.6.2)");
     }
@@ -598,9 +604,9 @@ lb_route_get_status(lb_conf_t *cf, config_setting_t *v, bool redirect, int *stat
 static int
 lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
-    static const char *const  names[] = { "status", "body", "content_type", NULL };
+    static const char *const  names[] = { "status", "body", "body_file", "content_type", NULL };
     lb_route_conf_t          *rcf = conf;
-    config_setting_t         *m;
+    config_setting_t         *m, *file;
     const char               *type;
     int                       rc;
 
@@ -610,7 +616,13 @@ lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     }
     rc = lb_route_get_status(cf, v, false, &rcf->route.status);
     m = config_setting_get_member(v, "body");
-    if (m && lb_route_complex(cf, m, "body", &rcf->route.body, &rcf->body_src) != LB_OK) {
+    file = config_setting_get_member(v, "body_file");
+    if (m && file) {
+        rc = lb_conf_error(cf, file, "\"return\" of %s has both \"body\" and \"body_file\": "
+                           "give one", cf->block);
+    } else if (m && lb_route_complex(cf, m, "body", &rcf->route.body, &rcf->body_src) != LB_OK) {
+        rc = LB_ERROR;
+    } else if (file && lb_http_conf_read_file(cf, file, &rcf->route.body_file) != LB_OK) {
         rc = LB_ERROR;
     }
     m = config_setting_get_member(v, "content_type");
@@ -1473,38 +1485,97 @@ lb_http_route_ctl_fail(const char *fmt, const char *arg)
     return 1;
 }
 
-static lb_listener_t *
-lb_http_route_ctl_listener(lb_cycle_t *cycle, const char *name)
+/* The port of a listen address (0 for a unix socket). */
+static unsigned
+lb_http_route_addr_port(const lb_addr_t *a)
 {
-    lb_listener_t  *ls;
-    size_t          i;
+    if (a->u.sa.sa_family == AF_INET) {
+        return ntohs(a->u.sin.sin_port);
+    }
+    if (a->u.sa.sa_family == AF_INET6) {
+        return ntohs(a->u.sin6.sin6_port);
+    }
+    return 0;
+}
+
+/* The http listener a request for the URL would reach: the one called
+ * name when given; else, for a URL with a scheme, the first whose protocol
+ * is the scheme and that listens on the URL's port (80 and 443 by
+ * default), then the first on that port, then the first of that protocol;
+ * else the first http listener. NULL when there is none (or no such name). */
+static lb_listener_t *
+lb_http_route_ctl_listener(lb_cycle_t *cycle, const char *name, const char *scheme,
+                           unsigned port)
+{
+    lb_listener_t  *ls, *best = NULL;
+    size_t          i, k;
+    int             score, best_score = -1;
 
     for (i = 0; i < cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
         if (lb_http_route_list(ls) == NULL) {
             continue;
         }
-        if (name == NULL || strcmp(ls->name, name) == 0) {
-            return ls;
+        if (name) {
+            if (strcmp(ls->name, name) == 0) {
+                return ls;
+            }
+            continue;
+        }
+        score = 0;
+        for (k = 0; port && k < ls->addrs.nelts; k++) {
+            if (lb_http_route_addr_port(&lb_array_at(&ls->addrs, lb_addr_t, k)) == port) {
+                score = 2;
+            }
+        }
+        if (scheme && strcmp(ls->protocol, scheme) == 0) {
+            score++;
+        }
+        if (score > best_score) {
+            best = ls;
+            best_score = score;
         }
     }
-    return NULL;
+    return best;
+}
+
+/* "no http listener is called "x" (there are: a, b)" on stderr. */
+static int
+lb_http_route_ctl_no_listener(lb_cycle_t *cycle, const char *name)
+{
+    lb_listener_t  *ls;
+    const char     *sep = "";
+    size_t          i;
+
+    fprintf(stderr, "lbctl: no http listener is called \"%s\" (", name);
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        if (lb_http_route_list(ls)) {
+            fprintf(stderr, "%s%s\"%s\"", sep, *sep ? "" : "the http listeners are ",
+                    ls->name);
+            sep = ", ";
+        }
+    }
+    fprintf(stderr, "%s)\n", *sep ? "" : "the configuration has none");
+    return 1;
 }
 
 static int
 lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
 {
     static lb_http_msg_t     msg;
-    static char              req[16384], out[4096], uri[8192];
+    static char              req[16384], out[4096], uri[8192], server_addr[LB_IP_TEXT_LEN];
+    const lb_addr_t         *a;
     lb_http_core_conf_t     *hcf;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
-    const char              *method, *url, *path, *host = NULL, *listener = NULL;
+    const char              *method, *url, *path, *host = NULL, *listener = NULL, *colon;
     const lb_http_route_t   *r;
     lb_http_var_ctx_t        ctx;
     lb_listener_t           *ls;
     size_t                   caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES], n, hostlen = 0, i;
     bool                     has_host = false;
     int                      ncaps = 0, k, len;
+    unsigned                 port = 0;
 
     if (argc < 3) {
         return lb_http_route_ctl_fail("usage: %s", lb_http_route_commands[0].usage);
@@ -1523,6 +1594,10 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         path = strchr(host, '/');
         hostlen = path ? (size_t) (path - host) : strlen(host);
         path = path ? path : "/";
+        /* the port picks the listener: after "]" for "[::1]:8443" */
+        colon = memchr(host, ']', hostlen);
+        colon = memchr(colon ? colon : host, ':', hostlen - (size_t) ((colon ? colon : host) - host));
+        port = colon ? (unsigned) strtoul(colon + 1, NULL, 10) : ctx.scheme.len == 5 ? 443 : 80;
     } else if (url[0] == '/') {
         path = url;
     } else {
@@ -1561,13 +1636,25 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     memcpy(req + n, "\r\n", 2);
     n += 2;
 
-    ls = lb_http_route_ctl_listener(cycle, listener);
+    ls = lb_http_route_ctl_listener(cycle, listener, host ? ctx.scheme.data : NULL, port);
     if (ls == NULL) {
-        return lb_http_route_ctl_fail(listener ? "no http listener is called \"%s\""
-                                               : "%sthe configuration has no http listener",
-                                      listener ? listener : "");
+        return listener ? lb_http_route_ctl_no_listener(cycle, listener)
+                        : lb_http_route_ctl_fail("%sthe configuration has no http listener", "");
     }
     hcf = ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
+
+    /* $host of a request without Host is the address it came to: the
+     * listener's first, unless it is a wildcard */
+    a = ls->addrs.nelts ? &lb_array_at(&ls->addrs, lb_addr_t, 0) : NULL;
+    if (a && !a->wildcard && (a->u.sa.sa_family == AF_INET || a->u.sa.sa_family == AF_INET6)
+        && inet_ntop(a->u.sa.sa_family, a->u.sa.sa_family == AF_INET
+                                         ? (const void *) &a->u.sin.sin_addr
+                                         : (const void *) &a->u.sin6.sin6_addr,
+                     server_addr, sizeof(server_addr)) != NULL)
+    {
+        ctx.server_addr.data = server_addr;
+        ctx.server_addr.len = strlen(server_addr);
+    }
 
     /* the listener's own parse and path normalisation, as a request gets */
     if (lb_http_parse_request_head(&msg, req, n, &limits) != LB_OK
@@ -1622,7 +1709,7 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
         break;
     case LB_HTTP_ROUTE_RETURN:
-        n = r->body ? lb_http_complex_eval(r->body, &ctx, NULL, 0) : 0;
+        n = r->body ? lb_http_complex_eval(r->body, &ctx, NULL, 0) : r->body_file.len;
         printf("action: return %d (%s, %zu bytes of body)\n", r->status, r->content_type, n);
         break;
     case LB_HTTP_ROUTE_REDIRECT:

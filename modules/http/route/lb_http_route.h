@@ -26,7 +26,8 @@
  *   never match. Extension methods ("PURGE") are allowed.
  * - header, cookie, query: a string or an array of strings, all of which
  *   must hold; each is "Name" (present), "Name: value" (equal, exactly,
- *   case-sensitive) or "Name: ~regex" (searched). header: the name is
+ *   case-sensitive) or "Name: ~regex" (searched); cookie and query also
+ *   take "Name=value" and "Name=~regex", as on the wire. header: the name is
  *   case-insensitive and the condition holds when any field of that name
  *   matches (values are trimmed by the parser). cookie: the first cookie
  *   of that (case-sensitive) name across every Cookie field. query: the
@@ -77,6 +78,8 @@ typedef struct lb_http_route_s {
     /* return and redirect */
     int                      status;
     lb_http_complex_t       *body;          /* return; NULL: empty body */
+    lb_str_t                 body_file;     /* return: body_file's bytes, read
+                                               at load; data NULL: none */
     const char              *content_type;  /* return */
     lb_http_complex_t       *location;      /* redirect */
 

@@ -76,14 +76,20 @@ HEAD_CASES = [
     ("cl_space_before_colon", post(b"Content-Length : 5\r\n", b"hello"), S400),
     ("cl_over_max_body_size", post(b"Content-Length: %d\r\n" % (MAX_BODY + 1),
                                    SMUGGLED.ljust(MAX_BODY + 1, b"x")), S413),
-    # Transfer-Encoding: "chunked", alone, once, in HTTP/1.1 (§6.1)
-    ("te_gzip", post(b"Transfer-Encoding: gzip\r\n", b"hello"), S501),
-    ("te_identity", post(b"Transfer-Encoding: identity\r\n", b"hello"), S501),
+    # Transfer-Encoding: "chunked", alone, once, in HTTP/1.1 (§6.1). A final
+    # coding other than chunked leaves the length unknown: 400 and close
+    # (§6.3; these were 501 until a conformance run flagged "chunked, gzip");
+    # an unknown coding before a final chunked is 501
+    ("te_gzip", post(b"Transfer-Encoding: gzip\r\n", b"hello"), S400),
+    ("te_identity", post(b"Transfer-Encoding: identity\r\n", b"hello"), S400),
     ("te_chunked_then_gzip", post(b"Transfer-Encoding: chunked, gzip\r\n",
-                                  b"0\r\n\r\n"), S501),
+                                  b"0\r\n\r\n"), S400),
+    ("te_chunked_then_gzip_in_two_fields", post(b"Transfer-Encoding: chunked\r\n"
+                                                b"Transfer-Encoding: gzip\r\n",
+                                                b"0\r\n\r\n"), S400),
     ("te_gzip_then_chunked", post(b"Transfer-Encoding: gzip, chunked\r\n",
                                   b"0\r\n\r\n"), S501),
-    ("te_xchunked", post(b"Transfer-Encoding: xchunked\r\n", b"0\r\n\r\n"), S501),
+    ("te_xchunked", post(b"Transfer-Encoding: xchunked\r\n", b"0\r\n\r\n"), S400),
     ("te_chunked_twice_in_a_list", post(b"Transfer-Encoding: chunked, chunked\r\n",
                                         b"0\r\n\r\n"), S400),
     ("te_chunked_in_two_fields", post(b"Transfer-Encoding: chunked\r\n"

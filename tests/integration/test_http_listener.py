@@ -449,10 +449,17 @@ def test_malformed_requests_are_logged_with_the_reason(lbd):
     lbd.wait_log(log_line("info", r"\*\d+ client 127\.0\.0\.1:\d+: 400: .+"))
 
 
-def test_unknown_transfer_coding_is_501(lbd):
+def test_unknown_transfer_coding_before_chunked_is_501(lbd):
     lbd.start(http_conf())
-    req = b"POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"
+    req = b"POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
     assert_refused(exchange(lbd.address, req), b"HTTP/1.1 501 Not Implemented")
+
+
+def test_final_transfer_coding_other_than_chunked_is_400(lbd):
+    # RFC 9112 §6.3: the length cannot be known; 400 and close (was 501)
+    lbd.start(http_conf())
+    req = b"POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+    assert_refused(exchange(lbd.address, req), b"HTTP/1.1 400 Bad Request")
 
 
 # Timeouts -------------------------------------------------------------------

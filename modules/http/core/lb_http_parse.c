@@ -534,11 +534,14 @@ lb_http_parse_content_length(lb_http_msg_t *msg, const lb_str_t *value,
     return LB_OK;
 }
 
-/* Transfer-Encoding (RFC 9112 §6.1), over every field carrying it: only
- * "chunked", once, alone, is accepted. Anything else we cannot decode is
- * 501 (§6.1: a server that receives an unknown coding SHOULD answer 501);
- * an empty element, a coding with parameters or chunked twice is a
- * malformed field and 400: tolerating those is how smuggling starts. */
+/* Transfer-Encoding (RFC 9112 §6.1), over every field carrying it, in
+ * order: the final coding must be "chunked", or the length of the body
+ * cannot be known and the answer is 400 (§6.3: a request whose final
+ * coding is not chunked gets 400 and a close). "chunked" before the final
+ * coding, twice, an empty element or a coding with parameters is a
+ * malformed field and 400 too: tolerating those is how smuggling starts.
+ * A coding before a final "chunked" that we cannot decode is 501 (§6.1:
+ * a server that receives an unknown coding SHOULD answer 501). */
 static int
 lb_http_check_transfer_encoding(lb_http_msg_t *msg)
 {
@@ -546,6 +549,7 @@ lb_http_check_transfer_encoding(lb_http_msg_t *msg)
     const char              *p;
     lb_str_t                 elem;
     size_t                   pos, nchunked = 0, nother = 0;
+    bool                     final_chunked = false;
 
     for (h = msg->headers; h < last; h++) {
         if (!lb_http_eq_lit(&h->name, "transfer-encoding")) {
@@ -561,18 +565,22 @@ lb_http_check_transfer_encoding(lb_http_msg_t *msg)
                     return lb_http_fail(msg, 400, "malformed Transfer-Encoding");
                 }
             }
-            if (lb_http_eq_lit(&elem, "chunked")) {
+            final_chunked = lb_http_eq_lit(&elem, "chunked");
+            if (final_chunked) {
                 nchunked++;
             } else {
                 nother++;
             }
         }
     }
-    if (nother != 0) {
-        return lb_http_fail(msg, 501, "transfer coding other than chunked");
+    if (!final_chunked) {
+        return lb_http_fail(msg, 400, "final transfer coding is not chunked");
     }
     if (nchunked != 1) {
         return lb_http_fail(msg, 400, "chunked applied more than once");
+    }
+    if (nother != 0) {
+        return lb_http_fail(msg, 501, "transfer coding other than chunked");
     }
     return LB_OK;
 }

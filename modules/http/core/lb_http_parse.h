@@ -89,12 +89,13 @@ typedef struct {
  * obsolete line folding; a bare CR or LF; NUL or other control characters
  * in a field; both Content-Length and Transfer-Encoding; a malformed or
  * repeated Content-Length (even "5, 5": no real client sends it, and the
- * next hop might read it differently); Transfer-Encoding in HTTP/1.0 or
- * with an empty element, parameters or chunked twice; a missing Host in
+ * next hop might read it differently); Transfer-Encoding in HTTP/1.0, or
+ * whose final coding is not chunked, or with an empty element, parameters
+ * or chunked twice; a missing Host in
  * HTTP/1.1, more than one Host, an empty or invalid Host (see
  * lb_http_valid_host in the source: no '%', at most one trailing dot, a
- * port of digits up to 65535). 501: a transfer coding other than chunked
- * (alone and last). 414 as soon as the target is longer than max_uri; 431
+ * port of digits up to 65535). 501: a coding other than chunked before
+ * the final chunked. 414 as soon as the target is longer than max_uri; 431
  * as soon as len passes max_header_size without a complete head. Calling
  * it again with more bytes re-parses from the start of buf: heads are
  * short and this keeps the state trivial. msg->uri stays empty: the

@@ -14,6 +14,55 @@
 static lb_cycle_t  *lb_access_worker_cycle;     /* the worker's files */
 static lb_timer_t   lb_access_timer;
 
+int
+lb_access_log_group(lb_conf_t *cf, config_setting_t *v, const char *const *names,
+                    config_setting_t **path_s, const char **path)
+{
+    config_setting_t   *m;
+    const char *const  *p;
+    unsigned            i;
+    int                 rc = LB_OK;
+
+    *path_s = NULL;
+    *path = NULL;
+    if (config_setting_type(v) == CONFIG_TYPE_STRING
+        && strcmp(config_setting_get_string(v), "off") == 0)
+    {
+        return LB_DECLINED;
+    }
+    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
+        return lb_conf_error(cf, v, "access_log must be a group { path = \"...\"; "
+                             "format = \"...\"; } or \"off\", not %s",
+                             lb_conf_type_name(v));
+    }
+    for (i = 0; i < (unsigned) config_setting_length(v); i++) {
+        m = config_setting_get_elem(v, i);
+        for (p = names; *p && strcmp(*p, config_setting_name(m)) != 0; p++) {
+            /* search */
+        }
+        if (*p == NULL) {
+            rc = lb_conf_unknown_name(cf, m, "access_log", names);
+        }
+    }
+    *path_s = config_setting_get_member(v, "path");
+    if (*path_s == NULL) {
+        return lb_conf_error(cf, v, "access_log needs a path (or \"off\")");
+    }
+    if (lb_conf_get_string(cf, *path_s, path) != LB_OK) {
+        *path = NULL;
+        return LB_ERROR;
+    }
+    if (strcmp(*path, "off") == 0) {
+        *path = NULL;
+        return rc == LB_OK ? LB_DECLINED : rc;
+    }
+    if ((*path)[0] == '\0') {
+        *path = NULL;
+        return lb_conf_error(cf, *path_s, "access_log path is empty");
+    }
+    return rc;
+}
+
 lb_access_file_t *
 lb_access_file_get(lb_conf_t *cf, config_setting_t *v, const char *path)
 {

@@ -34,6 +34,15 @@ struct lb_access_file_s {
  * path setting, for errors. NULL (reported) when out of memory. */
 lb_access_file_t *lb_access_file_get(lb_conf_t *cf, config_setting_t *v, const char *path);
 
+/* The common part of an `access_log` setting, for every module that has
+ * one: the string "off" or a group whose member names are all in names
+ * (each other one reported, with the valid ones) and whose `path` is a
+ * non-empty string. LB_DECLINED: the log is off. LB_OK: *path_s and *path
+ * are set. LB_ERROR: reported; when *path is set even so, the caller may
+ * go on checking its other members, so that one pass reports them all. */
+int  lb_access_log_group(lb_conf_t *cf, config_setting_t *v, const char *const *names,
+                         config_setting_t **path_s, const char **path);
+
 /* Master, before forking a cycle's workers: opens every file of the cycle
  * for appending; the descriptors close with the cycle. LB_ERROR (logged
  * as "FILE:LINE: cannot open access log ...") when one cannot be opened. */

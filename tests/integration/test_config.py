@@ -171,6 +171,11 @@ BROKEN = [
      '    routes = ( { upstream = "backend"; } ); }\n);\n',
      8, 'unknown setting "escpe" in access_log (did you mean "escape"?); '
         'valid here: escape, format, path'),
+    ("unknown_member_of_a_stream_access_log",
+     UPSTREAM + 'listeners = (\n  { protocol = "tcp"; listen = "127.0.0.1:8080";\n'
+     '    upstream = "backend"; access_log = { path = "a.log"; fromat = "json"; }; }\n);\n',
+     8, 'unknown setting "fromat" in access_log (did you mean "format"?); '
+        'valid here: format, path'),
     ("bad_access_log_escape",
      UPSTREAM + 'listeners = (\n  { protocol = "http"; listen = "127.0.0.1:8080";\n'
      '    access_log = { path = "a.log"; format = "$uri"; escape = "jsn"; };\n'

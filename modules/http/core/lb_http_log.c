@@ -68,47 +68,25 @@ lb_http_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void 
 {
     static const char *const  names[] = { "path", "format", "escape", NULL };
     lb_http_access_log_t     *log = (lb_http_access_log_t *) ((char *) conf + s->offset);
-    config_setting_t         *path_s, *format_s, *escape_s, *m;
-    const char               *path = NULL, *format = "combined", *text, *const *p;
+    config_setting_t         *path_s, *format_s, *escape_s;
+    const char               *path, *format = "combined", *text;
     char                      err[256];
     unsigned                  i;
-    int                       n, rc = LB_OK;
+    int                       rc;
 
-    if (config_setting_type(v) == CONFIG_TYPE_STRING
-        && strcmp(config_setting_get_string(v), "off") == 0)
-    {
+    rc = lb_access_log_group(cf, v, names, &path_s, &path);
+    if (rc == LB_DECLINED) {
         return LB_OK;
     }
-    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
-        return lb_conf_error(cf, v, "access_log must be a group { path = \"...\"; "
-                             "format = \"...\"; } or \"off\", not %s",
-                             lb_conf_type_name(v));
+    if (path == NULL) {
+        return LB_ERROR;
     }
-    n = config_setting_length(v);
-    for (i = 0; i < (unsigned) n; i++) {
-        m = config_setting_get_elem(v, i);
-        for (p = names; *p && strcmp(*p, config_setting_name(m)) != 0; p++) { /* search */ }
-        if (*p == NULL) {
-            rc = lb_conf_unknown_name(cf, m, "access_log", names);
-        }
-    }
-    path_s = config_setting_get_member(v, "path");
     format_s = config_setting_get_member(v, "format");
     escape_s = config_setting_get_member(v, "escape");
-    if (path_s == NULL) {
-        return lb_conf_error(cf, v, "access_log needs a path (or \"off\")");
-    }
-    if (lb_conf_get_string(cf, path_s, &path) != LB_OK
-        || (format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK)
+    if ((format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK)
         || (escape_s && lb_http_log_escape(cf, escape_s, &log->escape) != LB_OK))
     {
         return LB_ERROR;
-    }
-    if (strcmp(path, "off") == 0) {
-        return rc;
-    }
-    if (path[0] == '\0') {
-        return lb_conf_error(cf, path_s, "access_log path is empty");
     }
 
     if (strcmp(format, "json") == 0) {

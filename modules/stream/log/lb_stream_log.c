@@ -218,46 +218,23 @@ lb_stream_log_compile(lb_conf_t *cf, lb_stream_log_conf_t *lcf, const char *text
 static int
 lb_stream_log_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
-    lb_stream_log_conf_t  *lcf = conf;
-    config_setting_t      *path_s, *format_s, *m;
-    const char            *path = NULL, *format = NULL;
-    char                   err[512];
-    unsigned               i;
+    static const char *const  names[] = { "path", "format", NULL };
+    lb_stream_log_conf_t     *lcf = conf;
+    config_setting_t         *path_s, *format_s;
+    const char               *path, *format = NULL;
+    char                      err[512];
+    int                       rc;
 
-    if (config_setting_type(v) == CONFIG_TYPE_STRING
-        && strcmp(config_setting_get_string(v), "off") == 0)
-    {
+    rc = lb_access_log_group(cf, v, names, &path_s, &path);
+    if (rc == LB_DECLINED) {
         return LB_OK;
     }
-    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
-        return lb_conf_error(cf, v, "access_log must be a group { path = \"...\"; "
-                             "format = \"...\"; } or \"off\", not %s",
-                             lb_conf_type_name(v));
-    }
-    for (i = 0; i < (unsigned) config_setting_length(v); i++) {
-        m = config_setting_get_elem(v, i);
-        if (strcmp(config_setting_name(m), "path") != 0
-            && strcmp(config_setting_name(m), "format") != 0)
-        {
-            return lb_conf_error(cf, m, "unknown setting \"%s\" in access_log "
-                                 "(it takes path and format)", config_setting_name(m));
-        }
-    }
-    path_s = config_setting_get_member(v, "path");
-    format_s = config_setting_get_member(v, "format");
-    if (path_s == NULL) {
-        return lb_conf_error(cf, v, "access_log needs a path (or \"off\")");
-    }
-    if (lb_conf_get_string(cf, path_s, &path) != LB_OK
-        || (format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK))
-    {
+    if (rc != LB_OK) {
         return LB_ERROR;
     }
-    if (strcmp(path, "off") == 0) {
-        return LB_OK;
-    }
-    if (path[0] == '\0') {
-        return lb_conf_error(cf, path_s, "access_log path is empty");
+    format_s = config_setting_get_member(v, "format");
+    if (format_s && lb_conf_get_string(cf, format_s, &format) != LB_OK) {
+        return LB_ERROR;
     }
     if (format && strcmp(format, "json") == 0) {
         lcf->format = LB_STREAM_LOG_JSON;

@@ -7,13 +7,12 @@
  * handshake and the I/O layer live in core/lb_tls.c.
  */
 #include "lb_core.h"
+#include "lb_crypto.h"
 #include "lb_tls.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/core_names.h>
-#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <ctype.h>
@@ -74,15 +73,18 @@ static unsigned char  lb_tls_secret[32];
 static bool           lb_tls_have_secret;
 
 static void
-lb_tls_derive(uint64_t period, const char *label, unsigned char out[32])
+lb_tls_derive(uint64_t period, const char *label, unsigned char out[LB_HMAC_SHA256_LEN])
 {
     unsigned char  msg[24];
-    unsigned int   len = 32;
 
     memset(msg, 0, sizeof(msg));
     memcpy(msg, label, strlen(label));
     memcpy(msg + 16, &period, sizeof(period));
-    HMAC(EVP_sha256(), lb_tls_secret, sizeof(lb_tls_secret), msg, sizeof(msg), out, &len);
+    if (lb_hmac_sha256(lb_tls_secret, sizeof(lb_tls_secret), msg, sizeof(msg), out) != LB_OK) {
+        /* no key to derive: a random one still encrypts, and only costs
+         * a full handshake to a client with a ticket from another worker */
+        lb_random_bytes(out, LB_HMAC_SHA256_LEN);
+    }
 }
 
 /* The keys of a period, derived once: a handshake would otherwise pay
@@ -138,7 +140,7 @@ lb_tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
     uint64_t  now = (uint64_t) time(NULL) / LB_TLS_TICKET_PERIOD, p;
 
     if (enc) {
-        if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1) {
+        if (lb_random_bytes(iv, (size_t) EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != LB_OK) {
             return -1;
         }
         memcpy(key_name, lb_tls_key(now)->name, 16);
@@ -162,7 +164,7 @@ static int
 lb_tls_init_master(lb_cycle_t *cycle)
 {
     if (!lb_tls_have_secret) {
-        if (RAND_bytes(lb_tls_secret, sizeof(lb_tls_secret)) != 1) {
+        if (lb_random_bytes(lb_tls_secret, sizeof(lb_tls_secret)) != LB_OK) {
             lb_log_error(0, "cannot draw the TLS session ticket secret: %s",
                          lb_tls_error_text());
             return LB_ERROR;

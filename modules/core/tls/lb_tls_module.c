@@ -4,7 +4,8 @@
  * resumption by tickets (keys shared by every worker, rotated) and by a
  * session cache, client certificates. Builds one OpenSSL context per
  * certificate at load and gives the listener the TLS accept step; the
- * handshake and the I/O layer live in core/lb_tls.c.
+ * handshake and the I/O layer live in core/lb_tls.c. With it, this module
+ * is the TLS seam (core/lb_tls.h): the one module that uses OpenSSL.
  */
 #include "lb_core.h"
 #include "lb_crypto.h"
@@ -13,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <ctype.h>
@@ -43,8 +45,8 @@ static int   lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_se
                                  void *conf);
 static void *lb_tls_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int   lb_tls_init_conf(lb_conf_t *cf);
 static int   lb_tls_init_master(lb_cycle_t *cycle);
-static lb_tls_upstream_t *lb_tls_upstream(void **confs);
 
 static const char *const  lb_tls_protocols[] = { "tls", "https", NULL };
 
@@ -57,7 +59,7 @@ static const lb_setting_t  lb_tls_settings[] = {
 lb_module_t  lb_core_tls_module = {
     "core_tls", LB_MODULE_CORE, lb_tls_protocols, lb_tls_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM,
-    lb_tls_create_conf, lb_tls_merge_conf, NULL,
+    lb_tls_create_conf, lb_tls_merge_conf, lb_tls_init_conf,
     lb_tls_init_master, NULL, NULL, NULL, 0, NULL
 };
 
@@ -176,12 +178,13 @@ lb_tls_init_master(lb_cycle_t *cycle)
 
 /* Configuration --------------------------------------------------------------- */
 
-static lb_tls_listener_t *
-lb_tls_listener_conf(lb_listener_t *ls)
+/* The accept step of tls and https listeners. */
+static void
+lb_tls_accept_step(lb_conn_t *c)
 {
-    lb_tls_conf_t  *tcf = lb_get_conf(ls->confs, lb_core_tls_module);
+    lb_tls_conf_t  *tcf = lb_get_conf(c->listener->confs, lb_core_tls_module);
 
-    return &tcf->tl;
+    lb_tls_accept(c, &tcf->tl);
 }
 
 static void *
@@ -189,8 +192,6 @@ lb_tls_create_conf(lb_conf_t *cf, unsigned ctx)
 {
     lb_tls_conf_t  *tcf;
 
-    lb_tls_listener_of = lb_tls_listener_conf;
-    lb_tls_upstream_of = lb_tls_upstream;
     if (ctx == LB_CTX_UPSTREAM) {
         return lb_pcalloc(cf->pool, sizeof(lb_tls_upstream_t));
     }
@@ -728,11 +729,19 @@ lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
 }
 
 static lb_tls_upstream_t *
-lb_tls_upstream(void **confs)
+lb_tls_upstream_conf(void **confs)
 {
-    lb_tls_upstream_t  *ut = confs ? lb_get_conf(confs, lb_core_tls_module) : NULL;
+    lb_tls_upstream_t  *ut = lb_get_conf(confs, lb_core_tls_module);
 
     return ut && ut->ctx ? ut : NULL;
+}
+
+/* Tells the core where upstreams keep their tls groups (lb_tls_upstream). */
+static int
+lb_tls_init_conf(lb_conf_t *cf)
+{
+    lb_tls_set_upstream_lookup(lb_tls_upstream_conf);
+    return LB_OK;
 }
 
 static int

@@ -214,6 +214,27 @@ lb_core_protocols(const char **out, size_t max)
     return n;
 }
 
+/* SOCK_DGRAM when a module that serves protocol says it carries
+ * datagrams (LB_MODULE_DGRAM), else SOCK_STREAM. */
+static int
+lb_core_protocol_socktype(const char *protocol)
+{
+    const char *const  *p;
+    size_t              i;
+
+    for (i = 0; i < lb_nmodules; i++) {
+        if (!(lb_all_modules[i]->flags & LB_MODULE_DGRAM)) {
+            continue;
+        }
+        for (p = lb_all_modules[i]->protocols; p && *p; p++) {
+            if (strcmp(*p, protocol) == 0) {
+                return SOCK_DGRAM;
+            }
+        }
+    }
+    return SOCK_STREAM;
+}
+
 static int
 lb_core_parse_listener(lb_conf_t *cf, config_setting_t *g, unsigned i)
 {
@@ -262,7 +283,7 @@ lb_core_parse_listener(lb_conf_t *cf, config_setting_t *g, unsigned i)
     }
     *lsp = ls;
     ls->protocol = protocols[k];
-    ls->socktype = SOCK_STREAM;
+    ls->socktype = lb_core_protocol_socktype(ls->protocol);
     ls->file = lb_pstrdup(cf->pool, lb_conf_file(cf, g));
     ls->line = (int) config_setting_source_line(g);
 
@@ -336,17 +357,18 @@ lb_addr_resolve_unix(lb_conf_t *cf, lb_addr_t *a)
 
 /* accept_proxy_protocol: the PROXY step goes first, so that a TLS
  * handshake after it and allow/deny in the handler see the header's
- * client. Datagrams carry no header: refused for udp here, and for any
- * other datagram listener in lb_core_init_conf. */
+ * client. Datagrams carry no header: refused for the listeners of
+ * LB_MODULE_DGRAM protocols here, and in lb_core_init_conf for any
+ * listener a module made a datagram one itself. */
 static int
 lb_core_proxy_protocol_step(lb_conf_t *cf)
 {
     config_setting_t  *v = config_setting_get_member(cf->group, "accept_proxy_protocol");
 
-    if (strcmp(cf->protocol, "udp") == 0) {
+    if (cf->listener->socktype != SOCK_STREAM) {
         return lb_conf_error(cf, v ? v : cf->group, "\"accept_proxy_protocol\" is for "
-                             "stream listeners (tcp, http, ...); a udp listener cannot "
-                             "read PROXY protocol headers");
+                             "stream listeners (tcp, http, ...); a %s listener cannot "
+                             "read PROXY protocol headers", cf->protocol);
     }
     if (lb_listener_add_step(cf->listener, lb_proxy_protocol_accept_step) != LB_OK) {
         return lb_conf_error(cf, v ? v : cf->group, "too many accept steps on %s",

@@ -105,11 +105,16 @@ struct lb_module_s {
      * error (cf->block_failed is then true), for a module whose merge
      * parses nested blocks (a listener's routes), so that their errors are
      * reported in the same pass; it must cope with settings that kept
-     * their defaults. Other merges run only on a block without errors. */
+     * their defaults. Other merges run only on a block without errors.
+     * LB_MODULE_DGRAM: the protocols this module serves carry datagrams:
+     * their listeners get SOCK_DGRAM sockets (ls->socktype, set before
+     * the block is parsed), which are not accepted from but handed to the
+     * handler each, and take no accept steps. */
     unsigned                flags;
 };
 
 #define LB_MODULE_MERGE_ON_ERROR  0x01
+#define LB_MODULE_DGRAM           0x02
 
 /* The module command called name, or NULL. */
 const lb_ctl_command_t *lb_module_command(const char *name);

@@ -1,6 +1,7 @@
 /*
- * lb_tls.c: the TLS I/O layer (OpenSSL) and the handshakes: the accept
- * step of TLS listeners and the client handshake of upstream connections.
+ * lb_tls.c: the TLS seam's implementation (OpenSSL): the I/O layer, the
+ * handshakes (the accept step of TLS listeners, the client handshake of
+ * upstream connections) and what modules may ask about a TLS connection.
  * Everything non-blocking: a call that would block clears the ready flag
  * of the event it waits for and returns LB_AGAIN, as the plain layer does.
  */
@@ -8,11 +9,11 @@
 #include "lb_tls.h"
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <limits.h>
 
-lb_tls_listener_t *(*lb_tls_listener_of)(lb_listener_t *ls);
-lb_tls_upstream_t *(*lb_tls_upstream_of)(void **confs);
+static lb_tls_upstream_t *(*lb_tls_upstream_lookup)(void **confs);
 
 /* Small writes gathered into one record: a response head and a short body
  * go out as one record, not two. */
@@ -140,7 +141,7 @@ lb_tls_close(lb_conn_t *c)
     }
 }
 
-const lb_io_t  lb_io_tls = {
+static const lb_io_t  lb_io_tls = {
     lb_tls_recv, lb_tls_send, lb_tls_sendv, lb_tls_shutdown, false, lb_tls_close
 };
 
@@ -339,10 +340,9 @@ lb_tls_sniff_handler(lb_event_t *ev)
 }
 
 void
-lb_tls_accept_step(lb_conn_t *c)
+lb_tls_accept(lb_conn_t *c, const lb_tls_listener_t *tl)
 {
-    lb_tls_listener_t  *tl = lb_tls_listener_of(c->listener);
-    SSL                *ssl;
+    SSL  *ssl;
 
     ssl = SSL_new(tl->ctx);
     if (ssl == NULL || !SSL_set_fd(ssl, c->fd)) {
@@ -381,6 +381,9 @@ typedef struct {
     void  (*done)(lb_conn_t *c, bool ok);
 } lb_tls_client_t;
 
+/* The read event's timer is the handshake's deadline; the write event's,
+ * set to 0 by lb_tls_connect, its first step, so that done never runs
+ * inside lb_tls_connect. Both are gone when done is called. */
 static void
 lb_tls_client_handler(lb_event_t *ev)
 {
@@ -390,19 +393,24 @@ lb_tls_client_handler(lb_event_t *ev)
 
     if (ev->timedout) {
         ev->timedout = 0;
-        lb_log_info("*%llu upstream %s: TLS handshake timed out", (unsigned long long) c->id,
-                    c->peer_text);
-        done(c, false);
-        return;
+        if (!ev->write) {
+            lb_log_info("*%llu upstream %s: TLS handshake timed out",
+                        (unsigned long long) c->id, c->peer_text);
+            lb_event_timer_del(&c->write);
+            done(c, false);
+            return;
+        }
     }
     rc = lb_tls_handshake_step(c);
     if (rc != LB_AGAIN) {
+        lb_event_timer_del(&c->read);
+        lb_event_timer_del(&c->write);
         done(c, rc == LB_OK);
     }
 }
 
 int
-lb_tls_connect(lb_conn_t *c, SSL_CTX *ctx, const char *sni, lb_msec_t timeout,
+lb_tls_connect(lb_conn_t *c, lb_tls_ctx_t *ctx, const char *sni, lb_msec_t timeout,
                void (*done)(lb_conn_t *c, bool ok))
 {
     SSL  *ssl = SSL_new(ctx);
@@ -423,18 +431,52 @@ lb_tls_connect(lb_conn_t *c, SSL_CTX *ctx, const char *sni, lb_msec_t timeout,
     c->write.handler = lb_tls_client_handler;
     lb_event_timer_set(&c->read, timeout);
     c->write.ready = 1;
-    lb_tls_client_handler(&c->write);
+    lb_event_timer_set(&c->write, 0);
     return LB_OK;
 }
 
-/* Variables ------------------------------------------------------------------ */
+const char *
+lb_tls_verify_error(lb_conn_t *c)
+{
+    long  vr;
+
+    if (lb_conn_is_tls(c)) {
+        vr = SSL_get_verify_result(c->io_ctx);
+        if (vr != X509_V_OK) {
+            return X509_verify_cert_error_string(vr);
+        }
+    }
+    return lb_tls_error_text();
+}
+
+/* Upstreams ------------------------------------------------------------------- */
+
+void
+lb_tls_set_upstream_lookup(lb_tls_upstream_t *(*lookup)(void **confs))
+{
+    lb_tls_upstream_lookup = lookup;
+}
+
+lb_tls_upstream_t *
+lb_tls_upstream(void **confs)
+{
+    return lb_tls_upstream_lookup && confs ? lb_tls_upstream_lookup(confs) : NULL;
+}
+
+/* What modules may ask ----------------------------------------------------------- */
+
+bool
+lb_conn_is_tls(const lb_conn_t *c)
+{
+    return c->io == &lb_io_tls && c->io_ctx != NULL;
+}
 
 const char *
 lb_tls_sni(lb_conn_t *c)
 {
     const char  *s;
 
-    if (c->io != &lb_io_tls) {
+    if (!lb_conn_is_tls(c)) {
         return "";
     }
     s = SSL_get_servername(c->io_ctx, TLSEXT_NAMETYPE_host_name);
@@ -444,7 +486,7 @@ lb_tls_sni(lb_conn_t *c)
 const char *
 lb_tls_protocol(lb_conn_t *c)
 {
-    return c->io == &lb_io_tls ? SSL_get_version(c->io_ctx) : "";
+    return lb_conn_is_tls(c) ? SSL_get_version(c->io_ctx) : "";
 }
 
 const char *
@@ -452,7 +494,7 @@ lb_tls_cipher(lb_conn_t *c)
 {
     const char  *s;
 
-    if (c->io != &lb_io_tls) {
+    if (!lb_conn_is_tls(c)) {
         return "";
     }
     s = SSL_get_cipher_name(c->io_ctx);
@@ -466,7 +508,7 @@ lb_tls_client_verify(lb_conn_t *c)
     X509        *cert;
     long         r;
 
-    if (c->io != &lb_io_tls) {
+    if (!lb_conn_is_tls(c)) {
         return "";
     }
     cert = SSL_get1_peer_certificate(c->io_ctx);

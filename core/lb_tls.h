@@ -1,63 +1,81 @@
 /*
- * lb_tls.h: TLS with OpenSSL beneath the connection I/O layer (lb_io_t).
- * A listener that terminates TLS gets an accept step that runs the
- * handshake; once it is done the connection's io is lb_io_tls and the
- * protocol module above reads and writes plain bytes as before. Upstream
- * connections use the same layer as clients (lb_tls_connect).
+ * lb_tls.h: the TLS seam. TLS (OpenSSL) lives beneath the connection I/O
+ * layer (lb_io_t): a listener that terminates TLS gets an accept step that
+ * runs the handshake, after which the protocol module above reads and
+ * writes plain bytes as before; upstream connections use the same layer
+ * (lb_tls_connect). This header needs no OpenSSL header: contexts are
+ * opaque (lb_tls_ctx_t), and what a module wants to know about a TLS
+ * connection it asks here. Only core/lb_tls.c, core/lb_crypto.c and the
+ * tls module (which builds the contexts from the configuration) include
+ * OpenSSL; docs/modules.md, "TLS".
  */
 #ifndef LB_TLS_H
 #define LB_TLS_H
 
-#include <openssl/ssl.h>
-
-extern const lb_io_t  lb_io_tls;
+/* An OpenSSL SSL_CTX, opaque outside the seam. */
+typedef struct ssl_ctx_st  lb_tls_ctx_t;
 
 /* What an accepted TLS connection needs from its listener's
- * configuration: the default context (the first certificate), the
- * handshake timeout. The SNI callback on that context switches to the
- * certificate that names the server. */
+ * configuration: the default context (the first certificate; its SNI
+ * callback switches to the certificate that names the server), the
+ * handshake timeout. */
 typedef struct {
-    SSL_CTX     *ctx;
-    lb_msec_t    handshake_timeout;
-    bool         plain_http_400;    /* https: a client that sends plain HTTP
+    lb_tls_ctx_t  *ctx;
+    lb_msec_t      handshake_timeout;
+    bool           plain_http_400;  /* https: a client that sends plain HTTP
                                        gets a 400 in clear text, not a reset */
 } lb_tls_listener_t;
 
-/* The accept step of TLS listeners: c->listener's lb_tls_listener_t is
- * found through lb_tls_listener_of, set by the tls module. */
-void lb_tls_accept_step(lb_conn_t *c);
-extern lb_tls_listener_t *(*lb_tls_listener_of)(lb_listener_t *ls);
+/* The server side: runs the handshake of the accepted connection c with
+ * tl, then hands c on with lb_listener_next (or closes it). For the accept
+ * step of a TLS listener (the tls module adds one). */
+void lb_tls_accept(lb_conn_t *c, const lb_tls_listener_t *tl);
 
-/* A client handshake on an upstream connection c (connected): done(c,
- * ok) is called once it finished or failed (then errno-free reason in
- * the log line the caller writes, from lb_tls_error_text). sni may be
- * NULL. c->data is kept; the read and write handlers are borrowed
- * meanwhile and must be set again by done. */
-int  lb_tls_connect(lb_conn_t *c, SSL_CTX *ctx, const char *sni, lb_msec_t timeout,
+/* The client side, on an upstream connection c (connected): starts the
+ * handshake and returns LB_OK, or LB_ERROR when it cannot start (then c
+ * is unchanged). done(c, ok) is called once it finished or failed, and
+ * never before lb_tls_connect has returned; on failure lb_tls_verify_error
+ * says why. sni may be NULL. c->data is kept; the read and write handlers
+ * (and the event timers) are borrowed meanwhile and must be set again by
+ * done. */
+int  lb_tls_connect(lb_conn_t *c, lb_tls_ctx_t *ctx, const char *sni, lb_msec_t timeout,
                     void (*done)(lb_conn_t *c, bool ok));
 
-/* An upstream's `tls` group (the tls module keeps it in the upstream's
- * confs): a client context and the name to send and check. */
+/* An upstream's `tls` group: a client context and the name to send and
+ * check. */
 typedef struct {
-    SSL_CTX     *ctx;
-    const char  *sni;           /* NULL: none */
-    bool         verify;
+    lb_tls_ctx_t  *ctx;
+    const char    *sni;         /* NULL: none */
+    bool           verify;
 } lb_tls_upstream_t;
 
 /* The TLS settings of the upstream whose confs are given, or NULL when
  * its servers speak plain TCP (or no tls module is built in). */
-extern lb_tls_upstream_t *(*lb_tls_upstream_of)(void **confs);
+lb_tls_upstream_t *lb_tls_upstream(void **confs);
+/* Registration, by the module that keeps the upstreams' tls groups (the
+ * tls module, at load): how lb_tls_upstream finds them. */
+void lb_tls_set_upstream_lookup(lb_tls_upstream_t *(*lookup)(void **confs));
+
+/* Whether c speaks TLS (its handshake done, or running). */
+bool lb_conn_is_tls(const lb_conn_t *c);
 
 /* The last OpenSSL error of this thread as text ("" when none), for log
  * lines; clears the queue. */
 const char *lb_tls_error_text(void);
+/* Why the client handshake of c failed, for the done callback of
+ * lb_tls_connect: the server certificate check's failure when there was
+ * one ("certificate has expired"), else lb_tls_error_text(); "" when
+ * nothing says (the server closed the connection). */
+const char *lb_tls_verify_error(lb_conn_t *c);
 
 /* For variables: the negotiated server name, protocol and cipher of a TLS
- * connection ("" when not TLS, or none). */
+ * connection ("" when not TLS, or none). The strings stay valid while c
+ * is open. */
 const char *lb_tls_sni(lb_conn_t *c);
 const char *lb_tls_protocol(lb_conn_t *c);
 const char *lb_tls_cipher(lb_conn_t *c);
-/* The client certificate check: "SUCCESS", "NONE", or "FAILED:reason". */
+/* The client certificate check: "SUCCESS", "NONE", or "FAILED:reason"
+ * ("" when not TLS). The text stays valid until the next call. */
 const char *lb_tls_client_verify(lb_conn_t *c);
 
 #endif

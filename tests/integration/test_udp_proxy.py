@@ -408,6 +408,20 @@ def test_config_errors_are_reported(lbd):
     assert out.returncode != 0 and "needs an IP address" in out.stderr
 
 
+def test_a_udp_listener_refuses_accept_proxy_protocol(lbd):
+    """udp is a datagram protocol by its module's declaration
+    (LB_MODULE_DGRAM), not by name in the core: no PROXY header to read."""
+    path = lbd.write_config("""
+        upstreams = { dns = { servers = ( { address = "127.0.0.1:53"; } ); }; };
+        listeners = ( { protocol = "udp"; listen = "$listen"; upstream = "dns";
+                        accept_proxy_protocol = true; } );
+        """)
+    out = helpers.lbd_test(path)
+    assert out.returncode != 0
+    assert ('"accept_proxy_protocol" is for stream listeners (tcp, http, ...); '
+            'a udp listener cannot read PROXY protocol headers') in out.stderr
+
+
 def test_emfile_on_a_session_socket_drops_the_datagram_as_a_local_error(lbd, udp_backend,
                                                                          clients):
     """Out of descriptors, a new client's datagram is dropped with a

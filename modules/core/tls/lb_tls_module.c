@@ -4,16 +4,17 @@
  * resumption by tickets (keys shared by every worker, rotated) and by a
  * session cache, client certificates. Builds one OpenSSL context per
  * certificate at load and gives the listener the TLS accept step; the
- * handshake and the I/O layer live in core/lb_tls.c.
+ * handshake and the I/O layer live in core/lb_tls.c. With it, this module
+ * is the TLS seam (core/lb_tls.h): the one module that uses OpenSSL.
  */
 #include "lb_core.h"
+#include "lb_crypto.h"
 #include "lb_tls.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/core_names.h>
-#include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <ctype.h>
@@ -44,8 +45,8 @@ static int   lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_se
                                  void *conf);
 static void *lb_tls_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
+static int   lb_tls_init_conf(lb_conf_t *cf);
 static int   lb_tls_init_master(lb_cycle_t *cycle);
-static lb_tls_upstream_t *lb_tls_upstream(void **confs);
 
 static const char *const  lb_tls_protocols[] = { "tls", "https", NULL };
 
@@ -58,7 +59,7 @@ static const lb_setting_t  lb_tls_settings[] = {
 lb_module_t  lb_core_tls_module = {
     "core_tls", LB_MODULE_CORE, lb_tls_protocols, lb_tls_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM,
-    lb_tls_create_conf, lb_tls_merge_conf, NULL,
+    lb_tls_create_conf, lb_tls_merge_conf, lb_tls_init_conf,
     lb_tls_init_master, NULL, NULL, NULL, 0, NULL
 };
 
@@ -74,15 +75,18 @@ static unsigned char  lb_tls_secret[32];
 static bool           lb_tls_have_secret;
 
 static void
-lb_tls_derive(uint64_t period, const char *label, unsigned char out[32])
+lb_tls_derive(uint64_t period, const char *label, unsigned char out[LB_HMAC_SHA256_LEN])
 {
     unsigned char  msg[24];
-    unsigned int   len = 32;
 
     memset(msg, 0, sizeof(msg));
     memcpy(msg, label, strlen(label));
     memcpy(msg + 16, &period, sizeof(period));
-    HMAC(EVP_sha256(), lb_tls_secret, sizeof(lb_tls_secret), msg, sizeof(msg), out, &len);
+    if (lb_hmac_sha256(lb_tls_secret, sizeof(lb_tls_secret), msg, sizeof(msg), out) != LB_OK) {
+        /* no key to derive: a random one still encrypts, and only costs
+         * a full handshake to a client with a ticket from another worker */
+        lb_random_bytes(out, LB_HMAC_SHA256_LEN);
+    }
 }
 
 /* The keys of a period, derived once: a handshake would otherwise pay
@@ -138,7 +142,7 @@ lb_tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
     uint64_t  now = (uint64_t) time(NULL) / LB_TLS_TICKET_PERIOD, p;
 
     if (enc) {
-        if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1) {
+        if (lb_random_bytes(iv, (size_t) EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != LB_OK) {
             return -1;
         }
         memcpy(key_name, lb_tls_key(now)->name, 16);
@@ -162,7 +166,7 @@ static int
 lb_tls_init_master(lb_cycle_t *cycle)
 {
     if (!lb_tls_have_secret) {
-        if (RAND_bytes(lb_tls_secret, sizeof(lb_tls_secret)) != 1) {
+        if (lb_random_bytes(lb_tls_secret, sizeof(lb_tls_secret)) != LB_OK) {
             lb_log_error(0, "cannot draw the TLS session ticket secret: %s",
                          lb_tls_error_text());
             return LB_ERROR;
@@ -174,12 +178,13 @@ lb_tls_init_master(lb_cycle_t *cycle)
 
 /* Configuration --------------------------------------------------------------- */
 
-static lb_tls_listener_t *
-lb_tls_listener_conf(lb_listener_t *ls)
+/* The accept step of tls and https listeners. */
+static void
+lb_tls_accept_step(lb_conn_t *c)
 {
-    lb_tls_conf_t  *tcf = lb_get_conf(ls->confs, lb_core_tls_module);
+    lb_tls_conf_t  *tcf = lb_get_conf(c->listener->confs, lb_core_tls_module);
 
-    return &tcf->tl;
+    lb_tls_accept(c, &tcf->tl);
 }
 
 static void *
@@ -187,8 +192,6 @@ lb_tls_create_conf(lb_conf_t *cf, unsigned ctx)
 {
     lb_tls_conf_t  *tcf;
 
-    lb_tls_listener_of = lb_tls_listener_conf;
-    lb_tls_upstream_of = lb_tls_upstream;
     if (ctx == LB_CTX_UPSTREAM) {
         return lb_pcalloc(cf->pool, sizeof(lb_tls_upstream_t));
     }
@@ -726,11 +729,19 @@ lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
 }
 
 static lb_tls_upstream_t *
-lb_tls_upstream(void **confs)
+lb_tls_upstream_conf(void **confs)
 {
-    lb_tls_upstream_t  *ut = confs ? lb_get_conf(confs, lb_core_tls_module) : NULL;
+    lb_tls_upstream_t  *ut = lb_get_conf(confs, lb_core_tls_module);
 
     return ut && ut->ctx ? ut : NULL;
+}
+
+/* Tells the core where upstreams keep their tls groups (lb_tls_upstream). */
+static int
+lb_tls_init_conf(lb_conf_t *cf)
+{
+    lb_tls_set_upstream_lookup(lb_tls_upstream_conf);
+    return LB_OK;
 }
 
 static int

@@ -295,7 +295,7 @@ lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
     ctx->server_addr.len = strlen(hc->local_ip);
     ctx->server_port.data = hc->local_port;
     ctx->server_port.len = strlen(hc->local_port);
-    if (hc->c->io == &lb_io_tls) {
+    if (lb_conn_is_tls(hc->c)) {
         ctx->scheme.data = (char *) "https";
         ctx->scheme.len = 5;
         ctx->sni.data = (char *) lb_tls_sni(hc->c);

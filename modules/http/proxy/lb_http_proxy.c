@@ -181,8 +181,6 @@ struct lb_http_proxy_s {
     lb_http_upconn_t       *up;
     lb_http_proxy_phase_t   phase;
     bool                    reused;     /* up came from the keepalive pool */
-    bool                    tls_starting;   /* inside lb_tls_connect */
-    int                     tls_state;  /* its result meanwhile: 1 ok, -1 failed */
     bool                    timed_out;  /* the last connect failure */
     lb_msec_t               start;      /* for $upstream_response_time */
     lb_msec_t               connect_start;  /* for $upstream_connect_time */
@@ -781,8 +779,6 @@ lb_http_proxy_ready(lb_http_proxy_t *p, lb_msec_t took)
 static int
 lb_http_proxy_tls_result(lb_http_proxy_t *p, bool ok)
 {
-    SSL         *ssl = p->up->c->io_ctx;
-    long         vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
     const char  *why;
     char         buf[256];
 
@@ -790,7 +786,7 @@ lb_http_proxy_tls_result(lb_http_proxy_t *p, bool ok)
         lb_http_proxy_ready(p, lb_current_msec - p->connect_start);
         return LB_OK;
     }
-    why = vr != X509_V_OK ? X509_verify_cert_error_string(vr) : lb_tls_error_text();
+    why = lb_tls_verify_error(p->up->c);
     snprintf(buf, sizeof(buf), "TLS handshake failed (%s) with", *why ? why : "closed");
     return lb_http_proxy_connect_failed(p, 0, buf);
 }
@@ -804,10 +800,6 @@ lb_http_proxy_tls_done(lb_conn_t *c, bool ok)
 
     c->read.handler = lb_http_proxy_up_handler;
     c->write.handler = lb_http_proxy_up_handler;
-    if (p->tls_starting) {
-        p->tls_state = ok ? 1 : -1;     /* lb_http_proxy_connected goes on */
-        return;
-    }
     if (lb_http_proxy_tls_result(p, ok) != LB_DONE) {
         lb_http_run(hc);
     }
@@ -818,9 +810,8 @@ lb_http_proxy_tls_done(lb_conn_t *c, bool ok)
 static int
 lb_http_proxy_connected(lb_http_proxy_t *p)
 {
-    lb_tls_upstream_t  *ut = lb_tls_upstream_of ? lb_tls_upstream_of(p->u->confs) : NULL;
+    lb_tls_upstream_t  *ut = lb_tls_upstream(p->u->confs);
     lb_conn_t          *c = p->up->c;
-    int                 rc;
 
     lb_upstream_connected(p->server, true);
     /* a new connection of an upstream with proxy_protocol starts with the
@@ -830,20 +821,15 @@ lb_http_proxy_connected(lb_http_proxy_t *p)
     {
         return lb_http_proxy_connect_failed(p, errno, "cannot send the PROXY header to");
     }
-    if (ut == NULL || c->io == &lb_io_tls) {
+    if (ut == NULL || lb_conn_is_tls(c)) {
         lb_http_proxy_ready(p, lb_current_msec - p->connect_start);
         return LB_OK;
     }
     p->phase = LB_PROXY_CONNECT;
-    p->tls_starting = true;
-    p->tls_state = 0;
-    rc = lb_tls_connect(c, ut->ctx, ut->sni, p->u->connect_timeout, lb_http_proxy_tls_done);
-    p->tls_starting = false;
-    if (rc != LB_OK) {
+    if (lb_tls_connect(c, ut->ctx, ut->sni, p->u->connect_timeout, lb_http_proxy_tls_done)
+        != LB_OK)
+    {
         return lb_http_proxy_connect_failed(p, EPROTO, "cannot start TLS with");
-    }
-    if (p->tls_state != 0) {
-        return lb_http_proxy_tls_result(p, p->tls_state > 0);
     }
     return LB_AGAIN;
 }

@@ -806,8 +806,6 @@ static void
 lb_tcp_tls_done(lb_conn_t *peer, bool ok)
 {
     lb_tcp_session_t  *s = peer->data;
-    SSL               *ssl = peer->io_ctx;
-    long               vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
     const char        *why;
     char               buf[256];
 
@@ -815,7 +813,7 @@ lb_tcp_tls_done(lb_conn_t *peer, bool ok)
         lb_tcp_start_relay(s);
         return;
     }
-    why = vr != X509_V_OK ? X509_verify_cert_error_string(vr) : lb_tls_error_text();
+    why = lb_tls_verify_error(peer);
     snprintf(buf, sizeof(buf), "TLS handshake failed (%s) with", *why ? why : "closed");
     lb_tcp_connect_failed(s, 0, buf);
 }
@@ -825,7 +823,7 @@ lb_tcp_tls_done(lb_conn_t *peer, bool ok)
 static void
 lb_tcp_server_ready(lb_tcp_session_t *s)
 {
-    lb_tls_upstream_t  *ut = lb_tls_upstream_of ? lb_tls_upstream_of(s->upstream->confs) : NULL;
+    lb_tls_upstream_t  *ut = lb_tls_upstream(s->upstream->confs);
 
     lb_upstream_connected(s->server, true);
     if (ut == NULL) {

@@ -119,7 +119,8 @@ lb_module_t  lb_stream_udp_module = {
     "stream_udp", LB_MODULE_STREAM, lb_stream_udp_protocols, lb_stream_udp_settings,
     LB_CTX_LISTENER,
     lb_stream_udp_create_conf, lb_stream_udp_merge_conf, lb_stream_udp_init_conf,
-    NULL, lb_stream_udp_init_worker, lb_stream_udp_exit_worker, NULL, 0, NULL
+    NULL, lb_stream_udp_init_worker, lb_stream_udp_exit_worker, NULL, 0, NULL,
+    LB_MODULE_DGRAM
 };
 
 static lb_udp_batch_t   lb_udp_batch;
@@ -151,7 +152,6 @@ lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         }
     }
     ucf->listener = ls;
-    ls->socktype = SOCK_DGRAM;
     ls->handler = lb_stream_udp_start;
     return LB_OK;
 }

@@ -1,0 +1,22 @@
+/*
+ * lb_crypto.h: the cryptography modules may use without OpenSSL: random
+ * bytes and HMAC-SHA256 (for keys derived from a secret, signed cookies).
+ * Part of the TLS seam (docs/modules.md): only core/lb_tls.c, core/lb_crypto.c
+ * and the tls module include OpenSSL headers.
+ */
+#ifndef LB_CRYPTO_H
+#define LB_CRYPTO_H
+
+#define LB_HMAC_SHA256_LEN  32
+
+/* Fills buf with n bytes from OpenSSL's CSPRNG. LB_OK, or LB_ERROR (with
+ * the reason in lb_tls_error_text()) when it cannot; buf is then not to
+ * be used. */
+int lb_random_bytes(void *buf, size_t n);
+
+/* HMAC-SHA256 (RFC 2104) of msg under key into out. A key longer than the
+ * block (64 bytes) is hashed first, as the RFC says. LB_OK or LB_ERROR. */
+int lb_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
+                   unsigned char out[LB_HMAC_SHA256_LEN]);
+
+#endif

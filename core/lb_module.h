@@ -52,6 +52,15 @@ struct lb_setting_s {
     const char *const      *enum_values;    /* ENUM: NULL-terminated */
     lb_setting_handler_pt   set;            /* CUSTOM */
     unsigned                flags;
+
+    /* Called once in a worker when its graceful stop begins (QUIT, an old
+     * generation after a reload, the master gone), after it stopped
+     * accepting: the module ends what only waits for work (idle
+     * keep-alive connections, idle pooled connections, datagram
+     * sessions). Work in flight is left to finish; the worker exits when
+     * its last connection closes, or at shutdown_timeout. Last in the
+     * struct so that initialisers which end earlier leave it NULL. */
+    void  (*stop_worker)(lb_cycle_t *cycle);
 };
 
 #define lb_setting_end  { NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, 0 }
@@ -87,7 +96,8 @@ struct lb_module_s {
     int   (*init_conf)(lb_conf_t *cf);
 
     /* Process hooks: in the master after a configuration is loaded (before
-     * workers fork), in each worker when it starts and when it exits. */
+     * workers fork), in each worker when it starts and when it exits (see
+     * also stop_worker, below). */
     int   (*init_master)(lb_cycle_t *cycle);
     int   (*init_worker)(lb_cycle_t *cycle);
     void  (*exit_worker)(lb_cycle_t *cycle);
@@ -111,6 +121,15 @@ struct lb_module_s {
      * the block is parsed), which are not accepted from but handed to the
      * handler each, and take no accept steps. */
     unsigned                flags;
+
+    /* Called once in a worker when its graceful stop begins (QUIT, an old
+     * generation after a reload, the master gone), after it stopped
+     * accepting: the module ends what only waits for work (idle
+     * keep-alive connections, idle pooled connections, datagram
+     * sessions). Work in flight is left to finish; the worker exits when
+     * its last connection closes, or at shutdown_timeout. Last in the
+     * struct so that initialisers which end earlier leave it NULL. */
+    void  (*stop_worker)(lb_cycle_t *cycle);
 };
 
 #define LB_MODULE_MERGE_ON_ERROR  0x01

@@ -409,14 +409,22 @@ lb_worker_on_master_gone(void)
 }
 
 /* The graceful stop, on QUIT or when the master is gone: stop accepting,
- * let open connections finish for up to shutdown_timeout. Between loop
+ * have the modules end what is idle (their stop_worker hooks), let the
+ * connections in flight finish for up to shutdown_timeout. Between loop
  * turns only (it releases closed connections). */
 static void
 lb_worker_stop(lb_cycle_t *cycle)
 {
+    size_t  i;
+
     lb_worker_quitting = true;
     lb_listeners_stop(cycle);
     lb_master_watch_stop();     /* shutdown_timeout bounds the rest */
+    for (i = 0; i < lb_nmodules; i++) {
+        if (lb_all_modules[i]->stop_worker) {
+            lb_all_modules[i]->stop_worker(cycle);
+        }
+    }
     lb_conn_release_closed();
     if (lb_worker_master_gone) {
         lb_log_warn(0, "master process %d is gone; stopped accepting, finishing %zu "

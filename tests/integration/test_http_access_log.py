@@ -171,3 +171,12 @@ def test_request_with_a_body_logs_its_own_head(lbd):
             pass
     assert lines(os.path.join(lbd.dir, "a.log"), 2) == ["POST /ok HTTP/1.1|200|one",
                                                         "GET /ok HTTP/1.1|200|two"]
+
+
+def test_request_cut_off_in_its_body_is_logged_without_a_status(lbd):
+    lbd.start(conf('{ path = "$dir/a.log"; format = "$$request|$$status|$$bytes_sent"; };'))
+    with connect(lbd.address) as s:
+        s.sendall(b"POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\n\r\nabc")
+    get(lbd.address, "/ok")
+    assert sorted(lines(os.path.join(lbd.dir, "a.log"), 2)) == ["GET /ok HTTP/1.1|200|184",
+                                                                "POST /ok HTTP/1.1||0"]

@@ -11,6 +11,9 @@ import pytest
 
 import helpers
 from helpers import connect, log_line, pattern_digest, processes_with_arg, wait_until
+from http_backend import RecordingBackends
+from test_http_listener import Client
+from test_udp_proxy import UdpBackend
 
 PROXY = """
 upstreams = { backend = { servers = ( { address = "$server"; } ); }; };
@@ -200,6 +203,40 @@ def test_graceful_stop_closes_streams_left_at_shutdown_timeout(lbd, backend):
     assert lbd.wait_exit(5) == 0
     lbd.wait_log(log_line("warn", r"shutdown_timeout reached with \d+ connections? still open; "
                                   r"closing them"))
+    assert_nothing_left(lbd)
+
+
+def test_graceful_stop_ends_idle_work_at_once(lbd):
+    # what only waits for work -- an idle keep-alive client connection, an
+    # idle connection in an upstream's keepalive pool, a udp session -- ends
+    # when the stop begins (the modules' stop hook), not at shutdown_timeout
+    with RecordingBackends() as http_backend:
+        web = http_backend()
+        dns = UdpBackend(lambda data, addr: data)
+        try:
+            udp_port = helpers.free_port()
+            lbd.start(f"""
+workers = 1;
+shutdown_timeout = "30s";
+upstreams = {{ web = {{ servers = ( {{ address = "$web"; }} ); }};
+               dns = {{ servers = ( {{ address = "$dns"; }} ); }}; }};
+listeners = ( {{ protocol = "http"; listen = "$listen"; routes = ( {{ upstream = "web"; }} ); }},
+              {{ protocol = "udp"; listen = "127.0.0.1:{udp_port}"; upstream = "dns"; }} );
+""", web=web, dns=dns)
+            client = Client(lbd.address)
+            client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert client.response()[0] == "HTTP/1.1 200 OK"
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.settimeout(5)
+                u.sendto(b"ping", ("127.0.0.1", udp_port))
+                assert u.recvfrom(100)[0] == b"ping"
+            quit_at = time.monotonic()
+            lbd.signal(signal.SIGQUIT)
+            assert lbd.wait_exit(10) == 0
+            assert time.monotonic() - quit_at < 0.9
+            assert client.closed(timeout=1)
+        finally:
+            dns.stop()
     assert_nothing_left(lbd)
 
 

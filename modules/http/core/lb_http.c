@@ -15,6 +15,8 @@ static void *lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_http_core_init_conf(lb_conf_t *cf);
 static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
+static void  lb_http_core_stop_worker(lb_cycle_t *cycle);
+static void  lb_http_access_log_handler(lb_http_conn_t *hc);
 static int   lb_http_set_error_pages(lb_conf_t *cf, const lb_setting_t *s,
                                      config_setting_t *v, void *conf);
 static int   lb_http_set_cidrs(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
@@ -58,11 +60,17 @@ static const lb_setting_t  lb_http_core_settings[] = {
     lb_setting_end
 };
 
+/* The access log is the core's handler of the log phase. */
+static const lb_http_module_t  lb_http_core_ctx = {
+    NULL, NULL, NULL, NULL, NULL, lb_http_access_log_handler
+};
+
 lb_module_t  lb_http_core_module = {
     "http_core", LB_MODULE_HTTP, lb_http_core_protocols, lb_http_core_settings,
     LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_core_create_conf, lb_http_core_merge_conf, lb_http_core_init_conf,
-    NULL, NULL, lb_http_core_exit_worker, NULL, 0
+    NULL, NULL, lb_http_core_exit_worker, &lb_http_core_ctx, 0, NULL, 0,
+    lb_http_core_stop_worker
 };
 
 static void *
@@ -108,6 +116,7 @@ static lb_http_phase_pt   lb_http_rewrite_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_phase_pt   lb_http_content_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_filter_pt  lb_http_forward_f[LB_HTTP_MAX_HANDLERS];
 static lb_http_filter_pt  lb_http_header_f[LB_HTTP_MAX_HANDLERS];
+static lb_http_log_pt     lb_http_log_h[LB_HTTP_MAX_HANDLERS];
 
 static int
 lb_http_phases_init(lb_conf_t *cf)
@@ -124,6 +133,7 @@ lb_http_phases_init(lb_conf_t *cf)
     p->content = lb_http_content_h;
     p->forward_filters = lb_http_forward_f;
     p->header_filters = lb_http_header_f;
+    p->log = lb_http_log_h;
     for (i = 0; i < lb_nmodules && i < LB_HTTP_MAX_HANDLERS; i++) {
         if (lb_all_modules[i]->type != LB_MODULE_HTTP || lb_all_modules[i]->ctx == NULL) {
             continue;
@@ -144,6 +154,9 @@ lb_http_phases_init(lb_conf_t *cf)
         if (m->header_filter) {
             p->header_filters[p->nheader++] = m->header_filter;
         }
+        if (m->log) {
+            p->log[p->nlog++] = m->log;
+        }
     }
     return LB_OK;
 }
@@ -156,9 +169,28 @@ lb_http_core_init_conf(lb_conf_t *cf)
 }
 
 static void
+lb_http_core_stop_worker(lb_cycle_t *cycle)
+{
+    lb_http_conn_stop_worker(cycle);
+}
+
+static void
 lb_http_core_exit_worker(lb_cycle_t *cycle)
 {
     lb_http_conn_exit_worker(cycle);
+}
+
+/* The log phase: the listener's access_log line. */
+static void
+lb_http_access_log_handler(lb_http_conn_t *hc)
+{
+    lb_http_var_ctx_t  ctx;
+
+    if (hc->conf->access_log.file == NULL) {
+        return;
+    }
+    lb_http_var_ctx(hc, &ctx, hc->status);
+    lb_http_log_request(&hc->conf->access_log, &ctx);
 }
 
 /* Files read at load ------------------------------------------------------ */

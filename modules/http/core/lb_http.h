@@ -122,11 +122,25 @@ void lb_http_head_remove(lb_http_head_t *h, const char *name, size_t nlen);
  * done). Filters edit a head on its way out, with the request's variables:
  * forward filters the head sent upstream, header filters every response
  * head lbd sends, its own error responses included (hc->route is NULL
- * for those that come before a route is chosen). NULL members are
- * skipped. */
+ * for those that come before a route is chosen).
+ *
+ * The log phase runs last, once for every request lbd read a request line
+ * of (its method parsed, the rest of the head complete or not), when the
+ * request is over: after its response was sent whole (answered by a
+ * route, a content handler or one of lbd's errors), or when its
+ * connection closes before that (the client left, a send failed, a
+ * timeout, a content handler's lb_http_abort). A connection that closes
+ * before any request line gives no run. Then hc->status is the response's
+ * status (0 when none was chosen), hc->bytes_sent what reached the client,
+ * hc->route the request's route (NULL before one was chosen), and
+ * lb_http_var_ctx(hc, &ctx, hc->status) gives the request's variables. A
+ * log handler must not send, close or allocate per request. Requests
+ * still open when a stopping worker reaches shutdown_timeout end with the
+ * worker, without a run. NULL members are skipped. */
 typedef int (*lb_http_phase_pt)(lb_http_conn_t *hc);
 typedef int (*lb_http_filter_pt)(lb_http_conn_t *hc, lb_http_head_t *h,
                                  const lb_http_var_ctx_t *ctx);
+typedef void (*lb_http_log_pt)(lb_http_conn_t *hc);
 
 typedef struct {
     lb_http_phase_pt    access;
@@ -134,6 +148,7 @@ typedef struct {
     lb_http_phase_pt    content;
     lb_http_filter_pt   forward_filter;
     lb_http_filter_pt   header_filter;
+    lb_http_log_pt      log;
 } lb_http_module_t;
 
 /* One client connection, from the connection's pool. */
@@ -151,6 +166,8 @@ struct lb_http_conn_s {
     unsigned              local_known:1;
     unsigned              head_method:1;    /* the request is HEAD */
     unsigned              http10:1;         /* the request is HTTP/1.0 */
+    unsigned              log_pending:1;    /* the log phase has not run for
+                                               the request begun */
     int                   status;           /* of the response being sent */
 
     /* the request body being discarded */
@@ -209,6 +226,8 @@ typedef struct {
     lb_http_phase_pt    *access, *rewrite, *content;
     lb_http_filter_pt   *forward_filters, *header_filters;
     size_t               naccess, nrewrite, ncontent, nforward, nheader;
+    lb_http_log_pt      *log;
+    size_t               nlog;
 } lb_http_phases_t;
 
 extern lb_http_phases_t  lb_http_phases;
@@ -225,7 +244,7 @@ void lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status);
 int  lb_http_header_filters(lb_http_conn_t *hc, lb_http_head_t *h, int status);
 const char *lb_http_reason(int status);
 /* A content handler is done with the request: the response (status, of
- * bytes_sent bytes) has been sent whole. Logs it, then waits for the next
+ * bytes_sent bytes) has been sent whole. Runs the log phase, then waits for the next
  * request or closes, per hc->keep_alive. Returns LB_OK (the state moved
  * on) or LB_DONE (closed). The handler must have released everything it
  * held for the request. */
@@ -234,7 +253,8 @@ int  lb_http_finalize(lb_http_conn_t *hc);
  * full (only bytes not yet consumed move: nothing may point into it). The
  * bytes read, 0 at the end of the stream, LB_AGAIN or LB_ERROR (errno). */
 ssize_t lb_http_read_more(lb_http_conn_t *hc);
-/* Closes the client connection at once (after an error mid-response). */
+/* Closes the client connection at once (after an error mid-response);
+ * the log phase runs for the request first. */
 void lb_http_abort(lb_http_conn_t *hc);
 /* Runs the connection's state machine (after a content handler set the
  * state to one of the core's own, e.g. by lb_http_generate). */
@@ -247,6 +267,8 @@ int  lb_http_conf_read_file(lb_conf_t *cf, config_setting_t *v, lb_str_t *out);
 
 /* The listener handler of http listeners: takes an accepted connection. */
 void lb_http_init_connection(lb_conn_t *c);
+/* Closes the connections that wait for a request (stop_worker). */
+void lb_http_conn_stop_worker(lb_cycle_t *cycle);
 /* Per-worker caches and the idle list (exit_worker). */
 void lb_http_conn_exit_worker(lb_cycle_t *cycle);
 

@@ -2,8 +2,9 @@
  * lb_http_conn.c: the http listener's connections (SPEC §3.3, §4): read a
  * request head, route it, answer return and redirect routes (discarding a
  * request body), keep the connection alive and serve pipelined requests in
- * order. Owns the per-worker cache of request memory and the list of idle
- * connections that a graceful stop closes.
+ * order; run the log phase once per request. Owns the per-worker cache of
+ * request memory and the list of idle connections that a graceful stop
+ * closes.
  */
 #include "lb_core.h"
 #include "lb_http.h"
@@ -21,9 +22,6 @@
  * the response (RFC 9112 §9.6). */
 #define LB_HTTP_LINGER_TIME   2000
 #define LB_HTTP_LINGER_READ   (1024 * 1024)     /* per event, then wait */
-/* While connections sit idle, how often a worker checks for a graceful
- * stop, which closes them. */
-#define LB_HTTP_QUIT_CHECK    1000
 
 
 /* Request memory, cached per worker ----------------------------------- */
@@ -121,47 +119,30 @@ lb_http_conn_release(lb_http_conn_t *hc)
 /* Idle connections and graceful stop ---------------------------------- */
 
 static lb_queue_t  lb_http_idle = { &lb_http_idle, &lb_http_idle };
-static lb_timer_t  lb_http_quit_timer;
 
 static void lb_http_close(lb_http_conn_t *hc);
 
 /* Connections waiting for a request (new ones and keep-alive ones) are on
- * lb_http_idle. While there are any, a timer checks every second whether
- * the worker is stopping gracefully, and closes them if so: they have no
- * request in flight, and the worker exits once its connections are gone. */
-static void
-lb_http_quit_check(lb_timer_t *t)
-{
-    if (lb_worker_quitting) {
-        while (!lb_queue_empty(&lb_http_idle)) {
-            lb_http_close(lb_queue_data(lb_queue_head(&lb_http_idle), lb_http_conn_t,
-                                        idle_link));
-        }
-        return;
-    }
-    if (!lb_queue_empty(&lb_http_idle)) {
-        lb_timer_set(t, LB_HTTP_QUIT_CHECK);
-    }
-}
-
+ * lb_http_idle; a stopping worker makes no more of them. */
 static void
 lb_http_idle_add(lb_http_conn_t *hc)
 {
     lb_queue_insert_tail(&lb_http_idle, &hc->idle_link);
-    if (lb_http_quit_timer.handler == NULL) {
-        lb_timer_init(&lb_http_quit_timer, lb_http_quit_check, NULL);
-    }
-    if (!lb_timer_is_set(&lb_http_quit_timer)) {
-        lb_timer_set(&lb_http_quit_timer, LB_HTTP_QUIT_CHECK);
+}
+
+/* The graceful stop closes the idle connections: they have no request in
+ * flight, and the worker exits once its connections are gone. */
+void
+lb_http_conn_stop_worker(lb_cycle_t *cycle)
+{
+    while (!lb_queue_empty(&lb_http_idle)) {
+        lb_http_close(lb_queue_data(lb_queue_head(&lb_http_idle), lb_http_conn_t, idle_link));
     }
 }
 
 void
 lb_http_conn_exit_worker(lb_cycle_t *cycle)
 {
-    if (lb_http_quit_timer.handler) {           /* initialised on first use */
-        lb_timer_del(&lb_http_quit_timer);
-    }
     while (lb_http_mem_cached) {
         free(lb_http_mem_cache[--lb_http_mem_cached]);
     }
@@ -175,6 +156,22 @@ lb_http_conn_exit_worker(lb_cycle_t *cycle)
 }
 
 /* Connections ----------------------------------------------------------- */
+
+/* The log phase, for the request begun on hc if it has not run for it and
+ * a request line was read (see lb_http_module_t). */
+static void
+lb_http_log_phase(lb_http_conn_t *hc)
+{
+    size_t  i;
+
+    if (!hc->log_pending || hc->mem == NULL || hc->mem->msg.method.len == 0) {
+        return;
+    }
+    hc->log_pending = 0;
+    for (i = 0; i < lb_http_phases.nlog; i++) {
+        lb_http_phases.log[i](hc);
+    }
+}
 
 static void
 lb_http_out_free(lb_http_conn_t *hc)
@@ -197,6 +194,12 @@ lb_http_close(lb_http_conn_t *hc)
         hc->content_cleanup = NULL;
         cleanup(hc);
     }
+    if (hc->state == LB_HTTP_READ_BODY) {
+        hc->status = 0;                     /* its response never began */
+    } else if (hc->state == LB_HTTP_SEND) {
+        hc->bytes_sent = hc->out_sent;      /* cut off mid-response */
+    }
+    lb_http_log_phase(hc);
     lb_queue_remove(&hc->idle_link);
     lb_http_out_free(hc);
     lb_http_mem_put(hc);
@@ -587,6 +590,15 @@ lb_http_head_begins(lb_http_conn_t *hc)
     lb_http_msg_reset(&hc->mem->msg);
     hc->ncaptures = 0;
     hc->request_id.len = 0;
+    hc->route = NULL;
+    /* what the log phase reports, should the request end early */
+    hc->log_pending = 1;
+    hc->status = 0;
+    hc->bytes_sent = 0;
+    hc->upstream_addr.len = 0;
+    hc->upstream_msec = -1;
+    hc->upstream_connect_msec = -1;
+    hc->upstream_status = 0;
     hc->start_msec = lb_current_msec;
     lb_queue_remove(&hc->idle_link);
     lb_event_timer_set(&hc->c->read, hc->conf->client_header_timeout);
@@ -705,13 +717,7 @@ lb_http_process(lb_http_conn_t *hc)
     hc->body = msg->body;
     hc->body_left = msg->content_length;
     hc->body_seen = 0;
-    hc->bytes_sent = 0;
-    hc->upstream_addr.len = 0;
-    hc->upstream_msec = -1;
-    hc->upstream_connect_msec = -1;
-    hc->upstream_status = 0;
     hc->ncaptures = 0;
-    hc->route = NULL;
     memset(&hc->chunked, 0, sizeof(hc->chunked));
     lb_http_request_id(hc);
 
@@ -984,22 +990,6 @@ lb_http_linger(lb_http_conn_t *hc)
     return LB_AGAIN;
 }
 
-/* The response is sent: its access log line, when a request line was
- * parsed (a connection that never sent one leaves no line). */
-static void
-lb_http_log_response(lb_http_conn_t *hc)
-{
-    lb_http_var_ctx_t  ctx;
-
-    if (hc->conf->access_log.file == NULL || hc->mem == NULL
-        || hc->mem->msg.method.len == 0)
-    {
-        return;
-    }
-    lb_http_var_ctx(hc, &ctx, hc->status);
-    lb_http_log_request(&hc->conf->access_log, &ctx);
-}
-
 static int
 lb_http_send(lb_http_conn_t *hc)
 {
@@ -1050,7 +1040,7 @@ lb_http_finalize(lb_http_conn_t *hc)
 {
     lb_conn_t  *c = hc->c;
 
-    lb_http_log_response(hc);
+    lb_http_log_phase(hc);
     hc->route = NULL;
     hc->content = NULL;
     hc->content_run = NULL;

@@ -1,7 +1,8 @@
 /*
  * lb_http_log.h: the access log of http listeners (SPEC §7): one line per
- * answered request, in the "combined" or "json" format or a string with
- * variables, written to a core access-log file (lb_access_log.h).
+ * request (the http core's log phase handler, lb_http.c), in the
+ * "combined" or "json" format or a string with variables, written to a
+ * core access-log file (lb_access_log.h).
  */
 #ifndef LB_HTTP_LOG_H
 #define LB_HTTP_LOG_H

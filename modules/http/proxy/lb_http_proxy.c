@@ -67,6 +67,7 @@ static int   lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s,
 static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
+static void  lb_http_proxy_stop_worker(lb_cycle_t *cycle);
 static int   lb_http_proxy_content(lb_http_conn_t *hc);
 static int   lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h,
                                           const lb_http_var_ctx_t *ctx);
@@ -93,7 +94,8 @@ lb_module_t  lb_http_proxy_module = {
     "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM | LB_CTX_ROUTE,
     lb_http_proxy_create_conf, lb_http_proxy_merge_conf, NULL,
-    NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL
+    NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL, 0,
+    lb_http_proxy_stop_worker
 };
 
 static void *
@@ -273,11 +275,8 @@ lb_http_proxy_mem_put(lb_http_proxy_mem_t *m)
 
 /* Every idle upstream connection of the worker, whatever its upstream: a
  * graceful stop closes them (the worker leaves once its connections are
- * gone), checked every LB_PROXY_QUIT_CHECK while there are any. */
-#define LB_PROXY_QUIT_CHECK  1000
-
+ * gone). */
 static lb_queue_t  lb_http_upconn_idle = { &lb_http_upconn_idle, &lb_http_upconn_idle };
-static lb_timer_t  lb_http_proxy_quit_timer;
 
 static void
 lb_http_upconn_close(lb_http_upconn_t *up)
@@ -288,20 +287,14 @@ lb_http_upconn_close(lb_http_upconn_t *up)
 }
 
 static void
-lb_http_proxy_quit_check(lb_timer_t *t)
+lb_http_proxy_stop_worker(lb_cycle_t *cycle)
 {
     lb_http_upconn_t  *up;
 
-    if (lb_worker_quitting) {
-        while (!lb_queue_empty(&lb_http_upconn_idle)) {
-            up = lb_queue_data(lb_queue_head(&lb_http_upconn_idle), lb_http_upconn_t, all);
-            up->ka->nidle--;
-            lb_http_upconn_close(up);
-        }
-        return;
-    }
-    if (!lb_queue_empty(&lb_http_upconn_idle)) {
-        lb_timer_set(t, LB_PROXY_QUIT_CHECK);
+    while (!lb_queue_empty(&lb_http_upconn_idle)) {
+        up = lb_queue_data(lb_queue_head(&lb_http_upconn_idle), lb_http_upconn_t, all);
+        up->ka->nidle--;
+        lb_http_upconn_close(up);
     }
 }
 
@@ -348,12 +341,6 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     lb_queue_insert_head(&ka->idle, &up->link);
     lb_queue_insert_head(&lb_http_upconn_idle, &up->all);
     ka->nidle++;
-    if (lb_http_proxy_quit_timer.handler == NULL) {
-        lb_timer_init(&lb_http_proxy_quit_timer, lb_http_proxy_quit_check, NULL);
-    }
-    if (!lb_timer_is_set(&lb_http_proxy_quit_timer)) {
-        lb_timer_set(&lb_http_proxy_quit_timer, LB_PROXY_QUIT_CHECK);
-    }
 }
 
 static lb_http_upconn_t *
@@ -378,9 +365,6 @@ lb_http_upconn_take(lb_http_proxy_ka_t *ka, lb_upstream_server_t *s)
 static void
 lb_http_proxy_exit_worker(lb_cycle_t *cycle)
 {
-    if (lb_http_proxy_quit_timer.handler) {
-        lb_timer_del(&lb_http_proxy_quit_timer);
-    }
     while (lb_http_proxy_cached) {
         free(lb_http_proxy_cache[--lb_http_proxy_cached]);
     }

@@ -17,7 +17,6 @@
 #define LB_UDP_DGRAM_MAX    65536       /* holds the largest UDP payload */
 #define LB_UDP_CHUNK        256         /* sessions allocated at once */
 #define LB_UDP_BUCKETS_MIN  256
-#define LB_UDP_SWEEP        1000        /* ms between checks for a stopping worker */
 
 typedef struct lb_udp_worker_s   lb_udp_worker_t;
 typedef struct lb_udp_session_s  lb_udp_session_t;
@@ -74,7 +73,6 @@ struct lb_udp_worker_s {
     lb_udp_session_t      *free;
     lb_udp_chunk_t        *chunks;
     size_t                 allocated;   /* sessions in chunks */
-    lb_timer_t             sweep;
     /* lines that come once per datagram while their cause lasts, limited
      * per listener (lb_log_write_limited) */
     lb_log_ratelimit_t     full_log;
@@ -98,6 +96,7 @@ static int   lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent,
 static int   lb_stream_udp_init_conf(lb_conf_t *cf);
 static int   lb_stream_udp_init_worker(lb_cycle_t *cycle);
 static void  lb_stream_udp_exit_worker(lb_cycle_t *cycle);
+static void  lb_stream_udp_stop_worker(lb_cycle_t *cycle);
 static void  lb_stream_udp_start(lb_conn_t *lc);
 
 static const char *const  lb_stream_udp_protocols[] = { "udp", NULL };
@@ -120,7 +119,7 @@ lb_module_t  lb_stream_udp_module = {
     LB_CTX_LISTENER,
     lb_stream_udp_create_conf, lb_stream_udp_merge_conf, lb_stream_udp_init_conf,
     NULL, lb_stream_udp_init_worker, lb_stream_udp_exit_worker, NULL, 0, NULL,
-    LB_MODULE_DGRAM
+    LB_MODULE_DGRAM, lb_stream_udp_stop_worker
 };
 
 static lb_udp_batch_t   lb_udp_batch;
@@ -185,8 +184,6 @@ lb_stream_udp_init_conf(lb_conf_t *cf)
 
 /* Worker state ------------------------------------------------------------ */
 
-static void lb_udp_sweep(lb_timer_t *t);
-
 static lb_udp_worker_t *
 lb_udp_worker_create(lb_stream_udp_conf_t *ucf)
 {
@@ -202,7 +199,6 @@ lb_udp_worker_create(lb_stream_udp_conf_t *ucf)
     }
     w->mask = LB_UDP_BUCKETS_MIN - 1;
     w->conf = ucf;
-    lb_timer_init(&w->sweep, lb_udp_sweep, w);
     w->next = lb_udp_workers;
     lb_udp_workers = w;
     return w;
@@ -273,7 +269,6 @@ lb_stream_udp_exit_worker(lb_cycle_t *cycle)
         w = lb_udp_workers;
         lb_udp_workers = w->next;
         lb_udp_close_all(w, LB_STREAM_END_SHUTDOWN);
-        lb_timer_del(&w->sweep);
         while (w->chunks) {
             ch = w->chunks;
             w->chunks = ch->next;
@@ -496,9 +491,6 @@ lb_udp_session_expired(lb_timer_t *t)
     lb_udp_session_close(s, LB_STREAM_END_SESSION_TIMEOUT);
 }
 
-/* While the worker has sessions, checks once a second whether it has
- * stopped accepting: a stopping worker's sessions end at once instead of
- * holding it up until their session_timeout. */
 static void
 lb_udp_close_all(lb_udp_worker_t *w, lb_stream_end_t end)
 {
@@ -513,16 +505,16 @@ lb_udp_close_all(lb_udp_worker_t *w, lb_stream_end_t end)
     }
 }
 
+/* A stopping worker's sessions end at once instead of holding it up until
+ * their session_timeout: its listening sockets are gone, so no datagram
+ * of theirs would reach it any more. */
 static void
-lb_udp_sweep(lb_timer_t *t)
+lb_stream_udp_stop_worker(lb_cycle_t *cycle)
 {
-    lb_udp_worker_t  *w = t->data;
+    lb_udp_worker_t  *w;
 
-    if (lb_worker_quitting) {
+    for (w = lb_udp_workers; w; w = w->next) {
         lb_udp_close_all(w, LB_STREAM_END_SHUTDOWN);
-    }
-    if (w->nsessions) {
-        lb_timer_set(&w->sweep, LB_UDP_SWEEP);
     }
 }
 
@@ -776,9 +768,6 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     w->buckets[hash & w->mask] = s;
     if (++w->nsessions > w->mask + 1) {
         lb_udp_grow(w);
-    }
-    if (!lb_timer_is_set(&w->sweep)) {
-        lb_timer_set(&w->sweep, LB_UDP_SWEEP);
     }
     lb_log_debug("*%llu client %s: new session to %s in upstream \"%s\"",
                  (unsigned long long) peer->id, lb_addr_format(&a->sa, alen, text, sizeof(text))

@@ -58,11 +58,16 @@ static const lb_setting_t  lb_http_core_settings[] = {
     lb_setting_end
 };
 
+/* The core joins no phase: it runs them; it adds its variables. */
+static const lb_http_module_t  lb_http_core_ctx = {
+    NULL, NULL, NULL, NULL, NULL, lb_http_core_variables
+};
+
 lb_module_t  lb_http_core_module = {
     "http_core", LB_MODULE_HTTP, lb_http_core_protocols, lb_http_core_settings,
     LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_core_create_conf, lb_http_core_merge_conf, lb_http_core_init_conf,
-    NULL, NULL, lb_http_core_exit_worker, NULL, 0
+    NULL, NULL, lb_http_core_exit_worker, &lb_http_core_ctx, 0
 };
 
 static void *

@@ -68,7 +68,8 @@ typedef void (*lb_http_var_get_pt)(lb_http_var_out_t *out, const lb_http_var_ctx
                                        not be empty ("http_") */
 #define LB_HTTP_VAR_AT_LOAD  0x02   /* evaluated once, without a request,
                                        when a string is compiled; the value
-                                       is kept ($hostname) */
+                                       (its first 256 bytes) is kept
+                                       ($hostname) */
 
 /* One variable of a module's table (lb_http_module_t.variables), which
  * ends with an entry whose name is NULL. */

@@ -141,6 +141,8 @@ lb_tls_close(lb_conn_t *c)
     }
 }
 
+static bool lb_tls_has_session(const lb_conn_t *c);
+
 static const lb_io_t  lb_io_tls = {
     lb_tls_recv, lb_tls_send, lb_tls_sendv, lb_tls_shutdown, false, lb_tls_close
 };
@@ -440,7 +442,7 @@ lb_tls_verify_error(lb_conn_t *c)
 {
     long  vr;
 
-    if (lb_conn_is_tls(c)) {
+    if (lb_tls_has_session(c)) {
         vr = SSL_get_verify_result(c->io_ctx);
         if (vr != X509_V_OK) {
             return X509_verify_cert_error_string(vr);
@@ -465,8 +467,22 @@ lb_tls_upstream(void **confs)
 
 /* What modules may ask ----------------------------------------------------------- */
 
+void
+lb_tls_adopt(lb_conn_t *c, void *session)
+{
+    c->io = &lb_io_tls;
+    c->io_ctx = session;
+}
+
 bool
 lb_conn_is_tls(const lb_conn_t *c)
+{
+    return c->io == &lb_io_tls;
+}
+
+/* On the TLS layer with a session to ask (lbctl's connections have none). */
+static bool
+lb_tls_has_session(const lb_conn_t *c)
 {
     return c->io == &lb_io_tls && c->io_ctx != NULL;
 }
@@ -476,7 +492,7 @@ lb_tls_sni(lb_conn_t *c)
 {
     const char  *s;
 
-    if (!lb_conn_is_tls(c)) {
+    if (!lb_tls_has_session(c)) {
         return "";
     }
     s = SSL_get_servername(c->io_ctx, TLSEXT_NAMETYPE_host_name);
@@ -486,7 +502,7 @@ lb_tls_sni(lb_conn_t *c)
 const char *
 lb_tls_protocol(lb_conn_t *c)
 {
-    return lb_conn_is_tls(c) ? SSL_get_version(c->io_ctx) : "";
+    return lb_tls_has_session(c) ? SSL_get_version(c->io_ctx) : "";
 }
 
 const char *
@@ -494,7 +510,7 @@ lb_tls_cipher(lb_conn_t *c)
 {
     const char  *s;
 
-    if (!lb_conn_is_tls(c)) {
+    if (!lb_tls_has_session(c)) {
         return "";
     }
     s = SSL_get_cipher_name(c->io_ctx);
@@ -508,7 +524,7 @@ lb_tls_client_verify(lb_conn_t *c)
     X509        *cert;
     long         r;
 
-    if (!lb_conn_is_tls(c)) {
+    if (!lb_tls_has_session(c)) {
         return "";
     }
     cert = SSL_get1_peer_certificate(c->io_ctx);

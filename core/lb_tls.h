@@ -56,8 +56,13 @@ lb_tls_upstream_t *lb_tls_upstream(void **confs);
  * tls module, at load): how lb_tls_upstream finds them. */
 void lb_tls_set_upstream_lookup(lb_tls_upstream_t *(*lookup)(void **confs));
 
-/* Whether c speaks TLS (its handshake done, or running). */
+/* Whether c is on the TLS layer (its handshake done or running; lbctl's
+ * connections for https URLs have the layer without a session). */
 bool lb_conn_is_tls(const lb_conn_t *c);
+/* Puts c on the TLS layer over a session that is already established (an
+ * OpenSSL SSL *, as void * so that this header needs no OpenSSL): for
+ * code that makes sessions itself, such as unit tests of TLS variables. */
+void lb_tls_adopt(lb_conn_t *c, void *session);
 
 /* The last OpenSSL error of this thread as text ("" when none), for log
  * lines; clears the queue. */

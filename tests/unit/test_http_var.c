@@ -1,15 +1,19 @@
 /*
- * test_http_var.c: the variables of modules/http/core (SPEC §3.5): compile
- * errors and their suggestions, literals and escapes, every variable read
- * from a request parsed for real, captures, and evaluation into buffers too
- * small for the result.
+ * test_http_var.c: the variables of modules/http (SPEC §3.5): the registry
+ * (adding, finding, refusing duplicates, prefix variables), compile errors
+ * and their suggestions, literals and escapes, every variable read from a
+ * request parsed for real on a connection (a TLS one made in memory for
+ * the ssl variables), captures, and evaluation into buffers too small for
+ * the result.
  */
 #include "lb_core.h"
-#include "lb_http_parse.h"
-#include "lb_http_var.h"
+#include "lb_http.h"
+#include "lb_tls.h"
 
 #include <check.h>
 #include <time.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define UNSET  (~(size_t) 0)
 
@@ -27,6 +31,11 @@ static const char  request[] =
 
 static lb_http_msg_t      msg;
 static lb_http_var_ctx_t  ctx;
+/* the connection the request came on, as the variables read it */
+static lb_conn_t            conn;
+static lb_listener_t        listener;
+static lb_http_core_conf_t  core;
+static lb_http_conn_t       hc;
 static lb_pool_t         *pool;
 static char               err[256];
 static char               uri[1024];
@@ -47,11 +56,25 @@ setup(void)
     pool = lb_pool_create(LB_POOL_DEFAULT_SIZE);
     ck_assert_ptr_nonnull(pool);
     parse_head(request, sizeof(request) - 1);
+    memset(&conn, 0, sizeof(conn));
+    conn.io = &lb_io_plain;
+    memset(&listener, 0, sizeof(listener));
+    listener.name = "";
+    memset(&core, 0, sizeof(core));
+    core.listener = &listener;
+    memset(&hc, 0, sizeof(hc));
+    hc.c = &conn;
+    hc.conf = &core;
+    hc.local_known = 1;
+    hc.upstream_msec = -1;
     memset(&ctx, 0, sizeof(ctx));
+    ctx.hc = &hc;
     ctx.request = &msg;
-    ctx.upstream_response_msec = -1;
     err[0] = '\0';
 }
+
+/* Copies text into one of hc's address fields. */
+#define set_text(field, text)  snprintf(field, sizeof(field), "%s", text)
 
 static void
 teardown(void)
@@ -161,11 +184,12 @@ END_TEST
 
 START_TEST(every_name_compiles)
 {
-    char    text[64];
-    size_t  i;
+    const char *const  *names = lb_http_var_names();
+    char                text[64];
+    size_t              i;
 
-    for (i = 0; lb_http_var_names[i] != NULL; i++) {
-        snprintf(text, sizeof(text), "$%s", lb_http_var_names[i]);
+    for (i = 0; names[i] != NULL; i++) {
+        snprintf(text, sizeof(text), "$%s", names[i]);
         ck_assert(!lb_http_complex_is_literal(compile(text)));
     }
     ck_assert_uint_eq(i, 29);
@@ -184,6 +208,141 @@ START_TEST(every_unknown_variable_is_reported)
     ck_assert_str_eq(err, "unknown variable \"$hots\" (did you mean \"$host\"?)\n"
                           "a \"$\" must start a variable name (write $$ for a dollar sign)\n"
                           "the closing \"}\" of \"${uri\" is missing");
+}
+END_TEST
+
+/* The registry ----------------------------------------------------------------- */
+
+/* A module's variable: the status times ten, to see the getter is called
+ * with the context. */
+static void
+get_status10(lb_http_var_out_t *out, const lb_http_var_ctx_t *c, lb_str_t arg)
+{
+    lb_http_var_write(out, arg.data, arg.len);
+    lb_http_var_write(out, "=", 1);
+    lb_http_var_write_uint(out, (uint64_t) c->status * 10);
+}
+
+/* A prefix variable: its NAME, reversed, and whether there is a request. */
+static void
+get_rev(lb_http_var_out_t *out, const lb_http_var_ctx_t *c, lb_str_t arg)
+{
+    size_t  i;
+
+    for (i = arg.len; i > 0; i--) {
+        lb_http_var_write(out, &arg.data[i - 1], 1);
+    }
+    lb_http_var_write(out, c->request != NULL ? "+" : "-", 1);
+}
+
+static unsigned  loads;
+
+static void
+get_load_count(lb_http_var_out_t *out, const lb_http_var_ctx_t *c, lb_str_t arg)
+{
+    lb_http_var_write_uint(out, ++loads);
+}
+
+START_TEST(registered_variable_is_found_and_evaluated)
+{
+    const lb_http_var_def_t  *v;
+    lb_str_t                  arg;
+
+    ck_assert_ptr_null(lb_http_var_find("test_status10", 13, &arg));
+    ck_assert_int_eq(lb_http_var_add("test_status10", get_status10, 0), LB_OK);
+    v = lb_http_var_find("test_status10", 13, &arg);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v->name, "test_status10");
+    ck_assert(v->get == get_status10);
+    ck_assert(arg.len == 13 && memcmp(arg.data, "test_status10", 13) == 0);
+    /* a prefix of a name, or a name with more, is not it */
+    ck_assert_ptr_null(lb_http_var_find("test_status1", 12, &arg));
+    ck_assert_ptr_null(lb_http_var_find("test_status100", 14, &arg));
+    ctx.status = 404;
+    eval_is("<$test_status10>", "<test_status10=4040>");
+    eval_is("${test_status10}x", "test_status10=4040x");
+    /* it is a word: in the names, and suggested */
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$test_statsu10", err, sizeof(err)));
+    ck_assert_str_eq(err, "unknown variable \"$test_statsu10\" "
+                          "(did you mean \"$test_status10\"?)");
+}
+END_TEST
+
+START_TEST(the_modules_variables_are_registered)
+{
+    const char *const  *names = lb_http_var_names();
+    lb_str_t            arg;
+    size_t              i;
+    bool                seen = false;
+
+    /* the http core's and the proxy's */
+    ck_assert_ptr_nonnull(lb_http_var_find("host", 4, &arg));
+    ck_assert_ptr_nonnull(lb_http_var_find("upstream_connect_time", 21, &arg));
+    ck_assert_ptr_nonnull(lb_http_var_find("9", 1, &arg));
+    ck_assert_ptr_null(lb_http_var_find("0", 1, &arg));
+    for (i = 0; names[i] != NULL; i++) {
+        ck_assert_msg(strcmp(names[i], "http_") != 0 && strcmp(names[i], "1") != 0,
+                      "\"%s\" is not a word", names[i]);
+        seen |= strcmp(names[i], "upstream_addr") == 0;
+    }
+    ck_assert(seen);
+}
+END_TEST
+
+START_TEST(duplicate_name_is_refused)
+{
+    ck_assert_int_eq(lb_http_var_add("host", get_status10, 0), LB_ERROR);
+    ck_assert_int_eq(lb_http_var_add("test_twice", get_status10, 0), LB_OK);
+    ck_assert_int_eq(lb_http_var_add("test_twice", get_rev, 0), LB_ERROR);
+    ck_assert(lb_http_var_find("test_twice", 10, &(lb_str_t) lb_null_string)->get
+              == get_status10);
+    /* names a prefix variable takes, and prefixes that take names */
+    ck_assert_int_eq(lb_http_var_add("http_x", get_status10, 0), LB_ERROR);
+    ck_assert_int_eq(lb_http_var_add_prefix("http_", get_rev), LB_ERROR);
+    ck_assert_int_eq(lb_http_var_add_prefix("test_t", get_rev), LB_ERROR);
+    ck_assert_int_eq(lb_http_var_add_prefix("upstream_", get_rev), LB_ERROR);
+    /* not a name */
+    ck_assert_int_eq(lb_http_var_add("", get_status10, 0), LB_ERROR);
+    ck_assert_int_eq(lb_http_var_add("a-b", get_status10, 0), LB_ERROR);
+    ck_assert_int_eq(lb_http_var_add("nogetter", NULL, 0), LB_ERROR);
+}
+END_TEST
+
+START_TEST(prefix_variable_gets_its_name)
+{
+    const lb_http_var_def_t  *v;
+    lb_str_t                  arg;
+
+    ck_assert_int_eq(lb_http_var_add_prefix("rev_", get_rev), LB_OK);
+    v = lb_http_var_find("rev_abc", 7, &arg);
+    ck_assert_ptr_nonnull(v);
+    ck_assert(v->flags & LB_HTTP_VAR_PREFIX);
+    ck_assert(arg.len == 3 && memcmp(arg.data, "abc", 3) == 0);
+    eval_is("$rev_abc/${rev_Xy1}", "cba+/1yX+");
+    ck_assert_uint_eq(lb_http_complex_eval(compile("$rev_q"), NULL, NULL, 0), 2);
+    /* NAME must not be empty; a close prefix is suggested */
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$rev_", err, sizeof(err)));
+    ck_assert_str_eq(err, "variable \"$rev_\" needs a name after \"rev_\" "
+                          "(as in \"$rev_name\")");
+    ck_assert_ptr_null(lb_http_complex_compile(pool, "$rve_abc", err, sizeof(err)));
+    ck_assert_str_eq(err, "unknown variable \"$rve_abc\" (did you mean \"$rev_abc\"?)");
+    /* prefixes are not names */
+    ck_assert_ptr_null(lb_http_var_find("rev", 3, &arg));
+}
+END_TEST
+
+START_TEST(at_load_variable_is_read_once)
+{
+    lb_http_complex_t  *cv;
+
+    ck_assert_int_eq(lb_http_var_add("test_loads", get_load_count, LB_HTTP_VAR_AT_LOAD), LB_OK);
+    loads = 0;
+    cv = compile("[$test_loads]");
+    ck_assert_uint_eq(loads, 1);
+    eval_is("[$test_loads]", "[2]");
+    ck_assert_uint_eq(lb_http_complex_eval(cv, &ctx, NULL, 0), 3);
+    ck_assert_uint_eq(lb_http_complex_eval(cv, NULL, NULL, 0), 3);
+    ck_assert_uint_eq(loads, 2);
 }
 END_TEST
 
@@ -211,6 +370,7 @@ END_TEST
 
 START_TEST(braces_end_a_name)
 {
+    ctx.hc = NULL;          /* the request alone: $scheme is not known */
     eval_is("${host}name", "example.comname");
     eval_is("${scheme}://${host}${request_uri}", "://example.com/search/q?page=2&x=&page=3"
             "&flag&q=a%20b&PAGE=9");
@@ -356,24 +516,84 @@ END_TEST
 
 /* Variables from the context --------------------------------------------------- */
 
+/* A TLS 1.3 session made in memory: the server's end, after a handshake
+ * with a client that sent server_name; *client gets the other end. */
+static SSL *
+tls_session(const char *server_name, SSL **client)
+{
+    SSL_CTX   *sctx, *cctx;
+    SSL       *s, *cl;
+    EVP_PKEY  *key;
+    X509      *cert;
+    BIO       *sb, *cb;
+    int        i, rs = 0, rc = 0;
+
+    key = EVP_EC_gen("P-256");
+    cert = X509_new();
+    ck_assert(key != NULL && cert != NULL);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                               (const unsigned char *) "test", -1, -1, 0);
+    X509_set_issuer_name(cert, X509_get_subject_name(cert));
+    ck_assert_int_gt(X509_sign(cert, key, EVP_sha256()), 0);
+
+    sctx = SSL_CTX_new(TLS_server_method());
+    cctx = SSL_CTX_new(TLS_client_method());
+    ck_assert(sctx != NULL && cctx != NULL);
+    ck_assert_int_eq(SSL_CTX_use_certificate(sctx, cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(sctx, key), 1);
+    SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
+    ck_assert_int_eq(SSL_CTX_set_ciphersuites(sctx, "TLS_AES_128_GCM_SHA256"), 1);
+    s = SSL_new(sctx);
+    cl = SSL_new(cctx);
+    ck_assert(s != NULL && cl != NULL);
+    SSL_set_tlsext_host_name(cl, server_name);
+    ck_assert_int_eq(BIO_new_bio_pair(&sb, 0, &cb, 0), 1);
+    SSL_set_bio(s, sb, sb);
+    SSL_set_bio(cl, cb, cb);
+    SSL_set_accept_state(s);
+    SSL_set_connect_state(cl);
+    for (i = 0; i < 16 && (rs != 1 || rc != 1); i++) {
+        rc = rc == 1 ? 1 : SSL_do_handshake(cl);
+        rs = rs == 1 ? 1 : SSL_do_handshake(s);
+    }
+    ck_assert_msg(rs == 1 && rc == 1, "the in-memory TLS handshake failed");
+    /* the sessions hold their own references */
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    *client = cl;
+    return s;
+}
+
 START_TEST(context_strings)
 {
-    ctx.remote_addr = (lb_str_t) lb_string("192.0.2.7");
-    ctx.remote_port = (lb_str_t) lb_string("51234");
-    ctx.server_addr = (lb_str_t) lb_string("127.0.0.1");
-    ctx.server_port = (lb_str_t) lb_string("8443");
-    ctx.scheme = (lb_str_t) lb_string("https");
-    ctx.request_id = (lb_str_t) lb_string("4f2a");
-    ctx.upstream_addr = (lb_str_t) lb_string("10.0.0.1:80");
-    ctx.sni = (lb_str_t) lb_string("api.example");
-    ctx.ssl_protocol = (lb_str_t) lb_string("TLSv1.3");
-    ctx.ssl_cipher = (lb_str_t) lb_string("TLS_AES_128_GCM_SHA256");
+    SSL  *server, *client;
+
+    set_text(hc.remote_ip, "192.0.2.7");
+    set_text(hc.remote_port, "51234");
+    set_text(hc.local_ip, "127.0.0.1");
+    set_text(hc.local_port, "8443");
+    hc.request_id = (lb_str_t) lb_string("4f2a");
+    hc.upstream_addr = (lb_str_t) lb_string("10.0.0.1:80");
+    eval_is("$scheme://$host$uri", "http://example.com/search/q");
+    eval_is("[$sni][$ssl_protocol][$ssl_cipher][$ssl_client_verify]", "[][][][]");
+
+    server = tls_session("api.example", &client);
+    lb_tls_adopt(&conn, server);
 
     eval_is("$remote_addr:$remote_port", "192.0.2.7:51234");
     eval_is("$server_addr:$server_port", "127.0.0.1:8443");
     eval_is("$scheme://$host$uri", "https://example.com/search/q");
     eval_is("$request_id $upstream_addr $sni", "4f2a 10.0.0.1:80 api.example");
     eval_is("$ssl_protocol/$ssl_cipher", "TLSv1.3/TLS_AES_128_GCM_SHA256");
+    eval_is("$ssl_client_verify", "NONE");
+    SSL_free(server);
+    SSL_free(client);
 }
 END_TEST
 
@@ -391,16 +611,16 @@ START_TEST(numbers)
     ctx.status = 200;
     eval_is("$status", "200");
     eval_is("$bytes_sent", "0");
-    ctx.bytes_sent = 1234567;
+    hc.bytes_sent = 1234567;
     eval_is("$bytes_sent", "1234567");
-    ctx.bytes_sent = UINT64_MAX;
+    hc.bytes_sent = UINT64_MAX;
     eval_is("$bytes_sent", "18446744073709551615");
 }
 END_TEST
 
 START_TEST(request_time_is_seconds_since_start)
 {
-    ctx.start_msec = 1000;
+    hc.start_msec = 1000;
     lb_current_msec = 1123;
     eval_is("$request_time", "0.123");
     lb_current_msec = 1000;
@@ -415,11 +635,11 @@ END_TEST
 START_TEST(upstream_response_time)
 {
     eval_is("[$upstream_response_time]", "[]");
-    ctx.upstream_response_msec = 0;
+    hc.upstream_msec = 0;
     eval_is("$upstream_response_time", "0.000");
-    ctx.upstream_response_msec = 5;
+    hc.upstream_msec = 5;
     eval_is("$upstream_response_time", "0.005");
-    ctx.upstream_response_msec = 61070;
+    hc.upstream_msec = 61070;
     eval_is("$upstream_response_time", "61.070");
 }
 END_TEST
@@ -428,20 +648,20 @@ START_TEST(upstream_status_is_the_servers_only)
 {
     ctx.status = 502;
     eval_is("[$status][$upstream_status]", "[502][]");
-    ctx.upstream_status = 502;
+    hc.upstream_status = 502;
     eval_is("[$status][$upstream_status]", "[502][502]");
-    ctx.upstream_status = 101;
+    hc.upstream_status = 101;
     eval_is("$upstream_status", "101");
 }
 END_TEST
 
 START_TEST(upstream_connect_time)
 {
-    ctx.upstream_connect_msec = -1;
+    hc.upstream_connect_msec = -1;
     eval_is("[$upstream_connect_time]", "[]");
-    ctx.upstream_connect_msec = 0;
+    hc.upstream_connect_msec = 0;
     eval_is("$upstream_connect_time", "0.000");
-    ctx.upstream_connect_msec = 1042;
+    hc.upstream_connect_msec = 1042;
     eval_is("$upstream_connect_time", "1.042");
     ck_assert_uint_eq(lb_http_complex_eval(compile("$upstream_connect_time"), NULL, NULL, 0), 0);
 }
@@ -453,7 +673,7 @@ START_TEST(server_name_hostname_and_query_string)
 
     ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
     host[sizeof(host) - 1] = '\0';
-    ctx.server_name = (lb_str_t) lb_string("web");
+    listener.name = "web";
     eval_is("[$server_name]", "[web]");
     eval_check("$hostname", host, strlen(host));
     ck_assert_uint_eq(lb_http_complex_eval(compile("$hostname"), NULL, NULL, 0), strlen(host));
@@ -473,7 +693,7 @@ START_TEST(json_escape_of_values)
     char                buf[128];
     size_t              n, size;
 
-    ctx.request_id = (lb_str_t) lb_string("a\"b\\c\td\x01\x7f\n\xc3\xa9");
+    hc.request_id = (lb_str_t) lb_string("a\"b\\c\td\x01\x7f\n\xc3\xa9");
     n = lb_http_complex_eval_escaped(cv, &ctx, buf, sizeof(buf), LB_HTTP_ESCAPE_JSON);
     ck_assert_msg(n == sizeof(expected) - 1 && memcmp(buf, expected, n) == 0,
                   "got %.*s", (int) lb_min(n, sizeof(buf)), buf);
@@ -620,10 +840,9 @@ START_TEST(small_buffer_gets_a_prefix_and_the_full_length)
     size_t              t, len, size, n;
     lb_http_complex_t  *cv;
 
-    ctx.scheme = (lb_str_t) lb_string("http");
     ctx.status = 503;
-    ctx.bytes_sent = 98765;
-    ctx.start_msec = lb_current_msec;
+    hc.bytes_sent = 98765;
+    hc.start_msec = lb_current_msec;
     set_captures();
 
     for (t = 0; t < lb_nelems(texts); t++) {
@@ -671,6 +890,15 @@ http_var_suite(void)
     tcase_add_test(tc, literal_is_itself);
     tcase_add_test(tc, double_dollar_is_a_dollar);
     tcase_add_test(tc, braces_end_a_name);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("registry");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, registered_variable_is_found_and_evaluated);
+    tcase_add_test(tc, the_modules_variables_are_registered);
+    tcase_add_test(tc, duplicate_name_is_refused);
+    tcase_add_test(tc, prefix_variable_gets_its_name);
+    tcase_add_test(tc, at_load_variable_is_read_once);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("request");

@@ -60,9 +60,10 @@ static const lb_setting_t  lb_http_core_settings[] = {
     lb_setting_end
 };
 
-/* The access log is the core's handler of the log phase. */
+/* The access log is the core's handler of the log phase; the core adds
+ * its variables. */
 static const lb_http_module_t  lb_http_core_ctx = {
-    NULL, NULL, NULL, NULL, NULL, lb_http_access_log_handler
+    NULL, NULL, NULL, NULL, NULL, lb_http_access_log_handler, lb_http_core_variables
 };
 
 lb_module_t  lb_http_core_module = {

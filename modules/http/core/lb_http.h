@@ -136,7 +136,10 @@ void lb_http_head_remove(lb_http_head_t *h, const char *name, size_t nlen);
  * lb_http_var_ctx(hc, &ctx, hc->status) gives the request's variables. A
  * log handler must not send, close or allocate per request. Requests
  * still open when a stopping worker reaches shutdown_timeout end with the
- * worker, without a run. NULL members are skipped. */
+ * worker, without a run. NULL members are skipped.
+ * variables: the module's variables, ended by a { NULL } entry,
+ * added to the registry before the first string is compiled
+ * (lb_http_var.h; docs/modules.md, "Adding a variable"). */
 typedef int (*lb_http_phase_pt)(lb_http_conn_t *hc);
 typedef int (*lb_http_filter_pt)(lb_http_conn_t *hc, lb_http_head_t *h,
                                  const lb_http_var_ctx_t *ctx);
@@ -149,6 +152,7 @@ typedef struct {
     lb_http_filter_pt   forward_filter;
     lb_http_filter_pt   header_filter;
     lb_http_log_pt      log;
+    const lb_http_var_def_t  *variables;
 } lb_http_module_t;
 
 /* One client connection, from the connection's pool. */
@@ -238,8 +242,14 @@ extern lb_http_phases_t  lb_http_phases;
  * why; the connection closes after it unless close is false. LB_OK, or
  * LB_DONE when the connection had to be closed. */
 int  lb_http_generate(lb_http_conn_t *hc, int status, const char *why, bool close);
-/* The request's variable context. */
+/* Points ctx at hc's current request, with the response's status (0:
+ * none yet): a few stores, no copy; getters read the request on demand. */
 void lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status);
+/* Reads the listener's own address of hc into local_ip and local_port,
+ * once (local_known), for $server_addr and $server_port. */
+void lb_http_local_addr(lb_http_conn_t *hc);
+/* The http core's own variables (lb_http_variables.c). */
+extern const lb_http_var_def_t  lb_http_core_variables[];
 /* Runs the header filters over h. */
 int  lb_http_header_filters(lb_http_conn_t *hc, lb_http_head_t *h, int status);
 const char *lb_http_reason(int status);

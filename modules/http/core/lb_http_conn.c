@@ -263,9 +263,7 @@ lb_http_port_text(const struct sockaddr_storage *ss, char *buf, size_t size)
     }
 }
 
-/* The listener's own address, once per connection, for $server_addr and
- * $server_port. */
-static void
+void
 lb_http_local_addr(lb_http_conn_t *hc)
 {
     struct sockaddr_storage  ss;
@@ -285,44 +283,9 @@ lb_http_local_addr(lb_http_conn_t *hc)
 void
 lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status)
 {
-    if (!hc->local_known) {
-        lb_http_local_addr(hc);
-    }
-    memset(ctx, 0, sizeof(*ctx));
+    ctx->hc = hc;
     ctx->request = &hc->mem->msg;
-    ctx->remote_addr.data = hc->remote_ip;
-    ctx->remote_addr.len = strlen(hc->remote_ip);
-    ctx->remote_port.data = hc->remote_port;
-    ctx->remote_port.len = strlen(hc->remote_port);
-    ctx->server_addr.data = hc->local_ip;
-    ctx->server_addr.len = strlen(hc->local_ip);
-    ctx->server_port.data = hc->local_port;
-    ctx->server_port.len = strlen(hc->local_port);
-    if (lb_conn_is_tls(hc->c)) {
-        ctx->scheme.data = (char *) "https";
-        ctx->scheme.len = 5;
-        ctx->sni.data = (char *) lb_tls_sni(hc->c);
-        ctx->sni.len = strlen(ctx->sni.data);
-        ctx->ssl_protocol.data = (char *) lb_tls_protocol(hc->c);
-        ctx->ssl_protocol.len = strlen(ctx->ssl_protocol.data);
-        ctx->ssl_cipher.data = (char *) lb_tls_cipher(hc->c);
-        ctx->ssl_cipher.len = strlen(ctx->ssl_cipher.data);
-        ctx->ssl_client_verify.data = (char *) lb_tls_client_verify(hc->c);
-        ctx->ssl_client_verify.len = strlen(ctx->ssl_client_verify.data);
-    } else {
-        ctx->scheme.data = (char *) "http";
-        ctx->scheme.len = 4;
-    }
     ctx->status = status;
-    ctx->start_msec = hc->start_msec;
-    ctx->upstream_response_msec = hc->upstream_msec;
-    ctx->upstream_connect_msec = hc->upstream_connect_msec;
-    ctx->upstream_status = hc->upstream_status;
-    ctx->server_name.data = (char *) hc->conf->listener->name;
-    ctx->server_name.len = strlen(hc->conf->listener->name);
-    ctx->upstream_addr = hc->upstream_addr;
-    ctx->request_id = hc->request_id;
-    ctx->bytes_sent = hc->bytes_sent;
     ctx->capture_subject = hc->mem->msg.uri.data;
     ctx->captures = hc->mem->captures;
     ctx->ncaptures = hc->ncaptures;

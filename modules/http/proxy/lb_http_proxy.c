@@ -86,8 +86,60 @@ static const lb_setting_t  lb_http_proxy_settings[] = {
     lb_setting_end
 };
 
+/* Variables: what the proxy recorded of the request's upstream exchange,
+ * on the connection (lb_http_conn_t's upstream_* fields). */
+
+/* $upstream_addr: the server's address, "10.0.0.1:80"; "" without one. */
+static void
+lb_http_proxy_var_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
+{
+    if (ctx->hc != NULL) {
+        lb_http_var_write_str(out, ctx->hc->upstream_addr);
+    }
+}
+
+/* $upstream_status: the status code the server sent; "" when lbd answered
+ * itself (its own 502 reads "", a server's "502"). */
+static void
+lb_http_proxy_var_status(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
+{
+    if (ctx->hc != NULL && ctx->hc->upstream_status > 0) {
+        lb_http_var_write_uint(out, (uint64_t) ctx->hc->upstream_status);
+    }
+}
+
+/* $upstream_response_time: seconds with three decimals; "" without an
+ * upstream. */
+static void
+lb_http_proxy_var_response_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
+                                 lb_str_t arg)
+{
+    if (ctx->hc != NULL && ctx->hc->upstream_msec >= 0) {
+        lb_http_var_write_msec(out, ctx->hc->upstream_msec);
+    }
+}
+
+/* $upstream_connect_time: the same for connecting (TLS included), "0.000"
+ * on a kept-alive connection, "" when no connection was made. */
+static void
+lb_http_proxy_var_connect_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
+                               lb_str_t arg)
+{
+    if (ctx->hc != NULL && ctx->hc->upstream_connect_msec >= 0) {
+        lb_http_var_write_msec(out, ctx->hc->upstream_connect_msec);
+    }
+}
+
+static const lb_http_var_def_t  lb_http_proxy_variables[] = {
+    { "upstream_addr", lb_http_proxy_var_addr, 0 },
+    { "upstream_response_time", lb_http_proxy_var_response_time, 0 },
+    { "upstream_status", lb_http_proxy_var_status, 0 },
+    { "upstream_connect_time", lb_http_proxy_var_connect_time, 0 },
+    { NULL, NULL, 0 }
+};
+
 static const lb_http_module_t  lb_http_proxy_ctx = {
-    NULL, NULL, lb_http_proxy_content, NULL, NULL
+    NULL, NULL, lb_http_proxy_content, NULL, NULL, NULL, lb_http_proxy_variables
 };
 
 lb_module_t  lb_http_proxy_module = {
@@ -478,18 +530,23 @@ lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_htt
 {
     lb_http_proxy_t        *p = hc->content;
     const lb_http_msg_t    *msg = ctx->request;
-    lb_str_t                client;
+    lb_str_t                client, remote;
     char                    ipbuf[LB_IP_TEXT_LEN], *xff;
     size_t                  n;
 
     if (p == NULL || hc->route == NULL || hc->route->action != LB_HTTP_ROUTE_UPSTREAM) {
         return LB_OK;
     }
+    remote.data = hc->remote_ip;
+    remote.len = strlen(hc->remote_ip);
+    if (!hc->local_known) {
+        lb_http_local_addr(hc);
+    }
     lb_http_real_client(msg, (struct sockaddr *) &hc->c->peer, &p->conf->trusted,
                         &client, ipbuf);
     if (p->conf->xff != LB_HTTP_XFF_OFF) {
         n = lb_http_xff_value(p->conf->xff, msg,
-                              p->conf->xff == LB_HTTP_XFF_APPEND ? ctx->remote_addr : client,
+                              p->conf->xff == LB_HTTP_XFF_APPEND ? remote : client,
                               NULL, 0);
         if (h->size - h->len < n + 20) {
             h->overflow = true;
@@ -497,16 +554,20 @@ lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_htt
         }
         xff = h->data + h->len + sizeof("X-Forwarded-For: ") - 1;
         lb_http_xff_value(p->conf->xff, msg,
-                          p->conf->xff == LB_HTTP_XFF_APPEND ? ctx->remote_addr : client,
+                          p->conf->xff == LB_HTTP_XFF_APPEND ? remote : client,
                           xff, n);
         memcpy(h->data + h->len, "X-Forwarded-For: ", sizeof("X-Forwarded-For: ") - 1);
         h->len += sizeof("X-Forwarded-For: ") - 1 + n;
         memcpy(h->data + h->len, "\r\n", 2);
         h->len += 2;
     }
-    lb_http_head_add(h, "X-Forwarded-Proto", 17, ctx->scheme.data, ctx->scheme.len);
-    if (ctx->server_port.len) {
-        lb_http_head_add(h, "X-Forwarded-Port", 16, ctx->server_port.data, ctx->server_port.len);
+    if (lb_conn_is_tls(hc->c)) {
+        lb_http_head_add(h, "X-Forwarded-Proto", 17, "https", 5);
+    } else {
+        lb_http_head_add(h, "X-Forwarded-Proto", 17, "http", 4);
+    }
+    if (hc->local_port[0] != '\0') {
+        lb_http_head_add(h, "X-Forwarded-Port", 16, hc->local_port, strlen(hc->local_port));
     }
     if (msg->host.len) {
         lb_http_head_add(h, "X-Forwarded-Host", 16, msg->host.data, msg->host.len);

@@ -7,6 +7,7 @@
 #include "lb_core.h"
 #include "lb_http_route.h"
 #include "lb_http.h"
+#include "lb_tls.h"
 
 #include <arpa/inet.h>
 
@@ -1564,14 +1565,17 @@ static int
 lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
 {
     static lb_http_msg_t     msg;
-    static char              req[16384], out[4096], uri[8192], server_addr[LB_IP_TEXT_LEN];
+    static char              req[16384], out[4096], uri[8192];
     const lb_addr_t         *a;
-    lb_http_core_conf_t     *hcf;
+    lb_http_core_conf_t     *hcf, core;
+    lb_http_conn_t           hc;
+    lb_conn_t                c;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
     const char              *method, *url, *path, *host = NULL, *listener = NULL, *colon;
     const lb_http_route_t   *r;
     lb_http_var_ctx_t        ctx;
     lb_listener_t           *ls;
+    bool                     https = false;
     size_t                   caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES], n, hostlen = 0, i;
     bool                     has_host = false;
     int                      ncaps = 0, k, len;
@@ -1582,14 +1586,10 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     }
     method = argv[1];
     url = argv[2];
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.scheme = (lb_str_t) lb_string("http");
 
     /* URL: absolute (scheme://host/path) or a path */
     if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
-        if (url[4] == 's') {
-            ctx.scheme = (lb_str_t) lb_string("https");
-        }
+        https = url[4] == 's';
         host = strstr(url, "://") + 3;
         path = strchr(host, '/');
         hostlen = path ? (size_t) (path - host) : strlen(host);
@@ -1597,7 +1597,7 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         /* the port picks the listener: after "]" for "[::1]:8443" */
         colon = memchr(host, ']', hostlen);
         colon = memchr(colon ? colon : host, ':', hostlen - (size_t) ((colon ? colon : host) - host));
-        port = colon ? (unsigned) strtoul(colon + 1, NULL, 10) : ctx.scheme.len == 5 ? 443 : 80;
+        port = colon ? (unsigned) strtoul(colon + 1, NULL, 10) : https ? 443 : 80;
     } else if (url[0] == '/') {
         path = url;
     } else {
@@ -1636,12 +1636,29 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     memcpy(req + n, "\r\n", 2);
     n += 2;
 
-    ls = lb_http_route_ctl_listener(cycle, listener, host ? ctx.scheme.data : NULL, port);
+    ls = lb_http_route_ctl_listener(cycle, listener, host ? (https ? "https" : "http") : NULL,
+                                    port);
     if (ls == NULL) {
         return listener ? lb_http_route_ctl_no_listener(cycle, listener)
                         : lb_http_route_ctl_fail("%sthe configuration has no http listener", "");
     }
     hcf = ls->confs ? lb_get_conf(ls->confs, lb_http_core_module) : NULL;
+
+    /* the variables read a connection: one that came to this listener,
+     * over TLS (without a session) for an https URL, with no upstream */
+    memset(&c, 0, sizeof(c));
+    c.io = &lb_io_plain;
+    if (https) {
+        lb_tls_adopt(&c, NULL);
+    }
+    memset(&core, 0, sizeof(core));
+    core.listener = ls;
+    memset(&hc, 0, sizeof(hc));
+    hc.c = &c;
+    hc.conf = &core;
+    hc.local_known = 1;
+    hc.upstream_msec = -1;
+    hc.upstream_connect_msec = -1;
 
     /* $host of a request without Host is the address it came to: the
      * listener's first, unless it is a wildcard */
@@ -1650,10 +1667,9 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         && inet_ntop(a->u.sa.sa_family, a->u.sa.sa_family == AF_INET
                                          ? (const void *) &a->u.sin.sin_addr
                                          : (const void *) &a->u.sin6.sin6_addr,
-                     server_addr, sizeof(server_addr)) != NULL)
+                     hc.local_ip, sizeof(hc.local_ip)) == NULL)
     {
-        ctx.server_addr.data = server_addr;
-        ctx.server_addr.len = strlen(server_addr);
+        hc.local_ip[0] = '\0';
     }
 
     /* the listener's own parse and path normalisation, as a request gets */
@@ -1677,14 +1693,12 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     lb_http_route_describe(r, out, sizeof(out));
     printf("route: %s\n", out);
 
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.hc = &hc;
     ctx.request = &msg;
     ctx.capture_subject = msg.uri.data;
     ctx.captures = caps;
     ctx.ncaptures = ncaps;
-    ctx.upstream_response_msec = -1;
-    ctx.upstream_connect_msec = -1;
-    ctx.server_name.data = (char *) ls->name;
-    ctx.server_name.len = strlen(ls->name);
 
     switch (r->action) {
     case LB_HTTP_ROUTE_UPSTREAM:

@@ -65,6 +65,7 @@ typedef struct lb_shm_zone_s  lb_shm_zone_t;
 #include "lb_pool.h"
 #include "lb_array.h"
 #include "lb_buf.h"
+#include "lb_chain.h"
 #include "lb_timer.h"
 #include "lb_parse.h"
 #include "lb_cidr.h"

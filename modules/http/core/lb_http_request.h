@@ -1,0 +1,182 @@
+/*
+ * lb_http_request.h: one HTTP request, apart from the connection that
+ * carries it, and the output path every response takes.
+ *
+ * A frontend (HTTP/1 today: lb_http_conn.c) reads a request head, makes
+ * a request object, fills what it read (msg, the client's addresses) and
+ * a writer (how bytes go out in its protocol), and runs it:
+ * lb_http_request_run() chooses the route, runs the phases and the
+ * route's action. Whatever answers (the action's module, a phase that
+ * refuses, lbd's own errors) does so the same way:
+ *
+ *   fill r->out (status, fields, content_length)
+ *   lb_http_send_header(r)          header filters, in module order, then
+ *                                   the writer's header step
+ *   lb_http_send_body(r, chain, last)   body filters, then the writer
+ *
+ * A body filter takes bytes from its input chain (lb_chain.h: moving
+ * pos), passes what it makes on with lb_http_next_body_filter() and
+ * returns what that returned. The results, for every filter and the
+ * writer alike:
+ *   LB_OK     everything passed in went on, nothing is held below
+ *             (with last: the response is complete);
+ *   LB_AGAIN  something is held below (the client is slow): the caller
+ *             calls again, with what it has left or NULL, when the
+ *             frontend calls its content_run again; bytes it left in
+ *             its chain are still its own and must stay as they are;
+ *   LB_ERROR  the response cannot go on: the caller aborts the request
+ *             (lb_http_request_abort), which closes that client
+ *             connection; the client sees a truncated response.
+ * A filter that holds bytes of its own (a compressor's output the writer
+ * could not take yet) takes no more input until they went on, so memory
+ * never grows with the size of a body.
+ */
+#ifndef LB_HTTP_REQUEST_H
+#define LB_HTTP_REQUEST_H
+
+#include "lb_core.h"
+#include "lb_http_parse.h"
+
+typedef struct lb_http_request_s  lb_http_request_t;
+typedef struct lb_http_route_s    lb_http_route_t;
+struct lb_http_core_conf_s;
+
+/* A response head, structured: status, reason and fields. The framing
+ * fields (Content-Length, Transfer-Encoding, Connection, Keep-Alive) are
+ * never among the fields: the writer writes them from content_length and
+ * the connection's state. The writer also adds Date and Server when
+ * absent and the X-Request-ID echo. */
+#define LB_HTTP_OUT_FIELDS  (LB_HTTP_MAX_HEADERS + 32)
+
+typedef struct {
+    int                 status;
+    lb_str_t            reason;         /* empty: lbd's text for status */
+    lb_http_header_t    fields[LB_HTTP_OUT_FIELDS];
+    size_t              nfields;
+    int64_t             content_length; /* of the body, -1: not known (the
+                                           writer chunks it, or closes) */
+    unsigned            upgrade:1;      /* 101: the connection becomes a
+                                           tunnel once the head is out */
+} lb_http_headers_out_t;
+
+/* How a frontend sends a response: the head once the header filters ran,
+ * then the body (what the body filters made). */
+typedef struct {
+    int   (*header)(lb_http_request_t *r);
+    int   (*body)(lb_http_request_t *r, lb_chain_t *in, bool last);
+} lb_http_writer_t;
+
+typedef int  (*lb_http_handler_pt)(lb_http_request_t *r);
+typedef int  (*lb_http_header_filter_pt)(lb_http_request_t *r);
+typedef int  (*lb_http_body_filter_pt)(lb_http_request_t *r, lb_chain_t *in, bool last);
+
+/* The client as the frontend knows it (addresses as text, once). */
+typedef struct {
+    char   remote_ip[LB_IP_TEXT_LEN];
+    char   remote_port[8];
+    char   local_ip[LB_IP_TEXT_LEN];
+    char   local_port[8];
+    bool   local_known;
+} lb_http_peer_t;
+
+#define LB_HTTP_REQUEST_ID_BUF  32
+#define LB_HTTP_ARENA_SIZE      2048    /* for values filters make */
+
+struct lb_http_request_s {
+    /* set by the frontend */
+    lb_conn_t                       *c;         /* the client connection */
+    struct lb_http_core_conf_s      *conf;      /* the listener's http settings */
+    const lb_http_writer_t          *writer;
+    void                            *frontend;  /* the frontend's own state */
+    lb_http_peer_t                  *peer;
+    lb_http_msg_t                   *msg;       /* the request head */
+    lb_msec_t                        start_msec;
+    unsigned                         head_method:1;  /* HEAD */
+    unsigned                         http10:1;       /* HTTP/1.0 */
+    unsigned                         keep_alive:1;   /* the connection may
+                                                        serve another request
+                                                        after this one */
+
+    /* chosen while the request runs */
+    const lb_http_route_t           *route;     /* NULL before one (and 404) */
+    size_t                          *captures;  /* path_regex offsets */
+    int                              ncaptures;
+    lb_str_t                         request_id;    /* the client's, or id_buf */
+
+    /* the response */
+    int                              status;        /* 0: none chosen yet */
+    lb_http_headers_out_t            out;
+    unsigned                         header_sent:1;
+    unsigned                         log_pending:1; /* the log phase has not run */
+    uint64_t                         bytes_sent;    /* to the client, head included */
+
+    /* what the upstream side tells variables */
+    lb_str_t                         upstream_addr;
+    lb_msec_t                        upstream_msec;         /* -1: no upstream */
+    lb_msec_t                        upstream_connect_msec; /* -1: no connection */
+    int                              upstream_status;       /* 0: none */
+
+    /* the action that took the request: its state and entry points, run
+     * by the frontend on the client's events (content_run with the
+     * frontend's result convention: LB_OK go on, LB_AGAIN wait, LB_DONE
+     * the connection is gone), on a timer of the client's, and when the
+     * client connection closes while the action holds the request */
+    void                            *content;
+    int                            (*content_run)(lb_http_request_t *r);
+    void                           (*content_timeout)(lb_http_request_t *r, lb_event_t *ev);
+    void                           (*content_cleanup)(lb_http_request_t *r);
+
+    /* per-module state of this request (lb_http_request_ctx) */
+    void                           **ctx;
+    size_t                           filter_pos;    /* lb_http_next_body_filter */
+    size_t                           arena_used;
+    char                             arena[LB_HTTP_ARENA_SIZE];
+    char                             id_buf[LB_HTTP_REQUEST_ID_BUF];
+};
+
+#define lb_http_request_ctx(r, m)        ((r)->ctx[(m).index])
+#define lb_http_request_set_ctx(r, m, v) ((r)->ctx[(m).index] = (v))
+
+/* Prepares r for a new request (keeps c, conf, writer, frontend, peer,
+ * msg and ctx as the frontend set them; ctx is cleared). */
+void  lb_http_request_init(lb_http_request_t *r);
+
+/* Runs a request whose head is in r->msg (parsed, lb_http_parse_uri
+ * done): route, access, rewrite, the route's action. Returns what the
+ * answer returned: LB_OK when the request was answered or an action took
+ * it (r->content set), LB_DONE when the frontend's connection is gone. */
+int   lb_http_request_run(lb_http_request_t *r);
+
+/* Bytes from the request's arena (LB_HTTP_ARENA_SIZE for the whole
+ * request), for values a filter makes; NULL when it is used up. */
+char *lb_http_request_alloc(lb_http_request_t *r, size_t size);
+
+/* Response fields -------------------------------------------------------- */
+
+/* Appends a field (the strings must live until the head is sent: the
+ * arena, the configuration, the upstream's buffer). LB_ERROR: no room. */
+int   lb_http_out_add(lb_http_request_t *r, const char *name, size_t nlen,
+                      const char *value, size_t vlen);
+/* The first field called name (case-insensitive), or NULL. */
+lb_http_header_t *lb_http_out_find(lb_http_request_t *r, const char *name, size_t nlen);
+/* Removes every field called name. */
+void  lb_http_out_remove(lb_http_request_t *r, const char *name, size_t nlen);
+
+/* The output path -------------------------------------------------------- */
+
+/* Header filters, then the writer's header step. LB_OK or LB_ERROR (a
+ * filter failed: nothing was sent; the caller answers 500/502 instead). */
+int   lb_http_send_header(lb_http_request_t *r);
+/* Body filters, then the writer (results: see above). */
+int   lb_http_send_body(lb_http_request_t *r, lb_chain_t *in, bool last);
+/* For a body filter: passes its output on to the next filter. */
+int   lb_http_next_body_filter(lb_http_request_t *r, lb_chain_t *in, bool last);
+
+/* Answers status with a response lbd makes: content_type and body (a
+ * copy is not made: body must live until the request ends), through the
+ * output path. LB_OK, LB_AGAIN (the rest goes when the client reads) or
+ * LB_ERROR. */
+int   lb_http_send_response(lb_http_request_t *r, int status, const char *content_type,
+                            const char *body, size_t len);
+
+#endif

@@ -59,11 +59,19 @@ typedef struct {
                                            tunnel once the head is out */
 } lb_http_headers_out_t;
 
-/* How a frontend sends a response: the head once the header filters ran,
- * then the body (what the body filters made). */
+/* What a frontend does for its requests: send a response's head once
+ * the header filters ran, then the body (what the body filters made);
+ * end a request whose response went out whole (the log phase, then the
+ * next request or the connection's end: lb_http_finalize), or at once
+ * (lb_http_abort). */
 typedef struct {
     int   (*header)(lb_http_request_t *r);
     int   (*body)(lb_http_request_t *r, lb_chain_t *in, bool last);
+    /* whether bytes of the response reached the client: until then a
+     * response may still be replaced by another (an error) */
+    bool  (*started)(lb_http_request_t *r);
+    int   (*finalize)(lb_http_request_t *r);
+    void  (*abort)(lb_http_request_t *r);
 } lb_http_writer_t;
 
 typedef int  (*lb_http_handler_pt)(lb_http_request_t *r);
@@ -79,8 +87,8 @@ typedef struct {
     bool   local_known;
 } lb_http_peer_t;
 
-#define LB_HTTP_REQUEST_ID_BUF  32
-#define LB_HTTP_ARENA_SIZE      2048    /* for values filters make */
+#define LB_HTTP_REQUEST_ID_BUF  40      /* LB_HTTP_REQUEST_ID_LEN + NUL */
+#define LB_HTTP_ARENA_SIZE      4096    /* for values filters make */
 
 struct lb_http_request_s {
     /* set by the frontend */
@@ -125,6 +133,9 @@ struct lb_http_request_s {
     int                            (*content_run)(lb_http_request_t *r);
     void                           (*content_timeout)(lb_http_request_t *r, lb_event_t *ev);
     void                           (*content_cleanup)(lb_http_request_t *r);
+
+    /* a response of lbd's own, while it goes out */
+    lb_chain_t                       own_body;
 
     /* per-module state of this request (lb_http_request_ctx) */
     void                           **ctx;
@@ -172,10 +183,21 @@ int   lb_http_send_body(lb_http_request_t *r, lb_chain_t *in, bool last);
 /* For a body filter: passes its output on to the next filter. */
 int   lb_http_next_body_filter(lb_http_request_t *r, lb_chain_t *in, bool last);
 
-/* Answers status with a response lbd makes: content_type and body (a
- * copy is not made: body must live until the request ends), through the
- * output path. LB_OK, LB_AGAIN (the rest goes when the client reads) or
- * LB_ERROR. */
+/* The two halves of lb_http_send_response, for a response that adds
+ * fields of its own between them (Location): Content-Type and the body's
+ * length into r->out (after lb_http_out_start), then the head and the
+ * body through the output path. */
+int   lb_http_response_fields(lb_http_request_t *r, int status, const char *content_type,
+                              size_t len);
+int   lb_http_send_prepared(lb_http_request_t *r, const char *body, size_t len);
+/* lbd's short body for status: "404 Not Found\n" (made once, static). */
+const char *lb_http_error_text(int status, size_t *len);
+
+/* Answers r->out.status (r->out begun by lb_http_out_start) with
+ * content_type and body (not copied: body must live until the request
+ * ends), through the output path: the head goes now, the body as the
+ * frontend runs r->content_run. LB_OK or LB_ERROR (the head did not fit:
+ * nothing was sent). */
 int   lb_http_send_response(lb_http_request_t *r, int status, const char *content_type,
                             const char *body, size_t len);
 

@@ -68,8 +68,9 @@ static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
 static void  lb_http_proxy_stop_worker(lb_cycle_t *cycle);
-static int   lb_http_proxy_content(lb_http_conn_t *hc);
-static int   lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h,
+static int   lb_http_proxy_handler(lb_http_request_t *r);
+static int   lb_http_proxy_init_conf(lb_conf_t *cf);
+static int   lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h,
                                           const lb_http_var_ctx_t *ctx);
 
 static const lb_setting_t  lb_http_proxy_settings[] = {
@@ -87,14 +88,14 @@ static const lb_setting_t  lb_http_proxy_settings[] = {
 };
 
 /* Variables: what the proxy recorded of the request's upstream exchange,
- * on the connection (lb_http_conn_t's upstream_* fields). */
+ * on the request (its upstream_* fields). */
 
 /* $upstream_addr: the server's address, "10.0.0.1:80"; "" without one. */
 static void
 lb_http_proxy_var_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write_str(out, ctx->hc->upstream_addr);
+    if (ctx->r != NULL) {
+        lb_http_var_write_str(out, ctx->r->upstream_addr);
     }
 }
 
@@ -103,8 +104,8 @@ lb_http_proxy_var_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_
 static void
 lb_http_proxy_var_status(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL && ctx->hc->upstream_status > 0) {
-        lb_http_var_write_uint(out, (uint64_t) ctx->hc->upstream_status);
+    if (ctx->r != NULL && ctx->r->upstream_status > 0) {
+        lb_http_var_write_uint(out, (uint64_t) ctx->r->upstream_status);
     }
 }
 
@@ -114,8 +115,8 @@ static void
 lb_http_proxy_var_response_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
                                  lb_str_t arg)
 {
-    if (ctx->hc != NULL && ctx->hc->upstream_msec >= 0) {
-        lb_http_var_write_msec(out, ctx->hc->upstream_msec);
+    if (ctx->r != NULL && ctx->r->upstream_msec >= 0) {
+        lb_http_var_write_msec(out, ctx->r->upstream_msec);
     }
 }
 
@@ -125,8 +126,8 @@ static void
 lb_http_proxy_var_connect_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
                                lb_str_t arg)
 {
-    if (ctx->hc != NULL && ctx->hc->upstream_connect_msec >= 0) {
-        lb_http_var_write_msec(out, ctx->hc->upstream_connect_msec);
+    if (ctx->r != NULL && ctx->r->upstream_connect_msec >= 0) {
+        lb_http_var_write_msec(out, ctx->r->upstream_connect_msec);
     }
 }
 
@@ -139,13 +140,13 @@ static const lb_http_var_def_t  lb_http_proxy_variables[] = {
 };
 
 static const lb_http_module_t  lb_http_proxy_ctx = {
-    NULL, NULL, lb_http_proxy_content, NULL, NULL, NULL, lb_http_proxy_variables
+    .variables = lb_http_proxy_variables,
 };
 
 lb_module_t  lb_http_proxy_module = {
     "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM | LB_CTX_ROUTE,
-    lb_http_proxy_create_conf, lb_http_proxy_merge_conf, NULL,
+    lb_http_proxy_create_conf, lb_http_proxy_merge_conf, lb_http_proxy_init_conf,
     NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL, 0,
     lb_http_proxy_stop_worker
 };
@@ -182,6 +183,26 @@ lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         return LB_OK;
     }
     pcf->request_buffering = (ctx == LB_CTX_ROUTE && lcf) ? lcf->request_buffering : 1;
+    return LB_OK;
+}
+
+/* The proxy serves every route whose action is `upstream`. */
+static int
+lb_http_proxy_init_conf(lb_conf_t *cf)
+{
+    const lb_http_routes_t  *rs;
+    lb_listener_t           *ls;
+    size_t                   i, k;
+
+    for (i = 0; i < cf->cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
+        rs = lb_http_route_list(ls);
+        for (k = 0; rs && k < rs->nroutes; k++) {
+            if (rs->routes[k]->action == LB_HTTP_ROUTE_UPSTREAM) {
+                rs->routes[k]->handler = lb_http_proxy_handler;
+            }
+        }
+    }
     return LB_OK;
 }
 
@@ -227,7 +248,9 @@ typedef enum {
 } lb_http_proxy_phase_t;
 
 struct lb_http_proxy_s {
-    lb_http_conn_t         *hc;
+    lb_http_request_t      *r;
+    lb_http_conn_t         *hc;         /* the client's HTTP/1 connection: the
+                                           request body and a tunnel use it */
     lb_http_proxy_conf_t   *conf;       /* the listener's */
     lb_upstream_t          *u;
     lb_upstream_try_t       try;
@@ -265,15 +288,15 @@ struct lb_http_proxy_s {
     /* response */
     lb_buf_t                in;
     bool                    got_byte;
-    bool                    resp_head;  /* parsed; out[0..out_len) is the client's head */
+    bool                    resp_head;  /* parsed and given to the output path */
+    bool                    out_again;  /* the output path holds bytes */
     int                     status;
     bool                    resp_keep;  /* the server keeps the connection */
-    size_t                  out_len;
-    size_t                  out_sent;
     lb_http_relay_t         downr;
     uint64_t                down_sent;  /* to the client, head included */
 
     /* tunnel */
+    bool                    head_out;   /* the 101 head went out */
     bool                    t_up_eof, t_down_eof, t_up_shut, t_down_shut;
 };
 
@@ -526,23 +549,23 @@ lb_http_head_add_length(lb_http_head_t *h, int64_t n)
 /* The fields lbd adds to every forwarded request (SPEC §3.5), before the
  * forward filters, so that request_headers can still change them. */
 static int
-lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
 {
-    lb_http_proxy_t        *p = hc->content;
+    lb_http_proxy_t        *p = r->content;
     const lb_http_msg_t    *msg = ctx->request;
     lb_str_t                client, remote;
     char                    ipbuf[LB_IP_TEXT_LEN], *xff;
     size_t                  n;
 
-    if (p == NULL || hc->route == NULL || hc->route->action != LB_HTTP_ROUTE_UPSTREAM) {
+    if (p == NULL || r->route == NULL || r->route->handler != lb_http_proxy_handler) {
         return LB_OK;
     }
-    remote.data = hc->remote_ip;
-    remote.len = strlen(hc->remote_ip);
-    if (!hc->local_known) {
-        lb_http_local_addr(hc);
+    remote.data = r->peer->remote_ip;
+    remote.len = strlen(r->peer->remote_ip);
+    if (!r->peer->local_known) {
+        lb_http_local_addr(r);
     }
-    lb_http_real_client(msg, (struct sockaddr *) &hc->c->peer, &p->conf->trusted,
+    lb_http_real_client(msg, (struct sockaddr *) &r->c->peer, &p->conf->trusted,
                         &client, ipbuf);
     if (p->conf->xff != LB_HTTP_XFF_OFF) {
         n = lb_http_xff_value(p->conf->xff, msg,
@@ -561,19 +584,19 @@ lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_htt
         memcpy(h->data + h->len, "\r\n", 2);
         h->len += 2;
     }
-    if (lb_conn_is_tls(hc->c)) {
+    if (lb_conn_is_tls(r->c)) {
         lb_http_head_add(h, "X-Forwarded-Proto", 17, "https", 5);
     } else {
         lb_http_head_add(h, "X-Forwarded-Proto", 17, "http", 4);
     }
-    if (hc->local_port[0] != '\0') {
-        lb_http_head_add(h, "X-Forwarded-Port", 16, hc->local_port, strlen(hc->local_port));
+    if (r->peer->local_port[0] != '\0') {
+        lb_http_head_add(h, "X-Forwarded-Port", 16, r->peer->local_port, strlen(r->peer->local_port));
     }
     if (msg->host.len) {
         lb_http_head_add(h, "X-Forwarded-Host", 16, msg->host.data, msg->host.len);
     }
     lb_http_head_add(h, "X-Real-IP", 9, client.data, client.len);
-    lb_http_head_add(h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
+    lb_http_head_add(h, "X-Request-ID", 12, r->request_id.data, r->request_id.len);
     return h->overflow ? LB_ERROR : LB_OK;
 }
 
@@ -581,9 +604,9 @@ lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_htt
 static int
 lb_http_proxy_build_request(lb_http_proxy_t *p)
 {
-    lb_http_conn_t         *hc = p->hc;
-    const lb_http_msg_t    *msg = &hc->mem->msg;
-    const lb_http_route_t  *route = hc->route;
+    lb_http_request_t  *r = p->r;
+    const lb_http_msg_t    *msg = r->msg;
+    const lb_http_route_t  *route = r->route;
     lb_http_head_t          h;
     lb_http_var_ctx_t       ctx;
     lb_str_t                tok[LB_PROXY_MAX_TOKENS];
@@ -594,7 +617,7 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     h.size = lb_proxy_mem(p)->out_size;
     h.len = 0;
     h.overflow = false;
-    lb_http_var_ctx(hc, &ctx, 0);
+    lb_http_var_ctx(r, &ctx, 0);
 
     /* request line: the rewritten path, or the normal path lbd routed on
      * (so the backend never sees another path than the one matched; an
@@ -656,9 +679,9 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
             lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
         }
     }
-    lb_http_proxy_forward_fields(hc, &h, &ctx);
+    lb_http_proxy_forward_fields(r, &h, &ctx);
     for (i = 0; i < lb_http_phases.nforward && !h.overflow; i++) {
-        if (lb_http_phases.forward_filters[i](hc, &h, &ctx) != LB_OK) {
+        if (lb_http_phases.forward_filters[i](r, &h, &ctx) != LB_OK) {
             h.overflow = true;
         }
     }
@@ -688,9 +711,9 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
 
 /* Requests ------------------------------------------------------------- */
 
-static int   lb_http_proxy_run(lb_http_conn_t *hc);
-static void  lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev);
-static void  lb_http_proxy_cleanup(lb_http_conn_t *hc);
+static int   lb_http_proxy_run(lb_http_request_t *r);
+static void  lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev);
+static void  lb_http_proxy_cleanup(lb_http_request_t *r);
 static void  lb_http_proxy_up_handler(lb_event_t *ev);
 static int   lb_http_proxy_connect(lb_http_proxy_t *p);
 
@@ -723,19 +746,20 @@ static void
 lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
 {
     lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     if (p->server) {
-        hc->upstream_addr.data = p->server->addr.text;
-        hc->upstream_addr.len = strlen(p->server->addr.text);
-        hc->upstream_msec = lb_current_msec - p->start;
+        r->upstream_addr.data = p->server->addr.text;
+        r->upstream_addr.len = strlen(p->server->addr.text);
+        r->upstream_msec = lb_current_msec - p->start;
     }
-    hc->status = p->status;
-    hc->bytes_sent = p->down_sent;
+    r->status = p->status;
+    r->bytes_sent = p->down_sent;
     lb_http_proxy_release(p, keep);
-    hc->content = NULL;
-    hc->content_run = NULL;
-    hc->content_timeout = NULL;
-    hc->content_cleanup = NULL;
+    r->content = NULL;
+    r->content_run = NULL;
+    r->content_timeout = NULL;
+    r->content_cleanup = NULL;
     lb_event_timer_del(&hc->c->write);
     if (lb_timer_is_set(&p->body_timer)) {
         lb_timer_del(&p->body_timer);
@@ -747,9 +771,9 @@ lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
 }
 
 static void
-lb_http_proxy_cleanup(lb_http_conn_t *hc)
+lb_http_proxy_cleanup(lb_http_request_t *r)
 {
-    lb_http_proxy_end(hc->content, false);
+    lb_http_proxy_end(r->content, false);
 }
 
 /* Gives up on the request: answers status when no byte of a response has
@@ -759,17 +783,18 @@ static int
 lb_http_proxy_fail(lb_http_proxy_t *p, int status, const char *why)
 {
     lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     if (p->down_sent > 0) {
         lb_log_info("*%llu client %s: %s; closing the client connection mid-response",
                     (unsigned long long) hc->c->id, hc->c->peer_text, why);
-        hc->keep_alive = 0;
+        r->keep_alive = 0;
         lb_http_proxy_end(p, false);
-        return lb_http_finalize(hc);
+        return lb_http_finalize(r);
     }
     lb_http_proxy_end(p, false);
-    hc->upstream_msec = hc->upstream_addr.len ? hc->upstream_msec : -1;
-    return lb_http_generate(hc, status, why, true);
+    r->upstream_msec = r->upstream_addr.len ? r->upstream_msec : -1;
+    return lb_http_generate(r, status, why, true);
 }
 
 /* The client went away or failed: nothing more to do for it. */
@@ -777,11 +802,12 @@ static int
 lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
 {
     lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     lb_log_info("*%llu client %s: %s%s%s", (unsigned long long) hc->c->id,
                 hc->c->peer_text, what, err ? ": " : "", err ? strerror(err) : "");
     lb_http_proxy_end(p, false);
-    lb_http_abort(hc);
+    lb_http_abort(r);
     return LB_DONE;
 }
 
@@ -818,7 +844,7 @@ static void
 lb_http_proxy_ready(lb_http_proxy_t *p, lb_msec_t took)
 {
     p->phase = LB_PROXY_EXCHANGE;
-    p->hc->upstream_connect_msec = took;
+    p->r->upstream_connect_msec = took;
 }
 
 static int
@@ -841,12 +867,12 @@ lb_http_proxy_tls_done(lb_conn_t *c, bool ok)
 {
     lb_http_upconn_t  *up = c->data;
     lb_http_proxy_t   *p = up->p;
-    lb_http_conn_t    *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     c->read.handler = lb_http_proxy_up_handler;
     c->write.handler = lb_http_proxy_up_handler;
     if (lb_http_proxy_tls_result(p, ok) != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
@@ -985,11 +1011,12 @@ static int
 lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 {
     lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     char             buf[256];
     int              rc;
 
     if (!p->resp_head && !p->got_byte && p->upr.sent == 0
-        && lb_http_method_idempotent(hc->mem->msg.method))
+        && lb_http_method_idempotent(r->msg->method))
     {
         lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
                     "request again", (unsigned long long) hc->c->id, hc->c->peer_text,
@@ -1044,36 +1071,36 @@ static int
 lb_http_proxy_hold(lb_http_proxy_t *p)
 {
     lb_http_conn_t   *hc = p->hc;
-    lb_http_relay_t  *r = &p->upr;
+    lb_http_relay_t  *rl = &p->upr;
     lb_buf_t         *b = &hc->buf;
     const char       *data;
     size_t            avail, used, dlen, n;
     int               rc;
 
-    while (!r->complete && p->held_len < p->held_size && (avail = lb_buf_len(b)) > 0) {
-        if (r->in == LB_HTTP_BODY_LENGTH) {
-            n = (size_t) lb_min((int64_t) lb_min(avail, p->held_size - p->held_len), r->left);
+    while (!rl->complete && p->held_len < p->held_size && (avail = lb_buf_len(b)) > 0) {
+        if (rl->in == LB_HTTP_BODY_LENGTH) {
+            n = (size_t) lb_min((int64_t) lb_min(avail, p->held_size - p->held_len), rl->left);
             memcpy(p->held + p->held_len, b->pos, n);
             p->held_len += n;
             lb_buf_consume(b, n);
-            r->left -= (int64_t) n;
-            r->data += (int64_t) n;
-            r->complete = r->left == 0;
+            rl->left -= (int64_t) n;
+            rl->data += (int64_t) n;
+            rl->complete = rl->left == 0;
             continue;
         }
-        rc = lb_http_parse_chunked(&r->chunked, b->pos, avail, &used, &data, &dlen);
+        rc = lb_http_parse_chunked(&rl->chunked, b->pos, avail, &used, &data, &dlen);
         if (rc == LB_OK) {
-            r->data += (int64_t) dlen;
-            if (r->data > hc->conf->max_body_size) {
+            rl->data += (int64_t) dlen;
+            if (rl->data > hc->conf->max_body_size) {
                 return lb_http_proxy_fail(p, 413, "chunked body larger than max_body_size");
             }
             n = lb_min(dlen, p->held_size - p->held_len);
             memcpy(p->held + p->held_len, data, n);
             p->held_len += n;
-            r->data_left = dlen - n;        /* left in b for upr */
+            rl->data_left = dlen - n;        /* left in b for upr */
             used -= dlen - n;
         } else if (rc == LB_DONE) {
-            r->complete = true;
+            rl->complete = true;
         } else if (rc == LB_ERROR) {
             return lb_http_proxy_fail(p, 400, "invalid chunked body");
         }
@@ -1085,7 +1112,7 @@ lb_http_proxy_hold(lb_http_proxy_t *p)
             break;
         }
     }
-    if (r->complete) {
+    if (rl->complete) {
         p->whole = true;
         return LB_OK;
     }
@@ -1172,13 +1199,13 @@ static void
 lb_http_proxy_body_expired(lb_timer_t *t)
 {
     lb_http_proxy_t  *p = t->data;
-    lb_http_conn_t   *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     if (p->upr.complete || p->resp_head) {
         return;
     }
     if (lb_http_proxy_fail(p, 408, "client_body_max_time expired") != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
@@ -1187,13 +1214,13 @@ static void
 lb_http_proxy_head_expired(lb_timer_t *t)
 {
     lb_http_proxy_t  *p = t->data;
-    lb_http_conn_t   *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     char              buf[256];
 
     snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": response_head_timeout expired",
              p->server->addr.text, p->u->name);
     if (lb_http_proxy_fail(p, 504, buf) != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
@@ -1331,23 +1358,21 @@ lb_http_proxy_first_length(const lb_str_t *v)
     return r;
 }
 
-/* The response head is parsed: decide how its body travels and write the
- * client's head into out. */
+/* The response head is parsed: decide how its body travels and give the
+ * client's head to the output path. */
 static int
 lb_http_proxy_response_head(lb_http_proxy_t *p)
 {
-    lb_http_conn_t          *hc = p->hc;
+    lb_http_request_t       *r = p->r;
     const lb_http_msg_t     *resp = &lb_proxy_mem(p)->resp;
     const lb_http_header_t  *f;
-    lb_http_head_t           h;
-    lb_http_out_t            out;
     lb_str_t                 tok[LB_PROXY_MAX_TOKENS], len;
     size_t                   ntok, i;
-    bool                     upgrade = resp->status == 101, has_date = false;
+    bool                     upgrade = resp->status == 101;
     char                     buf[256];
 
-    hc->upstream_status = resp->status;
-    if (upgrade && !hc->mem->msg.upgrade) {
+    r->upstream_status = resp->status;
+    if (upgrade && !r->msg->upgrade) {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" answered 101 to a request "
                  "without Upgrade", p->server->addr.text, p->u->name);
         return lb_http_proxy_fail(p, 502, buf);
@@ -1357,81 +1382,57 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     }
     p->status = resp->status;
     p->resp_keep = resp->keep_alive;
-    /* a chunked body goes on chunked, with lbd's chunk lines; an HTTP/1.0
-     * client gets its data and the end of the connection */
-    out = LB_HTTP_OUT_AS_IS;
-    if (resp->body == LB_HTTP_BODY_CHUNKED) {
-        out = hc->http10 ? LB_HTTP_OUT_DATA : LB_HTTP_OUT_CHUNKED;
-    }
-    lb_http_relay_init(&p->downr, resp->body, resp->content_length, out, -1);
-    if (!p->up_done || resp->body == LB_HTTP_BODY_CLOSE || out == LB_HTTP_OUT_DATA || upgrade) {
+    /* the body is decoded as it comes; the writer frames it for the client */
+    lb_http_relay_init(&p->downr, resp->body, resp->content_length, LB_HTTP_OUT_DATA, -1);
+    if (!p->up_done || upgrade || resp->body == LB_HTTP_BODY_CLOSE) {
         /* an early answer leaves the rest of the request body unread; a
-         * body delimited by close (or by our close, for HTTP/1.0 clients
-         * of a chunked one) ends the connection */
-        hc->keep_alive = 0;
-    }
-    if (lb_worker_quitting) {
-        hc->keep_alive = 0;
+         * body the server delimited by its close ends ours too (the
+         * client is told where it ends, chunked, either way) */
+        r->keep_alive = 0;
     }
 
-    h.data = lb_proxy_out(p);
-    h.size = lb_proxy_mem(p)->out_size;
-    h.overflow = false;
-    h.len = (size_t) snprintf(h.data, h.size, "HTTP/1.1 %d %.*s\r\n", resp->status,
-                              (int) lb_min(resp->reason.len, 512), resp->reason.data);
-    h.start_line = h.len;
+    r->out.status = resp->status;
+    r->out.reason = resp->reason;
+    r->out.nfields = 0;
+    r->out.upgrade = upgrade;
+    r->out.content_length = -1;
     ntok = lb_http_connection_tokens(resp, tok, LB_PROXY_MAX_TOKENS);
     for (i = 0; i < resp->nheaders; i++) {
         f = &resp->headers[i];
         /* a 101 keeps Upgrade although its Connection names it: the
          * client must see the protocol the tunnel now speaks (RFC 9110
          * §7.8; a WebSocket client fails without it, RFC 6455 §4.1) */
-        if (lb_http_proxy_drop_response_field(f->name, out == LB_HTTP_OUT_CHUNKED, upgrade)
+        if (lb_http_proxy_drop_response_field(f->name, resp->body == LB_HTTP_BODY_CHUNKED,
+                                              upgrade)
             || (ntok && lb_http_named_by(f->name, tok, ntok)
                 && !(upgrade && lb_http_name_is(f->name, "upgrade", 7))))
         {
             continue;
         }
-        lb_http_head_add(&h, f->name.data, f->name.len, f->value.data, f->value.len);
-        has_date |= lb_http_name_is(f->name, "date", 4);
+        if (lb_http_out_add(r, f->name.data, f->name.len, f->value.data, f->value.len)
+            != LB_OK)
+        {
+            return lb_http_proxy_fail(p, 502, "the response has too many fields");
+        }
     }
-    if (!has_date) {
-        /* a recipient with a clock adds what the origin left out (RFC
-         * 9110 §6.6.1) */
-        lb_http_head_add(&h, "Date", 4, lb_http_time, lb_http_time_len);
-    }
-    lb_http_head_add(&h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
-    if (lb_http_header_filters(hc, &h, resp->status) != LB_OK || h.overflow) {
-        snprintf(buf, sizeof(buf), "the response head of server %s with response_headers "
-                 "does not fit in %zu bytes", p->server->addr.text, h.size);
-        return lb_http_proxy_fail(p, 502, buf);
-    }
-    /* the framing, lbd's: never an HTTP/1.0 client's Transfer-Encoding
-     * (RFC 9112 §6.1); for HEAD and 304 the length the server declared
-     * for the representation, which frames nothing here */
+    /* for HEAD and 304 the length the server declared for the
+     * representation, which frames nothing here */
     if (resp->body == LB_HTTP_BODY_LENGTH) {
-        lb_http_head_add_length(&h, resp->content_length);
-    } else if (out == LB_HTTP_OUT_CHUNKED) {
-        lb_http_head_add(&h, "Transfer-Encoding", 17, "chunked", 7);
+        r->out.content_length = resp->content_length;
     } else if (resp->body == LB_HTTP_BODY_NONE && resp->status >= 200 && resp->status != 204
                && (f = lb_http_find_header(resp, "Content-Length")) != NULL)
     {
         len = lb_http_proxy_first_length(&f->value);
-        lb_http_head_add(&h, "Content-Length", 14, len.data, len.len);
+        r->out.content_length = 0;
+        for (i = 0; i < len.len && r->out.content_length < (1LL << 56); i++) {
+            r->out.content_length = r->out.content_length * 10 + (len.data[i] - '0');
+        }
     }
-    if (upgrade) {
-        lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
-    } else if (!hc->keep_alive) {
-        lb_http_head_add(&h, "Connection", 10, "close", 5);
-    } else if (hc->http10) {
-        lb_http_head_add(&h, "Connection", 10, "keep-alive", 10);
+    if (lb_http_send_header(r) != LB_OK) {
+        snprintf(buf, sizeof(buf), "the response head of server %s with response_headers "
+                 "does not fit", p->server->addr.text);
+        return lb_http_proxy_fail(p, 502, buf);
     }
-    if (h.overflow || h.size - h.len < 2) {
-        return lb_http_proxy_fail(p, 502, "the response head does not fit");
-    }
-    memcpy(h.data + h.len, "\r\n", 2);
-    p->out_len = h.len + 2;
-    p->out_sent = 0;
     p->resp_head = true;
     lb_buf_consume(&p->in, resp->head_len);
     if (upgrade) {
@@ -1443,18 +1444,48 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
 static int lb_http_proxy_finish(lb_http_proxy_t *p);
 static int lb_http_proxy_tunnel(lb_http_proxy_t *p);
 
+/* Gives what the relay decoded to the output path; what the path took is
+ * consumed from the relay. LB_OK: all of it went (and, at the end, the
+ * response is complete); LB_AGAIN: the client is slow; LB_ERROR. */
+static int
+lb_http_proxy_send(lb_http_proxy_t *p, bool *progress)
+{
+    lb_chain_t     links[LB_HTTP_RELAY_IOV], *in;
+    struct iovec   iov[LB_HTTP_RELAY_IOV];
+    size_t         taken = 0, i;
+    int            k, rc;
+    bool           last;
+
+    k = lb_http_relay_iov(&p->downr, iov, LB_HTTP_RELAY_IOV);
+    for (i = 0; i < (size_t) k; i++) {
+        lb_chain_link_set(&links[i], iov[i].iov_base, iov[i].iov_len);
+        links[i].trailer = lb_http_relay_is_trailer(&p->downr, i);
+    }
+    in = lb_chain_link_array(links, (size_t) k);
+    last = p->downr.complete;
+    rc = lb_http_send_body(p->r, in, last);
+    p->out_again = rc == LB_AGAIN;
+    for (i = 0; i < (size_t) k; i++) {
+        taken += (size_t) (links[i].pos - (const char *) iov[i].iov_base);
+    }
+    if (taken) {
+        *progress = true;
+        lb_http_relay_sent(&p->downr, &p->in, taken);
+    }
+    p->down_sent = p->r->bytes_sent;
+    return rc;
+}
+
 /* Moves the response to the client: its head, then the body as it comes. */
 static int
 lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up->c;
-    lb_http_msg_t   *resp = &lb_proxy_mem(p)->resp;
-    struct iovec     iov[LB_PROXY_IOV];
-    size_t           head;
-    ssize_t          n;
-    int              k, rc;
-    char             buf[256];
+    lb_http_request_t  *r = p->r;
+    lb_conn_t          *uc = p->up->c;
+    lb_http_msg_t      *resp = &lb_proxy_mem(p)->resp;
+    ssize_t             n;
+    int                 rc;
+    char                buf[256];
     static const lb_http_limits_t  limits = { LB_PROXY_IN_SIZE, LB_HTTP_MAX_HEADERS,
                                               LB_PROXY_IN_SIZE };
 
@@ -1464,7 +1495,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
     for ( ;; ) {
         if (!p->resp_head && lb_buf_len(&p->in)) {
             rc = lb_http_parse_response_head(resp, p->in.pos, lb_buf_len(&p->in), &limits,
-                                             hc->head_method);
+                                             r->head_method);
             if (rc == LB_OK) {
                 if (resp->status < 200 && resp->status != 101) {
                     lb_buf_consume(&p->in, resp->head_len);     /* 100, 103: dropped */
@@ -1502,35 +1533,17 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                          "body: %s", p->server->addr.text, p->u->name, p->downr.error);
                 return lb_http_proxy_fail(p, 502, buf);
             }
-            head = p->out_len - p->out_sent;
-            k = 0;
-            if (head) {
-                iov[k].iov_base = lb_proxy_out(p) + p->out_sent;
-                iov[k++].iov_len = head;
+            if (p->cont_sent != p->cont_len) {
+                return LB_AGAIN;
             }
-            k += lb_http_relay_iov(&p->downr, iov + k, LB_PROXY_IOV - k);
-            if (k == 0 && p->downr.complete) {
+            rc = lb_http_proxy_send(p, progress);
+            if (rc == LB_ERROR) {
+                return lb_http_proxy_abort(p, 0, "the response could not go on");
+            }
+            if (rc == LB_OK && p->downr.complete && !lb_http_relay_busy(&p->downr)) {
                 return lb_http_proxy_finish(p);
             }
-            if (k) {
-                if (!c->write.ready || p->cont_sent != p->cont_len) {
-                    return LB_AGAIN;
-                }
-                n = c->io->sendv(c, iov, k);
-                if (n > 0) {
-                    *progress = true;
-                    p->down_sent += (uint64_t) n;
-                    if ((size_t) n <= head) {
-                        p->out_sent += (size_t) n;
-                        continue;
-                    }
-                    p->out_sent = p->out_len;
-                    lb_http_relay_sent(&p->downr, &p->in, (size_t) n - head);
-                    continue;
-                }
-                if (n == LB_ERROR) {
-                    return lb_http_proxy_abort(p, errno, "cannot send the response");
-                }
+            if (rc == LB_AGAIN && lb_http_relay_busy(&p->downr)) {
                 return LB_AGAIN;        /* the client is full: read no more */
             }
         }
@@ -1574,13 +1587,13 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
 static int
 lb_http_proxy_finish(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
-    bool             keep;
+    lb_http_request_t  *r = p->r;
+    bool                keep;
 
     keep = p->resp_keep && p->up_done && p->downr.in != LB_HTTP_BODY_CLOSE
            && lb_buf_len(&p->in) == 0 && p->phase == LB_PROXY_EXCHANGE;
     lb_http_proxy_end(p, keep);
-    return lb_http_finalize(hc);
+    return lb_http_finalize(r);
 }
 
 /* After 101: bytes both ways, the client's through its read buffer, the
@@ -1592,27 +1605,27 @@ static int
 lb_http_proxy_tunnel(lb_http_proxy_t *p)
 {
     lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     lb_conn_t       *c = hc->c, *uc = p->up->c;
     lb_buf_t        *ub = &hc->buf, *db = &p->in;
     bool             moved, any = false;
     ssize_t          n;
+    int              rc;
 
     do {
         moved = false;
         /* the rest of the 101 head, then the server's bytes */
-        if (p->out_sent < p->out_len && c->write.ready) {
-            n = lb_conn_send(c, lb_proxy_out(p) + p->out_sent, p->out_len - p->out_sent);
-            if (n > 0) {
-                p->out_sent += (size_t) n;
-                p->down_sent += (uint64_t) n;
-                moved = true;
-            } else if (n == LB_ERROR) {
+        if (!p->head_out) {
+            rc = lb_http_send_body(p->r, NULL, true);
+            if (rc == LB_ERROR) {
                 goto failed;
             }
+            p->down_sent = p->r->bytes_sent;
+            if (rc == LB_AGAIN) {
+                break;
+            }
+            p->head_out = moved = true;
             continue;
-        }
-        if (p->out_sent < p->out_len) {
-            break;
         }
         if (lb_buf_len(db) && c->write.ready) {
             n = lb_conn_send(c, db->pos, lb_buf_len(db));
@@ -1675,7 +1688,7 @@ lb_http_proxy_tunnel(lb_http_proxy_t *p)
     } while (moved);
 
     if (p->t_up_shut && p->t_down_shut) {
-        hc->keep_alive = 0;
+        r->keep_alive = 0;
         lb_buf_reset(ub);
         return lb_http_proxy_finish(p);
     }
@@ -1691,7 +1704,7 @@ failed:
     lb_log_info("*%llu client %s: tunnel with server %s ended: %s",
                 (unsigned long long) c->id, c->peer_text, p->server->addr.text,
                 strerror(errno));
-    hc->keep_alive = 0;
+    r->keep_alive = 0;
     lb_buf_reset(ub);
     return lb_http_proxy_finish(p);
 }
@@ -1722,8 +1735,7 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
     }
     /* the client does not read its response */
     to_client = p->cont_sent < p->cont_len
-                || (p->resp_head && (p->out_sent < p->out_len
-                                     || lb_http_relay_busy(&p->downr)));
+                || (p->resp_head && (p->out_again || lb_http_relay_busy(&p->downr)));
     if (to_client && !c->write.ready) {
         if (!lb_timer_is_set(&c->write.timer)) {
             lb_event_timer_set(&c->write, hc->conf->client_body_timeout);
@@ -1740,9 +1752,9 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
 }
 
 static int
-lb_http_proxy_run(lb_http_conn_t *hc)
+lb_http_proxy_run(lb_http_request_t *r)
 {
-    lb_http_proxy_t  *p = hc->content;
+    lb_http_proxy_t  *p = r->content;
     bool              progress;
     int               rc;
 
@@ -1752,11 +1764,11 @@ lb_http_proxy_run(lb_http_conn_t *hc)
             lb_http_proxy_timers(p);
             return LB_AGAIN;
         }
-        if (hc->content != p) {
+        if (r->content != p) {
             return rc;                  /* refused or aborted */
         }
         rc = lb_http_proxy_begin(p);
-        if (hc->content != p) {
+        if (r->content != p) {
             return rc == LB_DONE ? LB_DONE : LB_OK;
         }
     }
@@ -1790,12 +1802,12 @@ lb_http_proxy_up_handler(lb_event_t *ev)
     lb_conn_t         *c = ev->data;
     lb_http_upconn_t  *up = c->data;
     lb_http_proxy_t   *p = up->p;
-    lb_http_conn_t    *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     int                rc;
 
     if (ev->timedout) {
         ev->timedout = 0;
-        lb_http_proxy_timeout(hc, ev);
+        lb_http_proxy_timeout(p->r, ev);
         return;
     }
     if (p->phase == LB_PROXY_CONNECT) {
@@ -1807,7 +1819,7 @@ lb_http_proxy_up_handler(lb_event_t *ev)
             if (lb_http_proxy_connect_failed(p, errno, "connect() failed to") == LB_DONE) {
                 return;
             }
-            lb_http_run(hc);
+            lb_http_run_request(r);
             return;
         }
         rc = lb_http_proxy_connected(p);
@@ -1815,20 +1827,21 @@ lb_http_proxy_up_handler(lb_event_t *ev)
             return;
         }
     }
-    lb_http_run(hc);
+    lb_http_run_request(r);
 }
 
 static void
-lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
+lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
 {
-    lb_http_proxy_t  *p = hc->content;
+    lb_http_proxy_t  *p = r->content;
+    lb_http_conn_t   *hc = p->hc;
     lb_conn_t        *c = ev->data;
     char              buf[256];
     int               rc;
 
     if (c == hc->c) {
         if (p->phase == LB_PROXY_TUNNEL) {
-            lb_http_run(hc);
+            lb_http_run_request(r);
             return;
         }
         if (ev->write) {
@@ -1841,7 +1854,7 @@ lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
     } else if (p->phase == LB_PROXY_TUNNEL) {
         lb_log_info("*%llu client %s: tunnel with server %s idle for read_timeout; closing",
                     (unsigned long long) hc->c->id, hc->c->peer_text, p->server->addr.text);
-        hc->keep_alive = 0;
+        r->keep_alive = 0;
         lb_buf_reset(&hc->buf);
         rc = lb_http_proxy_finish(p);
     } else {
@@ -1850,25 +1863,23 @@ lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
         rc = lb_http_proxy_fail(p, 504, buf);
     }
     if (rc != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
 /* The content handler: takes requests whose route says `upstream`. */
 static int
-lb_http_proxy_content(lb_http_conn_t *hc)
+lb_http_proxy_handler(lb_http_request_t *r)
 {
-    const lb_http_route_t       *route = hc->route;
-    lb_http_msg_t               *msg = &hc->mem->msg;
+    lb_http_conn_t              *hc = lb_http_conn_of(r);
+    const lb_http_route_t       *route = r->route;
+    lb_http_msg_t               *msg = r->msg;
     const lb_http_proxy_conf_t  *rcf;
     lb_http_proxy_conf_t        *lcf;
     lb_http_proxy_mem_t         *m;
     lb_http_proxy_t             *p;
     size_t                       out_size, held_size = 0;
 
-    if (route == NULL || route->action != LB_HTTP_ROUTE_UPSTREAM) {
-        return LB_DECLINED;
-    }
     lcf = lb_get_conf(hc->conf->listener->confs, lb_http_proxy_module);
     rcf = lb_get_conf(route->confs, lb_http_proxy_module);
     if (msg->body != LB_HTTP_BODY_NONE && rcf->request_buffering) {
@@ -1885,6 +1896,7 @@ lb_http_proxy_content(lb_http_conn_t *hc)
     p = &m->p;
     memset(p, 0, sizeof(*p));
     p->hc = hc;
+    p->r = r;
     p->conf = lcf;
     p->u = route->upstream;
     p->start = lb_current_msec;
@@ -1893,15 +1905,10 @@ lb_http_proxy_content(lb_http_conn_t *hc)
     lb_timer_init(&p->body_timer, lb_http_proxy_body_expired, p);
     lb_timer_init(&p->head_timer, lb_http_proxy_head_expired, p);
     lb_buf_init(&p->in, m->in, sizeof(m->in));
-    hc->content = p;
-    hc->content_run = lb_http_proxy_run;
-    hc->content_timeout = lb_http_proxy_timeout;
-    hc->content_cleanup = lb_http_proxy_cleanup;
-    hc->state = LB_HTTP_CONTENT;
-
-    /* the head stays for variables and the log; the body comes after it */
-    hc->buf.start = hc->buf.pos + msg->head_len;
-    lb_buf_consume(&hc->buf, msg->head_len);
+    r->content = p;
+    r->content_run = lb_http_proxy_run;
+    r->content_timeout = lb_http_proxy_timeout;
+    r->content_cleanup = lb_http_proxy_cleanup;
     hc->body = LB_HTTP_BODY_NONE;           /* the core reads no body: we do */
     lb_http_relay_init(&p->upr, msg->body, msg->content_length, LB_HTTP_OUT_AS_IS,
                        hc->conf->max_body_size);

@@ -151,11 +151,26 @@ static const lb_ctl_command_t  lb_http_route_commands[] = {
     { NULL, NULL, NULL }
 };
 
+/* The route module chooses every request's route (the find_route phase);
+ * the modules that own the actions install the handlers
+ * (lb_http_route_t.handler). */
+static int
+lb_http_route_find(lb_http_request_t *r)
+{
+    r->route = lb_http_route_match(r->conf->listener, r->msg, r->captures, &r->ncaptures);
+    return LB_OK;
+}
+
+static const lb_http_module_t  lb_http_route_ctx = {
+    .find_route = lb_http_route_find,
+};
+
 lb_module_t  lb_http_route_module = {
     "http_route", LB_MODULE_HTTP, lb_http_route_protocols, lb_http_route_settings,
     LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_route_create_conf, lb_http_route_merge_conf, lb_http_route_init_conf,
-    NULL, NULL, NULL, NULL, 0, lb_http_route_commands, LB_MODULE_MERGE_ON_ERROR
+    NULL, NULL, NULL, &lb_http_route_ctx, 0, lb_http_route_commands,
+    LB_MODULE_MERGE_ON_ERROR
 };
 
 /* The methods of RFC 9110 §9 and RFC 5789, one bit each: a route's method
@@ -1568,7 +1583,8 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     static char              req[16384], out[4096], uri[8192];
     const lb_addr_t         *a;
     lb_http_core_conf_t     *hcf, core;
-    lb_http_conn_t           hc;
+    static lb_http_request_t  rq;
+    lb_http_peer_t           peer;
     lb_conn_t                c;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
     const char              *method, *url, *path, *host = NULL, *listener = NULL, *colon;
@@ -1653,12 +1669,15 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     }
     memset(&core, 0, sizeof(core));
     core.listener = ls;
-    memset(&hc, 0, sizeof(hc));
-    hc.c = &c;
-    hc.conf = &core;
-    hc.local_known = 1;
-    hc.upstream_msec = -1;
-    hc.upstream_connect_msec = -1;
+    memset(&peer, 0, sizeof(peer));
+    peer.local_known = 1;
+    memset(&rq, 0, sizeof(rq));
+    rq.c = &c;
+    rq.conf = &core;
+    rq.peer = &peer;
+    rq.msg = &msg;
+    rq.upstream_msec = -1;
+    rq.upstream_connect_msec = -1;
 
     /* $host of a request without Host is the address it came to: the
      * listener's first, unless it is a wildcard */
@@ -1667,9 +1686,9 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         && inet_ntop(a->u.sa.sa_family, a->u.sa.sa_family == AF_INET
                                          ? (const void *) &a->u.sin.sin_addr
                                          : (const void *) &a->u.sin6.sin6_addr,
-                     hc.local_ip, sizeof(hc.local_ip)) == NULL)
+                     peer.local_ip, sizeof(peer.local_ip)) == NULL)
     {
-        hc.local_ip[0] = '\0';
+        peer.local_ip[0] = '\0';
     }
 
     /* the listener's own parse and path normalisation, as a request gets */
@@ -1694,7 +1713,7 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     printf("route: %s\n", out);
 
     memset(&ctx, 0, sizeof(ctx));
-    ctx.hc = &hc;
+    ctx.r = &rq;
     ctx.request = &msg;
     ctx.capture_subject = msg.uri.data;
     ctx.captures = caps;

@@ -53,6 +53,7 @@
 #include "lb_core.h"
 #include "lb_http_parse.h"
 #include "lb_http_var.h"
+#include "lb_http_request.h"
 #include "lb_upstream.h"
 
 #define LB_HTTP_ROUTE_MAX_CAPTURES  10      /* $0..$9: pairs in captures[] */
@@ -63,7 +64,7 @@ typedef enum {
     LB_HTTP_ROUTE_REDIRECT,
 } lb_http_route_action_t;
 
-typedef struct lb_http_route_s {
+struct lb_http_route_s {
     unsigned                 index;         /* 1-based, as in "route #3" */
     const char              *file;          /* where the route is declared */
     int                      line;
@@ -84,7 +85,12 @@ typedef struct lb_http_route_s {
     lb_http_complex_t       *location;      /* redirect */
 
     void                   **confs;         /* every module's conf of this route */
-} lb_http_route_t;
+
+    /* what serves the route: installed at load by the module that owns
+     * its action (http_proxy for upstream, http_return for return and
+     * redirect); NULL: nothing built in serves it (502) */
+    lb_http_handler_pt       handler;
+};
 
 /* The compiled routes of one listener, in order. */
 typedef struct {

@@ -192,6 +192,7 @@ struct lb_http_conn_s {
     lb_http_chunked_t     chunked;
 
     lb_http_h1_t          w;            /* the response being written */
+    size_t                interim_sent; /* of an interim response */
     lb_http_conn_t       *next_free;    /* in the per-worker cache */
 };
 

@@ -315,12 +315,39 @@ lb_http_conn_started(lb_http_request_t *r)
     return hc->w.sent > 0;
 }
 
+/* "HTTP/1.1 100 Continue", in pieces as the client takes them. */
+static int
+lb_http_conn_interim(lb_http_request_t *r, int status)
+{
+    static const char  line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    lb_http_conn_t    *hc = r->frontend;
+    ssize_t            n;
+
+    if (status != 100) {
+        return LB_ERROR;
+    }
+    while (hc->interim_sent < sizeof(line) - 1) {
+        if (!hc->c->write.ready) {
+            return LB_AGAIN;
+        }
+        n = lb_conn_send(hc->c, line + hc->interim_sent, sizeof(line) - 1 - hc->interim_sent);
+        if (n == LB_AGAIN) {
+            return LB_AGAIN;
+        }
+        if (n <= 0) {
+            return LB_ERROR;
+        }
+        hc->interim_sent += (size_t) n;
+    }
+    return LB_OK;
+}
+
 static int   lb_http_conn_finalize(lb_http_request_t *r);
 static void  lb_http_conn_abort(lb_http_request_t *r);
 
 static const lb_http_writer_t  lb_http_h1_writer = {
     lb_http_conn_header, lb_http_conn_body, lb_http_conn_started,
-    lb_http_conn_finalize, lb_http_conn_abort
+    lb_http_conn_finalize, lb_http_conn_abort, lb_http_conn_interim
 };
 
 /* Requests ---------------------------------------------------------------- */
@@ -349,6 +376,7 @@ lb_http_head_begins(lb_http_conn_t *hc)
      * memory: no fields, no captures, no request id */
     lb_http_msg_reset(r->msg);
     memset(&hc->w, 0, sizeof(hc->w));
+    hc->interim_sent = 0;
     hc->body = LB_HTTP_BODY_NONE;
     r->start_msec = lb_current_msec;
     lb_queue_remove(&hc->idle_link);

@@ -7,7 +7,6 @@
 #include "lb_core.h"
 #include "lb_http.h"
 #include "lb_http_forward.h"
-#include "lb_http_route.h"
 #include "lb_http_var.h"
 
 void

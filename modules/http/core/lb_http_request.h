@@ -36,10 +36,38 @@
 
 #include "lb_core.h"
 #include "lb_http_parse.h"
+#include "lb_http_var.h"
 
 typedef struct lb_http_request_s  lb_http_request_t;
 typedef struct lb_http_route_s    lb_http_route_t;
 struct lb_http_core_conf_s;
+
+typedef int  (*lb_http_handler_pt)(lb_http_request_t *r);
+
+/* A route as the core sees it: made by the route module (which picks it
+ * for a request on the find_route phase), served by the module that owns
+ * its action. */
+struct lb_http_route_s {
+    unsigned                 index;         /* 1-based, as in "route #3" */
+    const char              *file;          /* where the route is declared */
+    int                      line;
+    lb_listener_t           *listener;
+    void                   **confs;         /* every module's conf of this route */
+
+    /* The route's action, installed while the route is compiled by the
+     * module that owns the action's setting (lb_http_route_set_action):
+     * http_proxy for `upstream`, http_return for `return` and `redirect`.
+     * NULL handler: nothing built in serves it (502). */
+    lb_http_handler_pt       handler;
+    const char              *action;        /* the setting's name */
+    const char              *action_text;   /* for describe: "upstream \"api\"" */
+    /* after the whole file is read (upstreams may come later): resolve
+     * names; reports through cf */
+    int                    (*resolve)(lb_conf_t *cf, lb_http_route_t *route);
+    /* lbctl route: prints the "action: ..." lines for the request in ctx */
+    void                   (*explain)(const lb_http_route_t *route,
+                                      const lb_http_var_ctx_t *ctx);
+};
 
 /* A response head, structured: status, reason and fields. The framing
  * fields (Content-Length, Transfer-Encoding, Connection, Keep-Alive) are
@@ -59,7 +87,8 @@ typedef struct {
                                            tunnel once the head is out */
 } lb_http_headers_out_t;
 
-/* What a frontend does for its requests: send a response's head once
+/* What a frontend does for its requests: send interim responses; send a
+ * response's head once
  * the header filters ran, then the body (what the body filters made);
  * end a request whose response went out whole (the log phase, then the
  * next request or the connection's end: lb_http_finalize), or at once
@@ -72,9 +101,12 @@ typedef struct {
     bool  (*started)(lb_http_request_t *r);
     int   (*finalize)(lb_http_request_t *r);
     void  (*abort)(lb_http_request_t *r);
+    /* an interim response ahead of the final one (100 Continue): LB_OK
+     * once it is all out, LB_AGAIN when the client is slow (call again),
+     * LB_ERROR */
+    int   (*interim)(lb_http_request_t *r, int status);
 } lb_http_writer_t;
 
-typedef int  (*lb_http_handler_pt)(lb_http_request_t *r);
 typedef int  (*lb_http_header_filter_pt)(lb_http_request_t *r);
 typedef int  (*lb_http_body_filter_pt)(lb_http_request_t *r, lb_chain_t *in, bool last);
 

@@ -32,6 +32,7 @@
 #include "lb_upstream.h"
 #include "lb_tls.h"
 #include "lb_proxy_protocol.h"
+#include "lb_http_proxy.h"
 
 #define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */
 #define LB_PROXY_OUT_EXTRA     4096     /* forwarding fields and edits */
@@ -41,16 +42,6 @@
 #define LB_PROXY_IOV           (LB_HTTP_RELAY_IOV + 4)
 
 /* Configuration ---------------------------------------------------------- */
-
-/* Of a listener, or of a route (request_buffering alone; -1 when the
- * route does not set it, and it follows its listener). */
-typedef struct {
-    int                 xff;            /* lb_http_xff_mode_t */
-    lb_cidr_list_t      trusted;
-    int                 request_buffering;
-    int64_t             request_buffer_size;
-    lb_msec_t           client_body_max_time;   /* 0: no total deadline */
-} lb_http_proxy_conf_t;
 
 /* Per upstream, per worker (configurations are copied by fork): the idle
  * connections, most recently used first. */
@@ -69,7 +60,8 @@ static int   lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent,
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
 static void  lb_http_proxy_stop_worker(lb_cycle_t *cycle);
 static int   lb_http_proxy_handler(lb_http_request_t *r);
-static int   lb_http_proxy_init_conf(lb_conf_t *cf);
+static int   lb_http_proxy_set_upstream(lb_conf_t *cf, const lb_setting_t *s,
+                                        config_setting_t *v, void *conf);
 static int   lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h,
                                           const lb_http_var_ctx_t *ctx);
 
@@ -80,6 +72,10 @@ static const lb_setting_t  lb_http_proxy_settings[] = {
       offsetof(lb_http_proxy_conf_t, trusted), NULL, lb_http_proxy_set_trusted, 0 },
     { "request_buffering", LB_SET_BOOL, LB_CTX_LISTENER | LB_CTX_ROUTE, NULL, 0, 0,
       offsetof(lb_http_proxy_conf_t, request_buffering), NULL, NULL, 0 },
+    { "upstream", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_http_proxy_set_upstream, LB_SETTING_ACTION },
+    { "rewrite", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_http_proxy_set_upstream, 0 },
     { "request_buffer_size", LB_SET_SIZE, LB_CTX_LISTENER, "64k", 0, 64LL << 20,
       offsetof(lb_http_proxy_conf_t, request_buffer_size), NULL, NULL, 0 },
     { "client_body_max_time", LB_SET_DURATION, LB_CTX_LISTENER, "0", 0, 7 * 86400000LL,
@@ -146,7 +142,7 @@ static const lb_http_module_t  lb_http_proxy_ctx = {
 lb_module_t  lb_http_proxy_module = {
     "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM | LB_CTX_ROUTE,
-    lb_http_proxy_create_conf, lb_http_proxy_merge_conf, lb_http_proxy_init_conf,
+    lb_http_proxy_create_conf, lb_http_proxy_merge_conf, NULL,
     NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL, 0,
     lb_http_proxy_stop_worker
 };
@@ -171,38 +167,109 @@ lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx)
     return pcf;
 }
 
+/* `upstream` (the route's action) and `rewrite`. */
+static int
+lb_http_proxy_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                           void *conf)
+{
+    lb_http_proxy_conf_t  *pcf = conf;
+    const char            *text;
+
+    if (lb_conf_get_string(cf, v, &text) != LB_OK) {
+        return LB_ERROR;
+    }
+    if (strcmp(s->name, "rewrite") == 0) {
+        pcf->rewrite = lb_http_route_complex(cf, v, "rewrite");
+        pcf->rewrite_text = lb_pstrdup(cf->pool, text);
+        pcf->rewrite_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+        pcf->rewrite_line = (int) config_setting_source_line(v);
+        return pcf->rewrite ? LB_OK : LB_ERROR;
+    }
+    pcf->upstream_name = lb_pstrdup(cf->pool, text);
+    pcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    pcf->upstream_line = (int) config_setting_source_line(v);
+    return pcf->upstream_name && pcf->upstream_file ? LB_OK
+                                                   : lb_conf_error(cf, v, "out of memory");
+}
+
+/* Once the whole file is read: the route's upstream by name. */
+static int
+lb_http_proxy_resolve(lb_conf_t *cf, lb_http_route_t *route)
+{
+    lb_http_proxy_conf_t  *pcf = lb_get_conf(route->confs, lb_http_proxy_module);
+    char                  *where;
+
+    where = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", route->index,
+                        route->listener->name);
+    return lb_upstream_resolve_for(cf, pcf->upstream_file, pcf->upstream_line,
+                                   pcf->upstream_name, where ? where : "a route",
+                                   LB_UPSTREAM_CAN_PROXY_PROTOCOL, &pcf->upstream);
+}
+
+/* lbctl route: the servers, and the path the request line would carry:
+ * the rewritten path or the normal path lbd routed on, with the query as
+ * sent, as the proxy writes it. */
+static void
+lb_http_proxy_explain(const lb_http_route_t *route, const lb_http_var_ctx_t *ctx)
+{
+    const lb_http_proxy_conf_t  *pcf = lb_get_conf(route->confs, lb_http_proxy_module);
+    const lb_http_msg_t         *msg = ctx->request;
+    char                         out[2048];
+    size_t                       i, n;
+
+    printf("action: upstream \"%s\"\nservers:", pcf->upstream_name);
+    for (i = 0; pcf->upstream && i < pcf->upstream->nservers; i++) {
+        printf(" %s%s", pcf->upstream->servers[i].addr.text,
+               pcf->upstream->servers[i].backup ? " (backup)" : "");
+    }
+    if (pcf->rewrite) {
+        n = lb_http_complex_eval(pcf->rewrite, ctx, out, sizeof(out) - 1);
+    } else {
+        n = (size_t) snprintf(out, sizeof(out), "%.*s", (int) msg->uri.len, msg->uri.data);
+    }
+    n = lb_min(n, sizeof(out) - 1);
+    if (msg->query.len || msg->target.data[msg->target.len - 1] == '?') {
+        n += (size_t) snprintf(out + n, sizeof(out) - n, "?%.*s", (int) msg->query.len,
+                               msg->query.data);
+    }
+    printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
+}
+
 /* request_buffering: on unless the listener says otherwise; a route that
- * does not set it follows its listener. */
+ * does not set it follows its listener. A route with `upstream` is served
+ * here; `rewrite` is the path sent upstream, so it needs that action. */
 static int
 lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_http_proxy_conf_t  *pcf = conf, *lcf = parent;
+    const char            *text;
 
-    (void) cf;
-    if (ctx == LB_CTX_UPSTREAM || pcf->request_buffering != -1) {
+    if (ctx == LB_CTX_UPSTREAM) {
         return LB_OK;
     }
-    pcf->request_buffering = (ctx == LB_CTX_ROUTE && lcf) ? lcf->request_buffering : 1;
-    return LB_OK;
-}
-
-/* The proxy serves every route whose action is `upstream`. */
-static int
-lb_http_proxy_init_conf(lb_conf_t *cf)
-{
-    const lb_http_routes_t  *rs;
-    lb_listener_t           *ls;
-    size_t                   i, k;
-
-    for (i = 0; i < cf->cycle->listeners.nelts; i++) {
-        ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
-        rs = lb_http_route_list(ls);
-        for (k = 0; rs && k < rs->nroutes; k++) {
-            if (rs->routes[k]->action == LB_HTTP_ROUTE_UPSTREAM) {
-                rs->routes[k]->handler = lb_http_proxy_handler;
-            }
-        }
+    if (pcf->request_buffering == -1) {
+        pcf->request_buffering = (ctx == LB_CTX_ROUTE && lcf) ? lcf->request_buffering : 1;
     }
+    if (ctx != LB_CTX_ROUTE) {
+        return LB_OK;
+    }
+    if (pcf->rewrite_text && config_setting_get_member(cf->group, "upstream") == NULL) {
+        return lb_conf_error_at(cf, pcf->rewrite_file, pcf->rewrite_line,
+                                "\"rewrite\" needs the upstream action in %s: it is the "
+                                "path sent upstream", cf->block);
+    }
+    if (pcf->upstream_name == NULL) {
+        return LB_OK;
+    }
+    text = pcf->rewrite_text
+           ? lb_psprintf(cf->pool, "upstream \"%s\", rewrite = \"%s\"", pcf->upstream_name,
+                         pcf->rewrite_text)
+           : lb_psprintf(cf->pool, "upstream \"%s\"", pcf->upstream_name);
+    if (text == NULL) {
+        return lb_conf_error(cf, cf->group, "out of memory");
+    }
+    lb_http_route_set_action(cf, "upstream", lb_http_proxy_handler, text,
+                             lb_http_proxy_resolve, lb_http_proxy_explain);
     return LB_OK;
 }
 
@@ -282,8 +349,8 @@ struct lb_http_proxy_s {
     lb_http_relay_t         upr;
     bool                    up_done;    /* the whole request went upstream */
     bool                    cont_early; /* 100 Continue before a server is chosen */
-    size_t                  cont_sent;  /* of "100 Continue" (cont_len) */
-    size_t                  cont_len;
+    bool                    cont_want;  /* "100 Continue" is owed */
+    bool                    cont_done;  /* ... and went out */
 
     /* response */
     lb_buf_t                in;
@@ -606,7 +673,7 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
 {
     lb_http_request_t  *r = p->r;
     const lb_http_msg_t    *msg = r->msg;
-    const lb_http_route_t  *route = r->route;
+    const lb_http_proxy_conf_t  *route = lb_get_conf(r->route->confs, lb_http_proxy_module);
     lb_http_head_t          h;
     lb_http_var_ctx_t       ctx;
     lb_str_t                tok[LB_PROXY_MAX_TOKENS];
@@ -717,7 +784,6 @@ static void  lb_http_proxy_cleanup(lb_http_request_t *r);
 static void  lb_http_proxy_up_handler(lb_event_t *ev);
 static int   lb_http_proxy_connect(lb_http_proxy_t *p);
 
-static const char  lb_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* Lets go of the upstream side: the connection back to the pool (keep) or
  * closed, and the server's count of active connections. */
@@ -1048,15 +1114,14 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 static int
 lb_http_proxy_send_continue(lb_http_proxy_t *p, bool *progress)
 {
-    lb_conn_t  *c = p->hc->c;
-    ssize_t     n;
+    int  rc;
 
-    if (p->cont_sent < p->cont_len && c->write.ready) {
-        n = lb_conn_send(c, lb_http_continue + p->cont_sent, p->cont_len - p->cont_sent);
-        if (n > 0) {
-            p->cont_sent += (size_t) n;
+    if (p->cont_want && !p->cont_done) {
+        rc = p->r->writer->interim(p->r, 100);
+        if (rc == LB_OK) {
+            p->cont_done = true;
             *progress = true;
-        } else if (n == LB_ERROR) {
+        } else if (rc == LB_ERROR) {
             return lb_http_proxy_abort(p, errno, "cannot send 100 Continue");
         }
     }
@@ -1533,7 +1598,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                          "body: %s", p->server->addr.text, p->u->name, p->downr.error);
                 return lb_http_proxy_fail(p, 502, buf);
             }
-            if (p->cont_sent != p->cont_len) {
+            if (p->cont_want && !p->cont_done) {
                 return LB_AGAIN;
             }
             rc = lb_http_proxy_send(p, progress);
@@ -1734,7 +1799,7 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
         lb_event_timer_del(&c->read);
     }
     /* the client does not read its response */
-    to_client = p->cont_sent < p->cont_len
+    to_client = (p->cont_want && !p->cont_done)
                 || (p->resp_head && (p->out_again || lb_http_relay_busy(&p->downr)));
     if (to_client && !c->write.ready) {
         if (!lb_timer_is_set(&c->write.timer)) {
@@ -1898,7 +1963,7 @@ lb_http_proxy_handler(lb_http_request_t *r)
     p->hc = hc;
     p->r = r;
     p->conf = lcf;
-    p->u = route->upstream;
+    p->u = rcf->upstream;
     p->start = lb_current_msec;
     p->held = m->data + out_size;
     p->held_size = held_size;
@@ -1919,7 +1984,7 @@ lb_http_proxy_handler(lb_http_request_t *r)
     {
         /* a buffering proxy asks for the body at once; a streaming one
          * once it is connected, so the client does not send into a void */
-        p->cont_len = sizeof(lb_http_continue) - 1;
+        p->cont_want = true;
         p->cont_early = held_size > 0;
     }
     if (!p->whole && p->conf->client_body_max_time) {

@@ -243,13 +243,10 @@ void lb_http_abort(lb_http_request_t *r);
 /* Runs the connection's state machine again (after an action's event). */
 void lb_http_run_request(lb_http_request_t *r);
 
-/* HTTP/1 specifics an action that reads the request body or tunnels
- * uses: the connection behind r (NULL for another frontend). */
+/* The HTTP/1 connection behind r, NULL for another frontend: a 101
+ * tunnel moves raw bytes both ways on it (the proxy's tunnel is the one
+ * HTTP/1-only part of an action). */
 lb_http_conn_t *lb_http_conn_of(lb_http_request_t *r);
-/* Reads more of the request into hc->buf, compacting it first when it is
- * full (only bytes not yet consumed move: nothing may point into it). The
- * bytes read, 0 at the end of the stream, LB_AGAIN or LB_ERROR (errno). */
-ssize_t lb_http_read_more(lb_http_conn_t *hc);
 
 /* Reads the file named by setting v (relative to the prefix) whole into
  * *out, from cf's pool, NUL-terminated (not counted); at most

@@ -237,10 +237,12 @@ lb_http_local_addr(lb_http_request_t *r)
     lb_http_port_text(&ss, peer->local_port, sizeof(peer->local_port));
 }
 
+static const lb_http_writer_t  lb_http_h1_writer;
+
 lb_http_conn_t *
 lb_http_conn_of(lb_http_request_t *r)
 {
-    return r->frontend;
+    return r->writer == &lb_http_h1_writer ? r->frontend : NULL;
 }
 
 /* The writer of HTTP/1 connections ---------------------------------------- */
@@ -261,6 +263,9 @@ lb_http_conn_header(lb_http_request_t *r)
 {
     lb_http_conn_t  *hc = r->frontend;
 
+    if (r->body_taken) {
+        hc->body = LB_HTTP_BODY_NONE;
+    }
     if (hc->body != LB_HTTP_BODY_NONE) {
         /* a body nobody took: read and dropped before the response goes
          * out, so the connection stays in step; unless it closes anyway,
@@ -342,12 +347,29 @@ lb_http_conn_interim(lb_http_request_t *r, int status)
     return LB_OK;
 }
 
+static ssize_t lb_http_read_more(lb_http_conn_t *hc);
+
+static ssize_t
+lb_http_conn_read_body(lb_http_request_t *r, bool pinned)
+{
+    lb_http_conn_t  *hc = r->frontend;
+
+    if (!hc->c->read.ready) {
+        return LB_AGAIN;
+    }
+    if (lb_buf_room(&hc->buf) == 0 && (pinned || hc->buf.pos == hc->buf.start)) {
+        return LB_AGAIN;            /* full of bytes the action still holds */
+    }
+    return lb_http_read_more(hc);
+}
+
 static int   lb_http_conn_finalize(lb_http_request_t *r);
 static void  lb_http_conn_abort(lb_http_request_t *r);
 
 static const lb_http_writer_t  lb_http_h1_writer = {
     lb_http_conn_header, lb_http_conn_body, lb_http_conn_started,
-    lb_http_conn_finalize, lb_http_conn_abort, lb_http_conn_interim
+    lb_http_conn_finalize, lb_http_conn_abort, lb_http_conn_interim,
+    lb_http_conn_read_body
 };
 
 /* Requests ---------------------------------------------------------------- */
@@ -367,6 +389,7 @@ lb_http_head_begins(lb_http_conn_t *hc)
     r->frontend = hc;
     r->peer = &hc->peer;
     r->msg = &hc->mem->msg;
+    r->body_in = &hc->buf;
     r->captures = hc->mem->captures;
     r->ctx = hc->mem->ctx;
     r->keep_alive = 0;
@@ -494,7 +517,10 @@ lb_http_read_head(lb_http_conn_t *hc)
     }
 }
 
-ssize_t
+/* Reads more of the request into hc->buf, compacting it first when it is
+ * full (only bytes not yet consumed move: nothing may point into it). The
+ * bytes read, 0 at the end of the stream, LB_AGAIN or LB_ERROR (errno). */
+static ssize_t
 lb_http_read_more(lb_http_conn_t *hc)
 {
     ssize_t  n;

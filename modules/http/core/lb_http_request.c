@@ -36,6 +36,7 @@ lb_http_request_init(lb_http_request_t *r)
     r->arena_used = 0;
     r->head_method = 0;
     r->http10 = 0;
+    r->body_taken = 0;
     memset(r->ctx, 0, lb_nmodules * sizeof(void *));
 }
 

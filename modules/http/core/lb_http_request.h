@@ -105,6 +105,12 @@ typedef struct {
      * once it is all out, LB_AGAIN when the client is slow (call again),
      * LB_ERROR */
     int   (*interim)(lb_http_request_t *r, int status);
+    /* the request body, for an action that takes it (r->body_taken): reads
+     * more into r->body_in, the bytes in the framing r->msg->body says;
+     * when body_in is full it is compacted first unless pinned (bytes in
+     * it are still pointed at: then LB_AGAIN). The bytes read, 0 at the
+     * end of the stream, LB_AGAIN or LB_ERROR */
+    ssize_t (*read_body)(lb_http_request_t *r, bool pinned);
 } lb_http_writer_t;
 
 typedef int  (*lb_http_header_filter_pt)(lb_http_request_t *r);
@@ -130,12 +136,16 @@ struct lb_http_request_s {
     void                            *frontend;  /* the frontend's own state */
     lb_http_peer_t                  *peer;
     lb_http_msg_t                   *msg;       /* the request head */
+    lb_buf_t                        *body_in;   /* the request body as it arrives */
     lb_msec_t                        start_msec;
     unsigned                         head_method:1;  /* HEAD */
     unsigned                         http10:1;       /* HTTP/1.0 */
     unsigned                         keep_alive:1;   /* the connection may
                                                         serve another request
                                                         after this one */
+    unsigned                         body_taken:1;   /* an action reads the
+                                                        body (else the
+                                                        frontend drops it) */
 
     /* chosen while the request runs */
     const lb_http_route_t           *route;     /* NULL before one (and 404) */

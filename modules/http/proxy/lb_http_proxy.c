@@ -811,7 +811,6 @@ lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
 static void
 lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
 {
-    lb_http_conn_t  *hc = p->hc;
     lb_http_request_t  *r = p->r;
 
     if (p->server) {
@@ -826,7 +825,7 @@ lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
     r->content_run = NULL;
     r->content_timeout = NULL;
     r->content_cleanup = NULL;
-    lb_event_timer_del(&hc->c->write);
+    lb_event_timer_del(&r->c->write);
     if (lb_timer_is_set(&p->body_timer)) {
         lb_timer_del(&p->body_timer);
     }
@@ -848,12 +847,11 @@ lb_http_proxy_cleanup(lb_http_request_t *r)
 static int
 lb_http_proxy_fail(lb_http_proxy_t *p, int status, const char *why)
 {
-    lb_http_conn_t  *hc = p->hc;
     lb_http_request_t  *r = p->r;
 
     if (p->down_sent > 0) {
         lb_log_info("*%llu client %s: %s; closing the client connection mid-response",
-                    (unsigned long long) hc->c->id, hc->c->peer_text, why);
+                    (unsigned long long) r->c->id, r->c->peer_text, why);
         r->keep_alive = 0;
         lb_http_proxy_end(p, false);
         return lb_http_finalize(r);
@@ -867,11 +865,10 @@ lb_http_proxy_fail(lb_http_proxy_t *p, int status, const char *why)
 static int
 lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_conn_t  *hc = p->hc;
     lb_http_request_t  *r = p->r;
 
-    lb_log_info("*%llu client %s: %s%s%s", (unsigned long long) hc->c->id,
-                hc->c->peer_text, what, err ? ": " : "", err ? strerror(err) : "");
+    lb_log_info("*%llu client %s: %s%s%s", (unsigned long long) r->c->id,
+                r->c->peer_text, what, err ? ": " : "", err ? strerror(err) : "");
     lb_http_proxy_end(p, false);
     lb_http_abort(r);
     return LB_DONE;
@@ -892,10 +889,10 @@ lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
 static int
 lb_http_proxy_connect_failed(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     lb_log_warn(err, "*%llu client %s: %s %s in upstream \"%s\"%s",
-                (unsigned long long) hc->c->id, hc->c->peer_text, what,
+                (unsigned long long) r->c->id, r->c->peer_text, what,
                 p->server->addr.text, p->u->name,
                 (int64_t) p->try.attempts <= p->u->retries ? "; trying another server" : "");
     p->timed_out = err == ETIMEDOUT;
@@ -954,7 +951,7 @@ lb_http_proxy_connected(lb_http_proxy_t *p)
     /* a new connection of an upstream with proxy_protocol starts with the
      * client's PROXY header, in the clear before any TLS */
     if (p->u->proxy_protocol
-        && lb_proxy_send_header((int) p->u->proxy_protocol, p->hc->c, p->up->c) != LB_OK)
+        && lb_proxy_send_header((int) p->u->proxy_protocol, p->r->c, p->up->c) != LB_OK)
     {
         return lb_http_proxy_connect_failed(p, errno, "cannot send the PROXY header to");
     }
@@ -987,8 +984,8 @@ lb_http_proxy_open(lb_http_proxy_t *p)
          * other server tried (lb_conn.h) */
         lb_log_error_limited(errno, "*%llu client %s: cannot connect to %s in upstream "
                              "\"%s\": a local error, the server is not marked failed; "
-                             "answering 503", (unsigned long long) p->hc->c->id,
-                             p->hc->c->peer_text, p->server->addr.text, p->u->name);
+                             "answering 503", (unsigned long long) p->r->c->id,
+                             p->r->c->peer_text, p->server->addr.text, p->u->name);
         lb_http_proxy_release(p, false);
         return lb_http_proxy_fail(p, 503, "no local resources for an upstream connection");
     }
@@ -1076,7 +1073,6 @@ lb_http_method_idempotent(lb_str_t m)
 static int
 lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_conn_t  *hc = p->hc;
     lb_http_request_t  *r = p->r;
     char             buf[256];
     int              rc;
@@ -1085,7 +1081,7 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
         && lb_http_method_idempotent(r->msg->method))
     {
         lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
-                    "request again", (unsigned long long) hc->c->id, hc->c->peer_text,
+                    "request again", (unsigned long long) r->c->id, r->c->peer_text,
                     p->server->addr.text, p->u->name, what, err ? ": " : "",
                     err ? strerror(err) : "");
         if (lb_timer_is_set(&p->head_timer)) {
@@ -1135,9 +1131,9 @@ lb_http_proxy_send_continue(lb_http_proxy_t *p, bool *progress)
 static int
 lb_http_proxy_hold(lb_http_proxy_t *p)
 {
-    lb_http_conn_t   *hc = p->hc;
-    lb_http_relay_t  *rl = &p->upr;
-    lb_buf_t         *b = &hc->buf;
+    lb_http_request_t  *r = p->r;
+    lb_http_relay_t    *rl = &p->upr;
+    lb_buf_t           *b = r->body_in;
     const char       *data;
     size_t            avail, used, dlen, n;
     int               rc;
@@ -1156,7 +1152,7 @@ lb_http_proxy_hold(lb_http_proxy_t *p)
         rc = lb_http_parse_chunked(&rl->chunked, b->pos, avail, &used, &data, &dlen);
         if (rc == LB_OK) {
             rl->data += (int64_t) dlen;
-            if (rl->data > hc->conf->max_body_size) {
+            if (rl->data > r->conf->max_body_size) {
                 return lb_http_proxy_fail(p, 413, "chunked body larger than max_body_size");
             }
             n = lb_min(dlen, p->held_size - p->held_len);
@@ -1193,10 +1189,9 @@ lb_http_proxy_hold(lb_http_proxy_t *p)
 static int
 lb_http_proxy_buffer(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
-    bool             progress;
-    ssize_t          n;
-    int              rc;
+    bool     progress;
+    ssize_t  n;
+    int      rc;
 
     for ( ;; ) {
         if (p->cont_early) {
@@ -1209,7 +1204,7 @@ lb_http_proxy_buffer(lb_http_proxy_t *p)
         if (rc != LB_AGAIN) {
             return rc;
         }
-        n = lb_http_read_more(hc);
+        n = p->r->writer->read_body(p->r, false);
         if (n > 0) {
             continue;
         }
@@ -1233,7 +1228,7 @@ lb_http_proxy_pre_add(lb_http_proxy_t *p, const void *data, size_t len)
 static int
 lb_http_proxy_begin(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     size_t           n;
 
     if (p->streaming) {
@@ -1255,7 +1250,7 @@ lb_http_proxy_begin(lb_http_proxy_t *p)
     if (p->whole && lb_timer_is_set(&p->body_timer)) {
         lb_timer_del(&p->body_timer);
     }
-    lb_event_timer_del(&hc->c->read);
+    lb_event_timer_del(&r->c->read);
     return lb_http_proxy_connect(p);
 }
 
@@ -1312,9 +1307,9 @@ lb_http_proxy_iov_skip(const struct iovec *v, int n, size_t skip, struct iovec *
 static int
 lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up->c;
-    struct iovec     iov[LB_PROXY_IOV];
+    lb_http_request_t  *r = p->r;
+    lb_conn_t          *uc = p->up->c;
+    struct iovec        iov[LB_PROXY_IOV];
     size_t           pre_left;
     ssize_t          n;
     int              k, rc;
@@ -1325,7 +1320,7 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
     }
 
     while (!p->up_done && !p->resp_head) {
-        if (p->streaming && lb_http_relay_fill(&p->upr, &hc->buf) != LB_OK) {
+        if (p->streaming && lb_http_relay_fill(&p->upr, r->body_in) != LB_OK) {
             return lb_http_proxy_fail(p, p->upr.error_status, p->upr.error);
         }
         pre_left = p->pre_total - p->pre_sent;
@@ -1347,26 +1342,20 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
                     continue;
                 }
                 p->pre_sent = p->pre_total;
-                lb_http_relay_sent(&p->upr, &hc->buf, (size_t) n - pre_left);
+                lb_http_relay_sent(&p->upr, r->body_in, (size_t) n - pre_left);
                 continue;
             }
             if (n == LB_ERROR) {
                 return lb_http_proxy_upstream_gone(p, errno, "failed while the request was sent");
             }
         }
-        /* more of the body from the client */
-        if (!p->streaming || p->upr.complete || !c->read.ready) {
+        /* more of the body from the client, unless what it holds still
+         * waits for the server */
+        if (!p->streaming || p->upr.complete) {
             break;
         }
-        if (lb_buf_room(&hc->buf) == 0) {
-            if (lb_http_relay_busy(&p->upr) || hc->buf.pos == hc->buf.start) {
-                break;                  /* full of bytes waiting for the server */
-            }
-            lb_buf_compact(&hc->buf);
-        }
-        n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
+        n = r->writer->read_body(r, lb_http_relay_busy(&p->upr));
         if (n > 0) {
-            hc->buf.last += n;
             *progress = true;
             continue;
         }
@@ -1437,6 +1426,9 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     char                     buf[256];
 
     r->upstream_status = resp->status;
+    if (upgrade && p->hc == NULL) {
+        return lb_http_proxy_fail(p, 502, "a tunnel (101) needs an HTTP/1 client connection");
+    }
     if (upgrade && !r->msg->upgrade) {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" answered 101 to a request "
                  "without Upgrade", p->server->addr.text, p->u->name);
@@ -1778,8 +1770,8 @@ failed:
 static void
 lb_http_proxy_timers(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up ? p->up->c : NULL;
+    lb_http_request_t  *r = p->r;
+    lb_conn_t       *c = r->c, *uc = p->up ? p->up->c : NULL;
     bool             to_client, to_server;
 
     /* the server does not take the request */
@@ -1794,7 +1786,7 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
     }
     /* the client does not send its body */
     if (!p->resp_head && !p->upr.complete && !c->read.ready) {
-        lb_event_timer_set(&c->read, hc->conf->client_body_timeout);
+        lb_event_timer_set(&c->read, r->conf->client_body_timeout);
     } else {
         lb_event_timer_del(&c->read);
     }
@@ -1803,7 +1795,7 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
                 || (p->resp_head && (p->out_again || lb_http_relay_busy(&p->downr)));
     if (to_client && !c->write.ready) {
         if (!lb_timer_is_set(&c->write.timer)) {
-            lb_event_timer_set(&c->write, hc->conf->client_body_timeout);
+            lb_event_timer_set(&c->write, r->conf->client_body_timeout);
         }
     } else {
         lb_event_timer_del(&c->write);
@@ -1899,12 +1891,11 @@ static void
 lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
 {
     lb_http_proxy_t  *p = r->content;
-    lb_http_conn_t   *hc = p->hc;
     lb_conn_t        *c = ev->data;
     char              buf[256];
     int               rc;
 
-    if (c == hc->c) {
+    if (c == r->c) {
         if (p->phase == LB_PROXY_TUNNEL) {
             lb_http_run_request(r);
             return;
@@ -1918,9 +1909,9 @@ lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
         rc = lb_http_proxy_connect_failed(p, ETIMEDOUT, "connect_timeout expired for");
     } else if (p->phase == LB_PROXY_TUNNEL) {
         lb_log_info("*%llu client %s: tunnel with server %s idle for read_timeout; closing",
-                    (unsigned long long) hc->c->id, hc->c->peer_text, p->server->addr.text);
+                    (unsigned long long) r->c->id, r->c->peer_text, p->server->addr.text);
         r->keep_alive = 0;
-        lb_buf_reset(&hc->buf);
+        lb_buf_reset(r->body_in);
         rc = lb_http_proxy_finish(p);
     } else {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": %s expired",
@@ -1936,7 +1927,7 @@ lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
 static int
 lb_http_proxy_handler(lb_http_request_t *r)
 {
-    lb_http_conn_t              *hc = lb_http_conn_of(r);
+    lb_http_conn_t              *hc = lb_http_conn_of(r);   /* for a tunnel */
     const lb_http_route_t       *route = r->route;
     lb_http_msg_t               *msg = r->msg;
     const lb_http_proxy_conf_t  *rcf;
@@ -1945,16 +1936,16 @@ lb_http_proxy_handler(lb_http_request_t *r)
     lb_http_proxy_t             *p;
     size_t                       out_size, held_size = 0;
 
-    lcf = lb_get_conf(hc->conf->listener->confs, lb_http_proxy_module);
+    lcf = lb_get_conf(r->conf->listener->confs, lb_http_proxy_module);
     rcf = lb_get_conf(route->confs, lb_http_proxy_module);
     if (msg->body != LB_HTTP_BODY_NONE && rcf->request_buffering) {
         held_size = (size_t) lcf->request_buffer_size;
     }
-    out_size = (size_t) lb_max(hc->conf->max_header_size, LB_PROXY_IN_SIZE) + LB_PROXY_OUT_EXTRA;
+    out_size = (size_t) lb_max(r->conf->max_header_size, LB_PROXY_IN_SIZE) + LB_PROXY_OUT_EXTRA;
     m = lb_http_proxy_mem_get(out_size + held_size);
     if (m == NULL) {
         lb_log_error(ENOMEM, "*%llu client %s: cannot allocate proxy buffers",
-                     (unsigned long long) hc->c->id, hc->c->peer_text);
+                     (unsigned long long) r->c->id, r->c->peer_text);
         return 500;
     }
     m->out_size = out_size;
@@ -1974,13 +1965,13 @@ lb_http_proxy_handler(lb_http_request_t *r)
     r->content_run = lb_http_proxy_run;
     r->content_timeout = lb_http_proxy_timeout;
     r->content_cleanup = lb_http_proxy_cleanup;
-    hc->body = LB_HTTP_BODY_NONE;           /* the core reads no body: we do */
+    r->body_taken = 1;                      /* the frontend drops no body: we read it */
     lb_http_relay_init(&p->upr, msg->body, msg->content_length, LB_HTTP_OUT_AS_IS,
-                       hc->conf->max_body_size);
+                       r->conf->max_body_size);
     p->whole = p->upr.complete;
     p->streaming = !p->whole && held_size == 0;
     if (msg->expect_continue && msg->body != LB_HTTP_BODY_NONE && msg->version == 11
-        && lb_buf_len(&hc->buf) == 0)
+        && lb_buf_len(r->body_in) == 0)
     {
         /* a buffering proxy asks for the body at once; a streaming one
          * once it is connected, so the client does not send into a void */
@@ -1990,7 +1981,7 @@ lb_http_proxy_handler(lb_http_request_t *r)
     if (!p->whole && p->conf->client_body_max_time) {
         lb_timer_set(&p->body_timer, p->conf->client_body_max_time);
     }
-    lb_event_timer_del(&hc->c->read);
+    lb_event_timer_del(&r->c->read);
     p->phase = LB_PROXY_BUFFER;
     return LB_OK;
 }

@@ -1595,7 +1595,10 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
             }
             rc = lb_http_proxy_send(p, progress);
             if (rc == LB_ERROR) {
-                return lb_http_proxy_abort(p, 0, "the response could not go on");
+                /* the writer or a filter said why; this says from where */
+                snprintf(buf, sizeof(buf), "the response of server %s of upstream \"%s\" "
+                         "was cut off", p->server->addr.text, p->u->name);
+                return lb_http_proxy_abort(p, 0, buf);
             }
             if (rc == LB_OK && p->downr.complete && !lb_http_relay_busy(&p->downr)) {
                 return lb_http_proxy_finish(p);

@@ -1,10 +1,11 @@
 /*
- * lb_http_conn.c: the http listener's connections (SPEC §3.3, §4): read a
- * request head, route it, answer return and redirect routes (discarding a
- * request body), keep the connection alive and serve pipelined requests in
- * order; run the log phase once per request. Owns the per-worker cache of
- * request memory and the list of idle connections that a graceful stop
- * closes.
+ * lb_http_conn.c: the HTTP/1 frontend of http listeners (SPEC §3.3, §4):
+ * read a request head, make the request object and run it
+ * (lb_http_request.c), write its response through the HTTP/1 writer
+ * (lb_http_h1.c; a request body nobody read is discarded first), keep the
+ * connection alive and serve pipelined requests in order; run the log
+ * phase once per request. Owns the per-worker cache of request memory and
+ * the list of idle connections that a graceful stop closes.
  */
 #include "lb_core.h"
 #include "lb_http.h"

@@ -72,8 +72,9 @@ struct lb_http_route_s {
 /* A response head, structured: status, reason and fields. The framing
  * fields (Content-Length, Transfer-Encoding, Connection, Keep-Alive) are
  * never among the fields: the writer writes them from content_length and
- * the connection's state. The writer also adds Date and Server when
- * absent and the X-Request-ID echo. */
+ * the connection's state. lb_http_send_header adds Date when absent and
+ * the X-Request-ID echo before the header filters run; lbd's own
+ * responses get Server from lb_http_out_start. */
 #define LB_HTTP_OUT_FIELDS  (LB_HTTP_MAX_HEADERS + 32)
 
 typedef struct {

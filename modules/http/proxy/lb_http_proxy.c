@@ -1926,7 +1926,7 @@ lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
     }
 }
 
-/* The content handler: takes requests whose route says `upstream`. */
+/* The action of `upstream` routes (installed by lb_http_proxy_init_conf). */
 static int
 lb_http_proxy_handler(lb_http_request_t *r)
 {

@@ -105,7 +105,7 @@ mem_abort(lb_http_request_t *r)
 }
 
 static const lb_http_writer_t  mem_writer = {
-    mem_header, mem_body, mem_started, mem_finalize, mem_abort, NULL, NULL
+    mem_header, mem_body, mem_started, mem_finalize, mem_abort, NULL, NULL, NULL
 };
 
 /* The phases of the test: a route for every request, an access handler

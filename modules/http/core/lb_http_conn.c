@@ -366,11 +366,12 @@ lb_http_conn_read_body(lb_http_request_t *r, bool pinned)
 
 static int   lb_http_conn_finalize(lb_http_request_t *r);
 static void  lb_http_conn_abort(lb_http_request_t *r);
+static void  lb_http_conn_run(lb_http_request_t *r);
 
 static const lb_http_writer_t  lb_http_h1_writer = {
     lb_http_conn_header, lb_http_conn_body, lb_http_conn_started,
     lb_http_conn_finalize, lb_http_conn_abort, lb_http_conn_interim,
-    lb_http_conn_read_body
+    lb_http_conn_read_body, lb_http_conn_run
 };
 
 /* Requests ---------------------------------------------------------------- */
@@ -762,8 +763,8 @@ lb_http_run(lb_http_conn_t *hc)
     } while (rc == LB_OK);
 }
 
-void
-lb_http_run_request(lb_http_request_t *r)
+static void
+lb_http_conn_run(lb_http_request_t *r)
 {
     lb_http_run(r->frontend);
 }

@@ -128,6 +128,12 @@ lb_http_abort(lb_http_request_t *r)
     r->writer->abort(r);
 }
 
+void
+lb_http_run_request(lb_http_request_t *r)
+{
+    r->writer->run(r);
+}
+
 /* The output path ------------------------------------------------------------- */
 
 int

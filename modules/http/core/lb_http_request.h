@@ -112,6 +112,9 @@ typedef struct {
      * it are still pointed at: then LB_AGAIN). The bytes read, 0 at the
      * end of the stream, LB_AGAIN or LB_ERROR */
     ssize_t (*read_body)(lb_http_request_t *r, bool pinned);
+    /* runs the request's frontend again, after an event of the action's
+     * own (an upstream socket, a timer): lb_http_run_request */
+    void  (*run)(lb_http_request_t *r);
 } lb_http_writer_t;
 
 typedef int  (*lb_http_header_filter_pt)(lb_http_request_t *r);

@@ -55,8 +55,7 @@ str(const char *s)
 static void
 setup(void)
 {
-    memset(&req, 0, sizeof(req));
-    lb_http_request_init(&req);
+    memset(&req, 0, sizeof(req));        /* no fields, an empty arena */
     req.msg = (lb_http_msg_t *) request_with("GET", "Accept-Encoding: gzip, br\r\n");
     req.status = req.out.status = 200;
     req.out.content_length = -1;

@@ -41,28 +41,31 @@
 #define LB_HTTP_GZIP_WBITS      (15 + 16)   /* 32 KiB window, gzip wrapper */
 #define LB_HTTP_GZIP_MEMLEVEL   8
 
+typedef struct lb_http_gzip_ctx_s  lb_http_gzip_ctx_t;
+
 /* A deflate stream and its output buffer, on a free list or in use. */
 typedef struct {
-    z_stream     z;
-    lb_queue_t   link;          /* on a free list, or the busy list */
-    int          level;
-    unsigned     finished:1;    /* deflate ended the gzip member */
-    unsigned     unflushed:1;   /* input went in since the last flush */
-    unsigned     ready:1;       /* out should go down now */
-    lb_chain_t   out;           /* made, not yet taken below: in buf */
-    char         buf[LB_HTTP_GZIP_BUF];
+    z_stream              z;
+    lb_queue_t            link;     /* on a free list, or the busy list */
+    lb_http_gzip_ctx_t   *owner;    /* the request using it, or NULL */
+    int                   level;
+    unsigned              finished:1;   /* deflate ended the gzip member */
+    unsigned              unflushed:1;  /* input went in since the last flush */
+    unsigned              ready:1;      /* out should go down now */
+    lb_chain_t            out;          /* made, not yet taken below: in buf */
+    char                  buf[LB_HTTP_GZIP_BUF];
 } lb_http_gzip_stream_t;
 
 /* Per request, from its arena: readable until the request ends, so that
  * the log phase can read $gzip_ratio after the stream went back. */
-typedef struct {
+struct lb_http_gzip_ctx_s {
     lb_http_gzip_stream_t  *zs;         /* NULL once it went back */
     uint64_t                in;         /* body bytes taken */
     uint64_t                out;        /* gzip bytes made */
     unsigned                compress:1; /* this response is compressed */
     unsigned                below:1;    /* the next filter said LB_AGAIN */
     unsigned                done:1;     /* the end went down whole */
-} lb_http_gzip_ctx_t;
+};
 
 static int   lb_http_gzip_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
                               void *conf);
@@ -621,7 +624,7 @@ lb_http_gzip_lists_init(void)
 /* A reset stream at level, from the free list or new; NULL when memory
  * or zlib fails (the response then goes uncompressed). */
 static lb_http_gzip_stream_t *
-lb_http_gzip_stream_get(int level)
+lb_http_gzip_stream_get(lb_http_gzip_ctx_t *owner, int level)
 {
     lb_http_gzip_stream_t  *zs;
     lb_queue_t             *q;
@@ -652,6 +655,7 @@ lb_http_gzip_stream_get(int level)
         zs->level = level;
         lb_queue_init(&zs->link);
     }
+    zs->owner = owner;
     zs->finished = 0;
     zs->unflushed = 0;
     zs->ready = 0;
@@ -663,6 +667,9 @@ lb_http_gzip_stream_get(int level)
 static void
 lb_http_gzip_stream_free(lb_http_gzip_stream_t *zs)
 {
+    if (zs->owner) {
+        zs->owner->zs = NULL;
+    }
     lb_queue_remove(&zs->link);
     deflateEnd(&zs->z);
     free(zs);
@@ -679,6 +686,7 @@ lb_http_gzip_release(lb_http_gzip_ctx_t *ctx)
         return;
     }
     ctx->zs = NULL;
+    zs->owner = NULL;
     if (lb_http_gzip_nfree >= LB_HTTP_GZIP_FREE_MAX || deflateReset(&zs->z) != Z_OK) {
         lb_http_gzip_stream_free(zs);
         return;
@@ -688,6 +696,9 @@ lb_http_gzip_release(lb_http_gzip_ctx_t *ctx)
     lb_http_gzip_nfree++;
 }
 
+/* Frees every stream of the worker; one still in use (a request the
+ * exit cut short) is taken from its request first, so that a log phase
+ * run after this finds nothing to give back. */
 static void
 lb_http_gzip_exit_worker(lb_cycle_t *cycle)
 {
@@ -745,7 +756,7 @@ lb_http_gzip_header_filter(lb_http_request_t *r)
         memset(ctx, 0, sizeof(*ctx));
         lb_http_request_set_ctx(r, lb_http_gzip_module, ctx);
     }
-    ctx->zs = lb_http_gzip_stream_get((int) conf->level);
+    ctx->zs = lb_http_gzip_stream_get(ctx, (int) conf->level);
     if (ctx->zs == NULL) {
         return LB_OK;
     }

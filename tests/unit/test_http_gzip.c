@@ -3,9 +3,12 @@
  * §3.6, modules/http/gzip): Accept-Encoding with weights, media type
  * matching, list tokens (Cache-Control, Vary), Vary merging, ETag
  * weakening, every case that leaves a response alone, $gzip_ratio's
- * rounding, and the gzip group as the loader reads it (defaults, a
- * route's group replacing its listener's, FILE:LINE errors). Requests
- * are parsed for real; responses are a request object's r->out.
+ * rounding, the gzip group as the loader reads it (defaults, a route's
+ * group replacing its listener's, FILE:LINE errors), and the filters
+ * themselves over a writer that takes a few bytes at a time: the body
+ * inflates back whole, trailer lines come after it, and the filter
+ * takes no input while its output waits. Requests are parsed for real;
+ * responses are a request object's r->out.
  */
 #include "lb_core.h"
 #include "lb_http.h"
@@ -13,6 +16,7 @@
 #include "lb_http_gzip.h"
 
 #include <check.h>
+#include <zlib.h>
 
 #define LB_TEST_NAME  "gzip"
 #include "lb_test_files.h"
@@ -553,6 +557,256 @@ START_TEST(conf_not_a_group)
 }
 END_TEST
 
+/* The filters over a slow writer --------------------------------------------------- */
+
+/* A writer that takes at most `take` bytes a call and says LB_AGAIN when
+ * it left some, and every third call anyway (as if it held framing). */
+static struct {
+    size_t     take;
+    unsigned   calls;
+    char      *got;
+    size_t     len, size;
+    char       trailers[256];
+    bool       done;                /* LB_OK for a call with last */
+} w;
+
+static int
+slow_writer_body(lb_http_request_t *r, lb_chain_t *in, bool last)
+{
+    lb_chain_t  *cl;
+    size_t       n, budget = w.take;
+
+    ck_assert(!w.done);
+    w.calls++;
+    for (cl = in; cl; cl = cl->next) {
+        if (cl->trailer) {
+            ck_assert_uint_lt(strlen(w.trailers) + lb_chain_link_len(cl) + 2,
+                              sizeof(w.trailers));
+            strncat(w.trailers, cl->pos, lb_chain_link_len(cl));
+            strcat(w.trailers, "|");
+            cl->pos = cl->last;
+            continue;
+        }
+        ck_assert_msg(w.trailers[0] == '\0', "body bytes after a trailer line");
+        n = lb_min(lb_chain_link_len(cl), budget);
+        if (w.len + n > w.size) {
+            w.size = (w.len + n) * 2;
+            w.got = realloc(w.got, w.size);
+            ck_assert_ptr_nonnull(w.got);
+        }
+        memcpy(w.got + w.len, cl->pos, n);
+        w.len += n;
+        cl->pos += n;
+        budget -= n;
+        if (cl->pos < cl->last) {
+            return LB_AGAIN;
+        }
+    }
+    if (w.calls % 3 == 0) {
+        return LB_AGAIN;
+    }
+    w.done = last;
+    return LB_OK;
+}
+
+static const lb_http_writer_t  slow_writer = { .body = slow_writer_body };
+
+static lb_http_route_t          route;
+static void                    *route_confs[64], *req_ctx[64];
+static lb_http_body_filter_pt   body_filters[1];
+
+static void
+stream_setup(void)
+{
+    const lb_http_module_t  *m;
+
+    setup();
+    ck_assert_int_eq(lb_modules_init(), LB_OK);
+    ck_assert_uint_le(lb_nmodules, lb_nelems(route_confs));
+    m = lb_http_gzip_module.ctx;
+    body_filters[0] = m->body_filter;
+    lb_http_phases.body_filters = body_filters;
+    lb_http_phases.nbody = 1;
+    memset(route_confs, 0, sizeof(route_confs));
+    memset(req_ctx, 0, sizeof(req_ctx));
+    route_confs[lb_http_gzip_module.index] = &conf;
+    memset(&route, 0, sizeof(route));
+    route.confs = route_confs;
+    req.route = &route;
+    req.ctx = req_ctx;
+    req.writer = &slow_writer;
+    free(w.got);
+    memset(&w, 0, sizeof(w));
+}
+
+static int
+header_filter(void)
+{
+    const lb_http_module_t  *m = lb_http_gzip_module.ctx;
+
+    return m->header_filter(&req);
+}
+
+/* Sends body in pieces of 1 to 40000 bytes, each until all of it went,
+ * then the end with the trailer lines; what the writer got, inflated. */
+static size_t
+stream_body(const char *body, size_t len, const char *const *trailers, char *out,
+            size_t out_size)
+{
+    lb_chain_t   piece, tl[4], *in;
+    size_t       off = 0, n, i, spins;
+    z_stream     z;
+    int          rc;
+    unsigned     seed = 12345;
+
+    while (off < len) {
+        seed = seed * 1103515245 + 12345;
+        n = lb_min(len - off, 1 + (seed >> 8) % 40000);
+        lb_chain_link_set(&piece, body + off, n);
+        for (spins = 0; ; spins++) {
+            ck_assert_uint_lt(spins, 100000);
+            in = piece.pos < piece.last ? &piece : NULL;
+            rc = lb_http_send_body(&req, in, false);
+            ck_assert_int_ne(rc, LB_ERROR);
+            if (rc == LB_OK) {
+                break;
+            }
+        }
+        ck_assert_ptr_eq(piece.pos, piece.last);
+        off += n;
+    }
+    for (i = 0; trailers && trailers[i]; i++) {
+        lb_chain_link_set(&tl[i], trailers[i], strlen(trailers[i]));
+        tl[i].trailer = 1;
+    }
+    in = lb_chain_link_array(tl, i);
+    for (spins = 0; ; spins++) {
+        ck_assert_uint_lt(spins, 100000);
+        rc = lb_http_send_body(&req, in && lb_chain_len(in) ? in : NULL, true);
+        ck_assert_int_ne(rc, LB_ERROR);
+        if (rc == LB_OK) {
+            break;
+        }
+    }
+    ck_assert(w.done);
+
+    memset(&z, 0, sizeof(z));
+    ck_assert_int_eq(inflateInit2(&z, 16 + 15), Z_OK);
+    z.next_in = (Bytef *) w.got;
+    z.avail_in = (uInt) w.len;
+    z.next_out = (Bytef *) out;
+    z.avail_out = (uInt) out_size;
+    rc = inflate(&z, Z_FINISH);
+    ck_assert_int_eq(rc, Z_STREAM_END);
+    ck_assert_uint_eq(z.avail_in, 0);           /* nothing after the member */
+    n = z.total_out;
+    inflateEnd(&z);
+    return n;
+}
+
+START_TEST(stream_inflates_back_whole_through_a_slow_writer)
+{
+    static char              body[600000], out[700000];
+    static const char *const  trailers[] = { "X-Sum: 1", "X-Two: 2", NULL };
+    char                      ratio_text[32];
+    lb_http_var_ctx_t         vctx;
+    lb_http_complex_t        *cv;
+    lb_pool_t                *pool = lb_pool_create(LB_POOL_DEFAULT_SIZE);
+    size_t                    i, n;
+    unsigned                  seed = 7;
+
+    for (i = 0; i < sizeof(body); i++) {
+        seed = seed * 1103515245 + 12345;
+        body[i] = "abcdefgh \n<>"[(seed >> 16) % 12];
+    }
+    w.take = 3000;
+    add("ETag", "\"x\"");
+    ck_assert_int_eq(header_filter(), LB_OK);
+    ck_assert_str_eq(field("Content-Encoding"), "gzip");
+    ck_assert_str_eq(field("Vary"), "Accept-Encoding");
+    ck_assert_str_eq(field("ETag"), "W/\"x\"");
+    ck_assert_int_eq(req.out.content_length, -1);
+
+    n = stream_body(body, sizeof(body), trailers, out, sizeof(out));
+    ck_assert_uint_eq(n, sizeof(body));
+    ck_assert(memcmp(out, body, n) == 0);
+    ck_assert_str_eq(w.trailers, "X-Sum: 1|X-Two: 2|");
+    ck_assert_uint_gt(w.calls, sizeof(body) / 2 / w.take);
+
+    /* $gzip_ratio is what went in over what came out */
+    ck_assert_ptr_nonnull(pool);
+    cv = lb_http_complex_compile(pool, "$gzip_ratio", NULL, 0);
+    ck_assert_ptr_nonnull(cv);
+    memset(&vctx, 0, sizeof(vctx));
+    vctx.r = &req;
+    n = lb_http_complex_eval(cv, &vctx, ratio_text, sizeof(ratio_text) - 1);
+    ratio_text[n] = '\0';
+    {
+        char  want[32];
+
+        lb_http_gzip_ratio(sizeof(body), w.len, want, sizeof(want));
+        ck_assert_str_eq(ratio_text, want);
+    }
+    lb_pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(stream_empty_body_is_an_empty_gzip_member)
+{
+    char  out[16];
+
+    conf.min_length = 0;
+    w.take = 7;
+    ck_assert_int_eq(header_filter(), LB_OK);
+    ck_assert_str_eq(field("Content-Encoding"), "gzip");
+    ck_assert_uint_eq(stream_body("", 0, NULL, out, sizeof(out)), 0);
+    ck_assert_uint_ge(w.len, 20);
+}
+END_TEST
+
+START_TEST(stream_not_compressed_passes_through)
+{
+    char          body[] = "plain bytes";
+    lb_chain_t    cl;
+
+    req.msg = (lb_http_msg_t *) request_with("GET", "");
+    w.take = 1 << 20;
+    ck_assert_int_eq(header_filter(), LB_OK);
+    ck_assert_ptr_null(field("Content-Encoding"));
+    ck_assert_str_eq(field("Vary"), "Accept-Encoding");
+    lb_chain_link_set(&cl, body, sizeof(body) - 1);
+    while (lb_http_send_body(&req, &cl, true) == LB_AGAIN) {
+        /* every third call of the writer says LB_AGAIN */
+    }
+    ck_assert_uint_eq(w.len, sizeof(body) - 1);
+    ck_assert(memcmp(w.got, body, w.len) == 0);
+}
+END_TEST
+
+START_TEST(stream_second_head_starts_over)
+{
+    static const char  err[] = "502 Bad Gateway\n";
+    lb_chain_t         cl;
+
+    ck_assert_int_eq(header_filter(), LB_OK);
+    ck_assert_str_eq(field("Content-Encoding"), "gzip");
+    /* an error replaces the response before a byte went out: plain */
+    req.out.nfields = 0;
+    req.out.status = 502;
+    req.out.content_length = sizeof(err) - 1;
+    add("Content-Type", "text/plain");
+    ck_assert_int_eq(header_filter(), LB_OK);
+    ck_assert_ptr_null(field("Content-Encoding"));
+    w.take = 1 << 20;
+    lb_chain_link_set(&cl, err, sizeof(err) - 1);
+    while (lb_http_send_body(&req, &cl, true) == LB_AGAIN) {
+        /* every third call of the writer says LB_AGAIN */
+    }
+    ck_assert_uint_eq(w.len, sizeof(err) - 1);
+    ck_assert(memcmp(w.got, err, w.len) == 0);
+}
+END_TEST
+
 static Suite *
 http_gzip_suite(void)
 {
@@ -591,6 +845,14 @@ http_gzip_suite(void)
     tcase_add_test(tc, decide_min_length_only_when_known);
     tcase_add_test(tc, decide_vary_only_for_the_request);
     tcase_add_test(tc, ratio_two_decimals_rounded);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stream");
+    tcase_add_checked_fixture(tc, stream_setup, teardown);
+    tcase_add_test(tc, stream_inflates_back_whole_through_a_slow_writer);
+    tcase_add_test(tc, stream_empty_body_is_an_empty_gzip_member);
+    tcase_add_test(tc, stream_not_compressed_passes_through);
+    tcase_add_test(tc, stream_second_head_starts_over);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("conf");

@@ -419,7 +419,7 @@ def test_a_written_group_turns_gzip_on_and_enabled_false_off(lbd, http_backends)
 
 def test_gzip_ratio_in_the_access_log(lbd, http_backends):
     body = text(200_000)
-    lbd.start(gzip_conf(access_log="$request_uri [$gzip_ratio] $status"),
+    lbd.start(gzip_conf(access_log="$$request_uri [$$gzip_ratio] $$status"),
               a=http_backends(body=body))
     _, fields, got = get(lbd, "/z")
     _, fields2, plain = get(lbd, "/p", extra="")

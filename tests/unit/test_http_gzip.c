@@ -517,8 +517,8 @@ START_TEST(conf_unknown_member_in_a_route)
 {
     expect_error(LISTENER("",
                           "{ gzip = {\n"
-                          "    min_len = 5; }; return = { status = 200; }; }\n"),
-                 "lbd.conf:6: unknown setting \"min_len\" in \"gzip\" of route #1 of "
+                          "    min_lenght = 5; }; return = { status = 200; }; }\n"),
+                 "lbd.conf:6: unknown setting \"min_lenght\" in \"gzip\" of route #1 of "
                  "listener \"web\" (did you mean \"min_length\"?)");
 }
 END_TEST

@@ -195,7 +195,8 @@ LB_FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
 LB_FUZZ_BINS := $(patsubst tests/fuzz/%.c,objs/fuzz/%,$(LB_FUZZ_SRCS))
 # the pure parsers the targets exercise: no I/O, linked without liblbd
 LB_FUZZ_PARSER := modules/http/core/lb_http_parse.c core/lb_proxy_protocol.c \
-	modules/stream/tcp/lb_tls_hello.c modules/http/core/lb_http_relay.c core/lb_buf.c core/lb_pool.c
+	modules/stream/tcp/lb_tls_hello.c modules/http/core/lb_http_relay.c core/lb_buf.c core/lb_pool.c \
+	modules/http/core/lb_http_h1.c core/lb_chain.c
 
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \

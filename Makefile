@@ -6,6 +6,7 @@
 #   make test         unit tests (Check) then integration tests (pytest);
 #                     PYTEST_ARGS='-k name -x' is passed to pytest
 #   make unit         unit tests only        make integration  pytest only
+#   make soak         integration tests at full size (LBD_SOAK=1: 1 GiB gzip)
 #   make bench        builds lbd and tests/bench/*.c, runs tests/bench/run
 #   make fuzz         tests/fuzz/*.c with clang and libFuzzer, FUZZ_SECONDS each (30)
 #   make run          demo: lbd on 127.0.0.1:8080 before two demo backends;
@@ -171,6 +172,10 @@ unit: $(LB_UNIT_BINS)
 integration: all
 	@$(lb_integration_run)
 
+# The same tests with the heavy ones at full size (see each test's docstring).
+soak: all
+	@export LBD_SOAK=1; $(lb_integration_run)
+
 bench: all $(LB_BENCH_BINS)
 	@if [ ! -x tests/bench/run ]; then \
 		echo 'make bench: tests/bench/run is missing or not executable' >&2; exit 1; \
@@ -190,7 +195,8 @@ LB_FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
 LB_FUZZ_BINS := $(patsubst tests/fuzz/%.c,objs/fuzz/%,$(LB_FUZZ_SRCS))
 # the pure parsers the targets exercise: no I/O, linked without liblbd
 LB_FUZZ_PARSER := modules/http/core/lb_http_parse.c core/lb_proxy_protocol.c \
-	modules/stream/tcp/lb_tls_hello.c modules/http/core/lb_http_relay.c core/lb_buf.c core/lb_pool.c
+	modules/stream/tcp/lb_tls_hello.c modules/http/core/lb_http_relay.c core/lb_buf.c core/lb_pool.c \
+	modules/http/core/lb_http_h1.c core/lb_chain.c
 
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \
@@ -298,6 +304,6 @@ clean:
 	rm -rf objs
 
 help:
-	@sed -n '2,18s/^# \{0,1\}//p' Makefile
+	@sed -n '2,19s/^# \{0,1\}//p' Makefile
 
-.PHONY: all test unit integration bench fuzz run install clean help
+.PHONY: all test unit integration soak bench fuzz run install clean help

@@ -36,6 +36,10 @@ typedef enum {
 } lb_setting_type_t;
 
 #define LB_SETTING_REQUIRED  0x01
+/* A route's action (`upstream`, `return`, ...): a route has exactly one;
+ * the route module counts the settings so flagged, whichever module owns
+ * them, and the owner installs the route's handler (lb_http_route.h). */
+#define LB_SETTING_ACTION    0x02
 
 /* Parses value v of setting s into conf. Reports errors with
  * lb_conf_error(cf, v, ...) and returns LB_ERROR; LB_OK otherwise. */

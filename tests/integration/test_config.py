@@ -28,7 +28,7 @@ listeners = (
 
 GLOBAL_SETTINGS = ("admin_socket, error_log, listeners, log_level, pid_file, "
                    "shutdown_timeout, upstreams, user, workers")
-ROUTE_SETTINGS = ("allow, cookie, deny, error_pages, header, host, method, path, path_prefix, "
+ROUTE_SETTINGS = ("allow, cookie, deny, error_pages, gzip, header, host, method, path, path_prefix, "
                   "path_regex, query, "
                   "redirect, request_buffering, request_headers, response_headers, return, "
                   "rewrite, upstream")

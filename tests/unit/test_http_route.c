@@ -8,6 +8,8 @@
  */
 #include "lb_core.h"
 #include "lb_http_route.h"
+#include "lb_http_proxy.h"
+#include "lb_http_return.h"
 
 #include <check.h>
 #include <limits.h>
@@ -516,7 +518,9 @@ END_TEST
 
 START_TEST(actions_are_compiled)
 {
-    const lb_http_route_t  *r;
+    const lb_http_route_t        *r;
+    const lb_http_proxy_conf_t   *pcf;
+    const lb_http_return_conf_t  *rcf;
 
     compile_ok("( { path = \"/u\"; upstream = \"api\"; rewrite = \"/v2$uri\"; },\n"
                "  { path = \"/r\"; return = { status = 418; body = \"tea\\n\"; }; },\n"
@@ -525,34 +529,46 @@ START_TEST(actions_are_compiled)
                "  { path = \"/p\"; redirect = { status = 308; location = \"/new\"; }; } )");
     ck_assert_uint_eq(routes.nroutes, 5);
 
+    /* each action is the owning module's: its handler, its settings */
     r = routes.routes[0];
-    ck_assert_int_eq(r->action, LB_HTTP_ROUTE_UPSTREAM);
-    ck_assert_str_eq(r->upstream_name, "api");
-    ck_assert_ptr_nonnull(r->upstream);
-    ck_assert_str_eq(r->upstream->name, "api");
-    ck_assert_ptr_nonnull(r->rewrite);
+    pcf = lb_get_conf(r->confs, lb_http_proxy_module);
+    ck_assert_str_eq(r->action, "upstream");
+    ck_assert_ptr_nonnull(r->handler);
+    ck_assert_str_eq(pcf->upstream_name, "api");
+    ck_assert_ptr_nonnull(pcf->upstream);
+    ck_assert_str_eq(pcf->upstream->name, "api");
+    ck_assert_ptr_nonnull(pcf->rewrite);
     ck_assert_ptr_eq(r->listener, &listener);
     ck_assert_ptr_nonnull(r->confs);
     ck_assert_ptr_eq(lb_get_conf(r->confs, lb_http_route_module), (void *) r);
     ck_assert_int_eq(r->line, 1);
 
     r = routes.routes[1];
-    ck_assert_int_eq(r->action, LB_HTTP_ROUTE_RETURN);
-    ck_assert_int_eq(r->status, 418);
-    ck_assert_ptr_nonnull(r->body);
-    ck_assert_str_eq(r->content_type, "text/plain");
+    rcf = lb_get_conf(r->confs, lb_http_return_module);
+    ck_assert_str_eq(r->action, "return");
+    ck_assert_ptr_nonnull(r->handler);
+    ck_assert_ptr_ne(r->handler, routes.routes[0]->handler);
+    ck_assert_int_eq(rcf->status, 418);
+    ck_assert_ptr_nonnull(rcf->body);
+    ck_assert_str_eq(rcf->content_type, "text/plain");
     ck_assert_int_eq(r->line, 2);
+    pcf = lb_get_conf(r->confs, lb_http_proxy_module);
+    ck_assert_ptr_null(pcf->upstream_name);
 
     r = routes.routes[2];
-    ck_assert_ptr_null(r->body);
-    ck_assert_str_eq(r->content_type, "application/json");
+    rcf = lb_get_conf(r->confs, lb_http_return_module);
+    ck_assert_ptr_null(rcf->body);
+    ck_assert_str_eq(rcf->content_type, "application/json");
 
     r = routes.routes[3];
-    ck_assert_int_eq(r->action, LB_HTTP_ROUTE_REDIRECT);
-    ck_assert_int_eq(r->status, 302);
-    ck_assert_ptr_nonnull(r->location);
+    rcf = lb_get_conf(r->confs, lb_http_return_module);
+    ck_assert_str_eq(r->action, "redirect");
+    ck_assert(rcf->redirect);
+    ck_assert_int_eq(rcf->status, 302);
+    ck_assert_ptr_nonnull(rcf->location);
 
-    ck_assert_int_eq(routes.routes[4]->status, 308);
+    rcf = lb_get_conf(routes.routes[4]->confs, lb_http_return_module);
+    ck_assert_int_eq(rcf->status, 308);
     ck_assert_uint_eq(routes.routes[4]->index, 5);
 }
 END_TEST
@@ -882,8 +898,8 @@ START_TEST(error_unknown_route_setting)
 {
     expect_error("      { paht = \"/\"; upstream = \"web\"; }\n",
                  "lbd.conf:8: unknown setting \"paht\" in route #1 of listener \"web\" "
-                 "(did you mean \"path\"?); valid here: allow, cookie, deny, error_pages, header, host, "
-                 "method, path, "
+                 "(did you mean \"path\"?); valid here: allow, cookie, deny, error_pages, gzip, "
+                 "header, host, method, path, "
                  "path_prefix, path_regex, query, redirect, request_buffering, "
                  "request_headers, response_headers, return, rewrite, upstream");
 }

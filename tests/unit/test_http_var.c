@@ -35,7 +35,8 @@ static lb_http_var_ctx_t  ctx;
 static lb_conn_t            conn;
 static lb_listener_t        listener;
 static lb_http_core_conf_t  core;
-static lb_http_conn_t       hc;
+static lb_http_request_t    hc;     /* the request the variables read */
+static lb_http_peer_t       peer;
 static lb_pool_t         *pool;
 static char               err[256];
 static char               uri[1024];
@@ -63,12 +64,14 @@ setup(void)
     memset(&core, 0, sizeof(core));
     core.listener = &listener;
     memset(&hc, 0, sizeof(hc));
+    memset(&peer, 0, sizeof(peer));
     hc.c = &conn;
     hc.conf = &core;
-    hc.local_known = 1;
+    hc.peer = &peer;
+    peer.local_known = 1;
     hc.upstream_msec = -1;
     memset(&ctx, 0, sizeof(ctx));
-    ctx.hc = &hc;
+    ctx.r = &hc;
     ctx.request = &msg;
     err[0] = '\0';
 }
@@ -192,7 +195,7 @@ START_TEST(every_name_compiles)
         snprintf(text, sizeof(text), "$%s", names[i]);
         ck_assert(!lb_http_complex_is_literal(compile(text)));
     }
-    ck_assert_uint_eq(i, 29);
+    ck_assert_uint_eq(i, 30);
 }
 END_TEST
 
@@ -370,7 +373,7 @@ END_TEST
 
 START_TEST(braces_end_a_name)
 {
-    ctx.hc = NULL;          /* the request alone: $scheme is not known */
+    ctx.r = NULL;          /* the request alone: $scheme is not known */
     eval_is("${host}name", "example.comname");
     eval_is("${scheme}://${host}${request_uri}", "://example.com/search/q?page=2&x=&page=3"
             "&flag&q=a%20b&PAGE=9");
@@ -574,10 +577,10 @@ START_TEST(context_strings)
 {
     SSL  *server, *client;
 
-    set_text(hc.remote_ip, "192.0.2.7");
-    set_text(hc.remote_port, "51234");
-    set_text(hc.local_ip, "127.0.0.1");
-    set_text(hc.local_port, "8443");
+    set_text(peer.remote_ip, "192.0.2.7");
+    set_text(peer.remote_port, "51234");
+    set_text(peer.local_ip, "127.0.0.1");
+    set_text(peer.local_port, "8443");
     hc.request_id = (lb_str_t) lb_string("4f2a");
     hc.upstream_addr = (lb_str_t) lb_string("10.0.0.1:80");
     eval_is("$scheme://$host$uri", "http://example.com/search/q");

@@ -13,9 +13,8 @@ typedef struct {
 } lb_count_conf_t;
 
 static void *lb_count_create_conf(lb_conf_t *cf, unsigned ctx);
-static int   lb_count_header_filter(lb_http_conn_t *hc, lb_http_head_t *h,
-                                    const lb_http_var_ctx_t *ctx);
-static void  lb_count_log(lb_http_conn_t *hc);
+static int   lb_count_header_filter(lb_http_request_t *r);
+static void  lb_count_log(lb_http_request_t *r);
 
 static const char *const  lb_count_protocols[] = { "http", "https", NULL };
 
@@ -27,7 +26,8 @@ static const lb_setting_t  lb_count_settings[] = {
 
 /* The phases and filters it joins: a header filter and the log phase. */
 static const lb_http_module_t  lb_count_ctx = {
-    NULL, NULL, NULL, NULL, lb_count_header_filter, lb_count_log
+    .header_filter = lb_count_header_filter,
+    .log = lb_count_log,
 };
 
 lb_module_t  lb_example_count_module = {
@@ -46,23 +46,29 @@ lb_count_create_conf(lb_conf_t *cf, unsigned ctx)
     return lb_pcalloc(cf->pool, sizeof(lb_count_conf_t));
 }
 
+/* The value is made in the request's arena: a field's strings must live
+ * until the head is written. */
 static int
-lb_count_header_filter(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+lb_count_header_filter(lb_http_request_t *r)
 {
-    lb_count_conf_t  *conf = lb_get_conf(hc->conf->listener->confs, lb_example_count_module);
-    char              n[24];
+    lb_count_conf_t  *conf = lb_get_conf(r->conf->listener->confs, lb_example_count_module);
+    char             *n;
 
-    if (conf->count_header[0]) {
-        lb_http_head_add(h, conf->count_header, strlen(conf->count_header), n,
-                         (size_t) snprintf(n, sizeof(n), "%llu",
-                                           (unsigned long long) lb_count_logged));
+    if (conf->count_header[0] == '\0') {
+        return LB_OK;
     }
-    return LB_OK;
+    n = lb_http_request_alloc(r, 24);
+    if (n == NULL) {
+        return LB_ERROR;
+    }
+    return lb_http_out_add(r, conf->count_header, strlen(conf->count_header), n,
+                           (size_t) snprintf(n, 24, "%llu",
+                                             (unsigned long long) lb_count_logged));
 }
 
 /* Once per finished request, answered or not: the response is over. */
 static void
-lb_count_log(lb_http_conn_t *hc)
+lb_count_log(lb_http_request_t *r)
 {
     lb_count_logged++;
 }

@@ -6,7 +6,6 @@
  */
 #include "lb_core.h"
 #include "lb_http.h"
-#include "lb_http_route.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,7 +15,7 @@ static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, 
 static int   lb_http_core_init_conf(lb_conf_t *cf);
 static void  lb_http_core_exit_worker(lb_cycle_t *cycle);
 static void  lb_http_core_stop_worker(lb_cycle_t *cycle);
-static void  lb_http_access_log_handler(lb_http_conn_t *hc);
+static void  lb_http_access_log_handler(lb_http_request_t *r);
 static int   lb_http_set_error_pages(lb_conf_t *cf, const lb_setting_t *s,
                                      config_setting_t *v, void *conf);
 static int   lb_http_set_cidrs(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
@@ -112,11 +111,13 @@ lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 
 lb_http_phases_t  lb_http_phases;
 
+static lb_http_phase_pt   lb_http_find_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_phase_pt   lb_http_access_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_phase_pt   lb_http_rewrite_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_phase_pt   lb_http_content_h[LB_HTTP_MAX_HANDLERS];
 static lb_http_filter_pt  lb_http_forward_f[LB_HTTP_MAX_HANDLERS];
-static lb_http_filter_pt  lb_http_header_f[LB_HTTP_MAX_HANDLERS];
+static lb_http_header_filter_pt  lb_http_header_f[LB_HTTP_MAX_HANDLERS];
+static lb_http_body_filter_pt    lb_http_body_f[LB_HTTP_MAX_HANDLERS];
 static lb_http_log_pt     lb_http_log_h[LB_HTTP_MAX_HANDLERS];
 
 static int
@@ -129,17 +130,22 @@ lb_http_phases_init(lb_conf_t *cf)
     if (p->access) {
         return LB_OK;
     }
+    p->find_route = lb_http_find_h;
     p->access = lb_http_access_h;
     p->rewrite = lb_http_rewrite_h;
     p->content = lb_http_content_h;
     p->forward_filters = lb_http_forward_f;
     p->header_filters = lb_http_header_f;
+    p->body_filters = lb_http_body_f;
     p->log = lb_http_log_h;
     for (i = 0; i < lb_nmodules && i < LB_HTTP_MAX_HANDLERS; i++) {
         if (lb_all_modules[i]->type != LB_MODULE_HTTP || lb_all_modules[i]->ctx == NULL) {
             continue;
         }
         m = lb_all_modules[i]->ctx;
+        if (m->find_route) {
+            p->find_route[p->nfind++] = m->find_route;
+        }
         if (m->access) {
             p->access[p->naccess++] = m->access;
         }
@@ -154,6 +160,9 @@ lb_http_phases_init(lb_conf_t *cf)
         }
         if (m->header_filter) {
             p->header_filters[p->nheader++] = m->header_filter;
+        }
+        if (m->body_filter) {
+            p->body_filters[p->nbody++] = m->body_filter;
         }
         if (m->log) {
             p->log[p->nlog++] = m->log;
@@ -183,15 +192,15 @@ lb_http_core_exit_worker(lb_cycle_t *cycle)
 
 /* The log phase: the listener's access_log line. */
 static void
-lb_http_access_log_handler(lb_http_conn_t *hc)
+lb_http_access_log_handler(lb_http_request_t *r)
 {
     lb_http_var_ctx_t  ctx;
 
-    if (hc->conf->access_log.file == NULL) {
+    if (r->conf->access_log.file == NULL) {
         return;
     }
-    lb_http_var_ctx(hc, &ctx, hc->status);
-    lb_http_log_request(&hc->conf->access_log, &ctx);
+    lb_http_var_ctx(r, &ctx, r->status);
+    lb_http_log_request(&r->conf->access_log, &ctx);
 }
 
 /* Files read at load ------------------------------------------------------ */

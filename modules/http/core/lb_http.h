@@ -12,10 +12,9 @@
 #include "lb_http_var.h"
 #include "lb_http_forward.h"
 #include "lb_http_relay.h"
+#include "lb_http_request.h"
+#include "lb_http_h1.h"
 
-/* Generated responses whose head and body fit here are built in the
- * connection's cached request memory; longer ones take a malloc. */
-#define LB_HTTP_OUT_SIZE  4096
 /* The request buffer holds max_header_size bytes of head and this much
  * more, so that a request body streams through the room after the head
  * while the head stays readable (for variables and the access log). */
@@ -41,7 +40,7 @@ typedef struct {
 #define LB_HTTP_FILE_MAX  (1024 * 1024)
 
 /* The http_core module's configuration of one http listener. */
-typedef struct {
+typedef struct lb_http_core_conf_s {
     lb_msec_t         client_header_timeout;
     lb_msec_t         client_body_timeout;
     lb_msec_t         keepalive_timeout;
@@ -68,36 +67,42 @@ typedef struct {
 } lb_http_core_route_conf_t;
 
 /* What a connection holds only while a request is read or answered: the
- * parsed head and the read buffer's memory. Cached per worker and given
- * back while the connection sits idle in keep-alive. */
+ * request object, its parsed head and the read buffer's memory. Cached
+ * per worker and given back while the connection sits idle in
+ * keep-alive. */
 typedef struct {
-    lb_http_msg_t     msg;
-    size_t            captures[20];     /* path_regex offsets, $0..$9 */
-    char              id_buf[LB_HTTP_REQUEST_ID_LEN + 1];   /* a generated id */
-    size_t            size;             /* bytes of the read buffer */
-    size_t            uri_size;         /* bytes of uri, max_uri */
-    char             *uri;              /* the normalised path, when it is not
+    lb_http_request_t  r;
+    lb_http_msg_t      msg;
+    size_t             captures[20];    /* path_regex offsets, $0..$9 */
+    void             **ctx;             /* lb_nmodules slots, in data[] */
+    size_t             size;            /* bytes of the read buffer */
+    size_t             uri_size;        /* bytes of uri, max_uri */
+    size_t             head_size;       /* bytes of head */
+    char              *uri;             /* the normalised path, when it is not
                                            the path as sent: in data[], after
                                            the read buffer, because the head
                                            must stay as sent ($request_uri) */
-    char              out[LB_HTTP_OUT_SIZE];   /* a response that fits */
-    char              data[];           /* the read buffer, then uri */
+    char              *head;            /* the response head being written */
+    char               data[];          /* the read buffer, uri, head, ctx */
 } lb_http_req_mem_t;
+
+/* The HTTP/1 writer's room for a response head: a server's head as large
+ * as the proxy reads, and what lbd and the filters add. */
+#define LB_HTTP_HEAD_OUT_SIZE  (16384 + 4096)
 
 typedef enum {
     LB_HTTP_READ_HEAD = 0,              /* waiting for, or reading, a head */
     LB_HTTP_READ_BODY,                  /* reading and discarding a body */
-    LB_HTTP_SEND,                       /* writing the response */
     LB_HTTP_LINGER,                     /* response sent, closing: draining input */
-    LB_HTTP_CONTENT,                    /* a content handler owns the request */
+    LB_HTTP_CONTENT,                    /* the request runs: its action (or
+                                           lbd's own answer) owns it */
 } lb_http_state_t;
 
 typedef struct lb_http_conn_s  lb_http_conn_t;
-struct lb_http_route_s;
 
 /* A message head being written: the start line and fields, each line
- * ending in CRLF, without the empty line that ends the head. Response
- * header filters and forwarded-request filters edit it in place. */
+ * ending in CRLF, without the empty line that ends the head. Forwarded-
+ * request filters edit it in place. */
 typedef struct {
     char     *data;
     size_t    len;
@@ -112,67 +117,73 @@ void lb_http_head_add(lb_http_head_t *h, const char *name, size_t nlen,
 /* Removes every field called name (case-insensitive). */
 void lb_http_head_remove(lb_http_head_t *h, const char *name, size_t nlen);
 
-/* What an http module joins (lb_module_t.ctx). Request phases run in
- * this order for every request head: access (may refuse), rewrite (after
- * the route is chosen), content (the first handler that does not decline
- * serves the request; the core itself serves return and redirect routes).
- * A phase handler returns LB_DECLINED to go on, an HTTP status (400..599)
- * for the core to answer and close with, or, for content, LB_OK when it
- * took the request (then it calls lb_http_finalize when the response is
- * done). Filters edit a head on its way out, with the request's variables:
- * forward filters the head sent upstream, header filters every response
- * head lbd sends, its own error responses included (hc->route is NULL
- * for those that come before a route is chosen).
+/* What an http module joins (lb_module_t.ctx); NULL members are skipped
+ * (designated initialisers read best). For every request head, in this
+ * order:
+ *   find_route  picks r->route (and its captures); the first handler
+ *               that does not return LB_DECLINED decides; none: 404;
+ *   access      may refuse;
+ *   rewrite     after the route is chosen;
+ *   content     the first handler that does not decline serves the
+ *               request; when all decline, the route's action does
+ *               (lb_http_route_t.handler, installed by the module that
+ *               owns the route's action setting).
+ * A phase handler returns LB_DECLINED to go on, an HTTP status
+ * (400..599) for the core to answer and close with, or, for content and
+ * actions, LB_OK when it took the request (then it answers through the
+ * output path and calls lb_http_finalize when the response is done) or
+ * LB_DONE when the connection is gone.
+ * Filters: forward_filter edits the head sent upstream (with the
+ * request's variables); header_filter edits r->out of every response lbd
+ * sends, its own errors included (r->route is NULL for those that come
+ * before a route is chosen), and may set up a body filter's state;
+ * body_filter is a link of the body filter chain (lb_http_request.h).
  *
  * The log phase runs last, once for every request lbd read a request line
  * of (its method parsed, the rest of the head complete or not), when the
- * request is over: after its response was sent whole (answered by a
- * route, a content handler or one of lbd's errors), or when its
+ * request is over: after its response was sent whole, or when its
  * connection closes before that (the client left, a send failed, a
- * timeout, a content handler's lb_http_abort). A connection that closes
- * before any request line gives no run. Then hc->status is the response's
- * status (0 when none was chosen), hc->bytes_sent what reached the client,
- * hc->route the request's route (NULL before one was chosen), and
- * lb_http_var_ctx(hc, &ctx, hc->status) gives the request's variables. A
- * log handler must not send, close or allocate per request. Requests
- * still open when a stopping worker reaches shutdown_timeout end with the
- * worker, without a run. NULL members are skipped.
- * variables: the module's variables, ended by a { NULL } entry,
- * added to the registry before the first string is compiled
- * (lb_http_var.h; docs/modules.md, "Adding a variable"). */
-typedef int (*lb_http_phase_pt)(lb_http_conn_t *hc);
-typedef int (*lb_http_filter_pt)(lb_http_conn_t *hc, lb_http_head_t *h,
+ * timeout, lb_http_abort). A connection that closes before any request
+ * line gives no run. Then r->status is the response's status (0 when
+ * none was chosen), r->bytes_sent what reached the client, r->route the
+ * request's route (NULL before one was chosen), and lb_http_var_ctx(r,
+ * &ctx, r->status) gives the request's variables. A log handler must not
+ * send, close or allocate per request. Requests still open when a
+ * stopping worker reaches shutdown_timeout end with the worker, without
+ * a run.
+ * variables: the module's variables, ended by a { NULL } entry, added to
+ * the registry before the first string is compiled (lb_http_var.h;
+ * docs/modules.md, "Adding a variable"). */
+typedef int (*lb_http_phase_pt)(lb_http_request_t *r);
+typedef int (*lb_http_filter_pt)(lb_http_request_t *r, lb_http_head_t *h,
                                  const lb_http_var_ctx_t *ctx);
-typedef void (*lb_http_log_pt)(lb_http_conn_t *hc);
+typedef void (*lb_http_log_pt)(lb_http_request_t *r);
 
 typedef struct {
-    lb_http_phase_pt    access;
-    lb_http_phase_pt    rewrite;
-    lb_http_phase_pt    content;
-    lb_http_filter_pt   forward_filter;
-    lb_http_filter_pt   header_filter;
-    lb_http_log_pt      log;
+    lb_http_phase_pt          access;
+    lb_http_phase_pt          rewrite;
+    lb_http_phase_pt          content;
+    lb_http_filter_pt         forward_filter;
+    lb_http_header_filter_pt  header_filter;
+    lb_http_log_pt            log;
     const lb_http_var_def_t  *variables;
+    lb_http_body_filter_pt    body_filter;
+    lb_http_phase_pt          find_route;
 } lb_http_module_t;
 
-/* One client connection, from the connection's pool. */
+/* One HTTP/1 client connection: the socket, the read buffer, keep-alive
+ * and pipelining. Its request (r) is in mem while one is read or served. */
 struct lb_http_conn_s {
     lb_conn_t            *c;
     lb_http_core_conf_t  *conf;
     lb_http_state_t       state;
     lb_http_req_mem_t    *mem;          /* NULL while idle */
+    lb_http_request_t    *r;            /* &mem->r; NULL while idle */
     lb_buf_t              buf;          /* over mem->data */
     lb_queue_t            idle_link;    /* on the worker's idle list */
     uint64_t              requests;     /* heads parsed on this connection */
-    lb_msec_t             start_msec;   /* first byte of the current request */
     unsigned              head_started:1;
-    unsigned              keep_alive:1; /* after this response */
-    unsigned              local_known:1;
-    unsigned              head_method:1;    /* the request is HEAD */
-    unsigned              http10:1;         /* the request is HTTP/1.0 */
-    unsigned              log_pending:1;    /* the log phase has not run for
-                                               the request begun */
-    int                   status;           /* of the response being sent */
+    lb_http_peer_t        peer;
 
     /* the request body being discarded */
     lb_http_body_t        body;
@@ -180,46 +191,9 @@ struct lb_http_conn_s {
     int64_t               body_seen;    /* CHUNKED: decoded bytes so far */
     lb_http_chunked_t     chunked;
 
-    /* the response: out[0..out_head) is the head without its Connection
-     * field and final CRLF, which are chosen when sending starts (a
-     * graceful stop may begin while a body is read); the body is
-     * out[out_head..out_head + out_body); out_sent counts all three */
-    char                 *out;
-    size_t                out_head;
-    size_t                out_body;
-    const char           *out_tail;
-    size_t                out_tail_len;
-    size_t                out_sent;
-    const char           *out_body_data;    /* the body, when it is not in
-                                               out: a file read at load */
-    bool                  out_malloced;
-    lb_msec_t             linger_until;
-
-    char                  remote_ip[LB_IP_TEXT_LEN];
-    char                  remote_port[8];
-    char                  local_ip[LB_IP_TEXT_LEN];
-    char                  local_port[8];
-
-    /* the request being served */
-    const struct lb_http_route_s  *route;
-    int                   ncaptures;        /* in mem->captures */
-    lb_str_t              request_id;       /* the client's, or mem->id_buf */
-    uint64_t              bytes_sent;       /* to the client, for the log */
-    lb_str_t              upstream_addr;    /* for $upstream_addr */
-    lb_msec_t             upstream_msec;    /* -1: no upstream */
-    lb_msec_t             upstream_connect_msec;    /* -1: no connection made */
-    int                   upstream_status;  /* the server's; 0: none */
-
-    /* LB_HTTP_CONTENT: the content handler's state and its event entry
-     * points (called from the connection's events with the handler's own
-     * lb_http_run-style result: LB_OK go on, LB_AGAIN wait, LB_DONE the
-     * connection is gone) */
-    void                 *content;
-    int                 (*content_run)(lb_http_conn_t *hc);
-    void                (*content_timeout)(lb_http_conn_t *hc, lb_event_t *ev);
-    /* called when the client connection closes while the handler holds
-     * the request (lb_http_abort, a graceful stop) */
-    void                (*content_cleanup)(lb_http_conn_t *hc);
+    lb_http_h1_t          w;            /* the response being written */
+    size_t                interim_sent; /* of an interim response */
+    lb_http_conn_t       *next_free;    /* in the per-worker cache */
 };
 
 extern lb_module_t  lb_http_core_module;
@@ -227,48 +201,52 @@ extern lb_module_t  lb_http_core_module;
 /* The phase handlers and filters of every http module, collected at load
  * in module order. */
 typedef struct {
-    lb_http_phase_pt    *access, *rewrite, *content;
-    lb_http_filter_pt   *forward_filters, *header_filters;
-    size_t               naccess, nrewrite, ncontent, nforward, nheader;
-    lb_http_log_pt      *log;
-    size_t               nlog;
+    lb_http_phase_pt          *find_route, *access, *rewrite, *content;
+    lb_http_filter_pt         *forward_filters;
+    lb_http_header_filter_pt  *header_filters;
+    lb_http_body_filter_pt    *body_filters;
+    size_t                     nfind, naccess, nrewrite, ncontent, nforward, nheader, nbody;
+    lb_http_log_pt            *log;
+    size_t                     nlog;
 } lb_http_phases_t;
 
 extern lb_http_phases_t  lb_http_phases;
 
-/* For content handlers ------------------------------------------------- */
+/* For actions and phases ----------------------------------------------- */
 
-/* Answers status with a short body generated by lbd, logged at info with
- * why; the connection closes after it unless close is false. LB_OK, or
- * LB_DONE when the connection had to be closed. */
-int  lb_http_generate(lb_http_conn_t *hc, int status, const char *why, bool close);
-/* Points ctx at hc's current request, with the response's status (0:
- * none yet): a few stores, no copy; getters read the request on demand. */
-void lb_http_var_ctx(lb_http_conn_t *hc, lb_http_var_ctx_t *ctx, int status);
-/* Reads the listener's own address of hc into local_ip and local_port,
- * once (local_known), for $server_addr and $server_port. */
-void lb_http_local_addr(lb_http_conn_t *hc);
+/* Answers status with a short body generated by lbd (or the error_pages
+ * file for it), logged at info with why; the connection closes after it
+ * unless close is false. LB_OK, or LB_DONE when the connection had to be
+ * closed. A response already begun on the wire cannot be replaced: the
+ * connection is closed instead (LB_DONE). */
+int  lb_http_generate(lb_http_request_t *r, int status, const char *why, bool close);
+/* Points ctx at r (NULL: no request) with the response's status (0: none
+ * yet): a few stores, no copy; getters read the request on demand. */
+void lb_http_var_ctx(lb_http_request_t *r, lb_http_var_ctx_t *ctx, int status);
+/* Reads the listener's own address of r's connection into its peer, once
+ * (local_known), for $server_addr and $server_port. */
+void lb_http_local_addr(lb_http_request_t *r);
 /* The http core's own variables (lb_http_variables.c). */
 extern const lb_http_var_def_t  lb_http_core_variables[];
-/* Runs the header filters over h. */
-int  lb_http_header_filters(lb_http_conn_t *hc, lb_http_head_t *h, int status);
 const char *lb_http_reason(int status);
-/* A content handler is done with the request: the response (status, of
- * bytes_sent bytes) has been sent whole. Runs the log phase, then waits for the next
- * request or closes, per hc->keep_alive. Returns LB_OK (the state moved
- * on) or LB_DONE (closed). The handler must have released everything it
- * held for the request. */
-int  lb_http_finalize(lb_http_conn_t *hc);
-/* Reads more of the request into hc->buf, compacting it first when it is
- * full (only bytes not yet consumed move: nothing may point into it). The
- * bytes read, 0 at the end of the stream, LB_AGAIN or LB_ERROR (errno). */
-ssize_t lb_http_read_more(lb_http_conn_t *hc);
+/* Resets r->out for a response of lbd's own: status, Server, Date. */
+void lb_http_out_start(lb_http_request_t *r, int status);
+/* An action is done with the request: the response (status, of
+ * bytes_sent bytes) has been sent whole. Runs the log phase, then waits
+ * for the next request or closes, per r->keep_alive. Returns LB_OK (the
+ * state moved on) or LB_DONE (closed). The action must have released
+ * everything it held for the request. */
+int  lb_http_finalize(lb_http_request_t *r);
 /* Closes the client connection at once (after an error mid-response);
  * the log phase runs for the request first. */
-void lb_http_abort(lb_http_conn_t *hc);
-/* Runs the connection's state machine (after a content handler set the
- * state to one of the core's own, e.g. by lb_http_generate). */
-void lb_http_run(lb_http_conn_t *hc);
+void lb_http_abort(lb_http_request_t *r);
+/* Runs the connection's state machine again (after an action's event). */
+void lb_http_run_request(lb_http_request_t *r);
+
+/* The HTTP/1 connection behind r, NULL for another frontend: a 101
+ * tunnel moves raw bytes both ways on it (the proxy's tunnel is the one
+ * HTTP/1-only part of an action). */
+lb_http_conn_t *lb_http_conn_of(lb_http_request_t *r);
 
 /* Reads the file named by setting v (relative to the prefix) whole into
  * *out, from cf's pool, NUL-terminated (not counted); at most

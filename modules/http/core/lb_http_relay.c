@@ -32,7 +32,9 @@ lb_http_relay_queue(lb_http_relay_t *r, const char *p, size_t n)
     if (n == 0) {
         return;
     }
-    if (prev && (const char *) prev->iov_base + prev->iov_len == p) {
+    if (prev && (const char *) prev->iov_base + prev->iov_len == p
+        && !((r->trailers >> (r->niov - 1)) & 1))
+    {
         prev->iov_len += n;         /* adjacent input: one view */
         return;
     }
@@ -134,12 +136,18 @@ lb_http_relay_fill(lb_http_relay_t *r, lb_buf_t *b)
             break;
         case LB_HTTP_CHUNK_TRAILER:
             colon = memchr(data, ':', dlen);
-            if (r->out == LB_HTTP_OUT_CHUNKED && colon
-                && !lb_http_trailer_forbidden(data, (size_t) (colon - data)))
-            {
+            if (colon == NULL || lb_http_trailer_forbidden(data, (size_t) (colon - data))) {
+                break;
+            }
+            if (r->out == LB_HTTP_OUT_CHUNKED) {
                 lb_http_relay_last_chunk(r);
                 lb_http_relay_queue(r, data, dlen);
                 lb_http_relay_queue(r, lb_http_crlf, 2);
+            } else if (r->out == LB_HTTP_OUT_DATA) {
+                /* a view of its own, never merged with another */
+                r->trailers |= 1u << r->niov;
+                r->iov[r->niov].iov_base = (void *) data;
+                r->iov[r->niov++].iov_len = dlen;
             }
             break;
         case LB_DONE:
@@ -166,6 +174,7 @@ out:
         lb_buf_consume(b, r->parsed);
         r->parsed = 0;
         r->first = r->niov = r->nlines = 0;
+        r->trailers = 0;
     }
     return LB_OK;
 }
@@ -208,6 +217,7 @@ lb_http_relay_sent(lb_http_relay_t *r, lb_buf_t *b, size_t n)
         lb_buf_consume(b, r->parsed);
         r->parsed = 0;
         r->first = r->niov = r->nlines = 0;
+        r->trailers = 0;
     }
 }
 

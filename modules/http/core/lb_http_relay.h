@@ -25,7 +25,8 @@
 typedef enum {
     LB_HTTP_OUT_AS_IS = 0,      /* length or close-delimited input, as it is */
     LB_HTTP_OUT_CHUNKED,        /* chunked, framing written by lbd */
-    LB_HTTP_OUT_DATA,           /* the decoded data alone */
+    LB_HTTP_OUT_DATA,           /* the decoded data, then the trailer field
+                                   lines allowed on (lb_http_relay_is_trailer) */
 } lb_http_out_t;
 
 #define LB_HTTP_RELAY_IOV    24
@@ -45,6 +46,8 @@ typedef struct {
 
     struct iovec        iov[LB_HTTP_RELAY_IOV];
     unsigned            first, niov;
+    uint32_t            trailers;   /* DATA out: bit i, iov[i] is a trailer
+                                       field line (without CRLF) */
     char                lines[LB_HTTP_RELAY_LINES][20];
     unsigned            nlines;
     size_t              parsed;     /* input bytes behind the queue */
@@ -74,6 +77,13 @@ int  lb_http_relay_iov(const lb_http_relay_t *r, struct iovec *iov, int max);
 /* n bytes of the queue went out; once all of it has, the input behind it
  * is consumed from b. */
 void lb_http_relay_sent(lb_http_relay_t *r, lb_buf_t *b, size_t n);
+
+/* Whether the i-th view lb_http_relay_iov gave is a trailer field line. */
+static inline bool
+lb_http_relay_is_trailer(const lb_http_relay_t *r, size_t i)
+{
+    return (r->trailers >> (r->first + i)) & 1;
+}
 
 /* Bytes are queued or held: b must not be compacted. */
 static inline bool

@@ -36,16 +36,45 @@
 
 #include "lb_core.h"
 #include "lb_http_parse.h"
+#include "lb_http_var.h"
 
 typedef struct lb_http_request_s  lb_http_request_t;
 typedef struct lb_http_route_s    lb_http_route_t;
 struct lb_http_core_conf_s;
 
+typedef int  (*lb_http_handler_pt)(lb_http_request_t *r);
+
+/* A route as the core sees it: made by the route module (which picks it
+ * for a request on the find_route phase), served by the module that owns
+ * its action. */
+struct lb_http_route_s {
+    unsigned                 index;         /* 1-based, as in "route #3" */
+    const char              *file;          /* where the route is declared */
+    int                      line;
+    lb_listener_t           *listener;
+    void                   **confs;         /* every module's conf of this route */
+
+    /* The route's action, installed while the route is compiled by the
+     * module that owns the action's setting (lb_http_route_set_action):
+     * http_proxy for `upstream`, http_return for `return` and `redirect`.
+     * NULL handler: nothing built in serves it (502). */
+    lb_http_handler_pt       handler;
+    const char              *action;        /* the setting's name */
+    const char              *action_text;   /* for describe: "upstream \"api\"" */
+    /* after the whole file is read (upstreams may come later): resolve
+     * names; reports through cf */
+    int                    (*resolve)(lb_conf_t *cf, lb_http_route_t *route);
+    /* lbctl route: prints the "action: ..." lines for the request in ctx */
+    void                   (*explain)(const lb_http_route_t *route,
+                                      const lb_http_var_ctx_t *ctx);
+};
+
 /* A response head, structured: status, reason and fields. The framing
  * fields (Content-Length, Transfer-Encoding, Connection, Keep-Alive) are
  * never among the fields: the writer writes them from content_length and
- * the connection's state. The writer also adds Date and Server when
- * absent and the X-Request-ID echo. */
+ * the connection's state. lb_http_send_header adds Date when absent and
+ * the X-Request-ID echo before the header filters run; lbd's own
+ * responses get Server from lb_http_out_start. */
 #define LB_HTTP_OUT_FIELDS  (LB_HTTP_MAX_HEADERS + 32)
 
 typedef struct {
@@ -59,14 +88,35 @@ typedef struct {
                                            tunnel once the head is out */
 } lb_http_headers_out_t;
 
-/* How a frontend sends a response: the head once the header filters ran,
- * then the body (what the body filters made). */
+/* What a frontend does for its requests: send interim responses; send a
+ * response's head once
+ * the header filters ran, then the body (what the body filters made);
+ * end a request whose response went out whole (the log phase, then the
+ * next request or the connection's end: lb_http_finalize), or at once
+ * (lb_http_abort). */
 typedef struct {
     int   (*header)(lb_http_request_t *r);
     int   (*body)(lb_http_request_t *r, lb_chain_t *in, bool last);
+    /* whether bytes of the response reached the client: until then a
+     * response may still be replaced by another (an error) */
+    bool  (*started)(lb_http_request_t *r);
+    int   (*finalize)(lb_http_request_t *r);
+    void  (*abort)(lb_http_request_t *r);
+    /* an interim response ahead of the final one (100 Continue): LB_OK
+     * once it is all out, LB_AGAIN when the client is slow (call again),
+     * LB_ERROR */
+    int   (*interim)(lb_http_request_t *r, int status);
+    /* the request body, for an action that takes it (r->body_taken): reads
+     * more into r->body_in, the bytes in the framing r->msg->body says;
+     * when body_in is full it is compacted first unless pinned (bytes in
+     * it are still pointed at: then LB_AGAIN). The bytes read, 0 at the
+     * end of the stream, LB_AGAIN or LB_ERROR */
+    ssize_t (*read_body)(lb_http_request_t *r, bool pinned);
+    /* runs the request's frontend again, after an event of the action's
+     * own (an upstream socket, a timer): lb_http_run_request */
+    void  (*run)(lb_http_request_t *r);
 } lb_http_writer_t;
 
-typedef int  (*lb_http_handler_pt)(lb_http_request_t *r);
 typedef int  (*lb_http_header_filter_pt)(lb_http_request_t *r);
 typedef int  (*lb_http_body_filter_pt)(lb_http_request_t *r, lb_chain_t *in, bool last);
 
@@ -79,8 +129,8 @@ typedef struct {
     bool   local_known;
 } lb_http_peer_t;
 
-#define LB_HTTP_REQUEST_ID_BUF  32
-#define LB_HTTP_ARENA_SIZE      2048    /* for values filters make */
+#define LB_HTTP_REQUEST_ID_BUF  40      /* LB_HTTP_REQUEST_ID_LEN + NUL */
+#define LB_HTTP_ARENA_SIZE      4096    /* for values filters make */
 
 struct lb_http_request_s {
     /* set by the frontend */
@@ -90,12 +140,16 @@ struct lb_http_request_s {
     void                            *frontend;  /* the frontend's own state */
     lb_http_peer_t                  *peer;
     lb_http_msg_t                   *msg;       /* the request head */
+    lb_buf_t                        *body_in;   /* the request body as it arrives */
     lb_msec_t                        start_msec;
     unsigned                         head_method:1;  /* HEAD */
     unsigned                         http10:1;       /* HTTP/1.0 */
     unsigned                         keep_alive:1;   /* the connection may
                                                         serve another request
                                                         after this one */
+    unsigned                         body_taken:1;   /* an action reads the
+                                                        body (else the
+                                                        frontend drops it) */
 
     /* chosen while the request runs */
     const lb_http_route_t           *route;     /* NULL before one (and 404) */
@@ -125,6 +179,9 @@ struct lb_http_request_s {
     int                            (*content_run)(lb_http_request_t *r);
     void                           (*content_timeout)(lb_http_request_t *r, lb_event_t *ev);
     void                           (*content_cleanup)(lb_http_request_t *r);
+
+    /* a response of lbd's own, while it goes out */
+    lb_chain_t                       own_body;
 
     /* per-module state of this request (lb_http_request_ctx) */
     void                           **ctx;
@@ -172,10 +229,21 @@ int   lb_http_send_body(lb_http_request_t *r, lb_chain_t *in, bool last);
 /* For a body filter: passes its output on to the next filter. */
 int   lb_http_next_body_filter(lb_http_request_t *r, lb_chain_t *in, bool last);
 
-/* Answers status with a response lbd makes: content_type and body (a
- * copy is not made: body must live until the request ends), through the
- * output path. LB_OK, LB_AGAIN (the rest goes when the client reads) or
- * LB_ERROR. */
+/* The two halves of lb_http_send_response, for a response that adds
+ * fields of its own between them (Location): Content-Type and the body's
+ * length into r->out (after lb_http_out_start), then the head and the
+ * body through the output path. */
+int   lb_http_response_fields(lb_http_request_t *r, int status, const char *content_type,
+                              size_t len);
+int   lb_http_send_prepared(lb_http_request_t *r, const char *body, size_t len);
+/* lbd's short body for status: "404 Not Found\n" (made once, static). */
+const char *lb_http_error_text(int status, size_t *len);
+
+/* Answers r->out.status (r->out begun by lb_http_out_start) with
+ * content_type and body (not copied: body must live until the request
+ * ends), through the output path: the head goes now, the body as the
+ * frontend runs r->content_run. LB_OK or LB_ERROR (the head did not fit:
+ * nothing was sent). */
 int   lb_http_send_response(lb_http_request_t *r, int status, const char *content_type,
                             const char *body, size_t len);
 

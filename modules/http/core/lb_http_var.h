@@ -12,17 +12,16 @@
 #include "lb_core.h"
 #include "lb_http_parse.h"
 
-struct lb_http_conn_s;
+struct lb_http_request_s;
 
 /* What a variable reads: the request being served, as a thin view that a
  * caller fills in a few stores (lb_http_var_ctx), never a copy of the
- * values. Getters read the request on demand through it. hc is the
- * connection that carries the request, NULL when there is none (a NULL
- * context, as in lb_http_complex_eval(cv, NULL, ...)); request is its
- * parsed head (or one a tool parsed: lbctl route), NULL before one. When a
- * request object is split from the connection, it takes hc's place. */
+ * values. Getters read the request on demand through it. r is the
+ * request, NULL when there is none (a NULL context, as in
+ * lb_http_complex_eval(cv, NULL, ...)); request is its parsed head (or
+ * one a tool parsed: lbctl route), NULL before one. */
 typedef struct {
-    struct lb_http_conn_s  *hc;
+    struct lb_http_request_s  *r;
     const lb_http_msg_t    *request;
     int                     status;           /* of the response; 0: none yet */
     /* regex captures for $1..$9: subject and PCRE2-style offset pairs;
@@ -57,7 +56,7 @@ typedef struct {
  * (nothing for an empty value). arg is the name after the prefix for a
  * prefix variable ("user_agent" of $http_user_agent, as written), and the
  * variable's own name otherwise, so that one getter may serve several
- * names. ctx->hc and ctx->request may be NULL: the value is then what is
+ * names. ctx->r and ctx->request may be NULL: the value is then what is
  * known without them, usually nothing. Never allocates; a value that needs
  * formatting is formatted on the stack (lb_http_var_write_uint ...). */
 typedef void (*lb_http_var_get_pt)(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,

@@ -31,16 +31,16 @@ lb_http_var_trim(const char **p, const char **e)
 static void
 lb_http_var_remote_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write(out, ctx->hc->remote_ip, strlen(ctx->hc->remote_ip));
+    if (ctx->r != NULL) {
+        lb_http_var_write(out, ctx->r->peer->remote_ip, strlen(ctx->r->peer->remote_ip));
     }
 }
 
 static void
 lb_http_var_remote_port(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write(out, ctx->hc->remote_port, strlen(ctx->hc->remote_port));
+    if (ctx->r != NULL) {
+        lb_http_var_write(out, ctx->r->peer->remote_port, strlen(ctx->r->peer->remote_port));
     }
 }
 
@@ -48,13 +48,13 @@ lb_http_var_remote_port(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb
 static const char *
 lb_http_var_local_ip(const lb_http_var_ctx_t *ctx)
 {
-    if (ctx->hc == NULL) {
+    if (ctx->r == NULL) {
         return "";
     }
-    if (!ctx->hc->local_known) {
-        lb_http_local_addr(ctx->hc);
+    if (!ctx->r->peer->local_known) {
+        lb_http_local_addr(ctx->r);
     }
-    return ctx->hc->local_ip;
+    return ctx->r->peer->local_ip;
 }
 
 static void
@@ -68,9 +68,9 @@ lb_http_var_server_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb
 static void
 lb_http_var_server_port(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
+    if (ctx->r != NULL) {
         (void) lb_http_var_local_ip(ctx);
-        lb_http_var_write(out, ctx->hc->local_port, strlen(ctx->hc->local_port));
+        lb_http_var_write(out, ctx->r->peer->local_port, strlen(ctx->r->peer->local_port));
     }
 }
 
@@ -79,17 +79,17 @@ lb_http_var_server_port(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb
 static bool
 lb_http_var_tls(const lb_http_var_ctx_t *ctx)
 {
-    return ctx->hc != NULL && lb_conn_is_tls(ctx->hc->c);
+    return ctx->r != NULL && lb_conn_is_tls(ctx->r->c);
 }
 
 /* $scheme: "https" on a TLS connection, "http" on another. */
 static void
 lb_http_var_scheme(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc == NULL) {
+    if (ctx->r == NULL) {
         return;
     }
-    if (lb_conn_is_tls(ctx->hc->c)) {
+    if (lb_conn_is_tls(ctx->r->c)) {
         lb_http_var_write(out, "https", 5);
     } else {
         lb_http_var_write(out, "http", 4);
@@ -101,7 +101,7 @@ lb_http_var_scheme(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_
 static void
 lb_http_var_sni(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    const char  *s = lb_http_var_tls(ctx) ? lb_tls_sni(ctx->hc->c) : "";
+    const char  *s = lb_http_var_tls(ctx) ? lb_tls_sni(ctx->r->c) : "";
 
     lb_http_var_write(out, s, strlen(s));
 }
@@ -109,7 +109,7 @@ lb_http_var_sni(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t a
 static void
 lb_http_var_ssl_protocol(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    const char  *s = lb_http_var_tls(ctx) ? lb_tls_protocol(ctx->hc->c) : "";
+    const char  *s = lb_http_var_tls(ctx) ? lb_tls_protocol(ctx->r->c) : "";
 
     lb_http_var_write(out, s, strlen(s));
 }
@@ -117,7 +117,7 @@ lb_http_var_ssl_protocol(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, l
 static void
 lb_http_var_ssl_cipher(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    const char  *s = lb_http_var_tls(ctx) ? lb_tls_cipher(ctx->hc->c) : "";
+    const char  *s = lb_http_var_tls(ctx) ? lb_tls_cipher(ctx->r->c) : "";
 
     lb_http_var_write(out, s, strlen(s));
 }
@@ -126,7 +126,7 @@ static void
 lb_http_var_ssl_client_verify(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
                               lb_str_t arg)
 {
-    const char  *s = lb_http_var_tls(ctx) ? lb_tls_client_verify(ctx->hc->c) : "";
+    const char  *s = lb_http_var_tls(ctx) ? lb_tls_client_verify(ctx->r->c) : "";
 
     lb_http_var_write(out, s, strlen(s));
 }
@@ -135,9 +135,9 @@ lb_http_var_ssl_client_verify(lb_http_var_out_t *out, const lb_http_var_ctx_t *c
 static void
 lb_http_var_server_name(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write(out, ctx->hc->conf->listener->name,
-                          strlen(ctx->hc->conf->listener->name));
+    if (ctx->r != NULL) {
+        lb_http_var_write(out, ctx->r->conf->listener->name,
+                          strlen(ctx->r->conf->listener->name));
     }
 }
 
@@ -378,8 +378,8 @@ lb_http_var_capture(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str
 static void
 lb_http_var_request_id(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write_str(out, ctx->hc->request_id);
+    if (ctx->r != NULL) {
+        lb_http_var_write_str(out, ctx->r->request_id);
     }
 }
 
@@ -396,15 +396,15 @@ lb_http_var_status(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_
 static void
 lb_http_var_bytes_sent(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    lb_http_var_write_uint(out, ctx->hc != NULL ? ctx->hc->bytes_sent : 0);
+    lb_http_var_write_uint(out, ctx->r != NULL ? ctx->r->bytes_sent : 0);
 }
 
 /* $request_time: seconds since the request's first byte, "0.123". */
 static void
 lb_http_var_request_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write_msec(out, lb_current_msec - ctx->hc->start_msec);
+    if (ctx->r != NULL) {
+        lb_http_var_write_msec(out, lb_current_msec - ctx->r->start_msec);
     }
 }
 

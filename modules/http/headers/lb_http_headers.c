@@ -40,10 +40,9 @@ static int   lb_http_headers_set(lb_conf_t *cf, const lb_setting_t *s,
 static void *lb_http_headers_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_headers_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent,
                                         void *conf);
-static int   lb_http_headers_forward(lb_http_conn_t *hc, lb_http_head_t *h,
+static int   lb_http_headers_forward(lb_http_request_t *r, lb_http_head_t *h,
                                      const lb_http_var_ctx_t *ctx);
-static int   lb_http_headers_response(lb_http_conn_t *hc, lb_http_head_t *h,
-                                      const lb_http_var_ctx_t *ctx);
+static int   lb_http_headers_response(lb_http_request_t *r);
 
 static const char *const  lb_http_headers_protocols[] = { "http", "https", NULL };
 
@@ -274,14 +273,14 @@ lb_http_headers_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf
 /* Requests ---------------------------------------------------------------- */
 
 static const lb_http_edits_t *
-lb_http_headers_edits(lb_http_conn_t *hc, int k)
+lb_http_headers_edits(lb_http_request_t *r, int k)
 {
     lb_http_headers_conf_t  *hcf;
 
-    if (hc->route) {
-        hcf = lb_get_conf(hc->route->confs, lb_http_headers_module);
+    if (r->route) {
+        hcf = lb_get_conf(r->route->confs, lb_http_headers_module);
     } else {
-        hcf = lb_get_conf(hc->conf->listener->confs, lb_http_headers_module);
+        hcf = lb_get_conf(r->conf->listener->confs, lb_http_headers_module);
     }
     return hcf ? &hcf->merged[k] : NULL;
 }
@@ -333,13 +332,49 @@ lb_http_headers_apply(const lb_http_edits_t *es, lb_http_head_t *h,
 }
 
 static int
-lb_http_headers_forward(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+lb_http_headers_forward(lb_http_request_t *r, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
 {
-    return lb_http_headers_apply(lb_http_headers_edits(hc, 0), h, ctx);
+    return lb_http_headers_apply(lb_http_headers_edits(r, 0), h, ctx);
 }
 
+/* response_headers: edits of r->out, the values evaluated into the
+ * request's arena. */
 static int
-lb_http_headers_response(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+lb_http_headers_response(lb_http_request_t *r)
 {
-    return lb_http_headers_apply(lb_http_headers_edits(hc, 1), h, ctx);
+    const lb_http_edits_t  *es = lb_http_headers_edits(r, 1);
+    const lb_http_edit_t   *e;
+    lb_http_var_ctx_t       ctx;
+    size_t                  i, vlen;
+    char                   *v;
+
+    if (es == NULL || es->nedits == 0) {
+        return LB_OK;
+    }
+    lb_http_var_ctx(r, &ctx, r->out.status);
+    for (i = 0; i < es->nedits; i++) {
+        e = &es->edits[i];
+        if (e->op != LB_HTTP_EDIT_ADD) {
+            lb_http_out_remove(r, e->name.data, e->name.len);
+        }
+        if (e->op == LB_HTTP_EDIT_REMOVE) {
+            continue;
+        }
+        vlen = lb_http_complex_eval(e->value, &ctx, NULL, 0);
+        v = lb_http_request_alloc(r, vlen + 1);
+        if (v == NULL) {
+            lb_log_error(0, "*%llu client %s: response_headers do not fit in %d bytes",
+                         (unsigned long long) r->c->id, r->c->peer_text,
+                         LB_HTTP_ARENA_SIZE);
+            return LB_ERROR;
+        }
+        lb_http_complex_eval(e->value, &ctx, v, vlen);
+        /* the parser lets no control byte into what variables read, so a
+         * value cannot split the field; checked anyway, cheaply */
+        lb_http_headers_clean(v, vlen);
+        if (lb_http_out_add(r, e->name.data, e->name.len, v, vlen) != LB_OK) {
+            return LB_ERROR;
+        }
+    }
+    return LB_OK;
 }

@@ -32,6 +32,7 @@
 #include "lb_upstream.h"
 #include "lb_tls.h"
 #include "lb_proxy_protocol.h"
+#include "lb_http_proxy.h"
 
 #define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */
 #define LB_PROXY_OUT_EXTRA     4096     /* forwarding fields and edits */
@@ -41,16 +42,6 @@
 #define LB_PROXY_IOV           (LB_HTTP_RELAY_IOV + 4)
 
 /* Configuration ---------------------------------------------------------- */
-
-/* Of a listener, or of a route (request_buffering alone; -1 when the
- * route does not set it, and it follows its listener). */
-typedef struct {
-    int                 xff;            /* lb_http_xff_mode_t */
-    lb_cidr_list_t      trusted;
-    int                 request_buffering;
-    int64_t             request_buffer_size;
-    lb_msec_t           client_body_max_time;   /* 0: no total deadline */
-} lb_http_proxy_conf_t;
 
 /* Per upstream, per worker (configurations are copied by fork): the idle
  * connections, most recently used first. */
@@ -68,8 +59,10 @@ static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
 static void  lb_http_proxy_stop_worker(lb_cycle_t *cycle);
-static int   lb_http_proxy_content(lb_http_conn_t *hc);
-static int   lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h,
+static int   lb_http_proxy_handler(lb_http_request_t *r);
+static int   lb_http_proxy_set_upstream(lb_conf_t *cf, const lb_setting_t *s,
+                                        config_setting_t *v, void *conf);
+static int   lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h,
                                           const lb_http_var_ctx_t *ctx);
 
 static const lb_setting_t  lb_http_proxy_settings[] = {
@@ -79,6 +72,10 @@ static const lb_setting_t  lb_http_proxy_settings[] = {
       offsetof(lb_http_proxy_conf_t, trusted), NULL, lb_http_proxy_set_trusted, 0 },
     { "request_buffering", LB_SET_BOOL, LB_CTX_LISTENER | LB_CTX_ROUTE, NULL, 0, 0,
       offsetof(lb_http_proxy_conf_t, request_buffering), NULL, NULL, 0 },
+    { "upstream", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_http_proxy_set_upstream, LB_SETTING_ACTION },
+    { "rewrite", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
+      lb_http_proxy_set_upstream, 0 },
     { "request_buffer_size", LB_SET_SIZE, LB_CTX_LISTENER, "64k", 0, 64LL << 20,
       offsetof(lb_http_proxy_conf_t, request_buffer_size), NULL, NULL, 0 },
     { "client_body_max_time", LB_SET_DURATION, LB_CTX_LISTENER, "0", 0, 7 * 86400000LL,
@@ -87,14 +84,14 @@ static const lb_setting_t  lb_http_proxy_settings[] = {
 };
 
 /* Variables: what the proxy recorded of the request's upstream exchange,
- * on the connection (lb_http_conn_t's upstream_* fields). */
+ * on the request (its upstream_* fields). */
 
 /* $upstream_addr: the server's address, "10.0.0.1:80"; "" without one. */
 static void
 lb_http_proxy_var_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL) {
-        lb_http_var_write_str(out, ctx->hc->upstream_addr);
+    if (ctx->r != NULL) {
+        lb_http_var_write_str(out, ctx->r->upstream_addr);
     }
 }
 
@@ -103,8 +100,8 @@ lb_http_proxy_var_addr(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_
 static void
 lb_http_proxy_var_status(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx, lb_str_t arg)
 {
-    if (ctx->hc != NULL && ctx->hc->upstream_status > 0) {
-        lb_http_var_write_uint(out, (uint64_t) ctx->hc->upstream_status);
+    if (ctx->r != NULL && ctx->r->upstream_status > 0) {
+        lb_http_var_write_uint(out, (uint64_t) ctx->r->upstream_status);
     }
 }
 
@@ -114,8 +111,8 @@ static void
 lb_http_proxy_var_response_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
                                  lb_str_t arg)
 {
-    if (ctx->hc != NULL && ctx->hc->upstream_msec >= 0) {
-        lb_http_var_write_msec(out, ctx->hc->upstream_msec);
+    if (ctx->r != NULL && ctx->r->upstream_msec >= 0) {
+        lb_http_var_write_msec(out, ctx->r->upstream_msec);
     }
 }
 
@@ -125,8 +122,8 @@ static void
 lb_http_proxy_var_connect_time(lb_http_var_out_t *out, const lb_http_var_ctx_t *ctx,
                                lb_str_t arg)
 {
-    if (ctx->hc != NULL && ctx->hc->upstream_connect_msec >= 0) {
-        lb_http_var_write_msec(out, ctx->hc->upstream_connect_msec);
+    if (ctx->r != NULL && ctx->r->upstream_connect_msec >= 0) {
+        lb_http_var_write_msec(out, ctx->r->upstream_connect_msec);
     }
 }
 
@@ -139,7 +136,7 @@ static const lb_http_var_def_t  lb_http_proxy_variables[] = {
 };
 
 static const lb_http_module_t  lb_http_proxy_ctx = {
-    NULL, NULL, lb_http_proxy_content, NULL, NULL, NULL, lb_http_proxy_variables
+    .variables = lb_http_proxy_variables,
 };
 
 lb_module_t  lb_http_proxy_module = {
@@ -170,18 +167,109 @@ lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx)
     return pcf;
 }
 
+/* `upstream` (the route's action) and `rewrite`. */
+static int
+lb_http_proxy_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                           void *conf)
+{
+    lb_http_proxy_conf_t  *pcf = conf;
+    const char            *text;
+
+    if (lb_conf_get_string(cf, v, &text) != LB_OK) {
+        return LB_ERROR;
+    }
+    if (strcmp(s->name, "rewrite") == 0) {
+        pcf->rewrite = lb_http_route_complex(cf, v, "rewrite");
+        pcf->rewrite_text = lb_pstrdup(cf->pool, text);
+        pcf->rewrite_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+        pcf->rewrite_line = (int) config_setting_source_line(v);
+        return pcf->rewrite ? LB_OK : LB_ERROR;
+    }
+    pcf->upstream_name = lb_pstrdup(cf->pool, text);
+    pcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    pcf->upstream_line = (int) config_setting_source_line(v);
+    return pcf->upstream_name && pcf->upstream_file ? LB_OK
+                                                   : lb_conf_error(cf, v, "out of memory");
+}
+
+/* Once the whole file is read: the route's upstream by name. */
+static int
+lb_http_proxy_resolve(lb_conf_t *cf, lb_http_route_t *route)
+{
+    lb_http_proxy_conf_t  *pcf = lb_get_conf(route->confs, lb_http_proxy_module);
+    char                  *where;
+
+    where = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", route->index,
+                        route->listener->name);
+    return lb_upstream_resolve_for(cf, pcf->upstream_file, pcf->upstream_line,
+                                   pcf->upstream_name, where ? where : "a route",
+                                   LB_UPSTREAM_CAN_PROXY_PROTOCOL, &pcf->upstream);
+}
+
+/* lbctl route: the servers, and the path the request line would carry:
+ * the rewritten path or the normal path lbd routed on, with the query as
+ * sent, as the proxy writes it. */
+static void
+lb_http_proxy_explain(const lb_http_route_t *route, const lb_http_var_ctx_t *ctx)
+{
+    const lb_http_proxy_conf_t  *pcf = lb_get_conf(route->confs, lb_http_proxy_module);
+    const lb_http_msg_t         *msg = ctx->request;
+    char                         out[2048];
+    size_t                       i, n;
+
+    printf("action: upstream \"%s\"\nservers:", pcf->upstream_name);
+    for (i = 0; pcf->upstream && i < pcf->upstream->nservers; i++) {
+        printf(" %s%s", pcf->upstream->servers[i].addr.text,
+               pcf->upstream->servers[i].backup ? " (backup)" : "");
+    }
+    if (pcf->rewrite) {
+        n = lb_http_complex_eval(pcf->rewrite, ctx, out, sizeof(out) - 1);
+    } else {
+        n = (size_t) snprintf(out, sizeof(out), "%.*s", (int) msg->uri.len, msg->uri.data);
+    }
+    n = lb_min(n, sizeof(out) - 1);
+    if (msg->query.len || msg->target.data[msg->target.len - 1] == '?') {
+        n += (size_t) snprintf(out + n, sizeof(out) - n, "?%.*s", (int) msg->query.len,
+                               msg->query.data);
+    }
+    printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
+}
+
 /* request_buffering: on unless the listener says otherwise; a route that
- * does not set it follows its listener. */
+ * does not set it follows its listener. A route with `upstream` is served
+ * here; `rewrite` is the path sent upstream, so it needs that action. */
 static int
 lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_http_proxy_conf_t  *pcf = conf, *lcf = parent;
+    const char            *text;
 
-    (void) cf;
-    if (ctx == LB_CTX_UPSTREAM || pcf->request_buffering != -1) {
+    if (ctx == LB_CTX_UPSTREAM) {
         return LB_OK;
     }
-    pcf->request_buffering = (ctx == LB_CTX_ROUTE && lcf) ? lcf->request_buffering : 1;
+    if (pcf->request_buffering == -1) {
+        pcf->request_buffering = (ctx == LB_CTX_ROUTE && lcf) ? lcf->request_buffering : 1;
+    }
+    if (ctx != LB_CTX_ROUTE) {
+        return LB_OK;
+    }
+    if (pcf->rewrite_text && config_setting_get_member(cf->group, "upstream") == NULL) {
+        return lb_conf_error_at(cf, pcf->rewrite_file, pcf->rewrite_line,
+                                "\"rewrite\" needs the upstream action in %s: it is the "
+                                "path sent upstream", cf->block);
+    }
+    if (pcf->upstream_name == NULL) {
+        return LB_OK;
+    }
+    text = pcf->rewrite_text
+           ? lb_psprintf(cf->pool, "upstream \"%s\", rewrite = \"%s\"", pcf->upstream_name,
+                         pcf->rewrite_text)
+           : lb_psprintf(cf->pool, "upstream \"%s\"", pcf->upstream_name);
+    if (text == NULL) {
+        return lb_conf_error(cf, cf->group, "out of memory");
+    }
+    lb_http_route_set_action(cf, "upstream", lb_http_proxy_handler, text,
+                             lb_http_proxy_resolve, lb_http_proxy_explain);
     return LB_OK;
 }
 
@@ -227,7 +315,9 @@ typedef enum {
 } lb_http_proxy_phase_t;
 
 struct lb_http_proxy_s {
-    lb_http_conn_t         *hc;
+    lb_http_request_t      *r;
+    lb_http_conn_t         *hc;         /* the client's HTTP/1 connection: the
+                                           request body and a tunnel use it */
     lb_http_proxy_conf_t   *conf;       /* the listener's */
     lb_upstream_t          *u;
     lb_upstream_try_t       try;
@@ -259,21 +349,21 @@ struct lb_http_proxy_s {
     lb_http_relay_t         upr;
     bool                    up_done;    /* the whole request went upstream */
     bool                    cont_early; /* 100 Continue before a server is chosen */
-    size_t                  cont_sent;  /* of "100 Continue" (cont_len) */
-    size_t                  cont_len;
+    bool                    cont_want;  /* "100 Continue" is owed */
+    bool                    cont_done;  /* ... and went out */
 
     /* response */
     lb_buf_t                in;
     bool                    got_byte;
-    bool                    resp_head;  /* parsed; out[0..out_len) is the client's head */
+    bool                    resp_head;  /* parsed and given to the output path */
+    bool                    out_again;  /* the output path holds bytes */
     int                     status;
     bool                    resp_keep;  /* the server keeps the connection */
-    size_t                  out_len;
-    size_t                  out_sent;
     lb_http_relay_t         downr;
     uint64_t                down_sent;  /* to the client, head included */
 
     /* tunnel */
+    bool                    head_out;   /* the 101 head went out */
     bool                    t_up_eof, t_down_eof, t_up_shut, t_down_shut;
 };
 
@@ -526,23 +616,23 @@ lb_http_head_add_length(lb_http_head_t *h, int64_t n)
 /* The fields lbd adds to every forwarded request (SPEC §3.5), before the
  * forward filters, so that request_headers can still change them. */
 static int
-lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
+lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h, const lb_http_var_ctx_t *ctx)
 {
-    lb_http_proxy_t        *p = hc->content;
+    lb_http_proxy_t        *p = r->content;
     const lb_http_msg_t    *msg = ctx->request;
     lb_str_t                client, remote;
     char                    ipbuf[LB_IP_TEXT_LEN], *xff;
     size_t                  n;
 
-    if (p == NULL || hc->route == NULL || hc->route->action != LB_HTTP_ROUTE_UPSTREAM) {
+    if (p == NULL || r->route == NULL || r->route->handler != lb_http_proxy_handler) {
         return LB_OK;
     }
-    remote.data = hc->remote_ip;
-    remote.len = strlen(hc->remote_ip);
-    if (!hc->local_known) {
-        lb_http_local_addr(hc);
+    remote.data = r->peer->remote_ip;
+    remote.len = strlen(r->peer->remote_ip);
+    if (!r->peer->local_known) {
+        lb_http_local_addr(r);
     }
-    lb_http_real_client(msg, (struct sockaddr *) &hc->c->peer, &p->conf->trusted,
+    lb_http_real_client(msg, (struct sockaddr *) &r->c->peer, &p->conf->trusted,
                         &client, ipbuf);
     if (p->conf->xff != LB_HTTP_XFF_OFF) {
         n = lb_http_xff_value(p->conf->xff, msg,
@@ -561,19 +651,19 @@ lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_htt
         memcpy(h->data + h->len, "\r\n", 2);
         h->len += 2;
     }
-    if (lb_conn_is_tls(hc->c)) {
+    if (lb_conn_is_tls(r->c)) {
         lb_http_head_add(h, "X-Forwarded-Proto", 17, "https", 5);
     } else {
         lb_http_head_add(h, "X-Forwarded-Proto", 17, "http", 4);
     }
-    if (hc->local_port[0] != '\0') {
-        lb_http_head_add(h, "X-Forwarded-Port", 16, hc->local_port, strlen(hc->local_port));
+    if (r->peer->local_port[0] != '\0') {
+        lb_http_head_add(h, "X-Forwarded-Port", 16, r->peer->local_port, strlen(r->peer->local_port));
     }
     if (msg->host.len) {
         lb_http_head_add(h, "X-Forwarded-Host", 16, msg->host.data, msg->host.len);
     }
     lb_http_head_add(h, "X-Real-IP", 9, client.data, client.len);
-    lb_http_head_add(h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
+    lb_http_head_add(h, "X-Request-ID", 12, r->request_id.data, r->request_id.len);
     return h->overflow ? LB_ERROR : LB_OK;
 }
 
@@ -581,9 +671,9 @@ lb_http_proxy_forward_fields(lb_http_conn_t *hc, lb_http_head_t *h, const lb_htt
 static int
 lb_http_proxy_build_request(lb_http_proxy_t *p)
 {
-    lb_http_conn_t         *hc = p->hc;
-    const lb_http_msg_t    *msg = &hc->mem->msg;
-    const lb_http_route_t  *route = hc->route;
+    lb_http_request_t  *r = p->r;
+    const lb_http_msg_t    *msg = r->msg;
+    const lb_http_proxy_conf_t  *route = lb_get_conf(r->route->confs, lb_http_proxy_module);
     lb_http_head_t          h;
     lb_http_var_ctx_t       ctx;
     lb_str_t                tok[LB_PROXY_MAX_TOKENS];
@@ -594,7 +684,7 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     h.size = lb_proxy_mem(p)->out_size;
     h.len = 0;
     h.overflow = false;
-    lb_http_var_ctx(hc, &ctx, 0);
+    lb_http_var_ctx(r, &ctx, 0);
 
     /* request line: the rewritten path, or the normal path lbd routed on
      * (so the backend never sees another path than the one matched; an
@@ -656,9 +746,9 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
             lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
         }
     }
-    lb_http_proxy_forward_fields(hc, &h, &ctx);
+    lb_http_proxy_forward_fields(r, &h, &ctx);
     for (i = 0; i < lb_http_phases.nforward && !h.overflow; i++) {
-        if (lb_http_phases.forward_filters[i](hc, &h, &ctx) != LB_OK) {
+        if (lb_http_phases.forward_filters[i](r, &h, &ctx) != LB_OK) {
             h.overflow = true;
         }
     }
@@ -688,13 +778,12 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
 
 /* Requests ------------------------------------------------------------- */
 
-static int   lb_http_proxy_run(lb_http_conn_t *hc);
-static void  lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev);
-static void  lb_http_proxy_cleanup(lb_http_conn_t *hc);
+static int   lb_http_proxy_run(lb_http_request_t *r);
+static void  lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev);
+static void  lb_http_proxy_cleanup(lb_http_request_t *r);
 static void  lb_http_proxy_up_handler(lb_event_t *ev);
 static int   lb_http_proxy_connect(lb_http_proxy_t *p);
 
-static const char  lb_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* Lets go of the upstream side: the connection back to the pool (keep) or
  * closed, and the server's count of active connections. */
@@ -722,21 +811,21 @@ lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
 static void
 lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     if (p->server) {
-        hc->upstream_addr.data = p->server->addr.text;
-        hc->upstream_addr.len = strlen(p->server->addr.text);
-        hc->upstream_msec = lb_current_msec - p->start;
+        r->upstream_addr.data = p->server->addr.text;
+        r->upstream_addr.len = strlen(p->server->addr.text);
+        r->upstream_msec = lb_current_msec - p->start;
     }
-    hc->status = p->status;
-    hc->bytes_sent = p->down_sent;
+    r->status = p->status;
+    r->bytes_sent = p->down_sent;
     lb_http_proxy_release(p, keep);
-    hc->content = NULL;
-    hc->content_run = NULL;
-    hc->content_timeout = NULL;
-    hc->content_cleanup = NULL;
-    lb_event_timer_del(&hc->c->write);
+    r->content = NULL;
+    r->content_run = NULL;
+    r->content_timeout = NULL;
+    r->content_cleanup = NULL;
+    lb_event_timer_del(&r->c->write);
     if (lb_timer_is_set(&p->body_timer)) {
         lb_timer_del(&p->body_timer);
     }
@@ -747,9 +836,9 @@ lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
 }
 
 static void
-lb_http_proxy_cleanup(lb_http_conn_t *hc)
+lb_http_proxy_cleanup(lb_http_request_t *r)
 {
-    lb_http_proxy_end(hc->content, false);
+    lb_http_proxy_end(r->content, false);
 }
 
 /* Gives up on the request: answers status when no byte of a response has
@@ -758,30 +847,30 @@ lb_http_proxy_cleanup(lb_http_conn_t *hc)
 static int
 lb_http_proxy_fail(lb_http_proxy_t *p, int status, const char *why)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     if (p->down_sent > 0) {
         lb_log_info("*%llu client %s: %s; closing the client connection mid-response",
-                    (unsigned long long) hc->c->id, hc->c->peer_text, why);
-        hc->keep_alive = 0;
+                    (unsigned long long) r->c->id, r->c->peer_text, why);
+        r->keep_alive = 0;
         lb_http_proxy_end(p, false);
-        return lb_http_finalize(hc);
+        return lb_http_finalize(r);
     }
     lb_http_proxy_end(p, false);
-    hc->upstream_msec = hc->upstream_addr.len ? hc->upstream_msec : -1;
-    return lb_http_generate(hc, status, why, true);
+    r->upstream_msec = r->upstream_addr.len ? r->upstream_msec : -1;
+    return lb_http_generate(r, status, why, true);
 }
 
 /* The client went away or failed: nothing more to do for it. */
 static int
 lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
-    lb_log_info("*%llu client %s: %s%s%s", (unsigned long long) hc->c->id,
-                hc->c->peer_text, what, err ? ": " : "", err ? strerror(err) : "");
+    lb_log_info("*%llu client %s: %s%s%s", (unsigned long long) r->c->id,
+                r->c->peer_text, what, err ? ": " : "", err ? strerror(err) : "");
     lb_http_proxy_end(p, false);
-    lb_http_abort(hc);
+    lb_http_abort(r);
     return LB_DONE;
 }
 
@@ -800,10 +889,10 @@ lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
 static int
 lb_http_proxy_connect_failed(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     lb_log_warn(err, "*%llu client %s: %s %s in upstream \"%s\"%s",
-                (unsigned long long) hc->c->id, hc->c->peer_text, what,
+                (unsigned long long) r->c->id, r->c->peer_text, what,
                 p->server->addr.text, p->u->name,
                 (int64_t) p->try.attempts <= p->u->retries ? "; trying another server" : "");
     p->timed_out = err == ETIMEDOUT;
@@ -818,7 +907,7 @@ static void
 lb_http_proxy_ready(lb_http_proxy_t *p, lb_msec_t took)
 {
     p->phase = LB_PROXY_EXCHANGE;
-    p->hc->upstream_connect_msec = took;
+    p->r->upstream_connect_msec = took;
 }
 
 static int
@@ -841,12 +930,12 @@ lb_http_proxy_tls_done(lb_conn_t *c, bool ok)
 {
     lb_http_upconn_t  *up = c->data;
     lb_http_proxy_t   *p = up->p;
-    lb_http_conn_t    *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     c->read.handler = lb_http_proxy_up_handler;
     c->write.handler = lb_http_proxy_up_handler;
     if (lb_http_proxy_tls_result(p, ok) != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
@@ -862,7 +951,7 @@ lb_http_proxy_connected(lb_http_proxy_t *p)
     /* a new connection of an upstream with proxy_protocol starts with the
      * client's PROXY header, in the clear before any TLS */
     if (p->u->proxy_protocol
-        && lb_proxy_send_header((int) p->u->proxy_protocol, p->hc->c, p->up->c) != LB_OK)
+        && lb_proxy_send_header((int) p->u->proxy_protocol, p->r->c, p->up->c) != LB_OK)
     {
         return lb_http_proxy_connect_failed(p, errno, "cannot send the PROXY header to");
     }
@@ -895,8 +984,8 @@ lb_http_proxy_open(lb_http_proxy_t *p)
          * other server tried (lb_conn.h) */
         lb_log_error_limited(errno, "*%llu client %s: cannot connect to %s in upstream "
                              "\"%s\": a local error, the server is not marked failed; "
-                             "answering 503", (unsigned long long) p->hc->c->id,
-                             p->hc->c->peer_text, p->server->addr.text, p->u->name);
+                             "answering 503", (unsigned long long) p->r->c->id,
+                             p->r->c->peer_text, p->server->addr.text, p->u->name);
         lb_http_proxy_release(p, false);
         return lb_http_proxy_fail(p, 503, "no local resources for an upstream connection");
     }
@@ -984,15 +1073,15 @@ lb_http_method_idempotent(lb_str_t m)
 static int
 lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     char             buf[256];
     int              rc;
 
     if (!p->resp_head && !p->got_byte && p->upr.sent == 0
-        && lb_http_method_idempotent(hc->mem->msg.method))
+        && lb_http_method_idempotent(r->msg->method))
     {
         lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
-                    "request again", (unsigned long long) hc->c->id, hc->c->peer_text,
+                    "request again", (unsigned long long) r->c->id, r->c->peer_text,
                     p->server->addr.text, p->u->name, what, err ? ": " : "",
                     err ? strerror(err) : "");
         if (lb_timer_is_set(&p->head_timer)) {
@@ -1021,15 +1110,14 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 static int
 lb_http_proxy_send_continue(lb_http_proxy_t *p, bool *progress)
 {
-    lb_conn_t  *c = p->hc->c;
-    ssize_t     n;
+    int  rc;
 
-    if (p->cont_sent < p->cont_len && c->write.ready) {
-        n = lb_conn_send(c, lb_http_continue + p->cont_sent, p->cont_len - p->cont_sent);
-        if (n > 0) {
-            p->cont_sent += (size_t) n;
+    if (p->cont_want && !p->cont_done) {
+        rc = p->r->writer->interim(p->r, 100);
+        if (rc == LB_OK) {
+            p->cont_done = true;
             *progress = true;
-        } else if (n == LB_ERROR) {
+        } else if (rc == LB_ERROR) {
             return lb_http_proxy_abort(p, errno, "cannot send 100 Continue");
         }
     }
@@ -1043,37 +1131,37 @@ lb_http_proxy_send_continue(lb_http_proxy_t *p, bool *progress)
 static int
 lb_http_proxy_hold(lb_http_proxy_t *p)
 {
-    lb_http_conn_t   *hc = p->hc;
-    lb_http_relay_t  *r = &p->upr;
-    lb_buf_t         *b = &hc->buf;
+    lb_http_request_t  *r = p->r;
+    lb_http_relay_t    *rl = &p->upr;
+    lb_buf_t           *b = r->body_in;
     const char       *data;
     size_t            avail, used, dlen, n;
     int               rc;
 
-    while (!r->complete && p->held_len < p->held_size && (avail = lb_buf_len(b)) > 0) {
-        if (r->in == LB_HTTP_BODY_LENGTH) {
-            n = (size_t) lb_min((int64_t) lb_min(avail, p->held_size - p->held_len), r->left);
+    while (!rl->complete && p->held_len < p->held_size && (avail = lb_buf_len(b)) > 0) {
+        if (rl->in == LB_HTTP_BODY_LENGTH) {
+            n = (size_t) lb_min((int64_t) lb_min(avail, p->held_size - p->held_len), rl->left);
             memcpy(p->held + p->held_len, b->pos, n);
             p->held_len += n;
             lb_buf_consume(b, n);
-            r->left -= (int64_t) n;
-            r->data += (int64_t) n;
-            r->complete = r->left == 0;
+            rl->left -= (int64_t) n;
+            rl->data += (int64_t) n;
+            rl->complete = rl->left == 0;
             continue;
         }
-        rc = lb_http_parse_chunked(&r->chunked, b->pos, avail, &used, &data, &dlen);
+        rc = lb_http_parse_chunked(&rl->chunked, b->pos, avail, &used, &data, &dlen);
         if (rc == LB_OK) {
-            r->data += (int64_t) dlen;
-            if (r->data > hc->conf->max_body_size) {
+            rl->data += (int64_t) dlen;
+            if (rl->data > r->conf->max_body_size) {
                 return lb_http_proxy_fail(p, 413, "chunked body larger than max_body_size");
             }
             n = lb_min(dlen, p->held_size - p->held_len);
             memcpy(p->held + p->held_len, data, n);
             p->held_len += n;
-            r->data_left = dlen - n;        /* left in b for upr */
+            rl->data_left = dlen - n;        /* left in b for upr */
             used -= dlen - n;
         } else if (rc == LB_DONE) {
-            r->complete = true;
+            rl->complete = true;
         } else if (rc == LB_ERROR) {
             return lb_http_proxy_fail(p, 400, "invalid chunked body");
         }
@@ -1085,7 +1173,7 @@ lb_http_proxy_hold(lb_http_proxy_t *p)
             break;
         }
     }
-    if (r->complete) {
+    if (rl->complete) {
         p->whole = true;
         return LB_OK;
     }
@@ -1101,10 +1189,9 @@ lb_http_proxy_hold(lb_http_proxy_t *p)
 static int
 lb_http_proxy_buffer(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
-    bool             progress;
-    ssize_t          n;
-    int              rc;
+    bool     progress;
+    ssize_t  n;
+    int      rc;
 
     for ( ;; ) {
         if (p->cont_early) {
@@ -1117,7 +1204,7 @@ lb_http_proxy_buffer(lb_http_proxy_t *p)
         if (rc != LB_AGAIN) {
             return rc;
         }
-        n = lb_http_read_more(hc);
+        n = p->r->writer->read_body(p->r, false);
         if (n > 0) {
             continue;
         }
@@ -1141,7 +1228,7 @@ lb_http_proxy_pre_add(lb_http_proxy_t *p, const void *data, size_t len)
 static int
 lb_http_proxy_begin(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     size_t           n;
 
     if (p->streaming) {
@@ -1163,7 +1250,7 @@ lb_http_proxy_begin(lb_http_proxy_t *p)
     if (p->whole && lb_timer_is_set(&p->body_timer)) {
         lb_timer_del(&p->body_timer);
     }
-    lb_event_timer_del(&hc->c->read);
+    lb_event_timer_del(&r->c->read);
     return lb_http_proxy_connect(p);
 }
 
@@ -1172,13 +1259,13 @@ static void
 lb_http_proxy_body_expired(lb_timer_t *t)
 {
     lb_http_proxy_t  *p = t->data;
-    lb_http_conn_t   *hc = p->hc;
+    lb_http_request_t  *r = p->r;
 
     if (p->upr.complete || p->resp_head) {
         return;
     }
     if (lb_http_proxy_fail(p, 408, "client_body_max_time expired") != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
@@ -1187,13 +1274,13 @@ static void
 lb_http_proxy_head_expired(lb_timer_t *t)
 {
     lb_http_proxy_t  *p = t->data;
-    lb_http_conn_t   *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     char              buf[256];
 
     snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": response_head_timeout expired",
              p->server->addr.text, p->u->name);
     if (lb_http_proxy_fail(p, 504, buf) != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
@@ -1220,9 +1307,9 @@ lb_http_proxy_iov_skip(const struct iovec *v, int n, size_t skip, struct iovec *
 static int
 lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up->c;
-    struct iovec     iov[LB_PROXY_IOV];
+    lb_http_request_t  *r = p->r;
+    lb_conn_t          *uc = p->up->c;
+    struct iovec        iov[LB_PROXY_IOV];
     size_t           pre_left;
     ssize_t          n;
     int              k, rc;
@@ -1233,7 +1320,7 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
     }
 
     while (!p->up_done && !p->resp_head) {
-        if (p->streaming && lb_http_relay_fill(&p->upr, &hc->buf) != LB_OK) {
+        if (p->streaming && lb_http_relay_fill(&p->upr, r->body_in) != LB_OK) {
             return lb_http_proxy_fail(p, p->upr.error_status, p->upr.error);
         }
         pre_left = p->pre_total - p->pre_sent;
@@ -1255,26 +1342,20 @@ lb_http_proxy_upload(lb_http_proxy_t *p, bool *progress)
                     continue;
                 }
                 p->pre_sent = p->pre_total;
-                lb_http_relay_sent(&p->upr, &hc->buf, (size_t) n - pre_left);
+                lb_http_relay_sent(&p->upr, r->body_in, (size_t) n - pre_left);
                 continue;
             }
             if (n == LB_ERROR) {
                 return lb_http_proxy_upstream_gone(p, errno, "failed while the request was sent");
             }
         }
-        /* more of the body from the client */
-        if (!p->streaming || p->upr.complete || !c->read.ready) {
+        /* more of the body from the client, unless what it holds still
+         * waits for the server */
+        if (!p->streaming || p->upr.complete) {
             break;
         }
-        if (lb_buf_room(&hc->buf) == 0) {
-            if (lb_http_relay_busy(&p->upr) || hc->buf.pos == hc->buf.start) {
-                break;                  /* full of bytes waiting for the server */
-            }
-            lb_buf_compact(&hc->buf);
-        }
-        n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
+        n = r->writer->read_body(r, lb_http_relay_busy(&p->upr));
         if (n > 0) {
-            hc->buf.last += n;
             *progress = true;
             continue;
         }
@@ -1331,23 +1412,24 @@ lb_http_proxy_first_length(const lb_str_t *v)
     return r;
 }
 
-/* The response head is parsed: decide how its body travels and write the
- * client's head into out. */
+/* The response head is parsed: decide how its body travels and give the
+ * client's head to the output path. */
 static int
 lb_http_proxy_response_head(lb_http_proxy_t *p)
 {
-    lb_http_conn_t          *hc = p->hc;
+    lb_http_request_t       *r = p->r;
     const lb_http_msg_t     *resp = &lb_proxy_mem(p)->resp;
     const lb_http_header_t  *f;
-    lb_http_head_t           h;
-    lb_http_out_t            out;
     lb_str_t                 tok[LB_PROXY_MAX_TOKENS], len;
     size_t                   ntok, i;
-    bool                     upgrade = resp->status == 101, has_date = false;
+    bool                     upgrade = resp->status == 101;
     char                     buf[256];
 
-    hc->upstream_status = resp->status;
-    if (upgrade && !hc->mem->msg.upgrade) {
+    r->upstream_status = resp->status;
+    if (upgrade && p->hc == NULL) {
+        return lb_http_proxy_fail(p, 502, "a tunnel (101) needs an HTTP/1 client connection");
+    }
+    if (upgrade && !r->msg->upgrade) {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" answered 101 to a request "
                  "without Upgrade", p->server->addr.text, p->u->name);
         return lb_http_proxy_fail(p, 502, buf);
@@ -1357,81 +1439,57 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     }
     p->status = resp->status;
     p->resp_keep = resp->keep_alive;
-    /* a chunked body goes on chunked, with lbd's chunk lines; an HTTP/1.0
-     * client gets its data and the end of the connection */
-    out = LB_HTTP_OUT_AS_IS;
-    if (resp->body == LB_HTTP_BODY_CHUNKED) {
-        out = hc->http10 ? LB_HTTP_OUT_DATA : LB_HTTP_OUT_CHUNKED;
-    }
-    lb_http_relay_init(&p->downr, resp->body, resp->content_length, out, -1);
-    if (!p->up_done || resp->body == LB_HTTP_BODY_CLOSE || out == LB_HTTP_OUT_DATA || upgrade) {
+    /* the body is decoded as it comes; the writer frames it for the client */
+    lb_http_relay_init(&p->downr, resp->body, resp->content_length, LB_HTTP_OUT_DATA, -1);
+    if (!p->up_done || upgrade || resp->body == LB_HTTP_BODY_CLOSE) {
         /* an early answer leaves the rest of the request body unread; a
-         * body delimited by close (or by our close, for HTTP/1.0 clients
-         * of a chunked one) ends the connection */
-        hc->keep_alive = 0;
-    }
-    if (lb_worker_quitting) {
-        hc->keep_alive = 0;
+         * body the server delimited by its close ends ours too (the
+         * client is told where it ends, chunked, either way) */
+        r->keep_alive = 0;
     }
 
-    h.data = lb_proxy_out(p);
-    h.size = lb_proxy_mem(p)->out_size;
-    h.overflow = false;
-    h.len = (size_t) snprintf(h.data, h.size, "HTTP/1.1 %d %.*s\r\n", resp->status,
-                              (int) lb_min(resp->reason.len, 512), resp->reason.data);
-    h.start_line = h.len;
+    r->out.status = resp->status;
+    r->out.reason = resp->reason;
+    r->out.nfields = 0;
+    r->out.upgrade = upgrade;
+    r->out.content_length = -1;
     ntok = lb_http_connection_tokens(resp, tok, LB_PROXY_MAX_TOKENS);
     for (i = 0; i < resp->nheaders; i++) {
         f = &resp->headers[i];
         /* a 101 keeps Upgrade although its Connection names it: the
          * client must see the protocol the tunnel now speaks (RFC 9110
          * §7.8; a WebSocket client fails without it, RFC 6455 §4.1) */
-        if (lb_http_proxy_drop_response_field(f->name, out == LB_HTTP_OUT_CHUNKED, upgrade)
+        if (lb_http_proxy_drop_response_field(f->name, resp->body == LB_HTTP_BODY_CHUNKED,
+                                              upgrade)
             || (ntok && lb_http_named_by(f->name, tok, ntok)
                 && !(upgrade && lb_http_name_is(f->name, "upgrade", 7))))
         {
             continue;
         }
-        lb_http_head_add(&h, f->name.data, f->name.len, f->value.data, f->value.len);
-        has_date |= lb_http_name_is(f->name, "date", 4);
+        if (lb_http_out_add(r, f->name.data, f->name.len, f->value.data, f->value.len)
+            != LB_OK)
+        {
+            return lb_http_proxy_fail(p, 502, "the response has too many fields");
+        }
     }
-    if (!has_date) {
-        /* a recipient with a clock adds what the origin left out (RFC
-         * 9110 §6.6.1) */
-        lb_http_head_add(&h, "Date", 4, lb_http_time, lb_http_time_len);
-    }
-    lb_http_head_add(&h, "X-Request-ID", 12, hc->request_id.data, hc->request_id.len);
-    if (lb_http_header_filters(hc, &h, resp->status) != LB_OK || h.overflow) {
-        snprintf(buf, sizeof(buf), "the response head of server %s with response_headers "
-                 "does not fit in %zu bytes", p->server->addr.text, h.size);
-        return lb_http_proxy_fail(p, 502, buf);
-    }
-    /* the framing, lbd's: never an HTTP/1.0 client's Transfer-Encoding
-     * (RFC 9112 §6.1); for HEAD and 304 the length the server declared
-     * for the representation, which frames nothing here */
+    /* for HEAD and 304 the length the server declared for the
+     * representation, which frames nothing here */
     if (resp->body == LB_HTTP_BODY_LENGTH) {
-        lb_http_head_add_length(&h, resp->content_length);
-    } else if (out == LB_HTTP_OUT_CHUNKED) {
-        lb_http_head_add(&h, "Transfer-Encoding", 17, "chunked", 7);
+        r->out.content_length = resp->content_length;
     } else if (resp->body == LB_HTTP_BODY_NONE && resp->status >= 200 && resp->status != 204
                && (f = lb_http_find_header(resp, "Content-Length")) != NULL)
     {
         len = lb_http_proxy_first_length(&f->value);
-        lb_http_head_add(&h, "Content-Length", 14, len.data, len.len);
+        r->out.content_length = 0;
+        for (i = 0; i < len.len && r->out.content_length < (1LL << 56); i++) {
+            r->out.content_length = r->out.content_length * 10 + (len.data[i] - '0');
+        }
     }
-    if (upgrade) {
-        lb_http_head_add(&h, "Connection", 10, "upgrade", 7);
-    } else if (!hc->keep_alive) {
-        lb_http_head_add(&h, "Connection", 10, "close", 5);
-    } else if (hc->http10) {
-        lb_http_head_add(&h, "Connection", 10, "keep-alive", 10);
+    if (lb_http_send_header(r) != LB_OK) {
+        snprintf(buf, sizeof(buf), "the response head of server %s with response_headers "
+                 "does not fit", p->server->addr.text);
+        return lb_http_proxy_fail(p, 502, buf);
     }
-    if (h.overflow || h.size - h.len < 2) {
-        return lb_http_proxy_fail(p, 502, "the response head does not fit");
-    }
-    memcpy(h.data + h.len, "\r\n", 2);
-    p->out_len = h.len + 2;
-    p->out_sent = 0;
     p->resp_head = true;
     lb_buf_consume(&p->in, resp->head_len);
     if (upgrade) {
@@ -1443,18 +1501,48 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
 static int lb_http_proxy_finish(lb_http_proxy_t *p);
 static int lb_http_proxy_tunnel(lb_http_proxy_t *p);
 
+/* Gives what the relay decoded to the output path; what the path took is
+ * consumed from the relay. LB_OK: all of it went (and, at the end, the
+ * response is complete); LB_AGAIN: the client is slow; LB_ERROR. */
+static int
+lb_http_proxy_send(lb_http_proxy_t *p, bool *progress)
+{
+    lb_chain_t     links[LB_HTTP_RELAY_IOV], *in;
+    struct iovec   iov[LB_HTTP_RELAY_IOV];
+    size_t         taken = 0, i;
+    int            k, rc;
+    bool           last;
+
+    k = lb_http_relay_iov(&p->downr, iov, LB_HTTP_RELAY_IOV);
+    for (i = 0; i < (size_t) k; i++) {
+        lb_chain_link_set(&links[i], iov[i].iov_base, iov[i].iov_len);
+        links[i].trailer = lb_http_relay_is_trailer(&p->downr, i);
+    }
+    in = lb_chain_link_array(links, (size_t) k);
+    last = p->downr.complete;
+    rc = lb_http_send_body(p->r, in, last);
+    p->out_again = rc == LB_AGAIN;
+    for (i = 0; i < (size_t) k; i++) {
+        taken += (size_t) (links[i].pos - (const char *) iov[i].iov_base);
+    }
+    if (taken) {
+        *progress = true;
+        lb_http_relay_sent(&p->downr, &p->in, taken);
+    }
+    p->down_sent = p->r->bytes_sent;
+    return rc;
+}
+
 /* Moves the response to the client: its head, then the body as it comes. */
 static int
 lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up->c;
-    lb_http_msg_t   *resp = &lb_proxy_mem(p)->resp;
-    struct iovec     iov[LB_PROXY_IOV];
-    size_t           head;
-    ssize_t          n;
-    int              k, rc;
-    char             buf[256];
+    lb_http_request_t  *r = p->r;
+    lb_conn_t          *uc = p->up->c;
+    lb_http_msg_t      *resp = &lb_proxy_mem(p)->resp;
+    ssize_t             n;
+    int                 rc;
+    char                buf[256];
     static const lb_http_limits_t  limits = { LB_PROXY_IN_SIZE, LB_HTTP_MAX_HEADERS,
                                               LB_PROXY_IN_SIZE };
 
@@ -1464,7 +1552,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
     for ( ;; ) {
         if (!p->resp_head && lb_buf_len(&p->in)) {
             rc = lb_http_parse_response_head(resp, p->in.pos, lb_buf_len(&p->in), &limits,
-                                             hc->head_method);
+                                             r->head_method);
             if (rc == LB_OK) {
                 if (resp->status < 200 && resp->status != 101) {
                     lb_buf_consume(&p->in, resp->head_len);     /* 100, 103: dropped */
@@ -1502,35 +1590,20 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                          "body: %s", p->server->addr.text, p->u->name, p->downr.error);
                 return lb_http_proxy_fail(p, 502, buf);
             }
-            head = p->out_len - p->out_sent;
-            k = 0;
-            if (head) {
-                iov[k].iov_base = lb_proxy_out(p) + p->out_sent;
-                iov[k++].iov_len = head;
+            if (p->cont_want && !p->cont_done) {
+                return LB_AGAIN;
             }
-            k += lb_http_relay_iov(&p->downr, iov + k, LB_PROXY_IOV - k);
-            if (k == 0 && p->downr.complete) {
+            rc = lb_http_proxy_send(p, progress);
+            if (rc == LB_ERROR) {
+                /* the writer or a filter said why; this says from where */
+                snprintf(buf, sizeof(buf), "the response of server %s of upstream \"%s\" "
+                         "was cut off", p->server->addr.text, p->u->name);
+                return lb_http_proxy_abort(p, 0, buf);
+            }
+            if (rc == LB_OK && p->downr.complete && !lb_http_relay_busy(&p->downr)) {
                 return lb_http_proxy_finish(p);
             }
-            if (k) {
-                if (!c->write.ready || p->cont_sent != p->cont_len) {
-                    return LB_AGAIN;
-                }
-                n = c->io->sendv(c, iov, k);
-                if (n > 0) {
-                    *progress = true;
-                    p->down_sent += (uint64_t) n;
-                    if ((size_t) n <= head) {
-                        p->out_sent += (size_t) n;
-                        continue;
-                    }
-                    p->out_sent = p->out_len;
-                    lb_http_relay_sent(&p->downr, &p->in, (size_t) n - head);
-                    continue;
-                }
-                if (n == LB_ERROR) {
-                    return lb_http_proxy_abort(p, errno, "cannot send the response");
-                }
+            if (rc == LB_AGAIN && lb_http_relay_busy(&p->downr)) {
                 return LB_AGAIN;        /* the client is full: read no more */
             }
         }
@@ -1574,13 +1647,13 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
 static int
 lb_http_proxy_finish(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
-    bool             keep;
+    lb_http_request_t  *r = p->r;
+    bool                keep;
 
     keep = p->resp_keep && p->up_done && p->downr.in != LB_HTTP_BODY_CLOSE
            && lb_buf_len(&p->in) == 0 && p->phase == LB_PROXY_EXCHANGE;
     lb_http_proxy_end(p, keep);
-    return lb_http_finalize(hc);
+    return lb_http_finalize(r);
 }
 
 /* After 101: bytes both ways, the client's through its read buffer, the
@@ -1592,27 +1665,27 @@ static int
 lb_http_proxy_tunnel(lb_http_proxy_t *p)
 {
     lb_http_conn_t  *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     lb_conn_t       *c = hc->c, *uc = p->up->c;
     lb_buf_t        *ub = &hc->buf, *db = &p->in;
     bool             moved, any = false;
     ssize_t          n;
+    int              rc;
 
     do {
         moved = false;
         /* the rest of the 101 head, then the server's bytes */
-        if (p->out_sent < p->out_len && c->write.ready) {
-            n = lb_conn_send(c, lb_proxy_out(p) + p->out_sent, p->out_len - p->out_sent);
-            if (n > 0) {
-                p->out_sent += (size_t) n;
-                p->down_sent += (uint64_t) n;
-                moved = true;
-            } else if (n == LB_ERROR) {
+        if (!p->head_out) {
+            rc = lb_http_send_body(p->r, NULL, true);
+            if (rc == LB_ERROR) {
                 goto failed;
             }
+            p->down_sent = p->r->bytes_sent;
+            if (rc == LB_AGAIN) {
+                break;
+            }
+            p->head_out = moved = true;
             continue;
-        }
-        if (p->out_sent < p->out_len) {
-            break;
         }
         if (lb_buf_len(db) && c->write.ready) {
             n = lb_conn_send(c, db->pos, lb_buf_len(db));
@@ -1675,7 +1748,7 @@ lb_http_proxy_tunnel(lb_http_proxy_t *p)
     } while (moved);
 
     if (p->t_up_shut && p->t_down_shut) {
-        hc->keep_alive = 0;
+        r->keep_alive = 0;
         lb_buf_reset(ub);
         return lb_http_proxy_finish(p);
     }
@@ -1691,7 +1764,7 @@ failed:
     lb_log_info("*%llu client %s: tunnel with server %s ended: %s",
                 (unsigned long long) c->id, c->peer_text, p->server->addr.text,
                 strerror(errno));
-    hc->keep_alive = 0;
+    r->keep_alive = 0;
     lb_buf_reset(ub);
     return lb_http_proxy_finish(p);
 }
@@ -1700,8 +1773,8 @@ failed:
 static void
 lb_http_proxy_timers(lb_http_proxy_t *p)
 {
-    lb_http_conn_t  *hc = p->hc;
-    lb_conn_t       *c = hc->c, *uc = p->up ? p->up->c : NULL;
+    lb_http_request_t  *r = p->r;
+    lb_conn_t       *c = r->c, *uc = p->up ? p->up->c : NULL;
     bool             to_client, to_server;
 
     /* the server does not take the request */
@@ -1716,17 +1789,16 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
     }
     /* the client does not send its body */
     if (!p->resp_head && !p->upr.complete && !c->read.ready) {
-        lb_event_timer_set(&c->read, hc->conf->client_body_timeout);
+        lb_event_timer_set(&c->read, r->conf->client_body_timeout);
     } else {
         lb_event_timer_del(&c->read);
     }
     /* the client does not read its response */
-    to_client = p->cont_sent < p->cont_len
-                || (p->resp_head && (p->out_sent < p->out_len
-                                     || lb_http_relay_busy(&p->downr)));
+    to_client = (p->cont_want && !p->cont_done)
+                || (p->resp_head && (p->out_again || lb_http_relay_busy(&p->downr)));
     if (to_client && !c->write.ready) {
         if (!lb_timer_is_set(&c->write.timer)) {
-            lb_event_timer_set(&c->write, hc->conf->client_body_timeout);
+            lb_event_timer_set(&c->write, r->conf->client_body_timeout);
         }
     } else {
         lb_event_timer_del(&c->write);
@@ -1740,9 +1812,9 @@ lb_http_proxy_timers(lb_http_proxy_t *p)
 }
 
 static int
-lb_http_proxy_run(lb_http_conn_t *hc)
+lb_http_proxy_run(lb_http_request_t *r)
 {
-    lb_http_proxy_t  *p = hc->content;
+    lb_http_proxy_t  *p = r->content;
     bool              progress;
     int               rc;
 
@@ -1752,11 +1824,11 @@ lb_http_proxy_run(lb_http_conn_t *hc)
             lb_http_proxy_timers(p);
             return LB_AGAIN;
         }
-        if (hc->content != p) {
+        if (r->content != p) {
             return rc;                  /* refused or aborted */
         }
         rc = lb_http_proxy_begin(p);
-        if (hc->content != p) {
+        if (r->content != p) {
             return rc == LB_DONE ? LB_DONE : LB_OK;
         }
     }
@@ -1790,12 +1862,12 @@ lb_http_proxy_up_handler(lb_event_t *ev)
     lb_conn_t         *c = ev->data;
     lb_http_upconn_t  *up = c->data;
     lb_http_proxy_t   *p = up->p;
-    lb_http_conn_t    *hc = p->hc;
+    lb_http_request_t  *r = p->r;
     int                rc;
 
     if (ev->timedout) {
         ev->timedout = 0;
-        lb_http_proxy_timeout(hc, ev);
+        lb_http_proxy_timeout(p->r, ev);
         return;
     }
     if (p->phase == LB_PROXY_CONNECT) {
@@ -1807,7 +1879,7 @@ lb_http_proxy_up_handler(lb_event_t *ev)
             if (lb_http_proxy_connect_failed(p, errno, "connect() failed to") == LB_DONE) {
                 return;
             }
-            lb_http_run(hc);
+            lb_http_run_request(r);
             return;
         }
         rc = lb_http_proxy_connected(p);
@@ -1815,20 +1887,20 @@ lb_http_proxy_up_handler(lb_event_t *ev)
             return;
         }
     }
-    lb_http_run(hc);
+    lb_http_run_request(r);
 }
 
 static void
-lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
+lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
 {
-    lb_http_proxy_t  *p = hc->content;
+    lb_http_proxy_t  *p = r->content;
     lb_conn_t        *c = ev->data;
     char              buf[256];
     int               rc;
 
-    if (c == hc->c) {
+    if (c == r->c) {
         if (p->phase == LB_PROXY_TUNNEL) {
-            lb_http_run(hc);
+            lb_http_run_request(r);
             return;
         }
         if (ev->write) {
@@ -1840,9 +1912,9 @@ lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
         rc = lb_http_proxy_connect_failed(p, ETIMEDOUT, "connect_timeout expired for");
     } else if (p->phase == LB_PROXY_TUNNEL) {
         lb_log_info("*%llu client %s: tunnel with server %s idle for read_timeout; closing",
-                    (unsigned long long) hc->c->id, hc->c->peer_text, p->server->addr.text);
-        hc->keep_alive = 0;
-        lb_buf_reset(&hc->buf);
+                    (unsigned long long) r->c->id, r->c->peer_text, p->server->addr.text);
+        r->keep_alive = 0;
+        lb_buf_reset(r->body_in);
         rc = lb_http_proxy_finish(p);
     } else {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": %s expired",
@@ -1850,75 +1922,69 @@ lb_http_proxy_timeout(lb_http_conn_t *hc, lb_event_t *ev)
         rc = lb_http_proxy_fail(p, 504, buf);
     }
     if (rc != LB_DONE) {
-        lb_http_run(hc);
+        lb_http_run_request(r);
     }
 }
 
-/* The content handler: takes requests whose route says `upstream`. */
+/* The action of `upstream` routes (installed by lb_http_proxy_init_conf). */
 static int
-lb_http_proxy_content(lb_http_conn_t *hc)
+lb_http_proxy_handler(lb_http_request_t *r)
 {
-    const lb_http_route_t       *route = hc->route;
-    lb_http_msg_t               *msg = &hc->mem->msg;
+    lb_http_conn_t              *hc = lb_http_conn_of(r);   /* for a tunnel */
+    const lb_http_route_t       *route = r->route;
+    lb_http_msg_t               *msg = r->msg;
     const lb_http_proxy_conf_t  *rcf;
     lb_http_proxy_conf_t        *lcf;
     lb_http_proxy_mem_t         *m;
     lb_http_proxy_t             *p;
     size_t                       out_size, held_size = 0;
 
-    if (route == NULL || route->action != LB_HTTP_ROUTE_UPSTREAM) {
-        return LB_DECLINED;
-    }
-    lcf = lb_get_conf(hc->conf->listener->confs, lb_http_proxy_module);
+    lcf = lb_get_conf(r->conf->listener->confs, lb_http_proxy_module);
     rcf = lb_get_conf(route->confs, lb_http_proxy_module);
     if (msg->body != LB_HTTP_BODY_NONE && rcf->request_buffering) {
         held_size = (size_t) lcf->request_buffer_size;
     }
-    out_size = (size_t) lb_max(hc->conf->max_header_size, LB_PROXY_IN_SIZE) + LB_PROXY_OUT_EXTRA;
+    out_size = (size_t) lb_max(r->conf->max_header_size, LB_PROXY_IN_SIZE) + LB_PROXY_OUT_EXTRA;
     m = lb_http_proxy_mem_get(out_size + held_size);
     if (m == NULL) {
         lb_log_error(ENOMEM, "*%llu client %s: cannot allocate proxy buffers",
-                     (unsigned long long) hc->c->id, hc->c->peer_text);
+                     (unsigned long long) r->c->id, r->c->peer_text);
         return 500;
     }
     m->out_size = out_size;
     p = &m->p;
     memset(p, 0, sizeof(*p));
     p->hc = hc;
+    p->r = r;
     p->conf = lcf;
-    p->u = route->upstream;
+    p->u = rcf->upstream;
     p->start = lb_current_msec;
     p->held = m->data + out_size;
     p->held_size = held_size;
     lb_timer_init(&p->body_timer, lb_http_proxy_body_expired, p);
     lb_timer_init(&p->head_timer, lb_http_proxy_head_expired, p);
     lb_buf_init(&p->in, m->in, sizeof(m->in));
-    hc->content = p;
-    hc->content_run = lb_http_proxy_run;
-    hc->content_timeout = lb_http_proxy_timeout;
-    hc->content_cleanup = lb_http_proxy_cleanup;
-    hc->state = LB_HTTP_CONTENT;
-
-    /* the head stays for variables and the log; the body comes after it */
-    hc->buf.start = hc->buf.pos + msg->head_len;
-    lb_buf_consume(&hc->buf, msg->head_len);
-    hc->body = LB_HTTP_BODY_NONE;           /* the core reads no body: we do */
+    r->content = p;
+    r->content_run = lb_http_proxy_run;
+    r->content_timeout = lb_http_proxy_timeout;
+    r->content_cleanup = lb_http_proxy_cleanup;
+    r->body_taken = 1;                      /* the frontend drops no body: we read it */
     lb_http_relay_init(&p->upr, msg->body, msg->content_length, LB_HTTP_OUT_AS_IS,
-                       hc->conf->max_body_size);
+                       r->conf->max_body_size);
     p->whole = p->upr.complete;
     p->streaming = !p->whole && held_size == 0;
     if (msg->expect_continue && msg->body != LB_HTTP_BODY_NONE && msg->version == 11
-        && lb_buf_len(&hc->buf) == 0)
+        && lb_buf_len(r->body_in) == 0)
     {
         /* a buffering proxy asks for the body at once; a streaming one
          * once it is connected, so the client does not send into a void */
-        p->cont_len = sizeof(lb_http_continue) - 1;
+        p->cont_want = true;
         p->cont_early = held_size > 0;
     }
     if (!p->whole && p->conf->client_body_max_time) {
         lb_timer_set(&p->body_timer, p->conf->client_body_max_time);
     }
-    lb_event_timer_del(&hc->c->read);
+    lb_event_timer_del(&r->c->read);
     p->phase = LB_PROXY_BUFFER;
     return LB_OK;
 }

@@ -50,6 +50,7 @@ typedef struct {
     const char         *text;
     const char         *file;
     int                 line;
+    const char         *what;           /* the setting: "rewrite" */
 } lb_route_source_t;
 
 /* The module's configuration of one route: the public part first, so that
@@ -75,11 +76,8 @@ typedef struct {
     bool                field_regex;    /* some field condition is a regex */
 
     bool                failed;         /* its block had an error */
-    const char         *upstream_file;
-    int                 upstream_line;
-    lb_route_source_t   rewrite_src;
-    lb_route_source_t   body_src;
-    lb_route_source_t   location_src;
+    lb_route_source_t   sources[4];     /* values with variables of its action */
+    unsigned            nsources;
 } lb_route_conf_t;
 
 typedef struct {
@@ -102,14 +100,6 @@ static int   lb_route_set_method(lb_conf_t *cf, const lb_setting_t *s, config_se
                                  void *conf);
 static int   lb_route_set_field(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
                                 void *conf);
-static int   lb_route_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
-                                   void *conf);
-static int   lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
-                                 void *conf);
-static int   lb_route_set_redirect(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
-                                   void *conf);
-static int   lb_route_set_rewrite(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
-                                  void *conf);
 
 static const char *const  lb_http_route_protocols[] = { "http", "https", NULL };
 
@@ -133,13 +123,6 @@ static const lb_setting_t  lb_http_route_settings[] = {
       offsetof(lb_route_conf_t, cookies), NULL, lb_route_set_field, 0 },
     { "query", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0,
       offsetof(lb_route_conf_t, queries), NULL, lb_route_set_field, 0 },
-
-    { "upstream", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
-      lb_route_set_upstream, 0 },
-    { "return", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_return, 0 },
-    { "redirect", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL,
-      lb_route_set_redirect, 0 },
-    { "rewrite", LB_SET_CUSTOM, LB_CTX_ROUTE, NULL, 0, 0, 0, NULL, lb_route_set_rewrite, 0 },
     lb_setting_end
 };
 
@@ -151,11 +134,26 @@ static const lb_ctl_command_t  lb_http_route_commands[] = {
     { NULL, NULL, NULL }
 };
 
+/* The route module chooses every request's route (the find_route phase);
+ * the modules that own the actions install the handlers
+ * (lb_http_route_t.handler). */
+static int
+lb_http_route_find(lb_http_request_t *r)
+{
+    r->route = lb_http_route_match(r->conf->listener, r->msg, r->captures, &r->ncaptures);
+    return LB_OK;
+}
+
+static const lb_http_module_t  lb_http_route_ctx = {
+    .find_route = lb_http_route_find,
+};
+
 lb_module_t  lb_http_route_module = {
     "http_route", LB_MODULE_HTTP, lb_http_route_protocols, lb_http_route_settings,
     LB_CTX_LISTENER | LB_CTX_ROUTE,
     lb_http_route_create_conf, lb_http_route_merge_conf, lb_http_route_init_conf,
-    NULL, NULL, NULL, NULL, 0, lb_http_route_commands, LB_MODULE_MERGE_ON_ERROR
+    NULL, NULL, NULL, &lb_http_route_ctx, 0, lb_http_route_commands,
+    LB_MODULE_MERGE_ON_ERROR
 };
 
 /* The methods of RFC 9110 §9 and RFC 5789, one bit each: a route's method
@@ -201,6 +199,10 @@ lb_route_is_token(const char *s, size_t len)
 
 /* Configuration ---------------------------------------------------------- */
 
+/* The route whose block is being parsed: its conf is made first, before
+ * any module parses a setting of the block or merges it. */
+static lb_route_conf_t  *lb_route_compiling;
+
 static void *
 lb_http_route_create_conf(lb_conf_t *cf, unsigned ctx)
 {
@@ -219,7 +221,7 @@ lb_http_route_create_conf(lb_conf_t *cf, unsigned ctx)
     {
         return NULL;
     }
-    rcf->route.content_type = "text/plain";
+    lb_route_compiling = rcf;
     return rcf;
 }
 
@@ -505,173 +507,6 @@ lb_route_set_field(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, vo
     return rc;
 }
 
-/* Compiles a string with variables; what names it in messages. */
-static int
-lb_route_complex(lb_conf_t *cf, config_setting_t *v, const char *what,
-                 lb_http_complex_t **out, lb_route_source_t *src)
-{
-    const char  *text;
-    char         prefix[256];
-
-    if (lb_conf_get_string(cf, v, &text) != LB_OK) {
-        return LB_ERROR;
-    }
-    snprintf(prefix, sizeof(prefix), "invalid \"%s\" in %s", what, cf->block);
-    *out = lb_http_complex_conf(cf, v, text, prefix);
-    if (*out == NULL) {
-        return LB_ERROR;
-    }
-    src->text = lb_pstrdup(cf->pool, text);
-    src->file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
-    src->line = (int) config_setting_source_line(v);
-    return src->text && src->file ? LB_OK : lb_conf_error(cf, v, "out of memory");
-}
-
-static int
-lb_route_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
-{
-    lb_route_conf_t  *rcf = conf;
-    const char       *name;
-
-    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
-        return LB_ERROR;
-    }
-    rcf->route.action = LB_HTTP_ROUTE_UPSTREAM;
-    rcf->route.upstream_name = lb_pstrdup(cf->pool, name);
-    rcf->upstream_file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
-    rcf->upstream_line = (int) config_setting_source_line(v);
-    return rcf->route.upstream_name && rcf->upstream_file ? LB_OK
-                                                         : lb_conf_error(cf, v, "out of memory");
-}
-
-/* Checks that group v (the value of `return` or `redirect`) is a group
- * whose members are all among names; reports each stranger. */
-static int
-lb_route_check_group(lb_conf_t *cf, config_setting_t *v, const char *const *names)
-{
-    config_setting_t  *m;
-    const char        *const *p;
-    char              *where;
-    int                i, n, rc = LB_OK;
-
-    if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
-        return lb_conf_error(cf, v, "\"%s\" must be a group { %s = ...; ... }, not %s",
-                             config_setting_name(v), names[0], lb_conf_type_name(v));
-    }
-    n = config_setting_length(v);
-    for (i = 0; i < n; i++) {
-        m = config_setting_get_elem(v, (unsigned) i);
-        for (p = names; *p && strcmp(*p, config_setting_name(m)) != 0; p++) { /* search */ }
-        if (*p) {
-            continue;
-        }
-        where = lb_psprintf(cf->pool, "\"%s\" of %s", config_setting_name(v), cf->block);
-        rc = lb_conf_unknown_name(cf, m, where ? where : cf->block, names);
-    }
-    return rc;
-}
-
-/* The status member of a return or redirect group; *status keeps its
- * default when there is none. */
-static int
-lb_route_get_status(lb_conf_t *cf, config_setting_t *v, bool redirect, int *status)
-{
-    config_setting_t  *st = config_setting_get_member(v, "status");
-    long long          n;
-
-    if (st == NULL) {
-        if (redirect) {
-            return LB_OK;
-        }
-        return lb_conf_error(cf, v, "missing required setting \"status\" in \"return\" of %s",
-                             cf->block);
-    }
-    if (config_setting_type(st) != CONFIG_TYPE_INT && config_setting_type(st) != CONFIG_TYPE_INT64) {
-        return lb_conf_error(cf, st, "\"status\" must be an integer, not %s",
-                             lb_conf_type_name(st));
-    }
-    n = config_setting_get_int64(st);
-    if (redirect && n != 301 && n != 302 && n != 303 && n != 307 && n != 308) {
-        return lb_conf_error(cf, st, "\"status\" of \"redirect\" must be 301, 302, 303, 307 "
-                             "or 308, got %lld", n);
-    }
-    if (!redirect && (n < 100 || n > 599)) {
-        return lb_conf_error(cf, st, "\"status\" must be between 100 and 599, got %lld", n);
-    }
-    *status = (int) n;
-    return LB_OK;
-}
-
-static int
-lb_route_set_return(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
-{
-    static const char *const  names[] = { "status", "body", "body_file", "content_type", NULL };
-    lb_route_conf_t          *rcf = conf;
-    config_setting_t         *m, *file;
-    const char               *type;
-    int                       rc;
-
-    rcf->route.action = LB_HTTP_ROUTE_RETURN;
-    if (lb_route_check_group(cf, v, names) != LB_OK) {
-        return LB_ERROR;
-    }
-    rc = lb_route_get_status(cf, v, false, &rcf->route.status);
-    m = config_setting_get_member(v, "body");
-    file = config_setting_get_member(v, "body_file");
-    if (m && file) {
-        rc = lb_conf_error(cf, file, "\"return\" of %s has both \"body\" and \"body_file\": "
-                           "give one", cf->block);
-    } else if (m && lb_route_complex(cf, m, "body", &rcf->route.body, &rcf->body_src) != LB_OK) {
-        rc = LB_ERROR;
-    } else if (file && lb_http_conf_read_file(cf, file, &rcf->route.body_file) != LB_OK) {
-        rc = LB_ERROR;
-    }
-    m = config_setting_get_member(v, "content_type");
-    if (m) {
-        if (lb_conf_get_string(cf, m, &type) != LB_OK) {
-            return LB_ERROR;
-        }
-        rcf->route.content_type = lb_pstrdup(cf->pool, type);
-        if (rcf->route.content_type == NULL) {
-            return lb_conf_error(cf, m, "out of memory");
-        }
-    }
-    return rc;
-}
-
-static int
-lb_route_set_redirect(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
-{
-    static const char *const  names[] = { "location", "status", NULL };
-    lb_route_conf_t          *rcf = conf;
-    config_setting_t         *m;
-    int                       rc;
-
-    rcf->route.action = LB_HTTP_ROUTE_REDIRECT;
-    rcf->route.status = 302;
-    if (lb_route_check_group(cf, v, names) != LB_OK) {
-        return LB_ERROR;
-    }
-    rc = lb_route_get_status(cf, v, true, &rcf->route.status);
-    m = config_setting_get_member(v, "location");
-    if (m == NULL) {
-        return lb_conf_error(cf, v, "missing required setting \"location\" in \"redirect\" "
-                             "of %s", cf->block);
-    }
-    if (lb_route_complex(cf, m, "location", &rcf->route.location, &rcf->location_src) != LB_OK) {
-        rc = LB_ERROR;
-    }
-    return rc;
-}
-
-static int
-lb_route_set_rewrite(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
-{
-    lb_route_conf_t  *rcf = conf;
-
-    return lb_route_complex(cf, v, "rewrite", &rcf->route.rewrite, &rcf->rewrite_src);
-}
-
 /* The highest $N (N all digits, as the variables compiler reads names:
  * "$2", "${2}") that text uses; 0 when none. "$$" is a literal dollar. */
 static unsigned long
@@ -710,25 +545,91 @@ lb_route_max_capture(const char *text)
 
 /* A $N in src beyond the capture groups of the route's path_regex. */
 static int
-lb_route_check_captures(lb_conf_t *cf, lb_route_conf_t *rcf, const lb_route_source_t *src,
-                        const char *what)
+lb_route_check_captures(lb_conf_t *cf, lb_route_conf_t *rcf, const lb_route_source_t *src)
 {
     unsigned long  n;
 
-    if (src->text == NULL || (n = lb_route_max_capture(src->text)) == 0) {
+    if ((n = lb_route_max_capture(src->text)) == 0) {
         return LB_OK;
     }
     if (rcf->path_re == NULL) {
         return lb_conf_error_at(cf, src->file, src->line, "\"%s\" uses $%lu, but %s has no "
-                                "path_regex to capture it", what, n, cf->block);
+                                "path_regex to capture it", src->what, n, cf->block);
     }
     if (n > rcf->path_re->ngroups) {
         return lb_conf_error_at(cf, src->file, src->line, "\"%s\" uses $%lu, but path_regex "
-                                "\"%s\" has %u capture group%s", what, n,
+                                "\"%s\" has %u capture group%s", src->what, n,
                                 rcf->path_regex_text, (unsigned) rcf->path_re->ngroups,
                                 rcf->path_re->ngroups == 1 ? "" : "s");
     }
     return LB_OK;
+}
+
+lb_http_complex_t *
+lb_http_route_complex(lb_conf_t *cf, config_setting_t *v, const char *what)
+{
+    lb_route_conf_t    *rcf = lb_route_compiling;
+    lb_route_source_t  *src;
+    lb_http_complex_t  *cv;
+    const char         *text;
+    char                prefix[256];
+
+    if (lb_conf_get_string(cf, v, &text) != LB_OK) {
+        return NULL;
+    }
+    snprintf(prefix, sizeof(prefix), "invalid \"%s\" in %s", what, cf->block);
+    cv = lb_http_complex_conf(cf, v, text, prefix);
+    if (cv == NULL || rcf == NULL || rcf->nsources == lb_nelems(rcf->sources)) {
+        return cv;
+    }
+    src = &rcf->sources[rcf->nsources];
+    src->text = lb_pstrdup(cf->pool, text);
+    src->file = lb_pstrdup(cf->pool, lb_conf_file(cf, v));
+    src->line = (int) config_setting_source_line(v);
+    src->what = what;
+    if (src->text == NULL || src->file == NULL) {
+        lb_conf_error(cf, v, "out of memory");
+        return NULL;
+    }
+    rcf->nsources++;
+    return cv;
+}
+
+void
+lb_http_route_set_action(lb_conf_t *cf, const char *action, lb_http_handler_pt handler,
+                         const char *text, int (*resolve)(lb_conf_t *cf, lb_http_route_t *route),
+                         void (*explain)(const lb_http_route_t *route,
+                                         const lb_http_var_ctx_t *ctx))
+{
+    lb_http_route_t  *route;
+
+    if (lb_route_compiling == NULL) {
+        return;
+    }
+    route = &lb_route_compiling->route;
+    route->handler = handler;
+    route->action = action;
+    route->action_text = text;
+    route->resolve = resolve;
+    route->explain = explain;
+}
+
+/* The names of the action settings of every module (LB_SETTING_ACTION),
+ * for "needs exactly one action: upstream, return or redirect". */
+static size_t
+lb_route_action_names(const char **names, size_t max)
+{
+    const lb_setting_t  *st;
+    size_t               i, n = 0;
+
+    for (i = 0; i < lb_nmodules; i++) {
+        for (st = lb_all_modules[i]->settings; st && st->name; st++) {
+            if ((st->flags & LB_SETTING_ACTION) && (st->contexts & LB_CTX_ROUTE) && n < max) {
+                names[n++] = st->name;
+            }
+        }
+    }
+    return n;
 }
 
 /* Merged even when the block has errors (LB_MODULE_MERGE_ON_ERROR): the
@@ -738,11 +639,11 @@ lb_route_check_captures(lb_conf_t *cf, lb_route_conf_t *rcf, const lb_route_sour
 static int
 lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
-    static const char *const   actions[] = { "upstream", "return", "redirect", NULL };
     lb_route_listener_conf_t  *lcf;
     lb_route_conf_t           *rcf;
-    const char *const         *a;
-    unsigned                   nactions = 0;
+    const char                *names[16];
+    char                       list[256];
+    size_t                     n, i, len = 0, nactions = 0;
     int                        rc = LB_OK;
 
     if (ctx == LB_CTX_LISTENER) {
@@ -754,26 +655,24 @@ lb_http_route_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 
     rcf = conf;
     rcf->failed = cf->block_failed;
-    for (a = actions; *a; a++) {
-        nactions += config_setting_get_member(cf->group, *a) != NULL;
+    n = lb_route_action_names(names, lb_nelems(names));
+    for (i = 0; i < n; i++) {
+        nactions += config_setting_get_member(cf->group, names[i]) != NULL;
+        len += (size_t) snprintf(list + len, sizeof(list) - lb_min(len, sizeof(list)),
+                                 "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
+        len = lb_min(len, sizeof(list) - 1);
     }
     if (nactions != 1) {
-        return lb_conf_error(cf, cf->group, "%s needs exactly one action: upstream, return "
-                             "or redirect", cf->block);
-    }
-    if (rcf->route.rewrite && config_setting_get_member(cf->group, "upstream") == NULL) {
-        rc = lb_conf_error_at(cf, rcf->rewrite_src.file, rcf->rewrite_src.line,
-                              "\"rewrite\" needs the upstream action in %s: it is the "
-                              "path sent upstream", cf->block);
+        return lb_conf_error(cf, cf->group, "%s needs exactly one action: %s", cf->block,
+                             n ? list : "none is built in");
     }
     if (rcf->path_re == NULL && config_setting_get_member(cf->group, "path_regex") != NULL) {
-        return rc;                      /* its error is told: no capture to count */
+        return LB_OK;                   /* its error is told: no capture to count */
     }
-    if (lb_route_check_captures(cf, rcf, &rcf->rewrite_src, "rewrite") != LB_OK
-        || lb_route_check_captures(cf, rcf, &rcf->body_src, "body") != LB_OK
-        || lb_route_check_captures(cf, rcf, &rcf->location_src, "location") != LB_OK)
-    {
-        rc = LB_ERROR;
+    for (i = 0; i < rcf->nsources; i++) {
+        if (lb_route_check_captures(cf, rcf, &rcf->sources[i]) != LB_OK) {
+            rc = LB_ERROR;
+        }
     }
     return rc;
 }
@@ -978,6 +877,7 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
         }
         confs = NULL;
         failed = lb_conf_parse_block(cf, g, LB_CTX_ROUTE, &confs) != LB_OK;
+        lb_route_compiling = NULL;
         rc = failed ? LB_ERROR : rc;
         rcf = confs ? lb_get_conf(confs, lb_http_route_module) : NULL;
         if (rcf == NULL) {
@@ -1005,30 +905,19 @@ lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
 int
 lb_http_routes_resolve(lb_conf_t *cf, lb_http_routes_t *rs)
 {
-    lb_route_conf_t  *rcf;
-    char             *where;
-    size_t            i;
-    int               rc = LB_OK;
+    size_t  i;
+    int     rc = LB_OK;
 
     for (i = 0; i < rs->nroutes; i++) {
-        rcf = (lb_route_conf_t *) rs->routes[i];
-        if (rcf->route.upstream_name == NULL) {
-            continue;
-        }
-        where = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", rcf->route.index,
-                            rcf->route.listener->name);
-        if (lb_upstream_resolve_for(cf, rcf->upstream_file, rcf->upstream_line,
-                                    rcf->route.upstream_name, where ? where : "a route",
-                                    LB_UPSTREAM_CAN_PROXY_PROTOCOL, &rcf->route.upstream)
-            != LB_OK)
-        {
+        if (rs->routes[i]->resolve && rs->routes[i]->resolve(cf, rs->routes[i]) != LB_OK) {
             rc = LB_ERROR;
         }
     }
     return rc;
 }
 
-/* Upstreams may be declared after the listeners that use them. */
+/* Names a route's action refers to (upstreams) may be declared after the
+ * listeners that use them. */
 static int
 lb_http_route_init_conf(lb_conf_t *cf)
 {
@@ -1454,19 +1343,8 @@ lb_http_route_describe(const lb_http_route_t *r, char *buf, size_t size)
         lb_route_text_add(&t, "every request");
     }
 
-    switch (r->action) {
-    case LB_HTTP_ROUTE_UPSTREAM:
-        lb_route_text_add(&t, " -> upstream \"%s\"", r->upstream_name);
-        if (rcf->rewrite_src.text) {
-            lb_route_text_add(&t, ", rewrite = \"%s\"", rcf->rewrite_src.text);
-        }
-        break;
-    case LB_HTTP_ROUTE_RETURN:
-        lb_route_text_add(&t, " -> return %d", r->status);
-        break;
-    case LB_HTTP_ROUTE_REDIRECT:
-        lb_route_text_add(&t, " -> redirect %d \"%s\"", r->status, rcf->location_src.text);
-        break;
+    if (r->action_text) {
+        lb_route_text_add(&t, " -> %s", r->action_text);
     }
     return t.len;
 }
@@ -1568,7 +1446,8 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     static char              req[16384], out[4096], uri[8192];
     const lb_addr_t         *a;
     lb_http_core_conf_t     *hcf, core;
-    lb_http_conn_t           hc;
+    static lb_http_request_t  rq;
+    lb_http_peer_t           peer;
     lb_conn_t                c;
     const lb_http_limits_t   limits = { sizeof(req), LB_HTTP_MAX_HEADERS, 8192 };
     const char              *method, *url, *path, *host = NULL, *listener = NULL, *colon;
@@ -1576,7 +1455,7 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     lb_http_var_ctx_t        ctx;
     lb_listener_t           *ls;
     bool                     https = false;
-    size_t                   caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES], n, hostlen = 0, i;
+    size_t                   caps[2 * LB_HTTP_ROUTE_MAX_CAPTURES], n, hostlen = 0;
     bool                     has_host = false;
     int                      ncaps = 0, k, len;
     unsigned                 port = 0;
@@ -1653,12 +1532,15 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     }
     memset(&core, 0, sizeof(core));
     core.listener = ls;
-    memset(&hc, 0, sizeof(hc));
-    hc.c = &c;
-    hc.conf = &core;
-    hc.local_known = 1;
-    hc.upstream_msec = -1;
-    hc.upstream_connect_msec = -1;
+    memset(&peer, 0, sizeof(peer));
+    peer.local_known = 1;
+    memset(&rq, 0, sizeof(rq));
+    rq.c = &c;
+    rq.conf = &core;
+    rq.peer = &peer;
+    rq.msg = &msg;
+    rq.upstream_msec = -1;
+    rq.upstream_connect_msec = -1;
 
     /* $host of a request without Host is the address it came to: the
      * listener's first, unless it is a wildcard */
@@ -1667,9 +1549,9 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
         && inet_ntop(a->u.sa.sa_family, a->u.sa.sa_family == AF_INET
                                          ? (const void *) &a->u.sin.sin_addr
                                          : (const void *) &a->u.sin6.sin6_addr,
-                     hc.local_ip, sizeof(hc.local_ip)) == NULL)
+                     peer.local_ip, sizeof(peer.local_ip)) == NULL)
     {
-        hc.local_ip[0] = '\0';
+        peer.local_ip[0] = '\0';
     }
 
     /* the listener's own parse and path normalisation, as a request gets */
@@ -1694,43 +1576,16 @@ lb_http_route_ctl(lb_cycle_t *cycle, int argc, char **argv)
     printf("route: %s\n", out);
 
     memset(&ctx, 0, sizeof(ctx));
-    ctx.hc = &hc;
+    ctx.r = &rq;
     ctx.request = &msg;
     ctx.capture_subject = msg.uri.data;
     ctx.captures = caps;
     ctx.ncaptures = ncaps;
 
-    switch (r->action) {
-    case LB_HTTP_ROUTE_UPSTREAM:
-        printf("action: upstream \"%s\"\nservers:", r->upstream_name);
-        for (i = 0; r->upstream && i < r->upstream->nservers; i++) {
-            printf(" %s%s", r->upstream->servers[i].addr.text,
-                   r->upstream->servers[i].backup ? " (backup)" : "");
-        }
-        /* the rewritten path or the normal path lbd routed on, with the
-         * query as sent, as the proxy writes its request line */
-        if (r->rewrite) {
-            n = lb_http_complex_eval(r->rewrite, &ctx, out, sizeof(out) - 1);
-            n = lb_min(n, sizeof(out) - 1);
-        } else {
-            n = (size_t) snprintf(out, sizeof(out), "%.*s", (int) msg.uri.len, msg.uri.data);
-            n = lb_min(n, sizeof(out) - 1);
-        }
-        if (msg.query.len || msg.target.data[msg.target.len - 1] == '?') {
-            n += (size_t) snprintf(out + n, sizeof(out) - n, "?%.*s", (int) msg.query.len,
-                                   msg.query.data);
-        }
-        printf("\npath sent upstream: %.*s\n", (int) lb_min(n, sizeof(out) - 1), out);
-        break;
-    case LB_HTTP_ROUTE_RETURN:
-        n = r->body ? lb_http_complex_eval(r->body, &ctx, NULL, 0) : r->body_file.len;
-        printf("action: return %d (%s, %zu bytes of body)\n", r->status, r->content_type, n);
-        break;
-    case LB_HTTP_ROUTE_REDIRECT:
-        n = lb_http_complex_eval(r->location, &ctx, out, sizeof(out) - 1);
-        printf("action: redirect %d to %.*s\n", r->status, (int) lb_min(n, sizeof(out) - 1),
-               out);
-        break;
+    if (r->explain) {
+        r->explain(r, &ctx);
+    } else {
+        printf("action: none built in serves it (502)\n");
     }
     return 0;
 }

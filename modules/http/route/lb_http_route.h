@@ -53,38 +53,11 @@
 #include "lb_core.h"
 #include "lb_http_parse.h"
 #include "lb_http_var.h"
+#include "lb_http_request.h"
 #include "lb_upstream.h"
 
 #define LB_HTTP_ROUTE_MAX_CAPTURES  10      /* $0..$9: pairs in captures[] */
 
-typedef enum {
-    LB_HTTP_ROUTE_UPSTREAM = 1,
-    LB_HTTP_ROUTE_RETURN,
-    LB_HTTP_ROUTE_REDIRECT,
-} lb_http_route_action_t;
-
-typedef struct lb_http_route_s {
-    unsigned                 index;         /* 1-based, as in "route #3" */
-    const char              *file;          /* where the route is declared */
-    int                      line;
-    lb_listener_t           *listener;
-    lb_http_route_action_t   action;
-
-    /* upstream: the name as written, resolved after the whole file */
-    const char              *upstream_name;
-    lb_upstream_t           *upstream;
-    lb_http_complex_t       *rewrite;       /* NULL: the path is sent as is */
-
-    /* return and redirect */
-    int                      status;
-    lb_http_complex_t       *body;          /* return; NULL: empty body */
-    lb_str_t                 body_file;     /* return: body_file's bytes, read
-                                               at load; data NULL: none */
-    const char              *content_type;  /* return */
-    lb_http_complex_t       *location;      /* redirect */
-
-    void                   **confs;         /* every module's conf of this route */
-} lb_http_route_t;
 
 /* The compiled routes of one listener, in order. */
 typedef struct {
@@ -133,8 +106,23 @@ size_t lb_http_route_describe(const lb_http_route_t *r, char *buf, size_t size);
 int lb_http_routes_compile(lb_conf_t *cf, lb_listener_t *ls, config_setting_t *list,
                            lb_http_routes_t *out);
 
-/* Resolves every upstream named by rs in cf->cycle, with a "did you mean"
- * error at the route's `upstream` line for a dangling one. */
+/* Runs every route's resolve hook (the proxy resolves upstream names
+ * there, with a "did you mean" error at the route's `upstream` line). */
 int lb_http_routes_resolve(lb_conf_t *cf, lb_http_routes_t *rs);
+
+/* For the module that owns an action setting, from its merge_conf of a
+ * route block: installs the action on the route being compiled (handler,
+ * name, describe text, optional resolve and explain hooks). */
+void lb_http_route_set_action(lb_conf_t *cf, const char *action, lb_http_handler_pt handler,
+                              const char *text,
+                              int (*resolve)(lb_conf_t *cf, lb_http_route_t *route),
+                              void (*explain)(const lb_http_route_t *route,
+                                              const lb_http_var_ctx_t *ctx));
+/* For an action module's route setting with variables (rewrite, body,
+ * location): compiles the string value of v, naming it `what` in errors.
+ * Its $N are checked against the route's path_regex once the whole block
+ * is read. NULL on error (reported through cf). */
+lb_http_complex_t *lb_http_route_complex(lb_conf_t *cf, config_setting_t *v,
+                                         const char *what);
 
 #endif

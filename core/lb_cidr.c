@@ -104,21 +104,44 @@ lb_ip_parse(const char *s, size_t len, lb_ip_t *out)
 size_t
 lb_ip_format(const lb_ip_t *ip, char *buf, size_t size)
 {
-    char             text[LB_IP_TEXT_LEN];
-    struct in_addr   in;
+    char             text[LB_IP_TEXT_LEN], *p = text;
     struct in6_addr  in6;
-    int              n;
+    uint32_t         a;
+    unsigned         octet;
+    size_t           len;
+    int              i;
 
     if (ip->family == AF_INET) {
-        in.s_addr = htonl((uint32_t) ip->addr[1]);
-        inet_ntop(AF_INET, &in, text, sizeof(text));
+        /* by hand: glibc's inet_ntop formats IPv4 with sprintf, a cost on
+         * every request that names its client */
+        a = (uint32_t) ip->addr[1];
+        for (i = 3; i >= 0; i--) {
+            octet = (a >> (8 * i)) & 0xff;
+            if (octet >= 100) {
+                *p++ = (char) ('0' + octet / 100);
+            }
+            if (octet >= 10) {
+                *p++ = (char) ('0' + octet / 10 % 10);
+            }
+            *p++ = (char) ('0' + octet % 10);
+            if (i) {
+                *p++ = '.';
+            }
+        }
+        *p = '\0';
+        len = (size_t) (p - text);
     } else {
         lb_store_be64(in6.s6_addr, ip->addr[0]);
         lb_store_be64(in6.s6_addr + 8, ip->addr[1]);
         inet_ntop(AF_INET6, &in6, text, sizeof(text));
+        len = strlen(text);
     }
-    n = snprintf(buf, size, "%s", text);
-    return n < 0 ? 0 : (size_t) n;
+    /* snprintf-like: as much as fits, NUL-terminated, the full length back */
+    if (size) {
+        memcpy(buf, text, lb_min(len, size - 1));
+        buf[lb_min(len, size - 1)] = '\0';
+    }
+    return len;
 }
 
 /* The mask of the first `prefix` bits of a 128-bit address, or of the low

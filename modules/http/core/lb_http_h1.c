@@ -39,6 +39,24 @@ lb_h1_name_is(lb_str_t n, const char *lower, size_t len)
     return n.len == len && strncasecmp(n.data, lower, len) == 0;
 }
 
+/* n in decimal into buf (20 bytes at least); returns the length. By
+ * hand: a printf per response head is a measurable part of a request. */
+static size_t
+lb_h1_uint(char *buf, uint64_t n)
+{
+    char    tmp[20];
+    size_t  len = 0, i;
+
+    do {
+        tmp[len++] = (char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (i = 0; i < len; i++) {
+        buf[i] = tmp[len - 1 - i];
+    }
+    return len;
+}
+
 static size_t
 lb_h1_put(char *p, size_t room, const char *s, size_t n)
 {
@@ -47,6 +65,18 @@ lb_h1_put(char *p, size_t room, const char *s, size_t n)
     }
     memcpy(p, s, n);
     return n;
+}
+
+/* "Content-Length: N\r\n" at p; returns the end. */
+static char *
+lb_h1_length(char *p, const char *num, size_t nlen)
+{
+    memcpy(p, "Content-Length: ", 16);
+    memcpy(p + 16, num, nlen);
+    p += 16 + nlen;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
 }
 
 int
@@ -58,7 +88,7 @@ lb_http_h1_header(lb_http_h1_t *w, lb_http_request_t *r)
     bool                    no_body, write_length, length_done = false;
     char                   *p = w->head, *end = w->head + w->head_size;
     char                    num[24];
-    size_t                  i, n, nlen;
+    size_t                  i, n, nlen, rlen;
     const char             *reason;
 
     memset(&w->head_len, 0, sizeof(*w) - offsetof(lb_http_h1_t, head_len));
@@ -83,17 +113,29 @@ lb_http_h1_header(lb_http_h1_t *w, lb_http_request_t *r)
     } else {
         r->keep_alive = 0;          /* delimited by the end of the connection */
     }
-    nlen = write_length ? (size_t) snprintf(num, sizeof(num), "%lld",
-                                            (long long) o->content_length) : 0;
+    nlen = write_length ? lb_h1_uint(num, (uint64_t) o->content_length) : 0;
 
-    reason = o->reason.len ? NULL : lb_http_reason(st);
-    n = (size_t) snprintf(p, (size_t) (end - p), "HTTP/1.1 %d %.*s\r\n", st,
-                          reason ? (int) strlen(reason) : (int) lb_min(o->reason.len, 512),
-                          reason ? reason : o->reason.data);
-    if (n >= (size_t) (end - p)) {
+    /* "HTTP/1.1 200 OK\r\n": the status is 100..599 (the parser and the
+     * configuration see to it) */
+    if (o->reason.len) {
+        reason = o->reason.data;
+        rlen = lb_min(o->reason.len, 512);
+    } else {
+        reason = lb_http_reason(st);
+        rlen = strlen(reason);
+    }
+    if ((size_t) (end - p) < 9 + 4 + rlen + 2 || st < 100 || st > 999) {
         return LB_ERROR;
     }
-    p += n;
+    memcpy(p, "HTTP/1.1 ", 9);
+    p[9] = (char) ('0' + st / 100);
+    p[10] = (char) ('0' + st / 10 % 10);
+    p[11] = (char) ('0' + st % 10);
+    p[12] = ' ';
+    memcpy(p + 13, reason, rlen);
+    p += 13 + rlen;
+    *p++ = '\r';
+    *p++ = '\n';
     for (i = 0; i < o->nfields; i++) {
         f = &o->fields[i];
         if (lb_h1_name_is(f->name, "content-length", 14)) {
@@ -105,7 +147,7 @@ lb_http_h1_header(lb_http_h1_t *w, lb_http_request_t *r)
             if ((size_t) (end - p) < 18 + nlen) {
                 return LB_ERROR;
             }
-            p += (size_t) sprintf(p, "Content-Length: %s\r\n", num);
+            p = lb_h1_length(p, num, nlen);
             continue;
         }
         if (lb_h1_name_is(f->name, "transfer-encoding", 17)
@@ -130,7 +172,7 @@ lb_http_h1_header(lb_http_h1_t *w, lb_http_request_t *r)
         if ((size_t) (end - p) < 18 + nlen) {
             return LB_ERROR;
         }
-        p += (size_t) sprintf(p, "Content-Length: %s\r\n", num);
+        p = lb_h1_length(p, num, nlen);
     }
     if (w->chunked) {
         n = lb_h1_put(p, (size_t) (end - p), "Transfer-Encoding: chunked\r\n", 28);

@@ -71,3 +71,20 @@ def _client(lbd, data):
     c = Client(lbd.address)
     c.send(data)
     return c
+
+
+def test_forwarded_head_that_outgrows_its_room_is_431(lbd, http_backends):
+    # the client's 8 KB field fits its max_header_size, but request_headers
+    # copy it twice into the head sent upstream, which then does not fit
+    a = http_backends()
+    lbd.start(conf(routes='{ upstream = "web"; request_headers = { add = '
+                          '["X-Copy1: $$http_x_big", "X-Copy2: $$http_x_big"]; }; }'), a=a)
+    with connect(lbd.address) as s:
+        s.sendall(request("/", extra="X-Big: " + "q" * 8000 + "\r\n"))
+        data = helpers.recv_all(s)
+    assert data.startswith(b"HTTP/1.1 431 "), data[:100]
+    assert a.requests == []
+    lbd.wait_log(log_line("info", CLIENT + r"431: the request head with forwarding fields "
+                                           r"does not fit"))
+    status, _, _, _ = read_response(_client(lbd, request("/", extra="X-Big: q\r\n")))
+    assert status == "HTTP/1.1 200 OK"

@@ -667,7 +667,8 @@ lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h, const lb_h
     return h->overflow ? LB_ERROR : LB_OK;
 }
 
-/* Writes the request head for the upstream into out. */
+/* Writes the request head for the upstream into out. LB_OK; LB_ERROR when
+ * it does not fit; LB_DECLINED when a forward filter failed. */
 static int
 lb_http_proxy_build_request(lb_http_proxy_t *p)
 {
@@ -748,8 +749,8 @@ lb_http_proxy_build_request(lb_http_proxy_t *p)
     }
     lb_http_proxy_forward_fields(r, &h, &ctx);
     for (i = 0; i < lb_http_phases.nforward && !h.overflow; i++) {
-        if (lb_http_phases.forward_filters[i](r, &h, &ctx) != LB_OK) {
-            h.overflow = true;
+        if (lb_http_phases.forward_filters[i](r, &h, &ctx) != LB_OK && !h.overflow) {
+            return LB_DECLINED;         /* the filter failed, not the room */
         }
     }
     /* the framing lbd chose, after every edit: a body held whole goes
@@ -1234,7 +1235,13 @@ lb_http_proxy_begin(lb_http_proxy_t *p)
     if (p->streaming) {
         p->upr.out = p->upr.in == LB_HTTP_BODY_CHUNKED ? LB_HTTP_OUT_CHUNKED : LB_HTTP_OUT_AS_IS;
     }
-    if (lb_http_proxy_build_request(p) != LB_OK) {
+    switch (lb_http_proxy_build_request(p)) {
+    case LB_OK:
+        break;
+    case LB_DECLINED:
+        return lb_http_proxy_fail(p, 502, "a forward filter failed");
+    default:
+        /* the client's fields with lbd's and request_headers' additions */
         return lb_http_proxy_fail(p, 431, "the request head with forwarding fields "
                                   "does not fit");
     }

@@ -158,7 +158,7 @@ lb_integration_run = \
 	if [ $$rc != 0 ]; then echo "integration: FAILED (pytest exit $$rc)" >&2; fi; \
 	exit $$rc
 
-test: all $(LB_UNIT_BINS)
+test: all $(LB_UNIT_BINS) objs/bench/httpbackend
 	@rc=0; \
 	( $(lb_unit_run) ) || rc=1; \
 	( $(lb_integration_run) ) || rc=1; \
@@ -169,11 +169,11 @@ test: all $(LB_UNIT_BINS)
 unit: $(LB_UNIT_BINS)
 	@$(lb_unit_run)
 
-integration: all
+integration: all objs/bench/httpbackend
 	@$(lb_integration_run)
 
 # The same tests with the heavy ones at full size (see each test's docstring).
-soak: all
+soak: all objs/bench/httpbackend
 	@export LBD_SOAK=1; $(lb_integration_run)
 
 bench: all $(LB_BENCH_BINS)

@@ -1340,3 +1340,106 @@ def test_lbd_keeps_serving_after_every_kind_of_failure(lbd, http_backends):
     status, _, body, _ = ask(lbd.address, request("/ok"))
     assert status == "HTTP/1.1 200 OK" and body == b"http\n"
     assert lbd.workers() == [worker]
+
+
+def _wrk(address, clients, seconds):
+    """wrk with `clients` keep-alive connections for `seconds`; the number
+    of responses it counted."""
+    import subprocess
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "5s",
+                          f"http://{address}/"], capture_output=True, text=True,
+                         timeout=seconds + 30, check=True).stdout
+    m = re.search(r"(\d+) requests in", out)
+    assert m, out
+    assert "Non-2xx" not in out and "Socket errors" not in out, out
+    return int(m.group(1))
+
+
+class FastBackend:
+    """tests/bench/httpbackend (C, 100-byte keep-alive responses): fast
+    enough that responses finish in bursts, as real servers' do, which is
+    what makes a small fixed pool churn. .accepted() asks it (SIGTERM) for
+    the connections it accepted, and stops it."""
+
+    def __init__(self):
+        import subprocess
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [os.path.join(helpers.ROOT, "objs", "bench", "httpbackend"), str(self.port),
+             "--deadline", "120"], stdout=subprocess.PIPE, text=True)
+        wait_until(lambda: _connects(self.port), timeout=5)
+
+    def accepted(self):
+        import signal
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=10)
+        m = re.search(r"accepted=(\d+)", out)
+        assert m, out
+        return int(m.group(1))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def fast_backend():
+    b = FastBackend()
+    yield b
+    b.stop()
+
+
+def _pool_conf(backend, keepalive=None):
+    extra = f" keepalive = {keepalive};" if keepalive is not None else ""
+    return conf(upstreams=f'web = {{ servers = ( {{ address = "127.0.0.1:{backend.port}"; }} );'
+                          f'{extra} }};')
+
+
+def test_default_pool_keeps_what_the_load_needs_and_never_churns(lbd, fast_backend):
+    # keepalive = "auto" (no setting): a steady load of N keep-alive clients
+    # on one worker needs about N backend connections, once (issue 13: a
+    # fixed 32 opened one per request past the 32nd). One of them is the
+    # readiness probe's.
+    lbd.start(_pool_conf(fast_backend))
+    clients = 64
+    served = _wrk(lbd.address, clients, 3)
+    assert served > 20 * clients
+    accepted = fast_backend.accepted()
+    assert accepted <= clients * 1.1 + 2, (accepted, served)
+
+
+def test_a_fixed_small_pool_churns_under_the_same_load(lbd, fast_backend):
+    # the same load with the old default: what the test above guards against
+    lbd.start(_pool_conf(fast_backend, keepalive=32))
+    served = _wrk(lbd.address, 64, 3)
+    accepted = fast_backend.accepted()
+    assert accepted > 64 * 1.1 + 2, (accepted, served)
+
+
+def test_a_number_bounds_the_pool(lbd, http_backends):
+    a = http_backends()
+    lbd.start(conf(upstreams=upstream("web", "$a", keepalive=2)), a=a)
+    served = _wrk(lbd.address, 16, 1)
+    # only 2 kept: the rest open per request
+    assert a.accepted > 16 and a.accepted <= served
+
+
+def test_keepalive_timeout_closes_an_idle_upstream_connection(lbd, http_backends):
+    a = http_backends()
+    lbd.start(conf(upstreams=upstream("web", "$a", keepalive_timeout='"300ms"')), a=a)
+    c = Client(lbd.address)
+    c.send(request("/1"))
+    assert read_response(c)[2] == b"http\n"
+    time.sleep(0.8)
+    c.send(request("/2"))
+    assert read_response(c)[2] == b"http\n"
+    assert a.accepted == 2

@@ -256,7 +256,7 @@ START_TEST(unknown_upstream_setting)
         "};\n",
         "lbd.conf:7: unknown setting \"retrys\" in upstream \"web\" "
         "(did you mean \"retries\"?); valid here: balance, connect_timeout, hash_key, "
-        "keepalive, passive, proxy_protocol, read_timeout, response_head_timeout, retries, "
+        "keepalive, keepalive_timeout, passive, proxy_protocol, read_timeout, response_head_timeout, retries, "
         "send_timeout, servers, tls");
 }
 END_TEST

@@ -47,6 +47,8 @@ static int lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s,
 static int lb_upstream_set_passive(lb_conf_t *cf, const lb_setting_t *s,
                                    config_setting_t *v, void *conf);
 static void *lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_upstream_set_keepalive(lb_conf_t *cf, const lb_setting_t *s,
+                                       config_setting_t *v, void *conf);
 static int lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int lb_upstream_init_conf(lb_conf_t *cf);
 static int lb_upstream_init_master(lb_cycle_t *cycle);
@@ -81,8 +83,10 @@ static const lb_setting_t  lb_upstream_settings[] = {
       offsetof(lb_upstream_t, response_head_timeout), NULL, NULL, 0 },
     { "retries", LB_SET_INT, LB_CTX_UPSTREAM, "2", 0, 100,
       offsetof(lb_upstream_t, retries), NULL, NULL, 0 },
-    { "keepalive", LB_SET_INT, LB_CTX_UPSTREAM, "32", 0, 100000,
-      offsetof(lb_upstream_t, keepalive), NULL, NULL, 0 },
+    { "keepalive", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
+      offsetof(lb_upstream_t, keepalive), NULL, lb_upstream_set_keepalive, 0 },
+    { "keepalive_timeout", LB_SET_DURATION, LB_CTX_UPSTREAM, "60s", 1, 86400000,
+      offsetof(lb_upstream_t, keepalive_timeout), NULL, NULL, 0 },
     { "proxy_protocol", LB_SET_INT, LB_CTX_UPSTREAM, "0", 0, 2,
       offsetof(lb_upstream_t, proxy_protocol), NULL, NULL, 0 },
     { "passive", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
@@ -106,6 +110,32 @@ lb_module_t  lb_core_upstream_module = {
     lb_upstream_init_master, lb_upstream_init_worker, NULL, NULL, 0
 };
 
+/* keepalive = "auto" (the default) or a number 0..100000, a hard bound. */
+static int
+lb_upstream_set_keepalive(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                          void *conf)
+{
+    int64_t  *out = (int64_t *) ((char *) conf + s->offset);
+    long long n;
+
+    if (config_setting_type(v) == CONFIG_TYPE_STRING) {
+        if (strcmp(config_setting_get_string(v), "auto") == 0) {
+            *out = LB_UPSTREAM_KEEPALIVE_AUTO;
+            return LB_OK;
+        }
+    } else if (config_setting_type(v) == CONFIG_TYPE_INT
+               || config_setting_type(v) == CONFIG_TYPE_INT64)
+    {
+        n = config_setting_get_int64(v);
+        if (n >= 0 && n <= 100000) {
+            *out = n;
+            return LB_OK;
+        }
+    }
+    return lb_conf_error(cf, v, "\"keepalive\" must be \"auto\" or an integer from 0 to "
+                         "100000");
+}
+
 static void *
 lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
 {
@@ -123,6 +153,9 @@ lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
         u = lb_pcalloc(cf->pool, sizeof(*u));
         if (u && lb_array_init(&u->server_list, cf->pool, 8, sizeof(lb_upstream_server_t)) != LB_OK) {
             return NULL;
+        }
+        if (u) {
+            u->keepalive = LB_UPSTREAM_KEEPALIVE_AUTO;
         }
         /* passive health is on without a passive group */
         if (u && lb_conf_set_defaults(cf, lb_upstream_passive_settings, &u->passive) != LB_OK) {

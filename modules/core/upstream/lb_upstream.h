@@ -67,12 +67,18 @@ struct lb_upstream_s {
     lb_msec_t              send_timeout;
     lb_msec_t              response_head_timeout;   /* http: total wait for the final head */
     int64_t                retries;
-    int64_t                keepalive;
+    int64_t                keepalive;       /* http: idle connections kept per
+                                               worker, at most;
+                                               LB_UPSTREAM_KEEPALIVE_AUTO: what
+                                               the recent peak needs */
+    lb_msec_t              keepalive_timeout;   /* an idle one is closed then */
     int64_t                proxy_protocol;  /* 0, or the PROXY version sent to servers */
     lb_upstream_passive_t  passive;
     lb_array_t             server_list;     /* while parsing */
     void                 **confs;           /* every module's conf of this upstream */
 };
+
+#define LB_UPSTREAM_KEEPALIVE_AUTO  (-1)
 
 /* The servers already tried for one connection. */
 typedef struct {

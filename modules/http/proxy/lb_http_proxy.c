@@ -37,7 +37,9 @@
 #define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */
 #define LB_PROXY_OUT_EXTRA     4096     /* forwarding fields and edits */
 #define LB_PROXY_MEM_CACHE     64
-#define LB_PROXY_KA_TIMEOUT    60000    /* an idle upstream connection is closed */
+#define LB_PROXY_KA_WINDOW     10000    /* keepalive = "auto": the peak is the
+                                           highest of this window and the last */
+#define LB_PROXY_KA_AUTO_MAX   4096     /* ... and never more than this idle */
 #define LB_PROXY_MAX_TOKENS    16       /* Connection field tokens honoured */
 #define LB_PROXY_IOV           (LB_HTTP_RELAY_IOV + 4)
 
@@ -48,6 +50,12 @@
 typedef struct {
     lb_queue_t          idle;
     size_t              nidle;
+    /* keepalive = "auto": connections in use by this worker's requests,
+     * and their peak over this window and the one before */
+    size_t              active;
+    size_t              peak;
+    size_t              peak_prev;
+    lb_msec_t           window_start;
 } lb_http_proxy_ka_t;
 
 static const char *const  lb_http_proxy_xff_modes[] = { "append", "replace", "off", NULL };
@@ -463,13 +471,57 @@ lb_http_upconn_idle_handler(lb_event_t *ev)
     lb_http_upconn_close(up);
 }
 
+/* keepalive = "auto": the window moves on; the peak of connections in use
+ * is the highest of this window and the last one. */
+static void
+lb_http_ka_tick(lb_http_proxy_ka_t *ka)
+{
+    lb_msec_t  age = lb_current_msec - ka->window_start;
+
+    if (age >= LB_PROXY_KA_WINDOW) {
+        ka->peak_prev = age >= 2 * LB_PROXY_KA_WINDOW ? ka->active : ka->peak;
+        ka->peak = ka->active;
+        ka->window_start = lb_current_msec;
+    }
+    ka->peak = lb_max(ka->peak, ka->active);
+}
+
+/* How many idle connections the pool may hold now: a number's bound, or
+ * for "auto" what the recent peak needs beside those in use, so a steady
+ * load reuses every connection and a burst is followed by a gradual
+ * shrink (one connection per release, and keepalive_timeout). */
+static size_t
+lb_http_ka_limit(lb_http_proxy_ka_t *ka, lb_upstream_t *u)
+{
+    size_t  peak;
+
+    if (u->keepalive != LB_UPSTREAM_KEEPALIVE_AUTO) {
+        return (size_t) u->keepalive;
+    }
+    lb_http_ka_tick(ka);
+    peak = lb_max(ka->peak, ka->peak_prev);
+    return lb_min(peak > ka->active ? peak - ka->active : 0, LB_PROXY_KA_AUTO_MAX);
+}
+
 static void
 lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
 {
     lb_http_proxy_ka_t  *ka = up->ka;
     lb_http_upconn_t    *old;
+    size_t               limit = lb_http_ka_limit(ka, u);
 
-    if (ka->nidle >= (size_t) u->keepalive) {
+    if (u->keepalive == LB_UPSTREAM_KEEPALIVE_AUTO && ka->nidle >= limit) {
+        /* more than the recent peak needs: this one goes, and so does the
+         * least recently used idle one while the pool is over */
+        if (ka->nidle > limit) {
+            old = lb_queue_data(ka->idle.prev, lb_http_upconn_t, link);
+            ka->nidle--;
+            lb_http_upconn_close(old);
+        }
+        lb_http_upconn_close(up);
+        return;
+    }
+    if (ka->nidle >= limit) {
         /* full: the least recently used one makes room */
         old = lb_queue_data(ka->idle.prev, lb_http_upconn_t, link);
         ka->nidle--;
@@ -479,7 +531,7 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     up->c->read.handler = lb_http_upconn_idle_handler;
     up->c->write.handler = lb_http_upconn_idle_handler;
     lb_event_timer_del(&up->c->write);
-    lb_event_timer_set(&up->c->read, LB_PROXY_KA_TIMEOUT);
+    lb_event_timer_set(&up->c->read, u->keepalive_timeout);
     lb_queue_insert_head(&ka->idle, &up->link);
     lb_queue_insert_head(&lb_http_upconn_idle, &up->all);
     ka->nidle++;
@@ -792,9 +844,10 @@ static void
 lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
 {
     if (p->up) {
+        p->up->ka->active--;
         /* a connection that began with a PROXY header speaks for one
          * client: it is never given to another */
-        if (keep && p->u->keepalive > 0 && !p->u->proxy_protocol && !lb_worker_quitting) {
+        if (keep && p->u->keepalive != 0 && !p->u->proxy_protocol && !lb_worker_quitting) {
             p->up->requests++;
             lb_http_upconn_keep(p->up, p->u);
         } else {
@@ -878,6 +931,8 @@ lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
 static void
 lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
 {
+    up->ka->active++;
+    lb_http_ka_tick(up->ka);
     p->up = up;
     p->pre_sent = 0;                /* the request goes out from its head */
     p->up_done = false;
@@ -1090,6 +1145,7 @@ lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
         }
         lb_buf_reset(&p->in);
         if (p->reused) {
+            p->up->ka->active--;
             lb_http_upconn_close(p->up);
             p->up = NULL;
             rc = lb_http_proxy_open(p);

@@ -23,19 +23,6 @@ lb_chain_first(lb_chain_t *cl)
     return cl;
 }
 
-size_t
-lb_chain_take(lb_chain_t *cl, size_t n)
-{
-    size_t  taken = 0, k;
-
-    for ( ; cl && taken < n; cl = cl->next) {
-        k = lb_min(lb_chain_link_len(cl), n - taken);
-        cl->pos += k;
-        taken += k;
-    }
-    return taken;
-}
-
 lb_chain_t *
 lb_chain_link_array(lb_chain_t *arr, size_t n)
 {

@@ -39,9 +39,6 @@ lb_chain_link_set(lb_chain_t *cl, const void *data, size_t len)
 size_t      lb_chain_len(const lb_chain_t *cl);
 /* The first link with bytes left, or NULL. */
 lb_chain_t *lb_chain_first(lb_chain_t *cl);
-/* Takes n bytes from the front of the chain (at most what it holds);
- * returns how many were taken. */
-size_t      lb_chain_take(lb_chain_t *cl, size_t n);
 /* Links arr[0..n) in order into one chain and returns its head (NULL for
  * n == 0). */
 lb_chain_t *lb_chain_link_array(lb_chain_t *arr, size_t n);

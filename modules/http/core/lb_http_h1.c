@@ -33,12 +33,6 @@ typedef struct {
 #define LB_H1_STEPS   48
 #define LB_H1_FRAME_MAX  24        /* "\r\n" + a chunk line, or the last chunk */
 
-static bool
-lb_h1_name_is(lb_str_t n, const char *lower, size_t len)
-{
-    return n.len == len && strncasecmp(n.data, lower, len) == 0;
-}
-
 /* n in decimal into buf (20 bytes at least); returns the length. By
  * hand: a printf per response head is a measurable part of a request. */
 static size_t
@@ -138,7 +132,7 @@ lb_http_h1_header(lb_http_h1_t *w, lb_http_request_t *r)
     *p++ = '\n';
     for (i = 0; i < o->nfields; i++) {
         f = &o->fields[i];
-        if (lb_h1_name_is(f->name, "content-length", 14)) {
+        if (lb_http_name_eq(f->name.data, f->name.len, "content-length", 14)) {
             /* where a producer put it, with the length the writer frames */
             if (!write_length || length_done) {
                 continue;
@@ -150,9 +144,9 @@ lb_http_h1_header(lb_http_h1_t *w, lb_http_request_t *r)
             p = lb_h1_length(p, num, nlen);
             continue;
         }
-        if (lb_h1_name_is(f->name, "transfer-encoding", 17)
-            || lb_h1_name_is(f->name, "connection", 10)
-            || lb_h1_name_is(f->name, "keep-alive", 10))
+        if (lb_http_name_eq(f->name.data, f->name.len, "transfer-encoding", 17)
+            || lb_http_name_eq(f->name.data, f->name.len, "connection", 10)
+            || lb_http_name_eq(f->name.data, f->name.len, "keep-alive", 10))
         {
             continue;               /* the writer's own */
         }

@@ -171,6 +171,21 @@ typedef struct {
  * 2^60, whitespace other than before ';', a chunk line longer than
  * LB_HTTP_CHUNK_EXT_MAX, trailers longer than LB_HTTP_TRAILER_MAX or not
  * field lines, anything but CRLF where one is due, control characters). */
+/* Whether the field name (or token) p[0..n) is `lower` (lowercase, len
+ * bytes), ignoring ASCII case: the one comparison filters, the writer and
+ * the proxy make of names. */
+static inline bool
+lb_http_name_eq(const char *p, size_t n, const char *lower, size_t len)
+{
+    return n == len && strncasecmp(p, lower, len) == 0;
+}
+
+static inline bool
+lb_http_str_is(lb_str_t s, const char *lower, size_t len)
+{
+    return lb_http_name_eq(s.data, s.len, lower, len);
+}
+
 #define LB_HTTP_CHUNK_TRAILER  1
 int lb_http_parse_chunked(lb_http_chunked_t *c, const char *buf, size_t len,
                           size_t *used, const char **data, size_t *data_len);

@@ -221,12 +221,6 @@ lb_http_relay_sent(lb_http_relay_t *r, lb_buf_t *b, size_t n)
     }
 }
 
-static bool
-lb_http_name_eq(const char *name, size_t len, const char *lower)
-{
-    return strlen(lower) == len && strncasecmp(name, lower, len) == 0;
-}
-
 bool
 lb_http_trailer_forbidden(const char *name, size_t len)
 {
@@ -240,7 +234,7 @@ lb_http_trailer_forbidden(const char *name, size_t len)
     size_t  i;
 
     for (i = 0; names[i]; i++) {
-        if (lb_http_name_eq(name, len, names[i])) {
+        if (lb_http_name_eq(name, len, names[i], strlen(names[i]))) {
             return true;
         }
     }

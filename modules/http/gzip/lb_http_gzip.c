@@ -302,12 +302,6 @@ lb_http_gzip_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-static bool
-lb_http_gzip_eq(const char *p, size_t n, const char *lower, size_t len)
-{
-    return n == len && strncasecmp(p, lower, len) == 0;
-}
-
 /* A weight (RFC 9110 §12.4.2): "0", "0.5", "1", "1.000", in thousandths;
  * -1 when it is none of those. */
 static int
@@ -379,7 +373,7 @@ lb_http_gzip_accept_value(lb_str_t v, int *gzip_q, int *star_q)
                 }
             }
         }
-        if (lb_http_gzip_eq(name, nlen, "gzip", 4) || lb_http_gzip_eq(name, nlen, "x-gzip", 6)) {
+        if (lb_http_name_eq(name, nlen, "gzip", 4) || lb_http_name_eq(name, nlen, "x-gzip", 6)) {
             *gzip_q = lb_max(*gzip_q, w);
         } else if (nlen == 1 && name[0] == '*') {
             *star_q = lb_max(*star_q, w);
@@ -397,7 +391,7 @@ lb_http_gzip_accepts(const lb_http_msg_t *msg)
 
     for (i = 0; i < msg->nheaders; i++) {
         h = &msg->headers[i];
-        if (lb_http_gzip_eq(h->name.data, h->name.len, "accept-encoding", 15)) {
+        if (lb_http_name_eq(h->name.data, h->name.len, "accept-encoding", 15)) {
             lb_http_gzip_accept_value(h->value, &gzip_q, &star_q);
         }
     }
@@ -428,7 +422,7 @@ lb_http_gzip_type_matches(const lb_http_gzip_types_t *types, lb_str_t ct)
             if (n > t->len && strncasecmp(ct.data, t->data, t->len) == 0) {
                 return true;
             }
-        } else if (lb_http_gzip_eq(ct.data, n, t->data, t->len)) {
+        } else if (lb_http_name_eq(ct.data, n, t->data, t->len)) {
             return true;
         }
     }
@@ -452,7 +446,7 @@ lb_http_gzip_list_has(lb_str_t value, const char *token, size_t len)
         while (p < e && *p != '=' && *p != ';' && !lb_http_gzip_ows(*p)) {
             p++;
         }
-        if (lb_http_gzip_eq(t, (size_t) (p - t), token, len)) {
+        if (lb_http_name_eq(t, (size_t) (p - t), token, len)) {
             return true;
         }
         p = e + 1;
@@ -470,7 +464,7 @@ lb_http_gzip_out_has(lb_http_request_t *r, const char *name, size_t nlen, const 
 
     for (i = 0; i < r->out.nfields; i++) {
         f = &r->out.fields[i];
-        if (lb_http_gzip_eq(f->name.data, f->name.len, name, nlen)
+        if (lb_http_name_eq(f->name.data, f->name.len, name, nlen)
             && lb_http_gzip_list_has(f->value, token, tlen))
         {
             return true;
@@ -493,8 +487,8 @@ lb_http_gzip_decide(lb_http_request_t *r, const lb_http_gzip_conf_t *conf)
     }
     for (i = 0; i < r->out.nfields; i++) {
         f = &r->out.fields[i];
-        if (lb_http_gzip_eq(f->name.data, f->name.len, "content-encoding", 16)
-            && !lb_http_gzip_eq(f->value.data, f->value.len, "identity", 8))
+        if (lb_http_name_eq(f->name.data, f->name.len, "content-encoding", 16)
+            && !lb_http_name_eq(f->value.data, f->value.len, "identity", 8))
         {
             return LB_HTTP_GZIP_NO;
         }
@@ -529,7 +523,7 @@ lb_http_gzip_vary(lb_http_request_t *r)
 
     for (i = 0; i < r->out.nfields; i++) {
         f = &r->out.fields[i];
-        if (!lb_http_gzip_eq(f->name.data, f->name.len, "vary", 4)) {
+        if (!lb_http_name_eq(f->name.data, f->name.len, "vary", 4)) {
             continue;
         }
         if (lb_http_gzip_list_has(f->value, "accept-encoding", 15)

@@ -566,12 +566,6 @@ lb_http_proxy_exit_worker(lb_cycle_t *cycle)
 
 /* The request head sent upstream --------------------------------------- */
 
-static bool
-lb_http_name_is(lb_str_t name, const char *lower, size_t len)
-{
-    return name.len == len && strncasecmp(name.data, lower, len) == 0;
-}
-
 /* The tokens of the Connection fields of msg: the fields they name are
  * hop-by-hop too (RFC 9110 §7.6.1). */
 static size_t
@@ -581,7 +575,7 @@ lb_http_connection_tokens(const lb_http_msg_t *msg, lb_str_t *tok, size_t max)
     size_t       i, n = 0;
 
     for (i = 0; i < msg->nheaders; i++) {
-        if (!lb_http_name_is(msg->headers[i].name, "connection", 10)) {
+        if (!lb_http_str_is(msg->headers[i].name, "connection", 10)) {
             continue;
         }
         p = msg->headers[i].value.data;
@@ -625,30 +619,30 @@ lb_http_proxy_drop_request_field(lb_str_t n, int xff)
 {
     switch (n.len) {
     case 2:
-        return lb_http_name_is(n, "te", 2);
+        return lb_http_str_is(n, "te", 2);
     case 4:
-        return lb_http_name_is(n, "host", 4);
+        return lb_http_str_is(n, "host", 4);
     case 6:
-        return lb_http_name_is(n, "expect", 6);
+        return lb_http_str_is(n, "expect", 6);
     case 7:
-        return lb_http_name_is(n, "upgrade", 7) || lb_http_name_is(n, "trailer", 7);
+        return lb_http_str_is(n, "upgrade", 7) || lb_http_str_is(n, "trailer", 7);
     case 9:
-        return lb_http_name_is(n, "x-real-ip", 9);
+        return lb_http_str_is(n, "x-real-ip", 9);
     case 10:
-        return lb_http_name_is(n, "connection", 10) || lb_http_name_is(n, "keep-alive", 10);
+        return lb_http_str_is(n, "connection", 10) || lb_http_str_is(n, "keep-alive", 10);
     case 12:
-        return lb_http_name_is(n, "x-request-id", 12);
+        return lb_http_str_is(n, "x-request-id", 12);
     case 14:
-        return lb_http_name_is(n, "content-length", 14);
+        return lb_http_str_is(n, "content-length", 14);
     case 15:
-        return (xff != LB_HTTP_XFF_OFF && lb_http_name_is(n, "x-forwarded-for", 15));
+        return (xff != LB_HTTP_XFF_OFF && lb_http_str_is(n, "x-forwarded-for", 15));
     case 16:
-        return lb_http_name_is(n, "x-forwarded-host", 16)
-               || lb_http_name_is(n, "x-forwarded-port", 16)
-               || lb_http_name_is(n, "proxy-connection", 16);
+        return lb_http_str_is(n, "x-forwarded-host", 16)
+               || lb_http_str_is(n, "x-forwarded-port", 16)
+               || lb_http_str_is(n, "proxy-connection", 16);
     case 17:
-        return lb_http_name_is(n, "x-forwarded-proto", 17)
-               || lb_http_name_is(n, "transfer-encoding", 17);
+        return lb_http_str_is(n, "x-forwarded-proto", 17)
+               || lb_http_str_is(n, "transfer-encoding", 17);
     default:
         return false;
     }
@@ -709,7 +703,8 @@ lb_http_proxy_forward_fields(lb_http_request_t *r, lb_http_head_t *h, const lb_h
         lb_http_head_add(h, "X-Forwarded-Proto", 17, "http", 4);
     }
     if (r->peer->local_port[0] != '\0') {
-        lb_http_head_add(h, "X-Forwarded-Port", 16, r->peer->local_port, strlen(r->peer->local_port));
+        lb_http_head_add(h, "X-Forwarded-Port", 16, r->peer->local_port,
+                         strlen(r->peer->local_port));
     }
     if (msg->host.len) {
         lb_http_head_add(h, "X-Forwarded-Host", 16, msg->host.data, msg->host.len);
@@ -1268,7 +1263,8 @@ lb_http_proxy_buffer(lb_http_proxy_t *p)
         if (n == LB_AGAIN) {
             return LB_AGAIN;
         }
-        return lb_http_proxy_abort(p, n == 0 ? 0 : errno, "closed the connection in a request body");
+        return lb_http_proxy_abort(p, n == 0 ? 0 : errno,
+                                   "closed the connection in a request body");
     }
 }
 
@@ -1441,20 +1437,20 @@ lb_http_proxy_drop_response_field(lb_str_t n, bool keep_trailer, bool upgrade)
 {
     switch (n.len) {
     case 2:
-        return lb_http_name_is(n, "te", 2);
+        return lb_http_str_is(n, "te", 2);
     case 7:
-        return (!upgrade && lb_http_name_is(n, "upgrade", 7))
-               || (!keep_trailer && lb_http_name_is(n, "trailer", 7));
+        return (!upgrade && lb_http_str_is(n, "upgrade", 7))
+               || (!keep_trailer && lb_http_str_is(n, "trailer", 7));
     case 10:
-        return lb_http_name_is(n, "connection", 10) || lb_http_name_is(n, "keep-alive", 10);
+        return lb_http_str_is(n, "connection", 10) || lb_http_str_is(n, "keep-alive", 10);
     case 12:
-        return lb_http_name_is(n, "x-request-id", 12);
+        return lb_http_str_is(n, "x-request-id", 12);
     case 14:
-        return lb_http_name_is(n, "content-length", 14);
+        return lb_http_str_is(n, "content-length", 14);
     case 16:
-        return lb_http_name_is(n, "proxy-connection", 16);
+        return lb_http_str_is(n, "proxy-connection", 16);
     case 17:
-        return lb_http_name_is(n, "transfer-encoding", 17);
+        return lb_http_str_is(n, "transfer-encoding", 17);
     default:
         return false;
     }
@@ -1525,7 +1521,7 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
         if (lb_http_proxy_drop_response_field(f->name, resp->body == LB_HTTP_BODY_CHUNKED,
                                               upgrade)
             || (ntok && lb_http_named_by(f->name, tok, ntok)
-                && !(upgrade && lb_http_name_is(f->name, "upgrade", 7))))
+                && !(upgrade && lb_http_str_is(f->name, "upgrade", 7))))
         {
             continue;
         }

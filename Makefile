@@ -195,8 +195,12 @@ LB_FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
 LB_FUZZ_BINS := $(patsubst tests/fuzz/%.c,objs/fuzz/%,$(LB_FUZZ_SRCS))
 # the pure parsers the targets exercise: no I/O, linked without liblbd
 LB_FUZZ_PARSER := modules/http/core/lb_http_parse.c core/lb_proxy_protocol.c \
-	modules/stream/tcp/lb_tls_hello.c modules/http/core/lb_http_relay.c core/lb_buf.c core/lb_pool.c \
-	modules/http/core/lb_http_h1.c core/lb_chain.c
+	modules/stream/tcp/lb_tls_hello.c modules/http/core/lb_http_relay.c core/lb_buf.c core/lb_pool.c
+# the HTTP/1 writer's target also links the writer (it defines the few
+# symbols of the core the writer reads)
+LB_FUZZ_WRITER := modules/http/core/lb_http_h1.c core/lb_chain.c
+objs/fuzz/fuzz_http_writer: LB_FUZZ_EXTRA := $(LB_FUZZ_WRITER)
+objs/fuzz/fuzz_http_writer: $(LB_FUZZ_WRITER)
 
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \
@@ -205,7 +209,7 @@ $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_conf
 	$(lb_q)mkdir -p $(@D)
 	$(lb_q)$(FUZZ_CC) -std=gnu11 -g -O1 -Wall -Wextra -Werror \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		$(LB_INCS) -I modules/http/core -MMD -MP -MF $@.d -o $@ $< $(LB_FUZZ_PARSER)
+		$(LB_INCS) -I modules/http/core -MMD -MP -MF $@.d -o $@ $< $(LB_FUZZ_PARSER) $(LB_FUZZ_EXTRA)
 
 -include $(addsuffix .d,$(LB_FUZZ_BINS))
 

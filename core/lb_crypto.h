@@ -19,4 +19,17 @@ int lb_random_bytes(void *buf, size_t n);
 int lb_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
                    unsigned char out[LB_HMAC_SHA256_LEN]);
 
+/* A key made once for many HMAC-SHA256s of short messages (signed
+ * cookies checked per request): the key's inner and outer hash states are
+ * computed when it is made, so a signature costs no allocation and no key
+ * schedule. NULL when out of memory. */
+typedef struct lb_hmac_key_s  lb_hmac_key_t;
+
+lb_hmac_key_t *lb_hmac_key_new(const void *key, size_t key_len);
+void           lb_hmac_key_free(lb_hmac_key_t *k);
+/* HMAC-SHA256 of the concatenation of a (alen bytes) and b (blen bytes). */
+void           lb_hmac_key_sign(const lb_hmac_key_t *k, const void *a, size_t alen,
+                                const void *b, size_t blen,
+                                unsigned char out[LB_HMAC_SHA256_LEN]);
+
 #endif

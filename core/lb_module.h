@@ -13,6 +13,7 @@ typedef enum {
     LB_MODULE_CORE = 0,
     LB_MODULE_STREAM,
     LB_MODULE_HTTP,
+    LB_MODULE_BALANCER,     /* ctx: its lb_upstream_balancer_t (lb_upstream.h) */
 } lb_module_type_t;
 
 /* Configuration contexts: where a setting may appear. */

@@ -1,7 +1,8 @@
 """The example modules build into lbd with ./configure --add-module: echo
 (modules/examples/echo) serves its own listener protocol, count
 (modules/examples/count) joins the http log phase beside the access log,
-upper (modules/examples/upper) is a body filter on the output path. The
+upper (modules/examples/upper) is a body filter on the output path, first
+(modules/examples/first) a balancer that `balance = "first"` names. The
 proof that a module outside the built-in list needs nothing but the
 public interface (SPEC §10, docs/modules.md)."""
 
@@ -40,7 +41,8 @@ def lbd_with_echo(tmp_path_factory):
         extra = os.environ["LBD_CONFIGURE_ARGS"].split()
     subprocess.run(["sh", "./configure", "--add-module=modules/examples/echo",
                     "--add-module=modules/examples/count",
-                    "--add-module=modules/examples/upper"] + extra,
+                    "--add-module=modules/examples/upper",
+                    "--add-module=modules/examples/first"] + extra,
                    cwd=src, check=True, stdout=subprocess.DEVNULL, timeout=120)
     subprocess.run(["make", "-s", "-j2", "objs/lbd"], cwd=src, check=True,
                    stdout=subprocess.DEVNULL, timeout=300)
@@ -49,7 +51,8 @@ def lbd_with_echo(tmp_path_factory):
 
 def test_example_module_is_listed_by_lbd_V(lbd_with_echo):
     out = subprocess.run([lbd_with_echo, "-V"], capture_output=True, text=True, check=True)
-    assert "example_echo example_count example_upper" in out.stdout.splitlines()[-1]
+    assert ("example_echo example_count example_upper example_first"
+            in out.stdout.splitlines()[-1])
 
 
 def test_example_module_settings_are_validated(lbd_with_echo, tmp_path):
@@ -109,6 +112,43 @@ def exchange(port, data):
             if not chunk:
                 return got
             got += chunk
+
+
+def test_a_balancer_module_is_chosen_by_balance(lbd_with_echo, tmp_path):
+    # balance = "first": every request goes to the first server written
+    # while it is usable, to the next one once it is not
+    with RecordingBackend(name="two") as two:
+        with RecordingBackend(name="one") as one:
+            proc, port = start(lbd_with_echo, tmp_path, """{ protocol = "http";
+                listen = "$listen"; routes = ( { upstream = "web"; } ); }""",
+                top=f"""upstreams = {{ web = {{ balance = "first"; keepalive = 0;
+                    servers = ( {{ address = "127.0.0.1:{one.port}"; }},
+                                {{ address = "127.0.0.1:{two.port}"; }} ); }}; }};""")
+            try:
+                for _ in range(10):
+                    assert exchange(port, GET).startswith(b"HTTP/1.1 200")
+                assert len(one.requests) == 10 and len(two.requests) == 0
+            except BaseException:
+                stop(proc)
+                raise
+        try:
+            # one is gone: its refusal sends the request on to two
+            for _ in range(3):
+                assert exchange(port, GET).startswith(b"HTTP/1.1 200")
+            assert len(two.requests) == 3
+        finally:
+            stop(proc)
+    bad = tmp_path / "bad.conf"
+    bad.write_text('upstreams = { web = { balance = "firts"; '
+                   'servers = ( { address = "127.0.0.1:1"; } ); }; };\n')
+    out = subprocess.run([lbd_with_echo, "-t", "-p", str(tmp_path), "-c", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert ('invalid value "firts" for "balance" (did you mean "first"?); expected one of: '
+            'round_robin, least_conn, random_two, hash, first') in out.stderr
+
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
 
 
 def test_example_module_serves_its_protocol(lbd_with_echo, tmp_path):

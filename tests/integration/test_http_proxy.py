@@ -1122,7 +1122,66 @@ def test_get_is_sent_again_when_a_server_closes_without_answering(lbd, http_back
     assert [r.target for r in b.requests] == ["/idem"]
     lbd.wait_log(log_line("info", CLIENT + r'server 127\.0\.0\.1:%d of upstream "web" closed '
                                            r'the connection before a response; sending the '
-                                           r'request again' % a.port))
+                                           r'request again to another server' % a.port))
+
+
+@pytest.mark.parametrize("next_upstream,method,served_by", [
+    (None, "GET", "a"),                             # default: error and timeout only
+    ('["error", "timeout", "503"]', "GET", "b"),
+    ('["error", "timeout", "503"]', "POST", "a"),   # not idempotent: never twice
+    ('"503"', "GET", "b"),
+])
+def test_next_upstream_sends_a_listed_status_to_another_server(lbd, http_backends,
+                                                               next_upstream, method,
+                                                               served_by):
+    a = http_backends(name="a", status=503)
+    b = http_backends(name="b")
+    settings = {"retries": 1, "keepalive": 0}
+    if next_upstream:
+        settings["next_upstream"] = next_upstream
+    lbd.start(conf(upstreams=upstream("web", "$a", "$b", **settings)), a=a, b=b)
+    status, _, body, _ = ask(lbd.address, request("/x", method=method,
+                                                 body=b"x=1" if method == "POST" else None))
+    assert body == served_by.encode() + b"\n"
+    assert status == ("HTTP/1.1 200 OK" if served_by == "b" else
+                      "HTTP/1.1 503 Service Unavailable")
+    assert len(a.requests) == 1 and len(b.requests) == (served_by == "b")
+    if served_by == "b":
+        lbd.wait_log(log_line("info", CLIENT + r'server 127\.0\.0\.1:%d of upstream "web" '
+                                               r'answered 503; sending the request again to '
+                                               r'another server' % a.port))
+
+
+def test_the_last_server_answer_is_passed_on_when_retries_run_out(lbd, http_backends):
+    a = http_backends(name="a", status=503)
+    b = http_backends(name="b", status=503)
+    lbd.start(conf(upstreams=upstream("web", "$a", "$b", retries=1, keepalive=0,
+                                      next_upstream='["503"]')), a=a, b=b)
+    status, _, body, _ = ask(lbd.address, request("/x"))
+    assert status == "HTTP/1.1 503 Service Unavailable" and body in (b"a\n", b"b\n")
+    assert len(a.requests) + len(b.requests) == 2
+
+
+def test_next_upstream_off_answers_the_first_failure(lbd, http_backends):
+    b = http_backends(name="b")
+    dead = f"127.0.0.1:{helpers.free_port()}"
+    lbd.start(conf(upstreams=upstream("web", dead, "$b", retries=1, next_upstream='"off"')),
+              b=b)
+    answers = [ask(lbd.address, request("/x"))[0] for _ in range(2)]
+    # round robin: one of the two goes to the dead server first and is not retried
+    assert "HTTP/1.1 502 Bad Gateway" in answers
+    lbd.wait_log(log_line("warn", CLIENT + r'connect\(\) failed to %s in upstream "web"; not '
+                                           r'trying another server \(next_upstream\) '
+                                           r'\(111: Connection refused\)' % re.escape(dead)))
+    bad = lbd.write_config(conf(upstreams=upstream("web", "$b", next_upstream='["503", "off"]')),
+                           b=b)
+    out = helpers.lbd_test(bad)
+    assert out.returncode == 1 and '"next_upstream": "off" stands alone' in out.stderr
+    bad = lbd.write_config(conf(upstreams=upstream("web", "$b", next_upstream='["eror"]')),
+                           b=b)
+    out = helpers.lbd_test(bad)
+    assert ('invalid value "eror" in "next_upstream" (did you mean "error"?)'
+            in out.stderr), out.stderr
 
 
 def test_post_is_not_sent_again_when_a_server_closes_without_answering(lbd, http_backends):

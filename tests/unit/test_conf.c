@@ -113,7 +113,7 @@ START_TEST(valid_config_loads)
     ck_assert_ptr_nonnull(u);
     ck_assert_ptr_null(lb_upstream_find(cycle, "api"));
     ck_assert_str_eq(u->name, "web");
-    ck_assert_int_eq(u->balance, LB_BALANCE_LEAST_CONN);
+    ck_assert_ptr_eq(u->balancer, &lb_upstream_least_conn);
     ck_assert_int_eq(u->connect_timeout, 2000);
     ck_assert_int_eq(u->read_timeout, 60000);
     ck_assert_int_eq(u->retries, 2);
@@ -256,8 +256,8 @@ START_TEST(unknown_upstream_setting)
         "};\n",
         "lbd.conf:7: unknown setting \"retrys\" in upstream \"web\" "
         "(did you mean \"retries\"?); valid here: balance, connect_timeout, hash_key, "
-        "keepalive, keepalive_timeout, passive, proxy_protocol, read_timeout, response_head_timeout, retries, "
-        "send_timeout, servers, tls");
+        "keepalive, keepalive_timeout, next_upstream, passive, proxy_protocol, read_timeout, "
+        "response_head_timeout, retries, send_timeout, servers, slow_start, sticky, tls");
 }
 END_TEST
 
@@ -475,18 +475,18 @@ START_TEST(unknown_enum_value_without_suggestion)
 }
 END_TEST
 
-START_TEST(balance_hash_is_not_available)
+START_TEST(unknown_balancer_names_the_balancers)
 {
     expect_error(
         TCP_LISTENER
         "upstreams = {\n"                                                   /* 4 */
         "  web = {\n"                                                       /* 5 */
-        "    balance = \"hash\";\n"                                         /* 6 */
+        "    balance = \"hashh\";\n"                                        /* 6 */
         "    servers = ( { address = \"127.0.0.1:9001\"; } );\n"
         "  };\n"
         "};\n",
-        "lbd.conf:6: balance \"hash\" is not available in this version of lbd; "
-        "use round_robin, least_conn or random_two");
+        "lbd.conf:6: invalid value \"hashh\" for \"balance\" (did you mean \"hash\"?); "
+        "expected one of: round_robin, least_conn, random_two, hash");
 }
 END_TEST
 
@@ -861,7 +861,7 @@ conf_suite(void)
     tcase_add_test(tc, invalid_listen_address_in_an_array_names_its_line);
     tcase_add_test(tc, unknown_enum_value_suggests_the_closest);
     tcase_add_test(tc, unknown_enum_value_without_suggestion);
-    tcase_add_test(tc, balance_hash_is_not_available);
+    tcase_add_test(tc, unknown_balancer_names_the_balancers);
     tcase_add_test(tc, dangling_upstream_reference_suggests_the_closest);
     tcase_add_test(tc, dangling_upstream_reference_without_suggestion);
     tcase_add_test(tc, missing_server_address);

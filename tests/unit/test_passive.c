@@ -120,6 +120,7 @@ make_upstream(test_upstream_t *t, const char *spec, int64_t max_fails)
     t->u.nservers = n;
     t->u.passive.max_fails = max_fails;
     t->u.passive.fail_timeout = 1000;
+    t->u.balancer = &lb_upstream_round_robin;
     for (i = 0; i < n; i++) {
         t->servers[i].weight = 1;
         t->servers[i].backup = spec[i] == 'b';
@@ -138,19 +139,19 @@ make_upstream(test_upstream_t *t, const char *spec, int64_t max_fails)
 static char
 pick_at(test_upstream_t *t, lb_msec_t now, bool *trial)
 {
-    lb_upstream_try_t      try;
+    lb_upstream_peer_t      pr;
     lb_upstream_server_t  *s;
     const char            *why = NULL;
 
     lb_current_msec = now;
-    memset(&try, 0, sizeof(try));
-    s = lb_upstream_pick(&t->u, &try, &why);
+    lb_upstream_peer_init(&pr, &t->u);
+    s = lb_upstream_pick(&pr, &why);
     if (s == NULL) {
         return '-';
     }
-    lb_upstream_release(s);
+    lb_upstream_release(s, LB_PEER_UNUSED);
     if (trial) {
-        *trial = try.trial;
+        *trial = pr.try.trial;
     }
     return (char) ('a' + (s - t->servers));
 }

@@ -38,7 +38,7 @@ swrr_sequence(lb_upstream_server_t *servers, size_t nservers, const bool *usable
 
     ck_assert_int_lt(n, (int) sizeof(seq));
     for (i = 0; i < n; i++) {
-        k = lb_upstream_swrr(servers, nservers, usable);
+        k = lb_upstream_swrr(servers, nservers, usable, 0);
         seq[i] = k < 0 ? '-' : (char) ('a' + k);
     }
     seq[n] = '\0';
@@ -124,10 +124,10 @@ START_TEST(swrr_all_unusable_is_minus_one)
     lb_upstream_server_t  s[2];
 
     set_weights(s, 2, w);
-    ck_assert_int_eq(lb_upstream_swrr(s, 2, usable), -1);
+    ck_assert_int_eq(lb_upstream_swrr(s, 2, usable, 0), -1);
     ck_assert_int_eq(s[0].current, 0);
     ck_assert_int_eq(s[1].current, 0);
-    ck_assert_int_eq(lb_upstream_swrr(s, 0, usable), -1);
+    ck_assert_int_eq(lb_upstream_swrr(s, 0, usable, 0), -1);
 }
 END_TEST
 
@@ -135,7 +135,8 @@ END_TEST
 
 /* spec: one char per server, 'p' primary or 'b' backup, primaries first */
 static void
-make_upstream(test_upstream_t *t, const char *spec, const int64_t *weights, int balance)
+make_upstream(test_upstream_t *t, const char *spec, const int64_t *weights,
+               const lb_upstream_balancer_t *balance)
 {
     size_t  i, n = strlen(spec);
 
@@ -144,7 +145,7 @@ make_upstream(test_upstream_t *t, const char *spec, const int64_t *weights, int 
     t->u.name = "test";
     t->u.servers = t->servers;
     t->u.nservers = n;
-    t->u.balance = balance;
+    t->u.balancer = balance;
     for (i = 0; i < n; i++) {
         t->servers[i].weight = weights ? weights[i] : 1;
         t->servers[i].backup = spec[i] == 'b';
@@ -159,18 +160,18 @@ make_upstream(test_upstream_t *t, const char *spec, const int64_t *weights, int 
 static char
 pick_new(test_upstream_t *t, const char **why)
 {
-    lb_upstream_try_t      try;
+    lb_upstream_peer_t      pr;
     lb_upstream_server_t  *s;
 
-    memset(&try, 0, sizeof(try));
-    s = lb_upstream_pick(&t->u, &try, why);
+    lb_upstream_peer_init(&pr, &t->u);
+    s = lb_upstream_pick(&pr, why);
     return s ? (char) ('a' + (s - t->servers)) : '-';
 }
 
 static char
-pick_in(test_upstream_t *t, lb_upstream_try_t *try, const char **why)
+pick_in(test_upstream_t *t, lb_upstream_peer_t *pr, const char **why)
 {
-    lb_upstream_server_t  *s = lb_upstream_pick(&t->u, try, why);
+    lb_upstream_server_t  *s = lb_upstream_pick(pr, why);
 
     return s ? (char) ('a' + (s - t->servers)) : '-';
 }
@@ -186,7 +187,7 @@ pick_sequence(test_upstream_t *t, int n)
     for (i = 0; i < n; i++) {
         seq[i] = pick_new(t, &why);
         if (seq[i] != '-') {
-            lb_upstream_release(&t->servers[seq[i] - 'a']);
+            lb_upstream_release(&t->servers[seq[i] - 'a'], LB_PEER_UNUSED);
         }
     }
     seq[n] = '\0';
@@ -198,7 +199,7 @@ START_TEST(pick_round_robin_follows_swrr)
     static const int64_t  w[] = { 5, 1, 1 };
     test_upstream_t       t;
 
-    make_upstream(&t, "ppp", w, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "ppp", w, &lb_upstream_round_robin);
     ck_assert_str_eq(pick_sequence(&t, 14), "aabacaa" "aabacaa");
 }
 END_TEST
@@ -206,18 +207,18 @@ END_TEST
 START_TEST(pick_counts_the_connection_and_release_returns_it)
 {
     test_upstream_t        t;
-    lb_upstream_try_t      try;
+    lb_upstream_peer_t      pr;
     lb_upstream_server_t  *s;
     const char            *why = NULL;
 
-    make_upstream(&t, "p", NULL, LB_BALANCE_ROUND_ROBIN);
-    memset(&try, 0, sizeof(try));
-    s = lb_upstream_pick(&t.u, &try, &why);
+    make_upstream(&t, "p", NULL, &lb_upstream_round_robin);
+    lb_upstream_peer_init(&pr, &t.u);
+    s = lb_upstream_pick(&pr, &why);
     ck_assert_ptr_eq(s, &t.servers[0]);
     ck_assert_uint_eq(t.states[0].active, 1);
-    ck_assert_uint_eq(try.attempts, 1);
-    ck_assert(try.tried[0] & 1);
-    lb_upstream_release(s);
+    ck_assert_uint_eq(pr.try.attempts, 1);
+    ck_assert(pr.try.tried[0] & 1);
+    lb_upstream_release(s, LB_PEER_UNUSED);
     ck_assert_uint_eq(t.states[0].active, 0);
 }
 END_TEST
@@ -226,7 +227,7 @@ START_TEST(pick_prefers_primaries_over_backups)
 {
     test_upstream_t  t;
 
-    make_upstream(&t, "ppb", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "ppb", NULL, &lb_upstream_round_robin);
     ck_assert_str_eq(pick_sequence(&t, 6), "ababab");
     ck_assert_uint_eq(t.states[2].active, 0);
 }
@@ -235,19 +236,19 @@ END_TEST
 START_TEST(pick_retries_other_servers_then_backups)
 {
     test_upstream_t    t;
-    lb_upstream_try_t  try;
+    lb_upstream_peer_t  pr;
     const char        *why = NULL;
 
-    make_upstream(&t, "ppbb", NULL, LB_BALANCE_ROUND_ROBIN);
-    memset(&try, 0, sizeof(try));
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'a');
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'b');
+    make_upstream(&t, "ppbb", NULL, &lb_upstream_round_robin);
+    lb_upstream_peer_init(&pr, &t.u);
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'a');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'b');
     /* every primary tried: now the backups */
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'c');
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'd');
-    ck_assert_int_eq(pick_in(&t, &try, &why), '-');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'c');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'd');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), '-');
     ck_assert_str_eq(why, "every server failed");
-    ck_assert_uint_eq(try.attempts, 4);
+    ck_assert_uint_eq(pr.try.attempts, 4);
 }
 END_TEST
 
@@ -256,7 +257,7 @@ START_TEST(pick_uses_backup_when_primaries_are_down)
     test_upstream_t  t;
     const char      *why = NULL;
 
-    make_upstream(&t, "ppb", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "ppb", NULL, &lb_upstream_round_robin);
     t.states[0].down = 1;
     ck_assert_str_eq(pick_sequence(&t, 3), "bbb");
     t.states[1].down = 1;
@@ -274,7 +275,7 @@ START_TEST(pick_respects_max_conns)
     test_upstream_t  t;
     const char      *why = NULL;
 
-    make_upstream(&t, "pp", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "pp", NULL, &lb_upstream_round_robin);
     t.servers[0].max_conns = 2;
     t.servers[1].max_conns = 1;
 
@@ -289,7 +290,7 @@ START_TEST(pick_respects_max_conns)
     ck_assert_uint_eq(t.states[0].active, 2);   /* a failed pick counts nothing */
     ck_assert_uint_eq(t.states[1].active, 1);
 
-    lb_upstream_release(&t.servers[1]);
+    lb_upstream_release(&t.servers[1], LB_PEER_UNUSED);
     ck_assert_int_eq(pick_new(&t, &why), 'b');
     ck_assert_uint_eq(t.states[1].active, 1);
 }
@@ -301,7 +302,7 @@ START_TEST(pick_max_conns_zero_is_unlimited)
     const char      *why = NULL;
     int              i;
 
-    make_upstream(&t, "p", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "p", NULL, &lb_upstream_round_robin);
     for (i = 0; i < 1000; i++) {
         ck_assert_int_eq(pick_new(&t, &why), 'a');
     }
@@ -314,12 +315,12 @@ START_TEST(pick_full_primaries_overflow_to_backup)
     test_upstream_t  t;
     const char      *why = NULL;
 
-    make_upstream(&t, "pb", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "pb", NULL, &lb_upstream_round_robin);
     t.servers[0].max_conns = 1;
     ck_assert_int_eq(pick_new(&t, &why), 'a');
     ck_assert_int_eq(pick_new(&t, &why), 'b');
     ck_assert_int_eq(pick_new(&t, &why), 'b');
-    lb_upstream_release(&t.servers[0]);
+    lb_upstream_release(&t.servers[0], LB_PEER_UNUSED);
     ck_assert_int_eq(pick_new(&t, &why), 'a');
 }
 END_TEST
@@ -327,16 +328,16 @@ END_TEST
 START_TEST(pick_why_when_causes_are_mixed)
 {
     test_upstream_t    t;
-    lb_upstream_try_t  try;
+    lb_upstream_peer_t  pr;
     const char        *why = NULL;
 
-    make_upstream(&t, "ppp", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "ppp", NULL, &lb_upstream_round_robin);
     t.states[0].down = 1;
     t.servers[1].max_conns = 1;
     t.states[1].active = 1;
-    memset(&try, 0, sizeof(try));
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'c');
-    ck_assert_int_eq(pick_in(&t, &try, &why), '-');
+    lb_upstream_peer_init(&pr, &t.u);
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'c');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), '-');
     ck_assert_str_eq(why, "no server is up, below max_conns and untried");
 }
 END_TEST
@@ -344,14 +345,14 @@ END_TEST
 START_TEST(pick_why_down_and_tried)
 {
     test_upstream_t    t;
-    lb_upstream_try_t  try;
+    lb_upstream_peer_t  pr;
     const char        *why = NULL;
 
-    make_upstream(&t, "pb", NULL, LB_BALANCE_ROUND_ROBIN);
+    make_upstream(&t, "pb", NULL, &lb_upstream_round_robin);
     t.states[1].down = 1;
-    memset(&try, 0, sizeof(try));
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'a');
-    ck_assert_int_eq(pick_in(&t, &try, &why), '-');
+    lb_upstream_peer_init(&pr, &t.u);
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'a');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), '-');
     ck_assert_str_eq(why, "no server is up, below max_conns and untried");
 }
 END_TEST
@@ -361,7 +362,7 @@ START_TEST(pick_least_conn_picks_the_least_loaded)
     test_upstream_t  t;
     const char      *why = NULL;
 
-    make_upstream(&t, "ppp", NULL, LB_BALANCE_LEAST_CONN);
+    make_upstream(&t, "ppp", NULL, &lb_upstream_least_conn);
     t.states[0].active = 5;
     t.states[1].active = 2;
     t.states[2].active = 7;
@@ -385,7 +386,7 @@ START_TEST(pick_least_conn_weighs_connections)
     const char           *why = NULL;
 
     /* 4 connections on weight 2 (2 per unit) beat 3 on weight 1 */
-    make_upstream(&t, "pp", w, LB_BALANCE_LEAST_CONN);
+    make_upstream(&t, "pp", w, &lb_upstream_least_conn);
     t.states[0].active = 4;
     t.states[1].active = 3;
     ck_assert_int_eq(pick_new(&t, &why), 'a');
@@ -398,18 +399,18 @@ END_TEST
 START_TEST(pick_least_conn_skips_down_and_tried)
 {
     test_upstream_t    t;
-    lb_upstream_try_t  try;
+    lb_upstream_peer_t  pr;
     const char        *why = NULL;
 
-    make_upstream(&t, "ppp", NULL, LB_BALANCE_LEAST_CONN);
+    make_upstream(&t, "ppp", NULL, &lb_upstream_least_conn);
     t.states[0].active = 0;
     t.states[0].down = 1;
     t.states[1].active = 9;
     t.states[2].active = 4;
-    memset(&try, 0, sizeof(try));
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'c');
-    ck_assert_int_eq(pick_in(&t, &try, &why), 'b');
-    ck_assert_int_eq(pick_in(&t, &try, &why), '-');
+    lb_upstream_peer_init(&pr, &t.u);
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'c');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), 'b');
+    ck_assert_int_eq(pick_in(&t, &pr, &why), '-');
 }
 END_TEST
 
@@ -420,7 +421,7 @@ START_TEST(pick_random_two_of_two_takes_the_less_loaded)
     int              i;
 
     /* with two servers both are always the two choices */
-    make_upstream(&t, "pp", NULL, LB_BALANCE_RANDOM_TWO);
+    make_upstream(&t, "pp", NULL, &lb_upstream_random_two);
     t.states[0].active = 100;
     for (i = 0; i < 50; i++) {
         ck_assert_int_eq(pick_new(&t, &why), 'b');

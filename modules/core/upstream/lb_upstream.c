@@ -1,9 +1,15 @@
 /*
- * lb_upstream.c: the upstreams = { } section, server selection (smooth
- * weighted round robin, least connections, power of two random choices)
- * and the shared per-server state.
+ * lb_upstream.c: the upstreams = { } section, the choice of a usable
+ * server (the balancers themselves are in lb_upstream_<name>.c; the
+ * connect sequence in lb_upstream_peer.c), passive health, slow start and
+ * the shared per-server state.
  */
 #include "lb_upstream.h"
+#include "lb_upstream_maglev.h"
+#include "lb_upstream_sticky.h"
+#include "lb_crypto.h"
+
+#include <fcntl.h>
 
 #define LB_UPSTREAM_ZONE            "lb_upstream_state"
 #define LB_UPSTREAM_ZONE_MIN_SLOTS  64
@@ -36,10 +42,13 @@ typedef struct {
 #define lb_upstream_zone_nslots(zone)                                         \
     (((zone)->size - offsetof(lb_upstream_shm_t, slots)) / sizeof(lb_upstream_slot_t))
 
-static const char *const  lb_balance_names[] = {
-    "round_robin", "least_conn", "random_two", "hash", NULL
+static const lb_upstream_balancer_t  *const lb_upstream_builtin_balancers[] = {
+    &lb_upstream_round_robin, &lb_upstream_least_conn, &lb_upstream_random_two,
+    &lb_upstream_hash, NULL
 };
 
+static int lb_upstream_set_balance(lb_conf_t *cf, const lb_setting_t *s,
+                                   config_setting_t *v, void *conf);
 static int lb_upstream_set_upstreams(lb_conf_t *cf, const lb_setting_t *s,
                                      config_setting_t *v, void *conf);
 static int lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s,
@@ -54,6 +63,32 @@ static int lb_upstream_init_conf(lb_conf_t *cf);
 static int lb_upstream_init_master(lb_cycle_t *cycle);
 static int lb_upstream_init_worker(lb_cycle_t *cycle);
 
+static int lb_upstream_set_sticky(lb_conf_t *cf, const lb_setting_t *s,
+                                  config_setting_t *v, void *conf);
+static int lb_upstream_set_next(lb_conf_t *cf, const lb_setting_t *s,
+                                config_setting_t *v, void *conf);
+
+static const char *const  lb_sticky_modes[] = { "none", "cookie", "source_ip", NULL };
+
+/* The settings of sticky = { }, offsets into lb_upstream_sticky_t. */
+static const lb_setting_t  lb_upstream_sticky_settings[] = {
+    { "mode", LB_SET_ENUM, 0, NULL, 0, 0,
+      offsetof(lb_upstream_sticky_t, mode), lb_sticky_modes, NULL, LB_SETTING_REQUIRED },
+    { "cookie", LB_SET_STR, 0, "LBSTICKY", 0, 0,
+      offsetof(lb_upstream_sticky_t, cookie), NULL, NULL, 0 },
+    { "ttl", LB_SET_DURATION, 0, "1h", 1000, 366 * 86400000LL,
+      offsetof(lb_upstream_sticky_t, ttl), NULL, NULL, 0 },
+    { "secret_file", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_upstream_sticky_t, secret_file), NULL, NULL, 0 },
+    { "path", LB_SET_STR, 0, "/", 0, 0,
+      offsetof(lb_upstream_sticky_t, path), NULL, NULL, 0 },
+    { "domain", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_upstream_sticky_t, domain), NULL, NULL, 0 },
+    { "table_size", LB_SET_INT, 0, "65536", 16, 10000000,
+      offsetof(lb_upstream_sticky_t, table_size), NULL, NULL, 0 },
+    lb_setting_end
+};
+
 /* The settings of passive = { }, offsets into lb_upstream_passive_t. */
 static const lb_setting_t  lb_upstream_passive_settings[] = {
     { "max_fails", LB_SET_INT, 0, "1", 0, 1000,
@@ -67,8 +102,8 @@ static const lb_setting_t  lb_upstream_settings[] = {
     { "upstreams", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0, 0, NULL,
       lb_upstream_set_upstreams, 0 },
 
-    { "balance", LB_SET_ENUM, LB_CTX_UPSTREAM, "round_robin", 0, 0,
-      offsetof(lb_upstream_t, balance), lb_balance_names, NULL, 0 },
+    { "balance", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
+      offsetof(lb_upstream_t, balancer), NULL, lb_upstream_set_balance, 0 },
     { "hash_key", LB_SET_STR, LB_CTX_UPSTREAM, "$remote_addr", 0, 0,
       offsetof(lb_upstream_t, hash_key), NULL, NULL, 0 },
     { "servers", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0, 0, NULL,
@@ -91,6 +126,12 @@ static const lb_setting_t  lb_upstream_settings[] = {
       offsetof(lb_upstream_t, proxy_protocol), NULL, NULL, 0 },
     { "passive", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
       offsetof(lb_upstream_t, passive), NULL, lb_upstream_set_passive, 0 },
+    { "next_upstream", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
+      offsetof(lb_upstream_t, next_upstream), NULL, lb_upstream_set_next, 0 },
+    { "sticky", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
+      offsetof(lb_upstream_t, sticky), NULL, lb_upstream_set_sticky, 0 },
+    { "slow_start", LB_SET_DURATION, LB_CTX_UPSTREAM, "0", 0, 86400000,
+      offsetof(lb_upstream_t, slow_start), NULL, NULL, 0 },
 
     { "address", LB_SET_ADDR, LB_CTX_SERVER, NULL, 0, 0,
       offsetof(lb_upstream_server_t, addr), NULL, NULL, LB_SETTING_REQUIRED },
@@ -109,6 +150,130 @@ lb_module_t  lb_core_upstream_module = {
     lb_upstream_create_conf, lb_upstream_merge_conf, lb_upstream_init_conf,
     lb_upstream_init_master, lb_upstream_init_worker, NULL, NULL, 0
 };
+
+const lb_upstream_balancer_t *
+lb_upstream_balancer_find(const char *name)
+{
+    const lb_upstream_balancer_t  *b;
+    size_t                         i;
+
+    for (i = 0; lb_upstream_builtin_balancers[i]; i++) {
+        if (strcmp(lb_upstream_builtin_balancers[i]->name, name) == 0) {
+            return lb_upstream_builtin_balancers[i];
+        }
+    }
+    for (i = 0; i < lb_nmodules; i++) {
+        b = lb_all_modules[i]->ctx;
+        if (lb_all_modules[i]->type == LB_MODULE_BALANCER && b && strcmp(b->name, name) == 0) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/* balance = "NAME": a built-in balancer or one a module adds. */
+static int
+lb_upstream_set_balance(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    const lb_upstream_balancer_t  **out = (const lb_upstream_balancer_t **) ((char *) conf
+                                                                             + s->offset);
+    const lb_upstream_balancer_t   *b;
+    const char                     *name, *names[64], *hint;
+    char                            list[512];
+    size_t                          i, n = 0, len = 0;
+
+    if (lb_conf_get_string(cf, v, &name) != LB_OK) {
+        return LB_ERROR;
+    }
+    *out = lb_upstream_balancer_find(name);
+    if (*out) {
+        return LB_OK;
+    }
+    for (i = 0; lb_upstream_builtin_balancers[i]; i++) {
+        names[n++] = lb_upstream_builtin_balancers[i]->name;
+    }
+    for (i = 0; i < lb_nmodules && n < 63; i++) {
+        b = lb_all_modules[i]->ctx;
+        if (lb_all_modules[i]->type == LB_MODULE_BALANCER && b) {
+            names[n++] = b->name;
+        }
+    }
+    names[n] = NULL;
+    list[0] = '\0';
+    for (i = 0; i < n && len < sizeof(list); i++) {
+        len += (size_t) snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+                                 names[i]);
+    }
+    hint = lb_did_you_mean(name, names);
+    if (hint) {
+        return lb_conf_error(cf, v, "invalid value \"%s\" for \"balance\" (did you mean "
+                             "\"%s\"?); expected one of: %s", name, hint, list);
+    }
+    return lb_conf_error(cf, v, "invalid value \"%s\" for \"balance\"; expected one of: %s",
+                         name, list);
+}
+
+static const struct {
+    const char  *name;
+    unsigned     bit;
+} lb_upstream_next_names[] = {
+    { "error", LB_NEXT_ERROR }, { "timeout", LB_NEXT_TIMEOUT },
+    { "invalid_header", LB_NEXT_INVALID_HEADER }, { "500", LB_NEXT_500 },
+    { "502", LB_NEXT_502 }, { "503", LB_NEXT_503 }, { "504", LB_NEXT_504 },
+    { "429", LB_NEXT_429 }, { "off", 0 }, { NULL, 0 }
+};
+
+unsigned
+lb_upstream_next_status(int status)
+{
+    switch (status) {
+    case 500: return LB_NEXT_500;
+    case 502: return LB_NEXT_502;
+    case 503: return LB_NEXT_503;
+    case 504: return LB_NEXT_504;
+    case 429: return LB_NEXT_429;
+    default:  return 0;
+    }
+}
+
+/* next_upstream = ["error", "timeout", "502", ...] or "off". */
+static int
+lb_upstream_set_next(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    unsigned          *out = (unsigned *) ((char *) conf + s->offset);
+    const char        *names[16], *word, *hint;
+    config_setting_t  *e;
+    int                i, n, k;
+    bool               off = false;
+
+    for (k = 0; lb_upstream_next_names[k].name; k++) {
+        names[k] = lb_upstream_next_names[k].name;
+    }
+    names[k] = NULL;
+    *out = 0;
+    n = config_setting_is_array(v) || config_setting_is_list(v) ? config_setting_length(v) : 1;
+    for (i = 0; i < n; i++) {
+        e = config_setting_is_scalar(v) ? v : config_setting_get_elem(v, (unsigned) i);
+        if (lb_conf_get_string(cf, e, &word) != LB_OK) {
+            return LB_ERROR;
+        }
+        for (k = 0; names[k] && strcmp(names[k], word) != 0; k++) { /* void */ }
+        if (names[k] == NULL) {
+            hint = lb_did_you_mean(word, names);
+            return lb_conf_error(cf, e, "invalid value \"%s\" in \"next_upstream\"%s%s%s; "
+                                 "expected: error, timeout, invalid_header, 500, 502, 503, "
+                                 "504, 429, or \"off\" alone", word,
+                                 hint ? " (did you mean \"" : "", hint ? hint : "",
+                                 hint ? "\"?)" : "");
+        }
+        off |= lb_upstream_next_names[k].bit == 0;
+        *out |= lb_upstream_next_names[k].bit;
+    }
+    if (off && n > 1) {
+        return lb_conf_error(cf, v, "\"next_upstream\": \"off\" stands alone");
+    }
+    return LB_OK;
+}
 
 /* keepalive = "auto" (the default) or a number 0..100000, a hard bound. */
 static int
@@ -156,6 +321,8 @@ lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
         }
         if (u) {
             u->keepalive = LB_UPSTREAM_KEEPALIVE_AUTO;
+            u->balancer = &lb_upstream_round_robin;
+            u->next_upstream = LB_NEXT_ERROR | LB_NEXT_TIMEOUT;
         }
         /* passive health is on without a passive group */
         if (u && lb_conf_set_defaults(cf, lb_upstream_passive_settings, &u->passive) != LB_OK) {
@@ -256,6 +423,106 @@ lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
     return rc;
 }
 
+/* The secret that signs sticky cookies when no secret_file is given: drawn
+ * once by the master, so cookies outlive reloads (a binary upgrade hands
+ * it over). */
+static unsigned char  lb_upstream_secret[32];
+static bool           lb_upstream_have_secret;
+
+/* Bytes a cookie attribute value may hold: visible ASCII but ';' (RFC 6265
+ * §4.1.1, path-value and domain). */
+static bool
+lb_upstream_cookie_attr_ok(const char *v, bool token)
+{
+    for ( ; *v; v++) {
+        if ((unsigned char) *v <= 0x20 || (unsigned char) *v >= 0x7f || *v == ';'
+            || (token && strchr("()<>@,:\\\"/[]?={}", *v)))
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int
+lb_upstream_sticky_secret(lb_conf_t *cf, config_setting_t *v, lb_upstream_sticky_t *st)
+{
+    unsigned char  buf[4096 + 1];
+    const char    *path;
+    ssize_t        n;
+    int            fd, err;
+
+    if (st->secret_file == NULL) {
+        if (!lb_upstream_have_secret) {
+            if (lb_random_bytes(lb_upstream_secret, sizeof(lb_upstream_secret)) != LB_OK) {
+                return lb_conf_error(cf, v, "cannot draw a secret for sticky cookies");
+            }
+            lb_upstream_have_secret = true;
+        }
+        st->key = lb_sticky_key_new(lb_upstream_secret, sizeof(lb_upstream_secret));
+    } else {
+        path = lb_cycle_path(cf->pool, cf->cycle->prefix, st->secret_file);
+        fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+        if (fd == -1) {
+            err = errno;
+            return lb_conf_error(cf, v, "cannot read secret_file \"%s\": %s",
+                                 path ? path : st->secret_file, strerror(err));
+        }
+        n = read(fd, buf, sizeof(buf));
+        err = errno;
+        close(fd);
+        if (n < 0) {
+            return lb_conf_error(cf, v, "cannot read secret_file \"%s\": %s", path,
+                                 strerror(err));
+        }
+        /* a trailing newline is the editor's, not the secret's */
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+            n--;
+        }
+        if (n < 16 || n > 4096) {
+            return lb_conf_error(cf, v, "secret_file \"%s\" holds %zd bytes; a secret is 16 to "
+                                 "4096 bytes (e.g. head -c 32 /dev/urandom | base64 > FILE)",
+                                 path, n);
+        }
+        st->key = lb_sticky_key_new(buf, (size_t) n);
+        explicit_bzero(buf, sizeof(buf));
+    }
+    if (st->key == NULL) {
+        return lb_conf_error(cf, v, "cannot make the sticky cookie key");
+    }
+    return lb_pool_cleanup_add(cf->pool, (void (*)(void *)) lb_sticky_key_free, st->key);
+}
+
+static int
+lb_upstream_set_sticky(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_upstream_sticky_t  *st = (lb_upstream_sticky_t *) ((char *) conf + s->offset);
+
+    if (lb_conf_set_defaults(cf, lb_upstream_sticky_settings, st) != LB_OK
+        || lb_conf_parse_group(cf, v, lb_upstream_sticky_settings, st) != LB_OK)
+    {
+        return LB_ERROR;
+    }
+    if (config_setting_get_member(v, "mode") == NULL) {
+        return lb_conf_error(cf, v, "\"sticky\" needs a mode: \"cookie\" or \"source_ip\"");
+    }
+    if (st->mode == LB_STICKY_NONE) {
+        return LB_OK;
+    }
+    if (!*st->cookie || !lb_upstream_cookie_attr_ok(st->cookie, true)) {
+        return lb_conf_error(cf, v, "sticky cookie \"%s\" is not a valid cookie name",
+                             st->cookie);
+    }
+    if (*st->path != '/' || !lb_upstream_cookie_attr_ok(st->path, false)) {
+        return lb_conf_error(cf, v, "sticky path \"%s\" must start with \"/\" and hold no "
+                             "spaces, control characters or \";\"", st->path);
+    }
+    if (st->domain && (!*st->domain || !lb_upstream_cookie_attr_ok(st->domain, true))) {
+        return lb_conf_error(cf, v, "sticky domain \"%s\" is not a valid domain", st->domain);
+    }
+    return st->mode == LB_STICKY_COOKIE ? lb_upstream_sticky_secret(cf, v, st) : LB_OK;
+}
+
 static int
 lb_upstream_set_passive(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
@@ -267,16 +534,11 @@ lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_upstream_t         *u = conf;
     lb_upstream_server_t  *s;
-    size_t                 i, n = 0;
+    size_t                 i, k, n = 0;
     int                    pass;
 
     if (ctx != LB_CTX_UPSTREAM) {
         return LB_OK;
-    }
-    if (u->balance == LB_BALANCE_HASH) {
-        return lb_conf_error(cf, config_setting_get_member(cf->group, "balance"),
-                             "balance \"hash\" is not available in this version of lbd; "
-                             "use round_robin, least_conn or random_two");
     }
     u->servers = lb_pcalloc(cf->pool, u->server_list.nelts * sizeof(lb_upstream_server_t));
     if (u->servers == NULL) {
@@ -296,7 +558,19 @@ lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         }
     }
     u->nservers = n;
-    return LB_OK;
+    for (i = 0; i < n; i++) {
+        u->servers[i].sticky_id = lb_sticky_server_id(u->servers[i].addr.text);
+        for (k = 0; k < i; k++) {
+            if (u->servers[k].sticky_id == u->servers[i].sticky_id) {
+                /* 2^-64 a pair: say so rather than mix two servers' sessions */
+                return lb_conf_error(cf, cf->group, "servers %s and %s of %s have the same "
+                                     "sticky id; change either address's spelling",
+                                     u->servers[k].addr.text, u->servers[i].addr.text,
+                                     cf->block);
+            }
+        }
+    }
+    return u->balancer->init_upstream ? u->balancer->init_upstream(cf, u) : LB_OK;
 }
 
 size_t
@@ -342,9 +616,22 @@ lb_upstream_zone_retire(lb_shm_zone_t *zone, unsigned oldest)
 }
 
 static int
+lb_upstream_sticky_zone_init(lb_shm_zone_t *zone)
+{
+    lb_upstream_t  *u = zone->owner;
+
+    /* keeps the entries of a table a reload found */
+    lb_sticky_table_init(zone->addr, (size_t) u->sticky.table_size);
+    zone->data = zone->addr;
+    return LB_OK;
+}
+
+static int
 lb_upstream_init_conf(lb_conf_t *cf)
 {
     lb_upstream_main_conf_t  *umcf = lb_get_conf(cf->cycle->confs, lb_core_upstream_module);
+    lb_upstream_t            *u;
+    const char               *name;
     size_t                    i;
 
     umcf->nservers = 0;
@@ -366,6 +653,23 @@ lb_upstream_init_conf(lb_conf_t *cf)
     }
     umcf->zone->growable = true;
     umcf->zone->retire = lb_upstream_zone_retire;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
+        if (u->sticky.mode != LB_STICKY_SOURCE_IP) {
+            continue;
+        }
+        /* one table per upstream, kept by a reload that keeps its size */
+        name = lb_psprintf(cf->pool, "lb_sticky_%s", u->name);
+        u->sticky.zone = name ? lb_shm_zone_add(cf, name,
+                                                lb_sticky_table_bytes((size_t) u->sticky.table_size),
+                                                lb_upstream_sticky_zone_init, u)
+                              : NULL;
+        if (u->sticky.zone == NULL) {
+            return lb_conf_error_at(cf, cf->cycle->conf_file, 0, "cannot declare the sticky "
+                                    "table of upstream \"%s\"", u->name);
+        }
+    }
     return LB_OK;
 }
 
@@ -450,7 +754,7 @@ typedef struct {
 } lb_upstream_index_t;
 
 static size_t
-lb_upstream_key_hash(const char *key)
+lb_upstream_slot_hash(const char *key)
 {
     size_t  h = 14695981039346656037ULL;      /* FNV-1a */
 
@@ -464,7 +768,7 @@ lb_upstream_key_hash(const char *key)
 static uint32_t *
 lb_upstream_index_find(lb_upstream_index_t *ix, const char *key)
 {
-    size_t  i = lb_upstream_key_hash(key) & ix->mask;
+    size_t  i = lb_upstream_slot_hash(key) & ix->mask;
 
     while (ix->buckets[i] && strcmp(ix->shm->slots[ix->buckets[i] - 1].key, key) != 0) {
         i = (i + 1) & ix->mask;
@@ -604,7 +908,7 @@ lb_upstream_init_worker(lb_cycle_t *cycle)
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
         for (step = 0; step < lb_worker_slot; step++) {
-            lb_upstream_swrr(u->servers, u->nprimary, usable);
+            lb_upstream_swrr(u->servers, u->nprimary, usable, 0);
         }
     }
     return LB_OK;
@@ -618,10 +922,46 @@ lb_upstream_tried(const lb_upstream_try_t *try, size_t i)
     return try->tried[i / 64] & (1ULL << (i % 64));
 }
 
-ssize_t
-lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable)
+uint64_t
+lb_upstream_key_hash(const void *data, size_t len)
 {
-    int64_t  total = 0;
+    return lb_maglev_hash(data, len);
+}
+
+uint64_t
+lb_upstream_addr_key(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        return lb_maglev_hash(&((const struct sockaddr_in *) sa)->sin_addr, 4);
+    }
+    if (sa->sa_family == AF_INET6) {
+        return lb_maglev_hash(&((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+    }
+    return 0;
+}
+
+int64_t
+lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now)
+{
+    lb_upstream_t  *u = s->upstream;
+    lb_msec_t       back, since;
+
+    if (u == NULL || u->slow_start == 0 || s->state == NULL) {
+        return s->weight * 100;
+    }
+    back = __atomic_load_n(&s->state->back_at, __ATOMIC_RELAXED);
+    since = now - back;
+    if (back == 0 || since >= u->slow_start || since < 0) {
+        return s->weight * 100;
+    }
+    /* from a tenth of its weight to all of it, linearly */
+    return s->weight * (10 + 90 * since / u->slow_start);
+}
+
+ssize_t
+lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable, lb_msec_t now)
+{
+    int64_t  total = 0, w;
     ssize_t  best = -1;
     size_t   i;
 
@@ -629,8 +969,9 @@ lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable)
         if (!usable[i]) {
             continue;
         }
-        servers[i].current += servers[i].weight;
-        total += servers[i].weight;
+        w = lb_upstream_weight(&servers[i], now);
+        servers[i].current += w;
+        total += w;
         if (best == -1 || servers[i].current > servers[best].current) {
             best = (ssize_t) i;
         }
@@ -641,72 +982,75 @@ lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable)
     return best;
 }
 
-/* Fewest active connections per unit of weight; ties go round robin. */
-static ssize_t
-lb_upstream_least_conn(lb_upstream_server_t *servers, size_t n, bool *usable)
+/* Whether s may take a connection now, apart from passive health. */
+static inline int
+lb_upstream_state_of(const lb_upstream_server_t *s)
 {
-    uint64_t  a, b;
-    size_t    i, best_n = 0;
-    ssize_t   best = -1;
-
-    for (i = 0; i < n; i++) {
-        if (!usable[i]) {
-            continue;
-        }
-        if (best != -1) {
-            a = (uint64_t) servers[i].state->active * (uint64_t) servers[best].weight;
-            b = (uint64_t) servers[best].state->active * (uint64_t) servers[i].weight;
-            if (a > b) {
-                usable[i] = false;
-                continue;
-            }
-            if (a < b) {
-                for (size_t j = 0; j < i; j++) {
-                    usable[j] = false;
-                }
-                best_n = 0;
-            }
-        }
-        best = (ssize_t) i;
-        best_n++;
+    if (__atomic_load_n(&s->state->down, __ATOMIC_RELAXED)) {
+        return 1;
     }
-    return best_n > 1 ? lb_upstream_swrr(servers, n, usable) : best;
+    if (s->max_conns
+        && __atomic_load_n(&s->state->active, __ATOMIC_RELAXED) >= (uint64_t) s->max_conns)
+    {
+        return 2;
+    }
+    return 0;
 }
 
-static ssize_t
-lb_upstream_random_two(lb_upstream_server_t *servers, size_t n, const bool *usable)
+/* Counts a connection against s and marks it tried; false when another
+ * worker filled it to max_conns meanwhile. */
+static bool
+lb_upstream_take(lb_upstream_peer_t *pr, lb_upstream_server_t *s, bool trial)
 {
-    size_t   idx[LB_UPSTREAM_MAX_SERVERS], m = 0, i;
-    ssize_t  x, y;
+    lb_upstream_t  *u = pr->u;
+    size_t          k = (size_t) (s - u->servers);
+    uint32_t        active;
 
-    for (i = 0; i < n; i++) {
-        if (usable[i]) {
-            idx[m++] = i;
-        }
+    pr->try.tried[k / 64] |= 1ULL << (k % 64);
+    /* reserve, then check: other workers may have raced us */
+    active = __atomic_add_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+    if (s->max_conns && active > (uint64_t) s->max_conns) {
+        __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+        return false;
     }
-    if (m == 0) {
-        return -1;
+    pr->try.attempts++;
+    pr->try.trial = trial || (u->passive.max_fails
+                              && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED));
+    return true;
+}
+
+/* The sticky target, when it can take the connection: up, below
+ * max_conns, not failed (a failed one's trial is the balancer's), and not
+ * tried yet. */
+static bool
+lb_upstream_take_sticky(lb_upstream_peer_t *pr)
+{
+    lb_upstream_server_t  *s = pr->sticky;
+    lb_upstream_t         *u = pr->u;
+
+    pr->sticky = NULL;          /* one chance: a retry goes to the balancer */
+    if (lb_upstream_tried(&pr->try, (size_t) (s - u->servers)) || lb_upstream_state_of(s)
+        || (u->passive.max_fails && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED)))
+    {
+        return false;
     }
-    x = (ssize_t) idx[(size_t) random() % m];
-    if (m == 1) {
-        return x;
-    }
-    do {
-        y = (ssize_t) idx[(size_t) random() % m];
-    } while (y == x);
-    return (uint64_t) servers[y].state->active * (uint64_t) servers[x].weight
-           < (uint64_t) servers[x].state->active * (uint64_t) servers[y].weight ? y : x;
+    return lb_upstream_take(pr, s, false);
 }
 
 lb_upstream_server_t *
-lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try, const char **why)
+lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
 {
+    lb_upstream_t         *u = pr->u;
     bool                   usable[LB_UPSTREAM_MAX_SERVERS];
     lb_upstream_server_t  *s, *range;
     size_t                 i, n, base, down, full, tried, failed, any;
     ssize_t                k, trial;
-    uint32_t               active;
-    int                    pass, round, rc;
+    int                    pass, round, rc, st;
+
+    s = pr->sticky;
+    if (s && lb_upstream_take_sticky(pr)) {
+        return pr->last = s;
+    }
 
     /* round 0 leaves out the servers passive health marked failed; round 1,
      * only when round 0 found nothing else, uses them like the others */
@@ -723,15 +1067,11 @@ lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try, const char **why)
                 for (i = 0; i < n; i++) {
                     s = &range[i];
                     usable[i] = false;
-                    if (lb_upstream_tried(try, base + i)) {
+                    if (lb_upstream_tried(&pr->try, base + i)) {
                         tried++;
-                    } else if (__atomic_load_n(&s->state->down, __ATOMIC_RELAXED)) {
-                        down++;
-                    } else if (s->max_conns
-                               && __atomic_load_n(&s->state->active, __ATOMIC_RELAXED)
-                                  >= (uint64_t) s->max_conns)
-                    {
-                        full++;
+                    } else if ((st = lb_upstream_state_of(s)) != 0) {
+                        down += st == 1;
+                        full += st == 2;
                     } else if (round == 0 && u->passive.max_fails
                                && (rc = lb_upstream_fail_check(s->state, &u->passive,
                                                                lb_current_msec)) != LB_OK)
@@ -751,30 +1091,17 @@ lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try, const char **why)
                 } else if (any == 0) {
                     break;
                 } else {
-                    switch (u->balance) {
-                    case LB_BALANCE_LEAST_CONN: k = lb_upstream_least_conn(range, n, usable); break;
-                    case LB_BALANCE_RANDOM_TWO: k = lb_upstream_random_two(range, n, usable); break;
-                    default:                    k = lb_upstream_swrr(range, n, usable); break;
-                    }
+                    k = u->balancer->get(pr, range, n, pass == 1, usable);
                     if (k < 0) {
                         break;
                     }
                 }
-                s = &range[k];
-                try->tried[(base + (size_t) k) / 64] |= 1ULL << ((base + (size_t) k) % 64);
-                /* reserve, then check: other workers may have raced us */
-                active = __atomic_add_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
-                if (s->max_conns && active > (uint64_t) s->max_conns) {
-                    __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+                if (!lb_upstream_take(pr, &range[k], trial >= 0)) {
                     /* full now; recount and choose again */
                     down = full = tried = failed = 0;
                     continue;
                 }
-                try->attempts++;
-                try->trial = trial >= 0
-                             || (u->passive.max_fails
-                                 && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED));
-                return s;
+                return pr->last = &range[k];
             }
         }
         if (failed == 0) {
@@ -792,6 +1119,51 @@ lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try, const char **why)
         *why = "no server is up, below max_conns and untried";
     }
     return NULL;
+}
+
+/* Sticky sessions --------------------------------------------------------- */
+
+lb_upstream_server_t *
+lb_upstream_server_by_id(lb_upstream_t *u, uint64_t id)
+{
+    size_t  i;
+
+    for (i = 0; i < u->nservers; i++) {
+        if (u->servers[i].sticky_id == id) {
+            return &u->servers[i];
+        }
+    }
+    return NULL;
+}
+
+size_t
+lb_upstream_sticky_cookie(lb_upstream_t *u, const lb_upstream_server_t *s, char *out,
+                          size_t size)
+{
+    return lb_sticky_cookie_make(u->sticky.key, u->name, s->sticky_id,
+                                 (int64_t) time(NULL) + u->sticky.ttl / 1000, out, size);
+}
+
+lb_upstream_server_t *
+lb_upstream_sticky_check(lb_upstream_t *u, const char *value, size_t len, const char **why,
+                         bool *renew)
+{
+    lb_upstream_server_t  *s;
+    uint64_t               id;
+    int64_t                now = (int64_t) time(NULL), expires;
+
+    if (lb_sticky_cookie_check(u->sticky.key, u->name, value, len, now, &id, &expires, why)
+        != LB_OK)
+    {
+        return NULL;
+    }
+    s = lb_upstream_server_by_id(u, id);
+    if (s == NULL) {
+        *why = "names no server of this upstream";
+        return NULL;
+    }
+    *renew = expires - now < u->sticky.ttl / 2000;
+    return s;
 }
 
 /* Passive health ---------------------------------------------------------- */
@@ -882,6 +1254,9 @@ lb_upstream_connected(lb_upstream_server_t *s, bool ok)
     if (ok) {
         __atomic_add_fetch(&s->state->connects, 1, __ATOMIC_RELAXED);
         if (lb_upstream_fail_clear(s->state) && u) {
+            if (u->slow_start) {
+                __atomic_store_n(&s->state->back_at, lb_current_msec, __ATOMIC_RELAXED);
+            }
             lb_log_notice("server %s in upstream \"%s\" answered again; back in use",
                           s->addr.text, u->name);
         }
@@ -900,7 +1275,10 @@ lb_upstream_connected(lb_upstream_server_t *s, bool ok)
 }
 
 void
-lb_upstream_release(lb_upstream_server_t *s)
+lb_upstream_release(lb_upstream_server_t *s, lb_upstream_outcome_t outcome)
 {
+    if (s->upstream && s->upstream->balancer->free) {
+        s->upstream->balancer->free(s, outcome);
+    }
     __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
 }

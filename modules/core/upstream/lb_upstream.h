@@ -14,13 +14,6 @@
  * 248 bytes a slot, two slots a server) to some 50 MB. */
 #define LB_UPSTREAM_MAX_TOTAL_SERVERS  100000
 
-typedef enum {
-    LB_BALANCE_ROUND_ROBIN = 0,
-    LB_BALANCE_LEAST_CONN,
-    LB_BALANCE_RANDOM_TWO,
-    LB_BALANCE_HASH,
-} lb_balance_t;
-
 /* One server's state shared by all workers, kept across reloads while the
  * upstream still has a server at that address. The passive health record
  * (fails .. retry_at) changes under `lock` and is read without it. */
@@ -30,6 +23,7 @@ typedef struct {
     uint32_t       down;        /* set by health checks */
     uint32_t       failed;      /* 1: max_fails reached, and no success since */
     uint64_t       connects;    /* total connections made */
+    lb_msec_t      back_at;     /* when it last came back (slow_start), 0: never left */
     lb_msec_t      fail_start;  /* the first failure of the window */
     lb_msec_t      retry_at;    /* a failed server gets its next trial then */
     lb_shm_lock_t  lock;
@@ -43,7 +37,29 @@ typedef struct {
     lb_msec_t  fail_timeout;
 } lb_upstream_passive_t;
 
-typedef struct lb_upstream_s  lb_upstream_t;
+typedef struct lb_sticky_key_s         lb_sticky_key_t;
+typedef struct lb_upstream_s           lb_upstream_t;
+typedef struct lb_upstream_peer_s      lb_upstream_peer_t;
+
+/* sticky = { mode; cookie; ttl; secret_file; path; domain; table_size; } */
+typedef enum {
+    LB_STICKY_NONE = 0,
+    LB_STICKY_COOKIE,
+    LB_STICKY_SOURCE_IP,
+} lb_sticky_mode_t;
+
+typedef struct {
+    int               mode;         /* lb_sticky_mode_t */
+    char             *cookie;       /* its name */
+    lb_msec_t         ttl;
+    char             *secret_file;  /* NULL: the master's own secret */
+    char             *path;
+    char             *domain;       /* NULL: none */
+    int64_t           table_size;   /* source_ip: entries */
+    lb_sticky_key_t  *key;          /* cookie: signs and checks */
+    lb_shm_zone_t    *zone;         /* source_ip: the table */
+} lb_upstream_sticky_t;
+typedef struct lb_upstream_balancer_s  lb_upstream_balancer_t;
 
 typedef struct {
     lb_addr_t                  addr;
@@ -51,6 +67,7 @@ typedef struct {
     int64_t                    max_conns;   /* 0: unlimited */
     int                        backup;
     lb_upstream_peer_state_t  *state;       /* in shared memory */
+    uint64_t                   sticky_id;   /* names it in sticky cookies and tables */
     int64_t                    current;     /* smooth round robin, per worker */
     lb_upstream_t             *upstream;    /* its own, for passive health and logs */
 } lb_upstream_server_t;
@@ -60,7 +77,8 @@ struct lb_upstream_s {
     lb_upstream_server_t  *servers;         /* primaries first, then backups */
     size_t                 nservers;
     size_t                 nprimary;
-    int                    balance;         /* lb_balance_t */
+    const lb_upstream_balancer_t  *balancer;   /* `balance` */
+    void                  *balancer_data;   /* what its init_upstream built */
     char                  *hash_key;
     lb_msec_t              connect_timeout;
     lb_msec_t              read_timeout;
@@ -74,11 +92,28 @@ struct lb_upstream_s {
     lb_msec_t              keepalive_timeout;   /* an idle one is closed then */
     int64_t                proxy_protocol;  /* 0, or the PROXY version sent to servers */
     lb_upstream_passive_t  passive;
+    lb_msec_t              slow_start;      /* 0: off */
+    unsigned               next_upstream;   /* LB_NEXT_*: failures tried elsewhere */
+    lb_upstream_sticky_t   sticky;
     lb_array_t             server_list;     /* while parsing */
     void                 **confs;           /* every module's conf of this upstream */
 };
 
 #define LB_UPSTREAM_KEEPALIVE_AUTO  (-1)
+
+/* next_upstream: which failures send a connection (http: an idempotent
+ * request that can be sent again whole) to another server. */
+#define LB_NEXT_ERROR           0x01    /* connect or TLS failed; http: closed before answering */
+#define LB_NEXT_TIMEOUT         0x02    /* connect_timeout */
+#define LB_NEXT_INVALID_HEADER  0x04    /* http: an invalid response head */
+#define LB_NEXT_500             0x08
+#define LB_NEXT_502             0x10
+#define LB_NEXT_503             0x20
+#define LB_NEXT_504             0x40
+#define LB_NEXT_429             0x80
+
+/* The LB_NEXT_ bit of an http status, 0 for one next_upstream cannot name. */
+unsigned lb_upstream_next_status(int status);
 
 /* The servers already tried for one connection. */
 typedef struct {
@@ -118,22 +153,158 @@ int lb_upstream_resolve(lb_conf_t *cf, const char *file, int line, const char *n
 int lb_upstream_resolve_for(lb_conf_t *cf, const char *file, int line, const char *name,
                             const char *where, unsigned can, lb_upstream_t **out);
 
-/* Picks a usable server not yet in `try` (primaries first, backups when no
- * primary is usable), counts a connection against it and marks it tried.
- * A server marked failed by passive health is not usable until its
- * retry_at; then the first pick in any worker takes it as a trial
- * (try->trial). When every untried server is failed, they are used all
- * the same: passive health never refuses traffic on its own.
- * Returns NULL when no server is usable; `why` then says why. */
-lb_upstream_server_t *lb_upstream_pick(lb_upstream_t *u, lb_upstream_try_t *try,
-                                       const char **why);
+/* The peer layer ---------------------------------------------------------
+ *
+ * One connection to a server of an upstream, from the choice of the server
+ * to a connection ready for bytes: pick (the sticky target first, else the
+ * balancer) -> an idle connection from the caller's pool -> connect ->
+ * connect_timeout -> PROXY header -> upstream TLS -> on failure the next
+ * server, while `retries` allows -> give up with the reason. tcp, udp and
+ * http listeners all connect through it. */
+
+/* What became of a server's connection, for the balancer's free and for
+ * passive health. */
+typedef enum {
+    LB_PEER_UNUSED = 0,     /* let go without a verdict */
+    LB_PEER_SERVED,         /* the server answered */
+    LB_PEER_FAILED,         /* it failed (refused, timed out, broke the protocol) */
+} lb_upstream_outcome_t;
+
+/* Why lb_upstream_peer_connect gave up (pr->gave_up). */
+typedef enum {
+    LB_PEER_GAVE_NONE = 0,
+    LB_PEER_NO_SERVER,      /* none usable: down, at max_conns, or all tried */
+    LB_PEER_RETRIES_OUT,    /* `retries` other servers failed too */
+    LB_PEER_LOCAL,          /* this host is short of descriptors, memory or ports */
+} lb_upstream_gave_up_t;
+
+struct lb_upstream_peer_s {
+    lb_upstream_t          *u;
+    lb_upstream_try_t       try;
+    lb_upstream_server_t   *server;     /* picked and counted; NULL: none */
+    lb_upstream_server_t   *last;       /* the last one picked, kept after it is let go */
+    lb_conn_t              *c;          /* the connection to it */
+    int                     socktype;   /* SOCK_STREAM (default) or SOCK_DGRAM */
+
+    /* set by the caller before connecting */
+    lb_conn_t              *client;     /* PROXY header source; NULL: never one */
+    uint64_t                log_id;     /* log lines say "*ID client TEXT: " */
+    const char             *client_text;
+    const struct sockaddr  *client_addr;    /* sticky source_ip: its key; may be NULL */
+    lb_log_ratelimit_t     *log_limit;  /* non-NULL: failure lines rate limited */
+    const char             *local_action;   /* what a local error does: "answering 503" */
+    uint64_t                key;        /* the balancer key's hash (has_key) */
+    bool                    has_key;
+    lb_upstream_server_t   *sticky;     /* taken first while usable */
+    lb_upstream_server_t   *sticky_hit; /* what the source_ip table said */
+    /* An idle connection to pr->server, from the caller's pool: LB_OK with
+     * pr->c set, or LB_DECLINED. NULL: no pool. */
+    int                   (*pool_get)(lb_upstream_peer_t *pr);
+    /* The end of a connect that returned LB_AGAIN: LB_OK, ready; LB_ERROR,
+     * gave up (gave_up and why say why). Never called from inside
+     * lb_upstream_peer_connect. */
+    void                  (*ready)(lb_upstream_peer_t *pr, int rc);
+    void                   *data;
+
+    /* set by the layer */
+    void                   *balancer_data;
+    bool                    reused;     /* c came from the pool */
+    bool                    timed_out;  /* the last failure was a timeout */
+    lb_upstream_gave_up_t   gave_up;
+    const char             *why;        /* static text, when it gave up */
+    lb_msec_t               connect_start;
+    lb_msec_t               connect_msec;   /* the connect took; 0 from the pool */
+};
+
+/* A balancer: how a server is chosen (SPEC §3.2 `balance`). The built-in
+ * ones are round_robin, least_conn, random_two and hash; a module adds one
+ * by being of type LB_MODULE_BALANCER with its lb_upstream_balancer_t as
+ * ctx (docs/modules.md). */
+#define LB_BALANCER_KEY  0x01   /* get uses the peer's key: callers compute it */
+
+struct lb_upstream_balancer_s {
+    const char  *name;
+    unsigned     flags;         /* LB_BALANCER_* */
+    /* At load, once an upstream's servers are known: build what get needs
+     * into u->balancer_data (from cf->pool). NULL: nothing to build. */
+    int        (*init_upstream)(lb_conf_t *cf, lb_upstream_t *u);
+    /* A peer starts (its key is set). NULL: nothing to do. */
+    void       (*init_peer)(lb_upstream_peer_t *pr);
+    /* Chooses among servers[0..n) those with usable[i] (the primaries,
+     * or the backups when backup), may clear entries of usable; returns
+     * an index or -1. */
+    ssize_t    (*get)(lb_upstream_peer_t *pr, lb_upstream_server_t *servers, size_t n,
+                      bool backup, bool *usable);
+    /* The connection to s is over, with that outcome. NULL: nothing. */
+    void       (*free)(lb_upstream_server_t *s, lb_upstream_outcome_t outcome);
+};
+
+/* The balancer called name: a built-in one or a module's; NULL if none. */
+const lb_upstream_balancer_t *lb_upstream_balancer_find(const char *name);
+
+extern const lb_upstream_balancer_t  lb_upstream_round_robin;
+extern const lb_upstream_balancer_t  lb_upstream_least_conn;
+extern const lb_upstream_balancer_t  lb_upstream_random_two;
+extern const lb_upstream_balancer_t  lb_upstream_hash;
+
+/* Starts pr on u: SOCK_STREAM, nothing tried. */
+void lb_upstream_peer_init(lb_upstream_peer_t *pr, lb_upstream_t *u);
+/* Picks a server and connects to it (or takes an idle connection from the
+ * pool), trying other servers after failures. LB_OK: pr->c is ready
+ * (pr->server its server); LB_AGAIN: pr->ready will say; LB_ERROR: gave up
+ * (pr->gave_up, pr->why), nothing held. */
+int  lb_upstream_peer_connect(lb_upstream_peer_t *pr);
+/* A new connection to pr->server again (the one from the pool went
+ * stale): as lb_upstream_peer_connect, without a pick. */
+int  lb_upstream_peer_reopen(lb_upstream_peer_t *pr);
+/* The server failed after its connection was ready (it closed it, or broke
+ * the protocol before answering): counted, the connection closed, and the
+ * next server tried as lb_upstream_peer_connect does. what: as in
+ * "connect() failed to", followed by the server's address. */
+int  lb_upstream_peer_next(lb_upstream_peer_t *pr, int err, const char *what);
+/* Lets go of the server: pr->c is closed unless the caller took it (set it
+ * to NULL, to keep it in a pool); the server's connection count and the
+ * balancer are told. */
+void lb_upstream_peer_free(lb_upstream_peer_t *pr, lb_upstream_outcome_t outcome);
+
+/* The balancer key of a stream or datagram client: a hash of its address
+ * (not the port); and the hash of any key, the same in every instance. */
+uint64_t lb_upstream_addr_key(const struct sockaddr *sa);
+uint64_t lb_upstream_key_hash(const void *data, size_t len);
+
+/* Sticky sessions. lb_upstream_server_by_id: the server a sticky id
+ * names, or NULL. lb_upstream_sticky_cookie: the cookie value naming s
+ * (u->sticky.mode is cookie), valid for ttl from now; its length, 0 on
+ * failure. lb_upstream_sticky_check: the server a cookie value names, or
+ * NULL with *why ("bad signature", "expired", "unknown server", ...);
+ * *renew set when the cookie is past half its life. */
+lb_upstream_server_t *lb_upstream_server_by_id(lb_upstream_t *u, uint64_t id);
+size_t lb_upstream_sticky_cookie(lb_upstream_t *u, const lb_upstream_server_t *s, char *out,
+                                 size_t size);
+lb_upstream_server_t *lb_upstream_sticky_check(lb_upstream_t *u, const char *value,
+                                               size_t len, const char **why, bool *renew);
+
+/* The effective weight of s now, in hundredths: its weight, ramped up over
+ * slow_start after it came back. */
+int64_t lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now);
+
+/* Picks a usable server not yet in pr->try (the sticky target when usable,
+ * else primaries first, backups when no primary is usable), counts a
+ * connection against it and marks it tried. A server marked failed by
+ * passive health is not usable until its retry_at; then the first pick in
+ * any worker takes it as a trial (try.trial). When every untried server is
+ * failed, they are used all the same: passive health never refuses
+ * traffic on its own. Returns NULL when no server is usable; `why` then
+ * says why. */
+lb_upstream_server_t *lb_upstream_pick(lb_upstream_peer_t *pr, const char **why);
 /* What became of the server lb_upstream_pick gave: ok, it answered (a
  * connect succeeded, a udp reply came); !ok, it failed (connect refused or
  * timed out, ICMP unreachable, no udp reply in time). Feeds passive
  * health, which logs when the server is marked failed and when it is back.
- * lb_upstream_release: the connection counted by the pick is over. */
+ * lb_upstream_release: the connection counted by the pick is over, with
+ * that outcome (for the balancer). */
 void lb_upstream_connected(lb_upstream_server_t *s, bool ok);
-void lb_upstream_release(lb_upstream_server_t *s);
+void lb_upstream_release(lb_upstream_server_t *s, lb_upstream_outcome_t outcome);
 
 /* Passive health on one state, the arithmetic behind the calls above,
  * exposed for unit tests. All at time now; p->max_fails is not 0.
@@ -163,8 +334,11 @@ size_t lb_upstream_zone_slots(size_t nservers);
 size_t lb_upstream_zone_capacity(size_t capacity, size_t used, size_t missing,
                                  size_t nservers);
 
-/* Smooth weighted round robin over servers[0..n) restricted to usable[i]:
- * the pure algorithm, exposed for unit tests. Returns an index or -1. */
-ssize_t lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable);
+/* Smooth weighted round robin over servers[0..n) restricted to usable[i],
+ * with each server's lb_upstream_weight at now: the pure algorithm, exposed
+ * for unit tests and for balancers that break ties with it. Returns an
+ * index or -1. */
+ssize_t lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable,
+                         lb_msec_t now);
 
 #endif

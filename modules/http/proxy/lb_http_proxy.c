@@ -56,6 +56,9 @@ typedef struct {
     size_t              peak;
     size_t              peak_prev;
     lb_msec_t           window_start;
+    lb_http_complex_t  *hash_key;       /* balance = "hash": the key's expression */
+    const lb_http_var_def_t  *sticky_var;   /* sticky cookie: $cookie_NAME's getter */
+    lb_str_t            sticky_arg;     /* ... and its NAME */
 } lb_http_proxy_ka_t;
 
 static const char *const  lb_http_proxy_xff_modes[] = { "append", "replace", "off", NULL };
@@ -207,11 +210,40 @@ lb_http_proxy_resolve(lb_conf_t *cf, lb_http_route_t *route)
     lb_http_proxy_conf_t  *pcf = lb_get_conf(route->confs, lb_http_proxy_module);
     char                  *where;
 
+    lb_http_proxy_ka_t    *ka;
+    char                   err[512];
+
     where = lb_psprintf(cf->pool, "route #%u of listener \"%s\"", route->index,
                         route->listener->name);
-    return lb_upstream_resolve_for(cf, pcf->upstream_file, pcf->upstream_line,
-                                   pcf->upstream_name, where ? where : "a route",
-                                   LB_UPSTREAM_CAN_PROXY_PROTOCOL, &pcf->upstream);
+    if (lb_upstream_resolve_for(cf, pcf->upstream_file, pcf->upstream_line,
+                                pcf->upstream_name, where ? where : "a route",
+                                LB_UPSTREAM_CAN_PROXY_PROTOCOL, &pcf->upstream) != LB_OK)
+    {
+        return LB_ERROR;
+    }
+    ka = lb_get_conf(pcf->upstream->confs, lb_http_proxy_module);
+    if ((pcf->upstream->balancer->flags & LB_BALANCER_KEY) && ka->hash_key == NULL) {
+        /* an http request's key: any variable expression */
+        ka->hash_key = lb_http_complex_compile(cf->pool, pcf->upstream->hash_key, err,
+                                               sizeof(err));
+        if (ka->hash_key == NULL) {
+            return lb_conf_error_at(cf, pcf->upstream_file, pcf->upstream_line,
+                                    "hash_key of upstream \"%s\": %s", pcf->upstream->name,
+                                    err);
+        }
+    }
+    if (pcf->upstream->sticky.mode == LB_STICKY_COOKIE && ka->sticky_var == NULL) {
+        /* the cookie is read as $cookie_NAME reads it; NAME may hold bytes
+         * a variable name may not, so the getter is called directly */
+        where = lb_psprintf(cf->pool, "cookie_%s", pcf->upstream->sticky.cookie);
+        ka->sticky_var = where ? lb_http_var_find(where, strlen(where), &ka->sticky_arg) : NULL;
+        if (ka->sticky_var == NULL) {
+            return lb_conf_error_at(cf, pcf->upstream_file, pcf->upstream_line,
+                                    "upstream \"%s\": sticky cookies need $cookie_NAME",
+                                    pcf->upstream->name);
+        }
+    }
+    return LB_OK;
 }
 
 /* lbctl route: the servers, and the path the request line would carry:
@@ -328,14 +360,10 @@ struct lb_http_proxy_s {
                                            request body and a tunnel use it */
     lb_http_proxy_conf_t   *conf;       /* the listener's */
     lb_upstream_t          *u;
-    lb_upstream_try_t       try;
-    lb_upstream_server_t   *server;     /* picked (counted), released at the end */
-    lb_http_upconn_t       *up;
+    lb_upstream_peer_t      pr;         /* the server (counted) and its connection */
+    lb_http_upconn_t       *up;         /* that connection, once ready */
     lb_http_proxy_phase_t   phase;
-    bool                    reused;     /* up came from the keepalive pool */
-    bool                    timed_out;  /* the last connect failure */
     lb_msec_t               start;      /* for $upstream_response_time */
-    lb_msec_t               connect_start;  /* for $upstream_connect_time */
     lb_timer_t              body_timer;     /* client_body_max_time */
     lb_timer_t              head_timer;     /* response_head_timeout */
 
@@ -369,6 +397,7 @@ struct lb_http_proxy_s {
     bool                    resp_keep;  /* the server keeps the connection */
     lb_http_relay_t         downr;
     uint64_t                down_sent;  /* to the client, head included */
+    bool                    sticky_renew;   /* the client's sticky cookie is old */
 
     /* tunnel */
     bool                    head_out;   /* the 101 head went out */
@@ -849,10 +878,10 @@ lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
             lb_http_upconn_close(p->up);
         }
         p->up = NULL;
+        p->pr.c = NULL;             /* it was up's */
     }
-    if (p->server) {
-        lb_upstream_release(p->server);
-        p->server = NULL;
+    if (p->pr.u) {
+        lb_upstream_peer_free(&p->pr, keep ? LB_PEER_SERVED : LB_PEER_UNUSED);
     }
 }
 
@@ -862,9 +891,9 @@ lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
 {
     lb_http_request_t  *r = p->r;
 
-    if (p->server) {
-        r->upstream_addr.data = p->server->addr.text;
-        r->upstream_addr.len = strlen(p->server->addr.text);
+    if (p->pr.server) {
+        r->upstream_addr.data = p->pr.server->addr.text;
+        r->upstream_addr.len = strlen(p->pr.server->addr.text);
         r->upstream_msec = lb_current_msec - p->start;
     }
     r->status = p->status;
@@ -923,9 +952,61 @@ lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
     return LB_DONE;
 }
 
-static void
-lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
+/* An idle connection to the server just picked, from the pool. */
+static int
+lb_http_proxy_pool_get(lb_upstream_peer_t *pr)
 {
+    lb_http_proxy_t     *p = pr->data;
+    lb_http_proxy_ka_t  *ka = lb_get_conf(pr->u->confs, lb_http_proxy_module);
+    lb_http_upconn_t    *up = ka ? lb_http_upconn_take(ka, pr->server) : NULL;
+
+    if (up == NULL) {
+        return LB_DECLINED;
+    }
+    p->up = up;
+    pr->c = up->c;
+    return LB_OK;
+}
+
+/* The peer layer's answer: a connection ready for the request, or the
+ * reason there is none. LB_OK: the exchange may start; else as
+ * lb_http_proxy_fail. */
+static int
+lb_http_proxy_peer_result(lb_http_proxy_t *p, int rc)
+{
+    lb_upstream_peer_t  *pr = &p->pr;
+    lb_http_upconn_t    *up = p->up;
+    lb_pool_t           *pool;
+    char                 buf[256];
+
+    if (rc != LB_OK) {
+        switch (pr->gave_up) {
+        case LB_PEER_LOCAL:
+            return lb_http_proxy_fail(p, 503, pr->why);
+        case LB_PEER_RETRIES_OUT:
+            snprintf(buf, sizeof(buf), "upstream \"%s\": giving up after %u failed attempts",
+                     p->u->name, pr->try.attempts);
+            return lb_http_proxy_fail(p, pr->timed_out ? 504 : 502, buf);
+        default:
+            snprintf(buf, sizeof(buf), "upstream \"%s\": no usable server (%s)", p->u->name,
+                     pr->why);
+            return lb_http_proxy_fail(p, pr->try.attempts == 0 ? 503
+                                         : pr->timed_out ? 504 : 502, buf);
+        }
+    }
+    if (up == NULL) {
+        /* a new connection: its pool carries it while it lives */
+        pool = lb_conn_pool(pr->c);
+        up = pool ? lb_pcalloc(pool, sizeof(*up)) : NULL;
+        if (up == NULL) {
+            return lb_http_proxy_fail(p, 502, "out of memory for an upstream connection");
+        }
+        up->c = pr->c;
+        up->server = pr->server;
+        up->ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
+        lb_queue_init(&up->link);
+        lb_queue_init(&up->all);
+    }
     up->ka->active++;
     lb_http_ka_tick(up->ka);
     p->up = up;
@@ -935,165 +1016,127 @@ lb_http_proxy_attach(lb_http_proxy_t *p, lb_http_upconn_t *up)
     up->c->data = up;
     up->c->read.handler = lb_http_proxy_up_handler;
     up->c->write.handler = lb_http_proxy_up_handler;
-}
-
-static int
-lb_http_proxy_connect_failed(lb_http_proxy_t *p, int err, const char *what)
-{
-    lb_http_request_t  *r = p->r;
-
-    lb_log_warn(err, "*%llu client %s: %s %s in upstream \"%s\"%s",
-                (unsigned long long) r->c->id, r->c->peer_text, what,
-                p->server->addr.text, p->u->name,
-                (int64_t) p->try.attempts <= p->u->retries ? "; trying another server" : "");
-    p->timed_out = err == ETIMEDOUT;
-    lb_upstream_connected(p->server, false);
-    lb_http_proxy_release(p, false);
-    return lb_http_proxy_connect(p);
-}
-
-/* The connection is ready for the request: it took since the connect
- * began, 0 for one from the keepalive pool. */
-static void
-lb_http_proxy_ready(lb_http_proxy_t *p, lb_msec_t took)
-{
     p->phase = LB_PROXY_EXCHANGE;
-    p->r->upstream_connect_msec = took;
+    p->r->upstream_connect_msec = pr->connect_msec;
+    return LB_OK;
 }
 
+/* What a call of the peer layer returned: LB_AGAIN, connecting; else as
+ * lb_http_proxy_peer_result. */
 static int
-lb_http_proxy_tls_result(lb_http_proxy_t *p, bool ok)
+lb_http_proxy_peer_step(lb_http_proxy_t *p, int rc)
 {
-    const char  *why;
-    char         buf[256];
-
-    if (ok) {
-        lb_http_proxy_ready(p, lb_current_msec - p->connect_start);
-        return LB_OK;
+    if (rc == LB_AGAIN) {
+        p->phase = LB_PROXY_CONNECT;
+        return LB_AGAIN;
     }
-    why = lb_tls_verify_error(p->up->c);
-    snprintf(buf, sizeof(buf), "TLS handshake failed (%s) with", *why ? why : "closed");
-    return lb_http_proxy_connect_failed(p, 0, buf);
+    return lb_http_proxy_peer_result(p, rc);
 }
 
+/* The connect ended after a wait. */
 static void
-lb_http_proxy_tls_done(lb_conn_t *c, bool ok)
+lb_http_proxy_peer_ready(lb_upstream_peer_t *pr, int rc)
 {
-    lb_http_upconn_t  *up = c->data;
-    lb_http_proxy_t   *p = up->p;
+    lb_http_proxy_t    *p = pr->data;
     lb_http_request_t  *r = p->r;
 
-    c->read.handler = lb_http_proxy_up_handler;
-    c->write.handler = lb_http_proxy_up_handler;
-    if (lb_http_proxy_tls_result(p, ok) != LB_DONE) {
+    if (lb_http_proxy_peer_result(p, rc) != LB_DONE) {
         lb_http_run_request(r);
     }
 }
 
-/* The connection to the server is up: TLS first when the upstream says
- * so. LB_OK: ready for the exchange; LB_AGAIN: a handshake runs. */
-static int
-lb_http_proxy_connected(lb_http_proxy_t *p)
+/* sticky cookie: the server the client's cookie names becomes the sticky
+ * target. A cookie that is malformed, forged, expired or names a server
+ * gone from the upstream is ignored (a server is chosen afresh and the
+ * response carries a new cookie). */
+static void
+lb_http_proxy_sticky_read(lb_http_proxy_t *p, lb_http_proxy_ka_t *ka, lb_http_var_ctx_t *ctx)
 {
-    lb_tls_upstream_t  *ut = lb_tls_upstream(p->u->confs);
-    lb_conn_t          *c = p->up->c;
+    lb_http_request_t  *r = p->r;
+    char                buf[128];
+    lb_http_var_out_t   out = { buf, sizeof(buf), 0, LB_HTTP_ESCAPE_NONE };
+    const char         *why = "too long";
 
-    lb_upstream_connected(p->server, true);
-    /* a new connection of an upstream with proxy_protocol starts with the
-     * client's PROXY header, in the clear before any TLS */
-    if (p->u->proxy_protocol
-        && lb_proxy_send_header((int) p->u->proxy_protocol, p->r->c, p->up->c) != LB_OK)
-    {
-        return lb_http_proxy_connect_failed(p, errno, "cannot send the PROXY header to");
+    ka->sticky_var->get(&out, ctx, ka->sticky_arg);
+    if (out.len == 0) {
+        return;
     }
-    if (ut == NULL || lb_conn_is_tls(c)) {
-        lb_http_proxy_ready(p, lb_current_msec - p->connect_start);
+    if (out.len <= sizeof(buf)) {
+        p->pr.sticky = lb_upstream_sticky_check(p->u, buf, out.len, &why, &p->sticky_renew);
+    }
+    if (p->pr.sticky == NULL) {
+        lb_log_debug("*%llu client %s: sticky cookie %s of upstream \"%s\" ignored: %s",
+                     (unsigned long long) r->c->id, r->c->peer_text, p->u->sticky.cookie,
+                     p->u->name, why);
+    }
+}
+
+/* The Set-Cookie field naming the server that answered, when the client's
+ * cookie does not name it (none, invalid, or its server could not be
+ * used) or is past half its life. */
+static int
+lb_http_proxy_sticky_set(lb_http_proxy_t *p)
+{
+    lb_http_request_t     *r = p->r;
+    lb_upstream_sticky_t  *st = &p->u->sticky;
+    char                   value[128], *f;
+    size_t                 vlen, size;
+    int                    n;
+
+    if (p->pr.server == p->pr.sticky_hit && !p->sticky_renew) {
         return LB_OK;
     }
-    p->phase = LB_PROXY_CONNECT;
-    if (lb_tls_connect(c, ut->ctx, ut->sni, p->u->connect_timeout, lb_http_proxy_tls_done)
-        != LB_OK)
-    {
-        return lb_http_proxy_connect_failed(p, EPROTO, "cannot start TLS with");
+    vlen = lb_upstream_sticky_cookie(p->u, p->pr.server, value, sizeof(value));
+    size = strlen(st->cookie) + vlen + strlen(st->path)
+           + (st->domain ? strlen(st->domain) : 0) + 96;
+    f = vlen ? lb_http_request_alloc(r, size) : NULL;
+    if (f == NULL) {
+        return LB_ERROR;
     }
-    return LB_AGAIN;
+    n = snprintf(f, size, "%s=%.*s; Path=%s; Max-Age=%lld%s%s; HttpOnly; SameSite=Lax%s",
+                 st->cookie, (int) vlen, value, st->path, (long long) (st->ttl / 1000),
+                 st->domain ? "; Domain=" : "", st->domain ? st->domain : "",
+                 lb_conn_is_tls(r->c) ? "; Secure" : "");
+    return lb_http_out_add(r, "Set-Cookie", 10, f, (size_t) n);
 }
 
-/* A new connection to p->server. */
-static int
-lb_http_proxy_open(lb_http_proxy_t *p)
-{
-    lb_http_upconn_t  *up;
-    lb_pool_t         *pool;
-    lb_conn_t         *c;
-    int                rc;
-
-    p->connect_start = lb_current_msec;
-    rc = lb_conn_connect(&p->server->addr, &c);
-    if (rc == LB_ERROR && lb_conn_error_is_local(errno)) {
-        /* this host's shortage, not the server's: no failure counted, no
-         * other server tried (lb_conn.h) */
-        lb_log_error_limited(errno, "*%llu client %s: cannot connect to %s in upstream "
-                             "\"%s\": a local error, the server is not marked failed; "
-                             "answering 503", (unsigned long long) p->r->c->id,
-                             p->r->c->peer_text, p->server->addr.text, p->u->name);
-        lb_http_proxy_release(p, false);
-        return lb_http_proxy_fail(p, 503, "no local resources for an upstream connection");
-    }
-    if (rc == LB_ERROR) {
-        return lb_http_proxy_connect_failed(p, errno, "connect() failed to");
-    }
-    pool = lb_conn_pool(c);
-    up = pool ? lb_pcalloc(pool, sizeof(*up)) : NULL;
-    if (up == NULL) {
-        lb_conn_close(c);
-        return lb_http_proxy_fail(p, 502, "out of memory for an upstream connection");
-    }
-    up->c = c;
-    up->server = p->server;
-    up->ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
-    lb_queue_init(&up->link);
-    lb_queue_init(&up->all);
-    lb_http_proxy_attach(p, up);
-    p->reused = false;
-    if (rc == LB_OK) {
-        return lb_http_proxy_connected(p);
-    }
-    p->phase = LB_PROXY_CONNECT;
-    lb_event_timer_set(&c->write, p->u->connect_timeout);
-    return LB_AGAIN;
-}
-
-/* Picks a server (another one after a failure) and connects to it, or
- * takes an idle connection to it from the pool. */
+/* Picks a server and connects to it, or takes an idle connection to it
+ * from the pool. LB_OK: ready; LB_AGAIN: connecting; else as
+ * lb_http_proxy_fail. */
 static int
 lb_http_proxy_connect(lb_http_proxy_t *p)
 {
-    lb_upstream_t       *u = p->u;
-    lb_http_proxy_ka_t  *ka = lb_get_conf(u->confs, lb_http_proxy_module);
-    lb_http_upconn_t    *up;
-    const char          *why = "";
-    char                 buf[256];
+    lb_upstream_peer_t  *pr = &p->pr;
+    lb_http_request_t   *r = p->r;
+    lb_http_proxy_ka_t  *ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
+    lb_http_var_ctx_t    ctx;
+    char                 key[512];
+    size_t               n;
 
-    if ((int64_t) p->try.attempts > u->retries) {
-        snprintf(buf, sizeof(buf), "upstream \"%s\": giving up after %u failed attempts",
-                 u->name, p->try.attempts);
-        return lb_http_proxy_fail(p, p->timed_out ? 504 : 502, buf);
+    lb_upstream_peer_init(pr, p->u);
+    pr->client = r->c;
+    pr->log_id = r->c->id;
+    pr->client_text = r->c->peer_text;
+    pr->local_action = "answering 503";
+    pr->client_addr = (struct sockaddr *) &r->c->peer;
+    pr->pool_get = lb_http_proxy_pool_get;
+    pr->ready = lb_http_proxy_peer_ready;
+    pr->data = p;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.r = r;
+    ctx.request = r->msg;
+    if (ka && ka->sticky_var) {
+        lb_http_proxy_sticky_read(p, ka, &ctx);
     }
-    p->server = lb_upstream_pick(u, &p->try, &why);
-    if (p->server == NULL) {
-        snprintf(buf, sizeof(buf), "upstream \"%s\": no usable server (%s)", u->name, why);
-        return lb_http_proxy_fail(p, p->try.attempts == 0 ? 503 : p->timed_out ? 504 : 502,
-                                  buf);
+    if (ka && ka->hash_key) {
+        n = lb_http_complex_eval(ka->hash_key, &ctx, key, sizeof(key));
+        /* an empty key (no such cookie) has nothing to stick to */
+        if (n) {
+            pr->key = lb_upstream_key_hash(key, lb_min(n, sizeof(key)));
+            pr->has_key = true;
+        }
     }
-    up = ka ? lb_http_upconn_take(ka, p->server) : NULL;
-    if (up) {
-        lb_http_proxy_attach(p, up);
-        p->reused = true;
-        lb_http_proxy_ready(p, 0);
-        return LB_OK;
-    }
-    return lb_http_proxy_open(p);
+    return lb_http_proxy_peer_step(p, lb_upstream_peer_connect(pr));
 }
 
 static bool
@@ -1115,44 +1158,73 @@ lb_http_method_idempotent(lb_str_t m)
     }
 }
 
+/* Whether the request can go to a server again: idempotent, and all of it
+ * at hand (its body held whole, or none of the streamed part gone yet). */
+static bool
+lb_http_proxy_can_resend(lb_http_proxy_t *p)
+{
+    return !p->resp_head && p->upr.sent == 0 && lb_http_method_idempotent(p->r->msg->method);
+}
+
+/* Sends the request again: on a new connection to the same server
+ * (reopen: the pooled one went stale), or to the next server (the failure
+ * counted). LB_OK: run again, connecting; else as lb_http_proxy_fail. */
+static int
+lb_http_proxy_resend(lb_http_proxy_t *p, int err, const char *what, bool reopen)
+{
+    lb_http_request_t  *r = p->r;
+    int                 rc;
+
+    lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
+                "request again%s", (unsigned long long) r->c->id, r->c->peer_text,
+                p->pr.server->addr.text, p->u->name, what, err ? ": " : "",
+                err ? strerror(err) : "", reopen ? "" : " to another server");
+    if (lb_timer_is_set(&p->head_timer)) {
+        lb_timer_del(&p->head_timer);
+    }
+    lb_buf_reset(&p->in);
+    p->got_byte = false;
+    /* up lives in the connection's pool: the peer layer closes both */
+    p->up->ka->active--;
+    p->up = NULL;
+    rc = reopen ? lb_upstream_peer_reopen(&p->pr) : lb_upstream_peer_next(&p->pr, err, NULL);
+    rc = lb_http_proxy_peer_step(p, rc);
+    return rc == LB_AGAIN ? LB_OK : rc;
+}
+
 /* The server closed the connection (or it failed) while a request was on
- * it. Before any byte of a response, an idempotent request is sent again
- * when all of it can be (its body held whole, or none of the streamed part
- * gone yet): on a new connection to the same server when this one came
- * from the pool (it went stale), else to another server while `retries`
- * allows. */
+ * it, before any byte of a response: a connection from the pool went
+ * stale (the request goes again on a new one to the same server), or the
+ * server failed (next_upstream "error": to another server while `retries`
+ * allows), when the request can be sent again. */
 static int
 lb_http_proxy_upstream_gone(lb_http_proxy_t *p, int err, const char *what)
 {
-    lb_http_request_t  *r = p->r;
-    char             buf[256];
-    int              rc;
+    char  buf[256];
 
-    if (!p->resp_head && !p->got_byte && p->upr.sent == 0
-        && lb_http_method_idempotent(r->msg->method))
-    {
-        lb_log_info("*%llu client %s: server %s of upstream \"%s\" %s%s%s; sending the "
-                    "request again", (unsigned long long) r->c->id, r->c->peer_text,
-                    p->server->addr.text, p->u->name, what, err ? ": " : "",
-                    err ? strerror(err) : "");
-        if (lb_timer_is_set(&p->head_timer)) {
-            lb_timer_del(&p->head_timer);
+    if (!p->got_byte && lb_http_proxy_can_resend(p)) {
+        if (p->pr.reused) {
+            return lb_http_proxy_resend(p, err, what, true);
         }
-        lb_buf_reset(&p->in);
-        if (p->reused) {
-            p->up->ka->active--;
-            lb_http_upconn_close(p->up);
-            p->up = NULL;
-            rc = lb_http_proxy_open(p);
-        } else {
-            lb_http_proxy_release(p, false);
-            rc = lb_http_proxy_connect(p);
+        if (p->u->next_upstream & LB_NEXT_ERROR) {
+            return lb_http_proxy_resend(p, err, what, false);
         }
-        return rc == LB_AGAIN ? LB_OK : rc;     /* run again: connecting */
     }
-    snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" %s%s%s", p->server->addr.text,
+    snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" %s%s%s", p->pr.server->addr.text,
              p->u->name, what, err ? ": " : "", err ? strerror(err) : "");
+    if (!p->pr.reused) {
+        lb_upstream_connected(p->pr.server, false);     /* passive health */
+    }
     return lb_http_proxy_fail(p, 502, buf);
+}
+
+/* An answer next_upstream sends elsewhere (an invalid head, or a status it
+ * names), while another server may still be tried. */
+static bool
+lb_http_proxy_next(lb_http_proxy_t *p, unsigned bit)
+{
+    return bit && (p->u->next_upstream & bit) && lb_http_proxy_can_resend(p)
+           && (int64_t) p->pr.try.attempts <= p->u->retries;
 }
 
 /* The request body before a server is chosen ---------------------------- */
@@ -1337,7 +1409,8 @@ lb_http_proxy_head_expired(lb_timer_t *t)
     char              buf[256];
 
     snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": response_head_timeout expired",
-             p->server->addr.text, p->u->name);
+             p->pr.server->addr.text, p->u->name);
+    lb_upstream_connected(p->pr.server, false);     /* passive health */
     if (lb_http_proxy_fail(p, 504, buf) != LB_DONE) {
         lb_http_run_request(r);
     }
@@ -1490,7 +1563,7 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
     }
     if (upgrade && !r->msg->upgrade) {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" answered 101 to a request "
-                 "without Upgrade", p->server->addr.text, p->u->name);
+                 "without Upgrade", p->pr.server->addr.text, p->u->name);
         return lb_http_proxy_fail(p, 502, buf);
     }
     if (lb_timer_is_set(&p->head_timer)) {
@@ -1544,9 +1617,12 @@ lb_http_proxy_response_head(lb_http_proxy_t *p)
             r->out.content_length = r->out.content_length * 10 + (len.data[i] - '0');
         }
     }
+    if (p->u->sticky.mode == LB_STICKY_COOKIE && lb_http_proxy_sticky_set(p) != LB_OK) {
+        return lb_http_proxy_fail(p, 502, "no room for the sticky cookie");
+    }
     if (lb_http_send_header(r) != LB_OK) {
         snprintf(buf, sizeof(buf), "the response head of server %s with response_headers "
-                 "does not fit", p->server->addr.text);
+                 "does not fit", p->pr.server->addr.text);
         return lb_http_proxy_fail(p, 502, buf);
     }
     p->resp_head = true;
@@ -1617,6 +1693,10 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                     lb_buf_consume(&p->in, resp->head_len);     /* 100, 103: dropped */
                     continue;
                 }
+                if (lb_http_proxy_next(p, lb_upstream_next_status(resp->status))) {
+                    snprintf(buf, sizeof(buf), "answered %d", resp->status);
+                    return lb_http_proxy_resend(p, 0, buf, false);
+                }
                 rc = lb_http_proxy_response_head(p);
                 if (rc != LB_AGAIN) {
                     return rc;
@@ -1628,15 +1708,22 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                 continue;
             }
             if (rc == LB_ERROR) {
+                if (lb_http_proxy_next(p, LB_NEXT_INVALID_HEADER)) {
+                    snprintf(buf, sizeof(buf), "sent an invalid response head (%s)",
+                             resp->error);
+                    return lb_http_proxy_resend(p, 0, buf, false);
+                }
                 snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent an invalid "
-                         "response head: %s", p->server->addr.text, p->u->name, resp->error);
+                         "response head: %s", p->pr.server->addr.text, p->u->name, resp->error);
+                lb_upstream_connected(p->pr.server, false);     /* passive health */
                 return lb_http_proxy_fail(p, 502, buf);
             }
             if (lb_buf_room(&p->in) == 0) {
                 if (p->in.pos == p->in.start) {
                     snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent a response "
-                             "head larger than %d bytes", p->server->addr.text, p->u->name,
+                             "head larger than %d bytes", p->pr.server->addr.text, p->u->name,
                              LB_PROXY_IN_SIZE);
+                    lb_upstream_connected(p->pr.server, false);
                     return lb_http_proxy_fail(p, 502, buf);
                 }
                 lb_buf_compact(&p->in);
@@ -1646,7 +1733,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
         if (p->resp_head) {
             if (!p->downr.complete && lb_http_relay_fill(&p->downr, &p->in) != LB_OK) {
                 snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" sent an invalid "
-                         "body: %s", p->server->addr.text, p->u->name, p->downr.error);
+                         "body: %s", p->pr.server->addr.text, p->u->name, p->downr.error);
                 return lb_http_proxy_fail(p, 502, buf);
             }
             if (p->cont_want && !p->cont_done) {
@@ -1656,7 +1743,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
             if (rc == LB_ERROR) {
                 /* the writer or a filter said why; this says from where */
                 snprintf(buf, sizeof(buf), "the response of server %s of upstream \"%s\" "
-                         "was cut off", p->server->addr.text, p->u->name);
+                         "was cut off", p->pr.server->addr.text, p->u->name);
                 return lb_http_proxy_abort(p, 0, buf);
             }
             if (rc == LB_OK && p->downr.complete && !lb_http_relay_busy(&p->downr)) {
@@ -1693,7 +1780,7 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
         }
         if (p->resp_head) {
             snprintf(buf, sizeof(buf), "server %s of upstream \"%s\" closed the connection "
-                     "mid-response%s%s", p->server->addr.text, p->u->name,
+                     "mid-response%s%s", p->pr.server->addr.text, p->u->name,
                      n == 0 ? "" : ": ", n == 0 ? "" : strerror(errno));
             return lb_http_proxy_fail(p, 502, buf);
         }
@@ -1821,7 +1908,7 @@ lb_http_proxy_tunnel(lb_http_proxy_t *p)
 
 failed:
     lb_log_info("*%llu client %s: tunnel with server %s ended: %s",
-                (unsigned long long) c->id, c->peer_text, p->server->addr.text,
+                (unsigned long long) c->id, c->peer_text, p->pr.server->addr.text,
                 strerror(errno));
     r->keep_alive = 0;
     lb_buf_reset(ub);
@@ -1922,29 +2009,11 @@ lb_http_proxy_up_handler(lb_event_t *ev)
     lb_http_upconn_t  *up = c->data;
     lb_http_proxy_t   *p = up->p;
     lb_http_request_t  *r = p->r;
-    int                rc;
 
     if (ev->timedout) {
         ev->timedout = 0;
         lb_http_proxy_timeout(p->r, ev);
         return;
-    }
-    if (p->phase == LB_PROXY_CONNECT) {
-        if (!ev->write) {
-            return;                     /* the write event says how it went */
-        }
-        lb_event_timer_del(&c->write);
-        if (lb_conn_connect_result(c) != LB_OK) {
-            if (lb_http_proxy_connect_failed(p, errno, "connect() failed to") == LB_DONE) {
-                return;
-            }
-            lb_http_run_request(r);
-            return;
-        }
-        rc = lb_http_proxy_connected(p);
-        if (rc == LB_AGAIN || rc == LB_DONE) {
-            return;
-        }
     }
     lb_http_run_request(r);
 }
@@ -1967,17 +2036,18 @@ lb_http_proxy_timeout(lb_http_request_t *r, lb_event_t *ev)
             return;
         }
         rc = lb_http_proxy_fail(p, 408, "client_body_timeout expired");
-    } else if (p->phase == LB_PROXY_CONNECT) {
-        rc = lb_http_proxy_connect_failed(p, ETIMEDOUT, "connect_timeout expired for");
     } else if (p->phase == LB_PROXY_TUNNEL) {
         lb_log_info("*%llu client %s: tunnel with server %s idle for read_timeout; closing",
-                    (unsigned long long) r->c->id, r->c->peer_text, p->server->addr.text);
+                    (unsigned long long) r->c->id, r->c->peer_text, p->pr.server->addr.text);
         r->keep_alive = 0;
         lb_buf_reset(r->body_in);
         rc = lb_http_proxy_finish(p);
     } else {
         snprintf(buf, sizeof(buf), "server %s of upstream \"%s\": %s expired",
-                 p->server->addr.text, p->u->name, ev->write ? "send_timeout" : "read_timeout");
+                 p->pr.server->addr.text, p->u->name, ev->write ? "send_timeout" : "read_timeout");
+        if (!p->resp_head) {
+            lb_upstream_connected(p->pr.server, false);     /* no answer: passive health */
+        }
         rc = lb_http_proxy_fail(p, 504, buf);
     }
     if (rc != LB_DONE) {

@@ -6,8 +6,8 @@
  * see the bytes, or splice = false), propagating half-closes. With
  * sni_routes the upstream is chosen by the server name in the client's
  * TLS ClientHello, read without terminating TLS; the bytes read are then
- * relayed as they came. With the upstream's proxy_protocol, a PROXY
- * header goes to the server first.
+ * relayed as they came. The connection to the server, retries, PROXY
+ * header and upstream TLS included, is the peer layer's (lb_upstream.h).
  */
 #include "lb_core.h"
 #include "lb_upstream.h"
@@ -28,10 +28,6 @@
  * send are cheaper than two splices and a pipe, and a short read says the
  * socket is drained where a splice cannot (see lb_tcp_fill). */
 #define LB_TCP_SPLICE_AFTER  (64 * 1024)
-
-/* Room kept at the front of the client's buffer for a PROXY header, so
- * that one can go before bytes already read (a ClientHello). */
-#define LB_TCP_HEADER_ROOM   128
 
 /* How long a client has to send its whole ClientHello with sni_routes
  * (idle_timeout when that is shorter). */
@@ -89,8 +85,7 @@ typedef struct {
     lb_stream_tcp_conf_t   *conf;
     lb_upstream_t          *upstream;   /* the listener's, or the SNI route's */
     lb_tls_hello_t         *hello;      /* while reading the ClientHello */
-    lb_upstream_server_t   *server;
-    lb_upstream_try_t       try;
+    lb_upstream_peer_t      pr;         /* the connection to a server */
     lb_tcp_dir_t            up;         /* client -> server */
     lb_tcp_dir_t            down;       /* server -> client */
     lb_timer_t              idle;
@@ -482,18 +477,14 @@ lb_tcp_close(lb_tcp_session_t *s, lb_stream_end_t end)
         log.end = end;
         lb_stream_log_session(s->client->listener, &log);
     }
-    if (s->server) {
-        lb_upstream_release(s->server);
-        s->server = NULL;
-    }
     lb_timer_del(&s->idle);
     lb_tcp_hello_put(&s->hello);
     lb_tcp_pipe_put(&s->up.pipe);
     lb_tcp_pipe_put(&s->down.pipe);
     lb_tcp_buf_put(&s->up.buf);
     lb_tcp_buf_put(&s->down.buf);
-    if (s->peer) {
-        lb_conn_close(s->peer);
+    if (s->pr.u) {
+        lb_upstream_peer_free(&s->pr, s->peer ? LB_PEER_SERVED : LB_PEER_UNUSED);
         s->peer = NULL;
     }
     lb_log_debug("*%llu client %s: closed (%s) with server %s: %llu bytes from client, "
@@ -709,33 +700,6 @@ lb_tcp_idle_expired(lb_timer_t *t)
     lb_tcp_close(s, LB_STREAM_END_IDLE_TIMEOUT);
 }
 
-/* Puts the PROXY header in front of what the client sent so far. */
-static int
-lb_tcp_add_proxy_header(lb_tcp_session_t *s)
-{
-    lb_buf_t  *b = &s->up.buf;
-    uint8_t    hdr[LB_PROXY_BUILD_MAX_LEN];
-    size_t     n = lb_proxy_header_for((int) s->upstream->proxy_protocol, s->client, hdr);
-
-    if (n == 0) {
-        return LB_ERROR;
-    }
-    if (lb_buf_len(b) == 0) {
-        lb_buf_reset(b);
-    }
-    if ((size_t) (b->pos - b->start) >= n) {
-        b->pos -= n;                /* the room kept by lb_tcp_hello_start */
-    } else if (lb_buf_room(b) >= n) {
-        memmove(b->pos + n, b->pos, lb_buf_len(b));
-        b->last += n;
-    } else {
-        errno = ENOBUFS;
-        return LB_ERROR;
-    }
-    memcpy(b->pos, hdr, n);
-    return LB_OK;
-}
-
 static void
 lb_tcp_start_relay(lb_tcp_session_t *s)
 {
@@ -747,13 +711,6 @@ lb_tcp_start_relay(lb_tcp_session_t *s)
     {
         lb_log_error_limited(errno, "*%llu client %s: cannot allocate relay buffers; closing",
                      (unsigned long long) s->client->id, s->client->peer_text);
-        lb_tcp_close(s, LB_STREAM_END_ERROR);
-        return;
-    }
-    if (s->upstream->proxy_protocol && s->peer->io->raw && lb_tcp_add_proxy_header(s) != LB_OK) {
-        lb_log_error(errno, "*%llu client %s: cannot make the PROXY v%lld header for %s; "
-                     "closing", (unsigned long long) s->client->id, s->client->peer_text,
-                     (long long) s->upstream->proxy_protocol, s->peer->peer_text);
         lb_tcp_close(s, LB_STREAM_END_ERROR);
         return;
     }
@@ -771,142 +728,60 @@ lb_tcp_start_relay(lb_tcp_session_t *s)
     lb_tcp_relay(s);
 }
 
+/* The peer layer's answer: a connection ready for the relay, or none. */
 static void
-lb_tcp_connect_failed(lb_tcp_session_t *s, int err, const char *what)
+lb_tcp_peer_ready(lb_upstream_peer_t *pr, int rc)
 {
-    lb_log_warn(err, "*%llu client %s: %s %s in upstream \"%s\"%s",
-                (unsigned long long) s->client->id, s->client->peer_text, what,
-                s->server->addr.text, s->upstream->name,
-                (int64_t) s->try.attempts <= s->upstream->retries
-                    ? "; trying another server" : "");
-    lb_upstream_connected(s->server, false);
-    lb_upstream_release(s->server);
-    s->server = NULL;
-    if (s->peer) {
-        lb_conn_close(s->peer);
-        s->peer = NULL;
+    lb_tcp_session_t  *s = pr->data;
+
+    if (pr->last) {
+        memcpy(s->server_addr, pr->last->addr.text, sizeof(s->server_addr));
     }
-    lb_tcp_connect(s);
-}
-
-/* This host is short of descriptors, memory or ports: the server is not to
- * blame and another one would meet the same shortage (lb_conn.h), so the
- * client is closed and the server's record left as it was. */
-static void
-lb_tcp_connect_local_error(lb_tcp_session_t *s, int err)
-{
-    lb_log_error_limited(err, "*%llu client %s: cannot connect to %s in upstream \"%s\": "
-                         "a local error, the server is not marked failed; closing the "
-                         "client connection", (unsigned long long) s->client->id,
-                         s->client->peer_text, s->server->addr.text, s->upstream->name);
-    lb_tcp_close(s, LB_STREAM_END_ERROR);
-}
-
-static void
-lb_tcp_tls_done(lb_conn_t *peer, bool ok)
-{
-    lb_tcp_session_t  *s = peer->data;
-    const char        *why;
-    char               buf[256];
-
-    if (ok) {
-        lb_tcp_start_relay(s);
+    if (rc != LB_OK) {
+        if (pr->gave_up == LB_PEER_LOCAL) {
+            lb_tcp_close(s, LB_STREAM_END_ERROR);
+        } else if (pr->gave_up == LB_PEER_RETRIES_OUT) {
+            lb_log_error_limited(0, "*%llu client %s: giving up after %u failed connects "
+                                 "to upstream \"%s\"; closing the client connection",
+                                 (unsigned long long) s->client->id, s->client->peer_text,
+                                 pr->try.attempts, pr->u->name);
+            lb_tcp_close(s, LB_STREAM_END_CONNECT_FAILED);
+        } else {
+            lb_log_error_limited(0, "*%llu client %s: no usable server in upstream \"%s\" "
+                                 "(%s); closing the client connection",
+                                 (unsigned long long) s->client->id, s->client->peer_text,
+                                 pr->u->name, pr->why);
+            lb_tcp_close(s, LB_STREAM_END_CONNECT_FAILED);
+        }
         return;
     }
-    why = lb_tls_verify_error(peer);
-    snprintf(buf, sizeof(buf), "TLS handshake failed (%s) with", *why ? why : "closed");
-    lb_tcp_connect_failed(s, 0, buf);
-}
-
-/* Connected to s->server: a TLS handshake first when its upstream has a
- * tls group, then the relay. */
-static void
-lb_tcp_server_ready(lb_tcp_session_t *s)
-{
-    lb_tls_upstream_t  *ut = lb_tls_upstream(s->upstream->confs);
-
-    lb_upstream_connected(s->server, true);
-    if (ut == NULL) {
-        lb_tcp_start_relay(s);
-        return;
-    }
-    /* the PROXY header goes first, in the clear */
-    if (s->upstream->proxy_protocol
-        && lb_proxy_send_header((int) s->upstream->proxy_protocol, s->client, s->peer) != LB_OK)
-    {
-        lb_tcp_connect_failed(s, errno, "cannot send the PROXY header to");
-        return;
-    }
-    if (lb_tls_connect(s->peer, ut->ctx, ut->sni, s->upstream->connect_timeout,
-                       lb_tcp_tls_done) != LB_OK)
-    {
-        lb_tcp_connect_failed(s, EPROTO, "cannot start TLS with");
-    }
-}
-
-static void
-lb_tcp_connected(lb_event_t *ev)
-{
-    lb_conn_t         *peer = ev->data;
-    lb_tcp_session_t  *s = peer->data;
-
-    if (ev->timedout) {
-        lb_tcp_connect_failed(s, ETIMEDOUT, "connect_timeout expired for");
-        return;
-    }
-    if (lb_conn_connect_result(peer) != LB_OK) {
-        lb_tcp_connect_failed(s, errno, "connect() failed to");
-        return;
-    }
-    lb_event_timer_del(&peer->write);
-    lb_tcp_server_ready(s);
+    s->peer = pr->c;
+    lb_tcp_start_relay(s);
 }
 
 static void
 lb_tcp_connect(lb_tcp_session_t *s)
 {
-    lb_upstream_t  *u = s->upstream;
-    const char     *why = "";
-    int             rc;
+    lb_upstream_peer_t  *pr = &s->pr;
+    struct sockaddr     *sa = (struct sockaddr *) &s->client->peer;
+    int                  rc;
 
-    for ( ;; ) {
-        if ((int64_t) s->try.attempts > u->retries) {
-            lb_log_error_limited(0, "*%llu client %s: giving up after %u failed connects "
-                                 "to upstream \"%s\"; closing the client connection",
-                                 (unsigned long long) s->client->id, s->client->peer_text,
-                                 s->try.attempts, u->name);
-            lb_tcp_close(s, LB_STREAM_END_CONNECT_FAILED);
-            return;
-        }
-        s->server = lb_upstream_pick(u, &s->try, &why);
-        if (s->server == NULL) {
-            lb_log_error_limited(0, "*%llu client %s: no usable server in upstream \"%s\" "
-                                 "(%s); closing the client connection",
-                                 (unsigned long long) s->client->id, s->client->peer_text,
-                                 u->name, why);
-            lb_tcp_close(s, LB_STREAM_END_CONNECT_FAILED);
-            return;
-        }
-        memcpy(s->server_addr, s->server->addr.text, sizeof(s->server_addr));
-
-        rc = lb_conn_connect(&s->server->addr, &s->peer);
-        if (rc == LB_ERROR) {
-            s->peer = NULL;
-            if (lb_conn_error_is_local(errno)) {
-                lb_tcp_connect_local_error(s, errno);
-                return;
-            }
-            lb_tcp_connect_failed(s, errno, "connect() failed to");
-            return;
-        }
-        s->peer->data = s;
-        if (rc == LB_OK) {
-            lb_tcp_server_ready(s);
-            return;
-        }
-        s->peer->write.handler = lb_tcp_connected;
-        lb_event_timer_set(&s->peer->write, u->connect_timeout);
-        return;
+    lb_upstream_peer_init(pr, s->upstream);
+    pr->client = s->client;
+    pr->log_id = s->client->id;
+    pr->client_text = s->client->peer_text;
+    pr->local_action = "closing the client connection";
+    pr->ready = lb_tcp_peer_ready;
+    pr->data = s;
+    pr->client_addr = sa;
+    if (s->upstream->balancer->flags & LB_BALANCER_KEY) {
+        /* a stream's key is its client's address */
+        pr->key = lb_upstream_addr_key(sa);
+        pr->has_key = true;
+    }
+    rc = lb_upstream_peer_connect(pr);
+    if (rc != LB_AGAIN) {
+        lb_tcp_peer_ready(pr, rc);
     }
 }
 
@@ -1057,7 +932,6 @@ lb_tcp_hello_start(lb_tcp_session_t *s)
         lb_tcp_close(s, LB_STREAM_END_ERROR);
         return;
     }
-    s->up.buf.pos = s->up.buf.last = s->up.buf.start + LB_TCP_HEADER_ROOM;
     c->read.handler = lb_tcp_hello_read;
     lb_event_timer_set(&c->read, lb_min(LB_TCP_HELLO_TIMEOUT, s->conf->idle_timeout));
     lb_tcp_hello_read(&c->read);

@@ -436,7 +436,7 @@ lb_udp_session_close(lb_udp_session_t *s, lb_stream_end_t end)
                  lb_udp_client_text(s, text, sizeof(text)), s->server->addr.text,
                  lb_stream_end_names[end], (unsigned long long) s->received,
                  (unsigned long long) s->replies);
-    lb_upstream_release(s->server);
+    lb_upstream_release(s->server, s->answered ? LB_PEER_SERVED : LB_PEER_UNUSED);
     lb_conn_close(s->peer);
     s->peer = NULL;
     s->server = NULL;
@@ -661,14 +661,12 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
 {
     lb_stream_udp_conf_t  *ucf = w->conf;
     lb_upstream_t         *u = ucf->upstream;
-    lb_upstream_try_t      try;
+    lb_upstream_peer_t     pr;
     lb_upstream_server_t  *server;
     lb_udp_session_t      *s;
     lb_conn_t             *peer;
-    const char            *why = "";
     char                   text[LB_ADDR_TEXT_LEN];
     uint64_t               dropped;
-    int                    fd, err;
 
     if (w->nsessions >= (size_t) ucf->max_sessions) {
         if (lb_log_ratelimit(&w->full_log, 0, &dropped)) {
@@ -682,59 +680,35 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         return NULL;
     }
 
-    memset(&try, 0, sizeof(try));
-    for ( ;; ) {
-        if ((int64_t) try.attempts > u->retries) {
-            why = "every server tried failed";
-            server = NULL;
-        } else {
-            server = lb_upstream_pick(u, &try, &why);
-        }
-        if (server == NULL) {
-            lb_addr_format(&a->sa, alen, text, sizeof(text));
+    lb_addr_format(&a->sa, alen, text, sizeof(text));
+    lb_upstream_peer_init(&pr, u);
+    pr.socktype = SOCK_DGRAM;
+    pr.client_text = text;
+    pr.log_limit = &w->fail_log;
+    pr.local_action = "datagram dropped";
+    pr.client_addr = &a->sa;
+    if (u->balancer->flags & LB_BALANCER_KEY) {
+        pr.key = lb_upstream_addr_key(&a->sa);
+        pr.has_key = true;
+    }
+    if (lb_upstream_peer_connect(&pr) != LB_OK) {
+        if (pr.gave_up != LB_PEER_LOCAL) {
             lb_log_write_limited(&w->fail_log, LB_LOG_ERROR, 0,
                                  "client %s: no usable server in upstream \"%s\" (%s); "
-                                 "datagram dropped", text, u->name, why);
-            return NULL;
+                                 "datagram dropped", text, u->name, pr.why);
         }
-        fd = socket(server->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd != -1 && connect(fd, &server->addr.u.sa, server->addr.len) == 0) {
-            break;
-        }
-        err = errno;
-        if (fd != -1) {
-            close(fd);
-        }
-        if (lb_conn_error_is_local(err)) {
-            /* not the server's fault, and every server would meet it */
-            lb_log_write_limited(&w->local_log, LB_LOG_ERROR, err,
-                                 "listener \"%s\": cannot open a socket to %s in upstream "
-                                 "\"%s\": a local error, the server is not marked failed; "
-                                 "datagram dropped", ucf->listener->name, server->addr.text,
-                                 u->name);
-            lb_upstream_release(server);
-            return NULL;
-        }
-        lb_log_write_limited(&w->fail_log, LB_LOG_WARN, err,
-                             "listener \"%s\": cannot open a socket to %s in upstream "
-                             "\"%s\"", ucf->listener->name, server->addr.text, u->name);
-        lb_upstream_connected(server, false);
-        lb_upstream_release(server);
+        return NULL;
     }
+    server = pr.server;
+    peer = pr.c;
 
     s = lb_udp_session_alloc(w);
-    peer = s ? lb_conn_get(fd) : NULL;
-    if (peer == NULL) {
+    if (s == NULL) {
         lb_log_write_limited(&w->local_log, LB_LOG_ERROR, ENOMEM,
                              "listener \"%s\": cannot allocate a udp session; datagram "
                              "dropped", ucf->listener->name);
         goto failed;
     }
-    memcpy(&peer->peer, &server->addr.u, server->addr.len);
-    peer->peer_len = server->addr.len;
-    memcpy(peer->peer_text, server->addr.text,
-           lb_min(sizeof(peer->peer_text), sizeof(server->addr.text)));
-    peer->peer_text[sizeof(peer->peer_text) - 1] = '\0';
     peer->listener = ucf->listener;
     peer->data = s;
     peer->read.handler = lb_udp_server_read;
@@ -744,8 +718,6 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         lb_log_write_limited(&w->local_log, LB_LOG_ERROR, errno,
                              "listener \"%s\": cannot watch a udp session socket; "
                              "datagram dropped", ucf->listener->name);
-        lb_conn_close(peer);
-        fd = -1;
         goto failed;
     }
 
@@ -756,7 +728,7 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     s->lc_id = lc->id;
     s->peer = peer;
     s->server = server;
-    s->trial = try.trial;
+    s->trial = pr.try.trial;
     memcpy(&s->client, a, alen);
     s->client_len = alen;
     s->last_active = lb_current_msec;
@@ -770,8 +742,7 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         lb_udp_grow(w);
     }
     lb_log_debug("*%llu client %s: new session to %s in upstream \"%s\"",
-                 (unsigned long long) peer->id, lb_addr_format(&a->sa, alen, text, sizeof(text))
-                 ? text : "?", server->addr.text, u->name);
+                 (unsigned long long) peer->id, text, server->addr.text, u->name);
     return s;
 
 failed:
@@ -779,10 +750,7 @@ failed:
         s->next = w->free;
         w->free = s;
     }
-    if (fd != -1 && peer == NULL) {
-        close(fd);
-    }
-    lb_upstream_release(server);
+    lb_upstream_peer_free(&pr, LB_PEER_UNUSED);
     return NULL;
 }
 

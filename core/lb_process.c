@@ -865,6 +865,24 @@ lb_master_answer(bool now)
 
 /* The master loop --------------------------------------------------------- */
 
+static void  (*lb_master_starters[8])(void);
+static size_t  lb_master_nstarters;
+static bool    lb_master_started;
+
+int
+lb_master_at_start(void (*fn)(void))
+{
+    if (lb_master_started) {
+        fn();
+        return LB_OK;
+    }
+    if (lb_master_nstarters == lb_nelems(lb_master_starters)) {
+        return LB_ERROR;
+    }
+    lb_master_starters[lb_master_nstarters++] = fn;
+    return LB_OK;
+}
+
 int
 lb_master_run(lb_cycle_t *cycle, bool foreground)
 {
@@ -877,6 +895,10 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
     lb_signals_install();
     lb_signals_block(NULL);
     sigemptyset(&empty);
+    lb_master_started = true;
+    for (size_t i = 0; i < lb_master_nstarters; i++) {
+        lb_master_starters[i]();
+    }
     lb_workers_fill(cycle, false);
 
     for ( ;; ) {

@@ -47,5 +47,10 @@ void lb_master_watch_stop(void);
 int  lb_master_init(lb_cycle_t *cycle);
 /* Runs the master until it exits; returns the process exit status. */
 int  lb_master_run(lb_cycle_t *cycle, bool foreground);
+/* Runs fn once in the master when its loop starts: after daemonizing, so
+ * that a thread it starts lives in the process that stays (init_master
+ * runs before). Up to 8; LB_ERROR when full. A call once the loop runs
+ * calls fn at once. */
+int  lb_master_at_start(void (*fn)(void));
 
 #endif

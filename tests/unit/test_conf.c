@@ -257,7 +257,8 @@ START_TEST(unknown_upstream_setting)
         "lbd.conf:7: unknown setting \"retrys\" in upstream \"web\" "
         "(did you mean \"retries\"?); valid here: balance, connect_timeout, hash_key, "
         "keepalive, keepalive_timeout, next_upstream, passive, proxy_protocol, read_timeout, "
-        "response_head_timeout, retries, send_timeout, servers, slow_start, sticky, tls");
+        "resolve_interval, response_head_timeout, retries, send_timeout, servers, slow_start, "
+        "sticky, tls");
 }
 END_TEST
 
@@ -428,11 +429,11 @@ START_TEST(invalid_server_address)
         TCP_LISTENER
         "upstreams = {\n"                                                   /* 4 */
         "  web = {\n"                                                       /* 5 */
-        "    servers = ( { address = \"backend.example:80\"; } );\n"        /* 6 */
+        "    servers = ( { address = \"backend_example:80\"; } );\n"        /* 6 */
         "  };\n"
         "};\n",
-        "lbd.conf:6: invalid address \"backend.example:80\" in \"address\": invalid IPv4 "
-        "address \"backend.example\" (host names are not resolved; use an address)");
+        "lbd.conf:6: invalid address \"backend_example:80\" in \"address\": not an IP "
+        "address and port, a host name and port, or a unix: path");
 }
 END_TEST
 

@@ -7,6 +7,7 @@
 #include "lb_upstream.h"
 #include "lb_upstream_maglev.h"
 #include "lb_upstream_sticky.h"
+#include "lb_upstream_resolve.h"
 #include "lb_crypto.h"
 
 #include <fcntl.h>
@@ -67,6 +68,8 @@ static int lb_upstream_set_sticky(lb_conf_t *cf, const lb_setting_t *s,
                                   config_setting_t *v, void *conf);
 static int lb_upstream_set_next(lb_conf_t *cf, const lb_setting_t *s,
                                 config_setting_t *v, void *conf);
+static int lb_upstream_set_address(lb_conf_t *cf, const lb_setting_t *s,
+                                   config_setting_t *v, void *conf);
 
 static const char *const  lb_sticky_modes[] = { "none", "cookie", "source_ip", NULL };
 
@@ -120,6 +123,8 @@ static const lb_setting_t  lb_upstream_settings[] = {
       offsetof(lb_upstream_t, retries), NULL, NULL, 0 },
     { "keepalive", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0,
       offsetof(lb_upstream_t, keepalive), NULL, lb_upstream_set_keepalive, 0 },
+    { "resolve_interval", LB_SET_DURATION, LB_CTX_UPSTREAM, "30s", 1000, 86400000,
+      offsetof(lb_upstream_t, resolve_interval), NULL, NULL, 0 },
     { "keepalive_timeout", LB_SET_DURATION, LB_CTX_UPSTREAM, "60s", 1, 86400000,
       offsetof(lb_upstream_t, keepalive_timeout), NULL, NULL, 0 },
     { "proxy_protocol", LB_SET_INT, LB_CTX_UPSTREAM, "0", 0, 2,
@@ -133,8 +138,9 @@ static const lb_setting_t  lb_upstream_settings[] = {
     { "slow_start", LB_SET_DURATION, LB_CTX_UPSTREAM, "0", 0, 86400000,
       offsetof(lb_upstream_t, slow_start), NULL, NULL, 0 },
 
-    { "address", LB_SET_ADDR, LB_CTX_SERVER, NULL, 0, 0,
-      offsetof(lb_upstream_server_t, addr), NULL, NULL, LB_SETTING_REQUIRED },
+    { "address", LB_SET_CUSTOM, LB_CTX_SERVER, NULL, 0, 0,
+      offsetof(lb_upstream_server_t, addr), NULL, lb_upstream_set_address,
+      LB_SETTING_REQUIRED },
     { "weight", LB_SET_INT, LB_CTX_SERVER, "1", 1, 1000,
       offsetof(lb_upstream_server_t, weight), NULL, NULL, 0 },
     { "max_conns", LB_SET_INT, LB_CTX_SERVER, "0", 0, 10000000,
@@ -275,6 +281,30 @@ lb_upstream_set_next(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, 
     return LB_OK;
 }
 
+/* A server's address: an IP address and port, a unix: path, or a host
+ * name and port, resolved once the upstream is read (merge). */
+static int
+lb_upstream_set_address(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                        void *conf)
+{
+    lb_upstream_server_t  *srv = conf;
+    const char            *text;
+    char                   host[256], port[8], err[128];
+
+    if (lb_conf_get_string(cf, v, &text) != LB_OK) {
+        return LB_ERROR;
+    }
+    if (lb_parse_addr(text, &srv->addr, err, sizeof(err)) == LB_OK) {
+        return LB_OK;
+    }
+    if (!lb_resolve_is_host(text, host, sizeof(host), port)) {
+        return lb_conf_error(cf, v, "invalid address \"%s\" in \"address\": not an IP "
+                             "address and port, a host name and port, or a unix: path", text);
+    }
+    srv->name = lb_pstrdup(cf->pool, text);
+    return srv->name ? LB_OK : lb_conf_error(cf, v, "out of memory");
+}
+
 /* keepalive = "auto" (the default) or a number 0..100000, a hard bound. */
 static int
 lb_upstream_set_keepalive(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
@@ -309,6 +339,7 @@ lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
 
     switch (ctx) {
     case LB_CTX_GLOBAL:
+        lb_resolve_load_begin();        /* a load starts */
         umcf = lb_pcalloc(cf->pool, sizeof(*umcf));
         if (umcf && lb_array_init(&umcf->upstreams, cf->pool, 8, sizeof(lb_upstream_t *)) != LB_OK) {
             return NULL;
@@ -401,15 +432,17 @@ lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
             continue;
         }
         srv = confs[lb_core_upstream_module.index];
-        if (lb_addr_resolve_unix(cf, &srv->addr) != LB_OK) {
+        if (srv->name == NULL && lb_addr_resolve_unix(cf, &srv->addr) != LB_OK) {
             rc = LB_ERROR;
             continue;
         }
         for (k = 0; k < u->server_list.nelts; k++) {
             other = &lb_array_at(&u->server_list, lb_upstream_server_t, k);
-            if (lb_addr_equal(&other->addr, &srv->addr)) {
+            if (srv->name ? other->name && strcmp(other->name, srv->name) == 0
+                          : !other->name && lb_addr_equal(&other->addr, &srv->addr))
+            {
                 rc = lb_conf_error(cf, g, "server %s appears twice in %s",
-                                   srv->addr.text, saved);
+                                   srv->name ? srv->name : srv->addr.text, saved);
             }
         }
         slot = lb_array_push(&u->server_list);
@@ -529,6 +562,63 @@ lb_upstream_set_passive(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
     return lb_conf_parse_group(cf, v, lb_upstream_passive_settings, (char *) conf + s->offset);
 }
 
+/* Replaces each host-name server of the list by one server per address
+ * its name has now (none while it does not resolve), sharing its weight.
+ * An address also written literally, or by another name, is kept once. */
+static int
+lb_upstream_expand_names(lb_conf_t *cf, lb_upstream_t *u)
+{
+    lb_upstream_server_t  *s, *t;
+    lb_array_t             out;
+    lb_addr_t              addrs[LB_RESOLVE_MAX_ADDRS];
+    char                   host[256], port[8];
+    size_t                 i, j, k, n;
+    bool                   dup;
+
+    for (i = 0; i < u->server_list.nelts; i++) {
+        if (lb_array_at(&u->server_list, lb_upstream_server_t, i).name) {
+            break;
+        }
+    }
+    if (i == u->server_list.nelts) {
+        return LB_OK;           /* IP addresses only: nothing to do */
+    }
+    if (lb_array_init(&out, cf->pool, u->server_list.nelts + 8, sizeof(lb_upstream_server_t))
+        != LB_OK)
+    {
+        return lb_conf_error(cf, cf->group, "out of memory");
+    }
+    for (i = 0; i < u->server_list.nelts; i++) {
+        s = &lb_array_at(&u->server_list, lb_upstream_server_t, i);
+        n = 1;
+        if (s->name) {
+            lb_resolve_is_host(s->name, host, sizeof(host), port);
+            n = lb_resolve_addrs(host, port, u->resolve_interval, addrs, LB_RESOLVE_MAX_ADDRS);
+        }
+        for (j = 0; j < n; j++) {
+            dup = false;
+            for (k = 0; k < out.nelts && s->name; k++) {
+                dup |= lb_addr_equal(&lb_array_at(&out, lb_upstream_server_t, k).addr,
+                                     &addrs[j]);
+            }
+            if (dup || out.nelts == LB_UPSTREAM_MAX_SERVERS) {
+                continue;
+            }
+            t = lb_array_push(&out);
+            if (t == NULL) {
+                return lb_conf_error(cf, cf->group, "out of memory");
+            }
+            *t = *s;
+            t->share = (int64_t) n;
+            if (s->name) {
+                t->addr = addrs[j];
+            }
+        }
+    }
+    u->server_list = out;
+    return LB_OK;
+}
+
 static int
 lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
@@ -540,7 +630,10 @@ lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     if (ctx != LB_CTX_UPSTREAM) {
         return LB_OK;
     }
-    u->servers = lb_pcalloc(cf->pool, u->server_list.nelts * sizeof(lb_upstream_server_t));
+    if (lb_upstream_expand_names(cf, u) != LB_OK) {
+        return LB_ERROR;
+    }
+    u->servers = lb_pcalloc(cf->pool, (u->server_list.nelts + 1) * sizeof(lb_upstream_server_t));
     if (u->servers == NULL) {
         return lb_conf_error(cf, cf->group, "out of memory");
     }
@@ -779,7 +872,11 @@ lb_upstream_index_find(lb_upstream_index_t *ix, const char *key)
 static void
 lb_upstream_key(char *key, size_t size, const lb_upstream_t *u, const lb_upstream_server_t *s)
 {
-    snprintf(key, size, "%s %s", u->name, s->addr.text);
+    if (s->name) {
+        snprintf(key, size, "%s %s=%s", u->name, s->name, s->addr.text);
+    } else {
+        snprintf(key, size, "%s %s", u->name, s->addr.text);
+    }
 }
 
 /* Indexes the used slots, with room for nservers more keys. */
@@ -886,6 +983,7 @@ lb_upstream_init_master(lb_cycle_t *cycle)
     }
     lb_shm_unlock(&shm->lock);
     free(ix.buckets);
+    lb_resolve_master(cycle->conf_file);
     return LB_OK;
 }
 
@@ -946,16 +1044,18 @@ lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now)
     lb_upstream_t  *u = s->upstream;
     lb_msec_t       back, since;
 
+    int64_t         share = s->share > 1 ? s->share : 1;
+
     if (u == NULL || u->slow_start == 0 || s->state == NULL) {
-        return s->weight * 100;
+        return lb_max(s->weight * 100 / share, 1);
     }
     back = __atomic_load_n(&s->state->back_at, __ATOMIC_RELAXED);
     since = now - back;
     if (back == 0 || since >= u->slow_start || since < 0) {
-        return s->weight * 100;
+        return lb_max(s->weight * 100 / share, 1);
     }
     /* from a tenth of its weight to all of it, linearly */
-    return s->weight * (10 + 90 * since / u->slow_start);
+    return lb_max(s->weight * (10 + 90 * since / u->slow_start) / share, 1);
 }
 
 ssize_t
@@ -1109,7 +1209,9 @@ lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
         }
     }
 
-    if (full && !down) {
+    if (u->nservers == 0) {
+        *why = "no server: its names do not resolve yet";
+    } else if (full && !down) {
         *why = "every server is at max_conns";
     } else if (down && !full && !tried) {
         *why = "every server is down";

@@ -68,6 +68,10 @@ typedef struct {
     int                        backup;
     lb_upstream_peer_state_t  *state;       /* in shared memory */
     uint64_t                   sticky_id;   /* names it in sticky cookies and tables */
+    const char                *name;        /* "host:port" as written when the address
+                                               is a host name; NULL for an IP address */
+    int64_t                    share;       /* servers its name resolved to (weight is
+                                               shared among them); 1 otherwise */
     int64_t                    current;     /* smooth round robin, per worker */
     lb_upstream_t             *upstream;    /* its own, for passive health and logs */
 } lb_upstream_server_t;
@@ -90,6 +94,7 @@ struct lb_upstream_s {
                                                LB_UPSTREAM_KEEPALIVE_AUTO: what
                                                the recent peak needs */
     lb_msec_t              keepalive_timeout;   /* an idle one is closed then */
+    lb_msec_t              resolve_interval;    /* host-name servers: looked up again */
     int64_t                proxy_protocol;  /* 0, or the PROXY version sent to servers */
     lb_upstream_passive_t  passive;
     lb_msec_t              slow_start;      /* 0: off */

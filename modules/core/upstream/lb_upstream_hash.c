@@ -41,7 +41,9 @@ lb_upstream_hash_build(lb_conf_t *cf, lb_maglev_t *m, lb_upstream_server_t *serv
     }
     for (i = 0; i < n; i++) {
         names[i] = servers[i].addr.text;
-        weights[i] = (uint32_t) servers[i].weight;
+        /* a name's addresses share its weight, in hundredths */
+        weights[i] = (uint32_t) lb_max(servers[i].weight * 100
+                                       / (servers[i].share > 1 ? servers[i].share : 1), 1);
     }
     return lb_maglev_build(m, names, weights, n, lb_maglev_size(n, 0));
 }

@@ -965,3 +965,21 @@ def test_tls12_renegotiation_is_refused(lbd, pki):
     # the client gave up on the connection; lbd saw it end (a debug line)
     lbd.wait_log(r"\*\d+ TLS error on 127\.0\.0\.1:\d+: .+")
     assert_serving(lbd, pki)
+
+
+def test_a_sticky_cookie_made_on_https_is_secure(lbd, pki):
+    with RecordingBackend(name="s1") as backend:
+        lbd.start(https_conf(pki, routes='{ upstream = "web"; }',
+                             upstreams=one_upstream("web", backend.address,
+                                                    'sticky = { mode = "cookie"; };')))
+        conn = http.client.HTTPSConnection("127.0.0.1", lbd.port, timeout=10,
+                                           context=client_ctx(pki))
+        try:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        assert resp.status == 200
+        assert re.fullmatch(r"LBSTICKY=[A-Za-z0-9_-]{44}; Path=/; Max-Age=3600; HttpOnly; "
+                            r"SameSite=Lax; Secure", resp.getheader("Set-Cookie"))

@@ -201,6 +201,11 @@ LB_FUZZ_PARSER := modules/http/core/lb_http_parse.c core/lb_proxy_protocol.c \
 LB_FUZZ_WRITER := modules/http/core/lb_http_h1.c core/lb_chain.c
 objs/fuzz/fuzz_http_writer: LB_FUZZ_EXTRA := $(LB_FUZZ_WRITER)
 objs/fuzz/fuzz_http_writer: $(LB_FUZZ_WRITER)
+# the sticky cookie's target links the codec and the HMAC behind it
+LB_FUZZ_STICKY := modules/core/upstream/lb_upstream_sticky.c \
+	modules/core/upstream/lb_upstream_maglev.c core/lb_crypto.c
+objs/fuzz/fuzz_sticky_cookie: LB_FUZZ_EXTRA := $(LB_FUZZ_STICKY) -lcrypto
+objs/fuzz/fuzz_sticky_cookie: $(LB_FUZZ_STICKY)
 
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \

@@ -54,6 +54,26 @@ START_TEST(a_cookie_names_its_server_to_any_key_of_the_same_secret)
 }
 END_TEST
 
+/* The value for a known key, id and expiry, computed apart (Python's hmac
+ * and base64): the format and the HMAC are what lb_upstream_sticky.h says. */
+START_TEST(a_cookie_matches_an_independent_computation)
+{
+    lb_sticky_key_t  *k = lb_sticky_key_new("fuzzing secret, fuzzing secret!!", 32);
+    char              v[128];
+
+    lb_sticky_cookie_make(k, "web", 0x1234, 2000000000, v, sizeof(v));
+    ck_assert_str_eq(v, "AQAAAAAAABI0AAAAAHc1lADHq8SnD1XGrojKmZpR9uL4");
+    lb_sticky_key_free(k);
+
+    /* a secret longer than SHA-256's block is hashed first (RFC 2104) */
+    memset(v, 'k', 100);
+    k = lb_sticky_key_new(v, 100);
+    lb_sticky_cookie_make(k, "api", 7, 1700000000, v, sizeof(v));
+    ck_assert_str_eq(v, "AQAAAAAAAAAHAAAAAGVT8QAA33fuiI_eD3GLmM1BnxG5");
+    lb_sticky_key_free(k);
+}
+END_TEST
+
 START_TEST(another_secret_another_upstream_or_expiry_refuse_it)
 {
     lb_sticky_key_t  *k = lb_sticky_key_new(secret, sizeof(secret) - 1);
@@ -337,6 +357,7 @@ sticky_suite(void)
 
     tc = tcase_create("cookie");
     tcase_add_test(tc, a_cookie_names_its_server_to_any_key_of_the_same_secret);
+    tcase_add_test(tc, a_cookie_matches_an_independent_computation);
     tcase_add_test(tc, another_secret_another_upstream_or_expiry_refuse_it);
     tcase_add_test(tc, every_one_character_change_is_refused);
     tcase_add_test(tc, garbage_of_any_length_is_refused);

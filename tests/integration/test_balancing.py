@@ -58,6 +58,33 @@ def test_round_robin_5_1_1_follows_the_smooth_sequence(lbd, backend):
     assert longest_run(seen) == 4           # never five in a row
 
 
+def test_round_robin_5_1_1_is_smooth_in_each_of_two_workers(lbd, backend):
+    # each worker runs its own smooth sequence: the servers one worker
+    # picked, in order (its debug lines say), are a stretch of the cyclic
+    # sequence a a b a c a a, whatever the other worker did meanwhile
+    a, b, c = start_named(backend, "a", "b", "c")
+    lbd.start("""
+        workers = 2;
+        log_level = "debug";
+        upstreams = { web = { servers = ( { address = "$a"; weight = 5; },
+                      { address = "$b"; weight = 1; }, { address = "$c"; weight = 1; } ); }; };
+        listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "web"; } );
+        """, a=a, b=b, c=c)
+    names = {a.address: "a", b.address: "b", c.address: "c"}
+    seen = [ask_name(lbd.address) for _ in range(84)]
+    assert Counter(seen)["a"] >= 50
+    helpers.wait_until(lambda: lbd.error_log().count("closed (") >= 84, 10,
+                       what="84 session lines")
+    per_worker = {}
+    for pid, server in re.findall(r"\] (\d+)#\d+: \*\d+ client [^ ]+: closed \([^)]*\) with "
+                                  r"server ([^ :]+:\d+)", lbd.error_log()):
+        per_worker.setdefault(pid, []).append(names[server])
+    assert len(per_worker) == 2 and all(len(v) >= 7 for v in per_worker.values()), per_worker
+    cycle = "".join("abc"[i] for i in smooth_wrr([5, 1, 1], 7)) * 20
+    for picks in per_worker.values():
+        assert "".join(picks) in cycle, picks
+
+
 @pytest.mark.parametrize("balance,weights,expected", [
     ("least_conn", (1, 1), {"a": 3, "b": 3}),
     ("least_conn", (2, 1), {"a": 4, "b": 2}),

@@ -65,6 +65,12 @@ lb_maglev_hash(const void *data, size_t len)
     return lb_maglev_mix(lb_maglev_fnv(LB_FNV_BASIS, data, len));
 }
 
+uint64_t
+lb_maglev_hash_seeded(uint64_t seed, const void *data, size_t len)
+{
+    return lb_maglev_mix(lb_maglev_fnv(lb_maglev_mix(LB_FNV_BASIS ^ seed), data, len));
+}
+
 /* The permutation of one server: the slot of its j-th turn is
  * (offset + j * skip) mod size. */
 typedef struct {

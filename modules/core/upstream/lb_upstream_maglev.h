@@ -49,6 +49,9 @@ void lb_maglev_free(lb_maglev_t *m);
 /* A 64-bit hash of a key, the same in every process and instance (no
  * seed): FNV-1a, then a finaliser that spreads short keys' bits. */
 uint64_t lb_maglev_hash(const void *data, size_t len);
+/* The same, keyed by a secret seed: for tables whose keys a client
+ * chooses (its address), so that nobody can aim many keys at one bucket. */
+uint64_t lb_maglev_hash_seeded(uint64_t seed, const void *data, size_t len);
 
 /* The server for key hash h: the owner of its first slot when usable(arg,
  * owner) (or usable is NULL), else the owner of the first usable slot on

@@ -197,6 +197,7 @@ typedef struct {
     uint64_t        magic;
     uint64_t        entries;
     uint64_t        nbuckets;   /* a power of two */
+    uint64_t        seed;       /* of the bucket hash: clients choose their addresses */
     lb_shm_lock_t   lock;
     uint32_t        count;
     uint32_t        free;       /* deleted entries: index + 1 */
@@ -238,6 +239,9 @@ lb_sticky_table_init(void *mem, size_t entries)
     memset(t, 0, lb_sticky_table_bytes(entries));
     t->entries = entries;
     t->nbuckets = lb_sticky_nbuckets(entries);
+    if (lb_random_bytes(&t->seed, sizeof(t->seed)) != LB_OK) {
+        t->seed = (uint64_t) time(NULL) ^ (uint64_t) getpid() << 32;
+    }
     t->fresh = 1;
     t->magic = LB_STICKY_MAGIC;
 }
@@ -245,7 +249,7 @@ lb_sticky_table_init(void *mem, size_t entries)
 static uint32_t
 lb_sticky_bucket(const lb_sticky_table_t *t, const void *key, size_t keylen)
 {
-    return (uint32_t) (lb_maglev_hash(key, keylen) & (t->nbuckets - 1));
+    return (uint32_t) (lb_maglev_hash_seeded(t->seed, key, keylen) & (t->nbuckets - 1));
 }
 
 /* The entry of key (index + 1), or 0; *link then points at what refers to it. */

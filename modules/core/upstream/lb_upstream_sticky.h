@@ -15,7 +15,9 @@
  *
  * The source-address table lives in shared memory, used by every worker
  * at once and mapped at different addresses: no pointers, only indices.
- * Hash buckets chain entries; a doubly linked list orders them by last
+ * Hash buckets chain entries (the hash keyed by a seed drawn when the
+ * block is formatted: clients choose their addresses, and must not be able
+ * to aim them all at one chain); a doubly linked list orders them by last
  * use; a full table gives up its least recently used entry. All under one
  * spin lock in the block.
  */

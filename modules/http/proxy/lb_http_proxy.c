@@ -50,8 +50,9 @@
 typedef struct {
     lb_queue_t          idle;
     size_t              nidle;
-    /* keepalive = "auto": connections in use by this worker's requests,
-     * and their peak over this window and the one before */
+    /* keepalive = "auto": this worker's requests in flight to the upstream
+     * (connecting or exchanging), and their peak over this window and the
+     * one before */
     size_t              active;
     size_t              peak;
     size_t              peak_prev;
@@ -362,6 +363,8 @@ struct lb_http_proxy_s {
     lb_upstream_t          *u;
     lb_upstream_peer_t      pr;         /* the server (counted) and its connection */
     lb_http_upconn_t       *up;         /* that connection, once ready */
+    lb_http_proxy_ka_t     *ka;         /* the upstream's pool, while this request
+                                           counts among its requests in flight */
     lb_http_proxy_phase_t   phase;
     lb_msec_t               start;      /* for $upstream_response_time */
     lb_timer_t              body_timer;     /* client_body_max_time */
@@ -867,8 +870,11 @@ static int   lb_http_proxy_connect(lb_http_proxy_t *p);
 static void
 lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
 {
+    if (p->ka) {
+        p->ka->active--;
+        p->ka = NULL;
+    }
     if (p->up) {
-        p->up->ka->active--;
         /* a connection that began with a PROXY header speaks for one
          * client: it is never given to another */
         if (keep && p->u->keepalive != 0 && !p->u->proxy_protocol && !lb_worker_quitting) {
@@ -1007,8 +1013,6 @@ lb_http_proxy_peer_result(lb_http_proxy_t *p, int rc)
         lb_queue_init(&up->link);
         lb_queue_init(&up->all);
     }
-    up->ka->active++;
-    lb_http_ka_tick(up->ka);
     p->up = up;
     p->pre_sent = 0;                /* the request goes out from its head */
     p->up_done = false;
@@ -1113,6 +1117,13 @@ lb_http_proxy_connect(lb_http_proxy_t *p)
     char                 key[512];
     size_t               n;
 
+    /* keepalive = "auto" sizes the pool by the requests in flight to the
+     * upstream, counted from now (a connect in progress is one) */
+    if (ka) {
+        p->ka = ka;
+        ka->active++;
+        lb_http_ka_tick(ka);
+    }
     lb_upstream_peer_init(pr, p->u);
     pr->client = r->c;
     pr->log_id = r->c->id;
@@ -1185,7 +1196,6 @@ lb_http_proxy_resend(lb_http_proxy_t *p, int err, const char *what, bool reopen)
     lb_buf_reset(&p->in);
     p->got_byte = false;
     /* up lives in the connection's pool: the peer layer closes both */
-    p->up->ka->active--;
     p->up = NULL;
     rc = reopen ? lb_upstream_peer_reopen(&p->pr) : lb_upstream_peer_next(&p->pr, err, NULL);
     rc = lb_http_proxy_peer_step(p, rc);

@@ -230,6 +230,28 @@ START_TEST(build_and_lookup_cost)
 }
 END_TEST
 
+/* The hash and the table are part of what lbd promises: two versions, two
+ * machines, choose the same server for a key. A change here moves every
+ * key of every user's upstreams: it must be deliberate. */
+START_TEST(hash_and_table_are_pinned)
+{
+    static const char *const  three[] = { "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80" };
+    lb_maglev_t  m;
+    char         entries[14];
+    uint32_t     i;
+
+    ck_assert_uint_eq(lb_maglev_hash("127.0.0.1", 9), 0x360fa4ade68d5adaULL);
+    ck_assert_uint_eq(lb_maglev_hash("", 0), 0xf52a15e9a9b5e89bULL);
+    ck_assert_int_eq(lb_maglev_build(&m, three, ones, 3, 13), LB_OK);
+    for (i = 0; i < 13; i++) {
+        entries[i] = (char) ('0' + m.entry[i]);
+    }
+    entries[13] = '\0';
+    ck_assert_str_eq(entries, "1010222100021");
+    lb_maglev_free(&m);
+}
+END_TEST
+
 static Suite *
 maglev_suite(void)
 {
@@ -244,6 +266,7 @@ maglev_suite(void)
     tcase_add_test(tc, load_is_even_and_follows_weights);
     tcase_add_test(tc, nothing_usable_and_bad_builds);
     tcase_add_test(tc, build_and_lookup_cost);
+    tcase_add_test(tc, hash_and_table_are_pinned);
     suite_add_tcase(s, tc);
     return s;
 }

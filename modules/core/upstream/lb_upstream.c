@@ -297,6 +297,9 @@ lb_upstream_set_address(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
     if (lb_parse_addr(text, &srv->addr, err, sizeof(err)) == LB_OK) {
         return LB_OK;
     }
+    if (strchr(text, ':') == NULL) {
+        return lb_conf_error(cf, v, "invalid address \"%s\" in \"address\": %s", text, err);
+    }
     if (!lb_resolve_is_host(text, host, sizeof(host), port)) {
         return lb_conf_error(cf, v, "invalid address \"%s\" in \"address\": not an IP "
                              "address and port, a host name and port, or a unix: path", text);
@@ -1246,14 +1249,39 @@ lb_upstream_sticky_cookie(lb_upstream_t *u, const lb_upstream_server_t *s, char 
                                  (int64_t) time(NULL) + u->sticky.ttl / 1000, out, size);
 }
 
+/* Cookies this worker verified lately: a client sends the same one with
+ * every request, and an HMAC per request costs more than the rest of the
+ * choice. Only a verified value gets in, so the cache admits no forgery;
+ * it lives and dies with the worker, so with the configuration. */
+#define LB_STICKY_SEEN  256
+
+typedef struct {
+    const lb_upstream_t   *u;
+    lb_upstream_server_t  *server;
+    int64_t                expires;
+    char                   value[LB_STICKY_COOKIE_LEN];
+} lb_upstream_seen_t;
+
+static lb_upstream_seen_t  lb_upstream_seen[LB_STICKY_SEEN];
+
 lb_upstream_server_t *
 lb_upstream_sticky_check(lb_upstream_t *u, const char *value, size_t len, const char **why,
                          bool *renew)
 {
+    lb_upstream_seen_t    *seen = NULL;
     lb_upstream_server_t  *s;
     uint64_t               id;
     int64_t                now = (int64_t) time(NULL), expires;
 
+    if (len == LB_STICKY_COOKIE_LEN) {
+        /* the last characters are the MAC's: as good as a hash */
+        seen = &lb_upstream_seen[((unsigned char) value[len - 1] << 2
+                                  ^ (unsigned char) value[len - 2]) % LB_STICKY_SEEN];
+        if (seen->u == u && seen->expires > now && memcmp(seen->value, value, len) == 0) {
+            *renew = seen->expires - now < u->sticky.ttl / 2000;
+            return seen->server;
+        }
+    }
     if (lb_sticky_cookie_check(u->sticky.key, u->name, value, len, now, &id, &expires, why)
         != LB_OK)
     {
@@ -1264,6 +1292,10 @@ lb_upstream_sticky_check(lb_upstream_t *u, const char *value, size_t len, const 
         *why = "names no server of this upstream";
         return NULL;
     }
+    seen->u = u;
+    seen->server = s;
+    seen->expires = expires;
+    memcpy(seen->value, value, len);
     *renew = expires - now < u->sticky.ttl / 2000;
     return s;
 }

@@ -1246,7 +1246,7 @@ lb_upstream_sticky_cookie(lb_upstream_t *u, const lb_upstream_server_t *s, char 
                           size_t size)
 {
     return lb_sticky_cookie_make(u->sticky.key, u->name, s->sticky_id,
-                                 (int64_t) time(NULL) + u->sticky.ttl / 1000, out, size);
+                                 (int64_t) lb_current_sec + u->sticky.ttl / 1000, out, size);
 }
 
 /* Cookies this worker verified lately: a client sends the same one with
@@ -1271,7 +1271,7 @@ lb_upstream_sticky_check(lb_upstream_t *u, const char *value, size_t len, const 
     lb_upstream_seen_t    *seen = NULL;
     lb_upstream_server_t  *s;
     uint64_t               id;
-    int64_t                now = (int64_t) time(NULL), expires;
+    int64_t                now = (int64_t) lb_current_sec, expires;
 
     if (len == LB_STICKY_COOKIE_LEN) {
         /* the last characters are the MAC's: as good as a hash */

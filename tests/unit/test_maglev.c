@@ -240,14 +240,14 @@ START_TEST(hash_and_table_are_pinned)
     char         entries[14];
     uint32_t     i;
 
-    ck_assert_uint_eq(lb_maglev_hash("127.0.0.1", 9), 0x360fa4ade68d5adaULL);
-    ck_assert_uint_eq(lb_maglev_hash("", 0), 0xf52a15e9a9b5e89bULL);
+    ck_assert_uint_eq(lb_maglev_hash("127.0.0.1", 9), 0xcede3ba3b6417b22ULL);
+    ck_assert_uint_eq(lb_maglev_hash("", 0), 0xefd01f60ba992926ULL);
     ck_assert_int_eq(lb_maglev_build(&m, three, ones, 3, 13), LB_OK);
     for (i = 0; i < 13; i++) {
         entries[i] = (char) ('0' + m.entry[i]);
     }
     entries[13] = '\0';
-    ck_assert_str_eq(entries, "1010222100021");
+    ck_assert_str_eq(entries, "1022010100212");
     lb_maglev_free(&m);
 }
 END_TEST

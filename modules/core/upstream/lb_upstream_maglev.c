@@ -2,6 +2,7 @@
  * lb_upstream_maglev.c: the Maglev table (lb_upstream_maglev.h).
  */
 #include "lb_upstream_maglev.h"
+#include "lb_hash.h"
 
 static bool
 lb_maglev_is_prime(uint32_t n)
@@ -33,42 +34,16 @@ lb_maglev_size(size_t n, uint32_t min_size)
     return (uint32_t) want;
 }
 
-#define LB_FNV_BASIS  14695981039346656037ULL
-
-static inline uint64_t
-lb_maglev_fnv(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char  *p = data;
-
-    while (len--) {
-        h = (h ^ *p++) * 1099511628211ULL;
-    }
-    return h;
-}
-
-/* splitmix64's finaliser: FNV alone leaves the high bits of short keys
- * poorly mixed, and the slot is taken modulo a prime of them all */
-static inline uint64_t
-lb_maglev_mix(uint64_t h)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
-}
-
 uint64_t
 lb_maglev_hash(const void *data, size_t len)
 {
-    return lb_maglev_mix(lb_maglev_fnv(LB_FNV_BASIS, data, len));
+    return lb_hash_mix64(lb_hash_fnv64(LB_HASH_FNV_BASIS, data, len));
 }
 
 uint64_t
 lb_maglev_hash_seeded(uint64_t seed, const void *data, size_t len)
 {
-    return lb_maglev_mix(lb_maglev_fnv(lb_maglev_mix(LB_FNV_BASIS ^ seed), data, len));
+    return lb_hash_mix64(lb_hash_fnv64(lb_hash_mix64(LB_HASH_FNV_BASIS ^ seed), data, len));
 }
 
 /* The permutation of one server: the slot of its j-th turn is
@@ -94,7 +69,7 @@ lb_maglev_by_name(const void *a, const void *b)
 static uint64_t
 lb_maglev_hash_name(const char *name, const char *salt)
 {
-    return lb_maglev_mix(lb_maglev_fnv(lb_maglev_fnv(LB_FNV_BASIS, salt, 2), name,
+    return lb_hash_mix64(lb_hash_fnv64(lb_hash_fnv64(LB_HASH_FNV_BASIS, salt, 2), name,
                                        strlen(name)));
 }
 

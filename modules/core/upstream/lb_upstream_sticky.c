@@ -6,6 +6,8 @@
 #include "lb_upstream_maglev.h"
 #include "lb_crypto.h"
 
+#include <endian.h>
+
 #define LB_STICKY_VERSION   1
 #define LB_STICKY_RAW_LEN   33          /* version + id + expiry + MAC */
 #define LB_STICKY_SIGNED    17          /* the bytes the MAC covers, after the name */
@@ -96,24 +98,17 @@ lb_sticky_decode(const char *in, uint8_t out[LB_STICKY_RAW_LEN])
 static void
 lb_sticky_put64(uint8_t *p, uint64_t v)
 {
-    int  i;
-
-    for (i = 7; i >= 0; i--) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
+    v = htobe64(v);
+    memcpy(p, &v, 8);
 }
 
 static uint64_t
 lb_sticky_get64(const uint8_t *p)
 {
-    uint64_t  v = 0;
-    int       i;
+    uint64_t  v;
 
-    for (i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
 }
 
 /* The MAC of raw[0..17) for upstream: the name and its NUL first. */

@@ -8,6 +8,7 @@
 #include "lb_core.h"
 #include "lb_upstream.h"
 #include "lb_stream_log.h"
+#include "lb_hash.h"
 
 #include <netinet/in.h>
 #include <sys/mman.h>
@@ -286,17 +287,6 @@ lb_stream_udp_exit_worker(lb_cycle_t *cycle)
 
 /* The session table --------------------------------------------------------- */
 
-static inline uint64_t
-lb_udp_mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 /* Keyed by a secret per-process seed, so that a sender cannot choose
  * addresses that pile up in one bucket. */
 static uint64_t
@@ -305,11 +295,11 @@ lb_udp_hash(const lb_conn_t *lc, const lb_udp_addr_t *a)
     uint64_t  h = lb_udp_seed ^ (uint64_t) (uintptr_t) lc, w[2];
 
     if (a->sa.sa_family == AF_INET) {
-        return lb_udp_mix(h ^ ((uint64_t) a->sin.sin_addr.s_addr << 16 | a->sin.sin_port));
+        return lb_hash_mix64(h ^ ((uint64_t) a->sin.sin_addr.s_addr << 16 | a->sin.sin_port));
     }
     memcpy(w, &a->sin6.sin6_addr, sizeof(w));
-    h = lb_udp_mix(h ^ w[0]);
-    return lb_udp_mix(h ^ w[1] ^ ((uint64_t) a->sin6.sin6_port << 32)
+    h = lb_hash_mix64(h ^ w[0]);
+    return lb_hash_mix64(h ^ w[1] ^ ((uint64_t) a->sin6.sin6_port << 32)
                       ^ a->sin6.sin6_scope_id);
 }
 

@@ -1042,7 +1042,7 @@ lb_upstream_addr_key(const struct sockaddr *sa)
 }
 
 int64_t
-lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now)
+lb_upstream_weight_now(const lb_upstream_server_t *s, lb_msec_t now)
 {
     lb_upstream_t  *u = s->upstream;
     lb_msec_t       back, since;

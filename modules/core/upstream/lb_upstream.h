@@ -116,6 +116,8 @@ struct lb_upstream_s {
 #define LB_NEXT_503             0x20
 #define LB_NEXT_504             0x40
 #define LB_NEXT_429             0x80
+#define LB_NEXT_STATUSES        (LB_NEXT_500 | LB_NEXT_502 | LB_NEXT_503 | LB_NEXT_504 \
+                                 | LB_NEXT_429)
 
 /* The LB_NEXT_ bit of an http status, 0 for one next_upstream cannot name. */
 unsigned lb_upstream_next_status(int status);
@@ -289,9 +291,19 @@ size_t lb_upstream_sticky_cookie(lb_upstream_t *u, const lb_upstream_server_t *s
 lb_upstream_server_t *lb_upstream_sticky_check(lb_upstream_t *u, const char *value,
                                                size_t len, const char **why, bool *renew);
 
-/* The effective weight of s now, in hundredths: its weight, ramped up over
- * slow_start after it came back. */
-int64_t lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now);
+/* The effective weight of s now, in hundredths: its weight, shared with
+ * the other addresses of its host name, ramped up over slow_start after it
+ * came back. Inline for the common case, a plain weight. */
+int64_t lb_upstream_weight_now(const lb_upstream_server_t *s, lb_msec_t now);
+
+static inline int64_t
+lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now)
+{
+    if (s->share <= 1 && (s->upstream == NULL || s->upstream->slow_start == 0)) {
+        return s->weight * 100;
+    }
+    return lb_upstream_weight_now(s, now);
+}
 
 /* Picks a usable server not yet in pr->try (the sticky target when usable,
  * else primaries first, backups when no primary is usable), counts a

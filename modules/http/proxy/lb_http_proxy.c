@@ -1703,7 +1703,9 @@ lb_http_proxy_download(lb_http_proxy_t *p, bool *progress)
                     lb_buf_consume(&p->in, resp->head_len);     /* 100, 103: dropped */
                     continue;
                 }
-                if (lb_http_proxy_next(p, lb_upstream_next_status(resp->status))) {
+                if ((p->u->next_upstream & LB_NEXT_STATUSES)
+                    && lb_http_proxy_next(p, lb_upstream_next_status(resp->status)))
+                {
                     snprintf(buf, sizeof(buf), "answered %d", resp->status);
                     return lb_http_proxy_resend(p, 0, buf, false);
                 }

@@ -1,8 +1,10 @@
 /*
  * lb_upstream.h: backend server groups (SPEC §3.2) as the other modules see
- * them: find an upstream by name, pick a server for a new connection, give
- * it back. Server state that must be the same in every worker and survive
- * reloads (active connections, failures, down) lives in shared memory.
+ * them: find an upstream by name, connect to one of its servers through
+ * the peer layer (which picks it with the upstream's balancer, retries and
+ * feeds passive health), and the balancer interface itself. Server state
+ * that must be the same in every worker and survive reloads (active
+ * connections, failures, down, slow start) lives in shared memory.
  */
 #ifndef LB_UPSTREAM_H
 #define LB_UPSTREAM_H

@@ -1133,13 +1133,16 @@ lb_http_proxy_connect(lb_http_proxy_t *p)
     pr->pool_get = lb_http_proxy_pool_get;
     pr->ready = lb_http_proxy_peer_ready;
     pr->data = p;
+    if (ka == NULL || (ka->sticky_var == NULL && ka->hash_key == NULL)) {
+        return lb_http_proxy_peer_step(p, lb_upstream_peer_connect(pr));
+    }
     memset(&ctx, 0, sizeof(ctx));
     ctx.r = r;
     ctx.request = r->msg;
-    if (ka && ka->sticky_var) {
+    if (ka->sticky_var) {
         lb_http_proxy_sticky_read(p, ka, &ctx);
     }
-    if (ka && ka->hash_key) {
+    if (ka->hash_key) {
         n = lb_http_complex_eval(ka->hash_key, &ctx, key, sizeof(key));
         /* an empty key (no such cookie) has nothing to stick to */
         if (n) {

@@ -76,8 +76,12 @@ def test_round_robin_5_1_1_is_smooth_in_each_of_two_workers(lbd, backend):
     helpers.wait_until(lambda: lbd.error_log().count("closed (") >= 84, 10,
                        what="84 session lines")
     per_worker = {}
-    for pid, server in re.findall(r"\] (\d+)#\d+: \*\d+ client [^ ]+: closed \([^)]*\) with "
-                                  r"server ([^ :]+:\d+)", lbd.error_log()):
+    # in the order of the client connections' ids (a session may log its
+    # close after the next one was accepted)
+    for pid, cid, server in sorted(
+            re.findall(r"\] (\d+)#\d+: \*(\d+) client [^ ]+: closed \([^)]*\) with "
+                       r"server ([^ :]+:\d+)", lbd.error_log()),
+            key=lambda m: (m[0], int(m[1]))):
         per_worker.setdefault(pid, []).append(names[server])
     assert len(per_worker) == 2 and all(len(v) >= 7 for v in per_worker.values()), per_worker
     cycle = "".join("abc"[i] for i in smooth_wrr([5, 1, 1], 7)) * 20

@@ -205,7 +205,6 @@ struct lb_upstream_peer_s {
     uint64_t                key;        /* the balancer key's hash (has_key) */
     bool                    has_key;
     lb_upstream_server_t   *sticky;     /* taken first while usable */
-    lb_upstream_server_t   *sticky_hit; /* what the source_ip table said */
     /* An idle connection to pr->server, from the caller's pool: LB_OK with
      * pr->c set, or LB_DECLINED. NULL: no pool. */
     int                   (*pool_get)(lb_upstream_peer_t *pr);
@@ -216,6 +215,7 @@ struct lb_upstream_peer_s {
     void                   *data;
 
     /* set by the layer */
+    lb_upstream_server_t   *sticky_hit; /* the sticky target it started with */
     void                   *balancer_data;
     bool                    reused;     /* c came from the pool */
     bool                    timed_out;  /* the last failure was a timeout */
@@ -258,6 +258,9 @@ extern const lb_upstream_balancer_t  lb_upstream_hash;
 
 /* Starts pr on u: SOCK_STREAM, nothing tried. */
 void lb_upstream_peer_init(lb_upstream_peer_t *pr, lb_upstream_t *u);
+/* The client's address (sticky source_ip's key; the balancer key of a
+ * stream, when the balancer takes one; log lines without client_text). */
+void lb_upstream_peer_client_addr(lb_upstream_peer_t *pr, const struct sockaddr *sa);
 /* Picks a server and connects to it (or takes an idle connection from the
  * pool), trying other servers after failures. LB_OK: pr->c is ready
  * (pr->server its server); LB_AGAIN: pr->ready will say; LB_ERROR: gave up

@@ -25,29 +25,47 @@ lb_upstream_peer_init(lb_upstream_peer_t *pr, lb_upstream_t *u)
     pr->socktype = SOCK_STREAM;
 }
 
+void
+lb_upstream_peer_client_addr(lb_upstream_peer_t *pr, const struct sockaddr *sa)
+{
+    pr->client_addr = sa;
+    if (pr->u->balancer->flags & LB_BALANCER_KEY) {
+        pr->key = lb_upstream_addr_key(sa);
+        pr->has_key = true;
+    }
+}
+
 /* One line about this peer: "*ID client TEXT: ...", rate limited when the
  * caller asked (a datagram listener sees a new peer per client address). */
 static void __attribute__((format(printf, 4, 5)))
 lb_upstream_peer_log(lb_upstream_peer_t *pr, lb_log_level_t level, int err, const char *fmt, ...)
 {
-    char     msg[512];
-    va_list  ap;
+    char         msg[512], addr[LB_ADDR_TEXT_LEN];
+    const char  *client = pr->client_text;
+    va_list      ap;
 
     if (level < lb_log_level) {
         return;
+    }
+    if (client == NULL && pr->client_addr) {
+        /* formatted only for a line that is written */
+        lb_addr_format(pr->client_addr, pr->client_addr->sa_family == AF_INET6
+                                        ? sizeof(struct sockaddr_in6)
+                                        : sizeof(struct sockaddr_in), addr, sizeof(addr));
+        client = addr;
     }
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (pr->log_limit && pr->log_id) {
         lb_log_write_limited(pr->log_limit, level, err, "*%llu client %s%s",
-                             (unsigned long long) pr->log_id, pr->client_text, msg);
+                             (unsigned long long) pr->log_id, client, msg);
     } else if (pr->log_limit) {
-        lb_log_write_limited(pr->log_limit, level, err, "client %s%s",
-                             pr->client_text ? pr->client_text : "?", msg);
-    } else if (pr->client_text) {
-        lb_log_write(level, err, "*%llu client %s%s", (unsigned long long) pr->log_id,
-                     pr->client_text, msg);
+        lb_log_write_limited(pr->log_limit, level, err, "client %s%s", client ? client : "?",
+                             msg);
+    } else if (client) {
+        lb_log_write(level, err, "*%llu client %s%s", (unsigned long long) pr->log_id, client,
+                     msg);
     } else {
         lb_log_write(level, err, "upstream \"%s\"%s", pr->u->name, msg);
     }

@@ -396,23 +396,6 @@ lb_sticky_table_put(void *mem, const void *key, size_t keylen, uint64_t server_i
     lb_shm_unlock(&t->lock);
 }
 
-void
-lb_sticky_table_del(void *mem, const void *key, size_t keylen)
-{
-    lb_sticky_table_t  *t = mem;
-    uint32_t           *link, i;
-
-    if (keylen > LB_STICKY_KEY_MAX) {
-        return;
-    }
-    lb_shm_lock(&t->lock);
-    i = lb_sticky_find(t, key, keylen, &link);
-    if (i) {
-        lb_sticky_remove(t, link, i);
-    }
-    lb_shm_unlock(&t->lock);
-}
-
 size_t
 lb_sticky_table_count(void *mem)
 {

@@ -69,7 +69,6 @@ int    lb_sticky_table_get(void *mem, const void *key, size_t keylen, int64_t no
  * full, its least recently used entry makes room. */
 void   lb_sticky_table_put(void *mem, const void *key, size_t keylen, uint64_t server_id,
                            int64_t now);
-void   lb_sticky_table_del(void *mem, const void *key, size_t keylen);
 size_t lb_sticky_table_count(void *mem);
 
 #endif

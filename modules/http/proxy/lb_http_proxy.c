@@ -31,7 +31,6 @@
 #include "lb_http_route.h"
 #include "lb_upstream.h"
 #include "lb_tls.h"
-#include "lb_proxy_protocol.h"
 #include "lb_http_proxy.h"
 
 #define LB_PROXY_IN_SIZE       16384    /* response head, then body relay */

@@ -11,7 +11,6 @@
  */
 #include "lb_core.h"
 #include "lb_upstream.h"
-#include "lb_proxy_protocol.h"
 #include "lb_tls.h"
 #include "lb_tls_hello.h"
 #include "lb_stream_log.h"
@@ -763,7 +762,6 @@ static void
 lb_tcp_connect(lb_tcp_session_t *s)
 {
     lb_upstream_peer_t  *pr = &s->pr;
-    struct sockaddr     *sa = (struct sockaddr *) &s->client->peer;
     int                  rc;
 
     lb_upstream_peer_init(pr, s->upstream);
@@ -773,12 +771,7 @@ lb_tcp_connect(lb_tcp_session_t *s)
     pr->local_action = "closing the client connection";
     pr->ready = lb_tcp_peer_ready;
     pr->data = s;
-    pr->client_addr = sa;
-    if (s->upstream->balancer->flags & LB_BALANCER_KEY) {
-        /* a stream's key is its client's address */
-        pr->key = lb_upstream_addr_key(sa);
-        pr->has_key = true;
-    }
+    lb_upstream_peer_client_addr(pr, (struct sockaddr *) &s->client->peer);
     rc = lb_upstream_peer_connect(pr);
     if (rc != LB_AGAIN) {
         lb_tcp_peer_ready(pr, rc);

@@ -670,19 +670,15 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         return NULL;
     }
 
-    lb_addr_format(&a->sa, alen, text, sizeof(text));
+    /* a session per query for DNS: nothing is formatted unless logged */
     lb_upstream_peer_init(&pr, u);
     pr.socktype = SOCK_DGRAM;
-    pr.client_text = text;
     pr.log_limit = &w->fail_log;
     pr.local_action = "datagram dropped";
-    pr.client_addr = &a->sa;
-    if (u->balancer->flags & LB_BALANCER_KEY) {
-        pr.key = lb_upstream_addr_key(&a->sa);
-        pr.has_key = true;
-    }
+    lb_upstream_peer_client_addr(&pr, &a->sa);
     if (lb_upstream_peer_connect(&pr) != LB_OK) {
         if (pr.gave_up != LB_PEER_LOCAL) {
+            lb_addr_format(&a->sa, alen, text, sizeof(text));
             lb_log_write_limited(&w->fail_log, LB_LOG_ERROR, 0,
                                  "client %s: no usable server in upstream \"%s\" (%s); "
                                  "datagram dropped", text, u->name, pr.why);
@@ -732,7 +728,9 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         lb_udp_grow(w);
     }
     lb_log_debug("*%llu client %s: new session to %s in upstream \"%s\"",
-                 (unsigned long long) peer->id, text, server->addr.text, u->name);
+                 (unsigned long long) peer->id,
+                 lb_addr_format(&a->sa, alen, text, sizeof(text)) ? text : "?",
+                 server->addr.text, u->name);
     return s;
 
 failed:

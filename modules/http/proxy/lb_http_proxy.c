@@ -44,18 +44,29 @@
 
 /* Configuration ---------------------------------------------------------- */
 
-/* Per upstream, per worker (configurations are copied by fork): the idle
- * connections, most recently used first. */
+/* Per server of an upstream, per worker: its idle connections, most
+ * recently used first, and for keepalive = "auto" this worker's requests in
+ * flight to it (connecting or exchanging) and their peak over this window
+ * and the one before. Kept per server, not per upstream: a request needs
+ * a connection to the server it was given, and with hashing or sticky
+ * sessions each server's share of the load moves on its own. */
 typedef struct {
     lb_queue_t          idle;
     size_t              nidle;
-    /* keepalive = "auto": this worker's requests in flight to the upstream
-     * (connecting or exchanging), and their peak over this window and the
-     * one before */
     size_t              active;
     size_t              peak;
     size_t              peak_prev;
     lb_msec_t           window_start;
+} lb_http_ka_server_t;
+
+/* Per upstream, per worker (configurations are copied by fork). */
+typedef struct {
+    lb_queue_t          idle;           /* every server's idle connections, most
+                                           recently used first: an integer
+                                           keepalive bounds their number */
+    size_t              nidle;
+    lb_http_ka_server_t  *servers;      /* by index in the upstream's servers;
+                                           NULL until a route uses the upstream */
     lb_http_complex_t  *hash_key;       /* balance = "hash": the key's expression */
     const lb_http_var_def_t  *sticky_var;   /* sticky cookie: $cookie_NAME's getter */
     lb_str_t            sticky_arg;     /* ... and its NAME */
@@ -222,6 +233,15 @@ lb_http_proxy_resolve(lb_conf_t *cf, lb_http_route_t *route)
         return LB_ERROR;
     }
     ka = lb_get_conf(pcf->upstream->confs, lb_http_proxy_module);
+    if (ka->servers == NULL) {
+        ka->servers = lb_pcalloc(cf->pool, pcf->upstream->nservers * sizeof(lb_http_ka_server_t));
+        if (ka->servers == NULL) {
+            return lb_conf_error_at(cf, pcf->upstream_file, pcf->upstream_line, "out of memory");
+        }
+        for (size_t i = 0; i < pcf->upstream->nservers; i++) {
+            lb_queue_init(&ka->servers[i].idle);
+        }
+    }
     if ((pcf->upstream->balancer->flags & LB_BALANCER_KEY) && ka->hash_key == NULL) {
         /* an http request's key: any variable expression */
         ka->hash_key = lb_http_complex_compile(cf->pool, pcf->upstream->hash_key, err,
@@ -341,8 +361,10 @@ typedef struct {
     lb_conn_t              *c;
     lb_upstream_server_t   *server;
     lb_http_proxy_ka_t     *ka;
+    lb_http_ka_server_t    *kas;        /* server's entry in ka */
     lb_http_proxy_t        *p;          /* NULL while idle */
-    lb_queue_t              link;       /* in ka->idle */
+    lb_queue_t              link;       /* in ka->idle (idle ones) */
+    lb_queue_t              slink;      /* in kas->idle (idle ones) */
     lb_queue_t              all;        /* in lb_http_upconn_idle (idle ones) */
     uint64_t                requests;
 } lb_http_upconn_t;
@@ -362,8 +384,9 @@ struct lb_http_proxy_s {
     lb_upstream_t          *u;
     lb_upstream_peer_t      pr;         /* the server (counted) and its connection */
     lb_http_upconn_t       *up;         /* that connection, once ready */
-    lb_http_proxy_ka_t     *ka;         /* the upstream's pool, while this request
-                                           counts among its requests in flight */
+    lb_http_ka_server_t    *kas;        /* the server's pool entry, while this
+                                           request counts among its requests in
+                                           flight */
     lb_http_proxy_phase_t   phase;
     lb_msec_t               start;      /* for $upstream_response_time */
     lb_timer_t              body_timer;     /* client_body_max_time */
@@ -459,12 +482,22 @@ lb_http_proxy_mem_put(lb_http_proxy_mem_t *m)
  * gone). */
 static lb_queue_t  lb_http_upconn_idle = { &lb_http_upconn_idle, &lb_http_upconn_idle };
 
+/* A connection in use, or out of the pool (lb_http_upconn_unidle). */
 static void
 lb_http_upconn_close(lb_http_upconn_t *up)
 {
+    lb_conn_close(up->c);           /* up lives in its pool */
+}
+
+/* An idle connection leaves the pool: in use again, or closed. */
+static void
+lb_http_upconn_unidle(lb_http_upconn_t *up)
+{
     lb_queue_remove(&up->link);
+    lb_queue_remove(&up->slink);
     lb_queue_remove(&up->all);
-    lb_conn_close(up->c);           /* up lives in its pool: last */
+    up->ka->nidle--;
+    up->kas->nidle--;
 }
 
 static void
@@ -474,7 +507,7 @@ lb_http_proxy_stop_worker(lb_cycle_t *cycle)
 
     while (!lb_queue_empty(&lb_http_upconn_idle)) {
         up = lb_queue_data(lb_queue_head(&lb_http_upconn_idle), lb_http_upconn_t, all);
-        up->ka->nidle--;
+        lb_http_upconn_unidle(up);
         lb_http_upconn_close(up);
     }
 }
@@ -498,64 +531,79 @@ lb_http_upconn_idle_handler(lb_event_t *ev)
     lb_log_debug("*%llu upstream %s: idle keepalive connection closed%s",
                  (unsigned long long) c->id, up->server->addr.text,
                  ev->timedout ? " (timeout)" : "");
-    up->ka->nidle--;
+    lb_http_upconn_unidle(up);
     lb_http_upconn_close(up);
 }
 
-/* keepalive = "auto": the window moves on; the peak of connections in use
- * is the highest of this window and the last one. */
+/* keepalive = "auto": the window moves on; the peak of requests in flight
+ * to the server is the highest of this window and the last one. */
 static void
-lb_http_ka_tick(lb_http_proxy_ka_t *ka)
+lb_http_ka_tick(lb_http_ka_server_t *kas)
 {
-    lb_msec_t  age = lb_current_msec - ka->window_start;
+    lb_msec_t  age = lb_current_msec - kas->window_start;
 
     if (age >= LB_PROXY_KA_WINDOW) {
-        ka->peak_prev = age >= 2 * LB_PROXY_KA_WINDOW ? ka->active : ka->peak;
-        ka->peak = ka->active;
-        ka->window_start = lb_current_msec;
+        kas->peak_prev = age >= 2 * LB_PROXY_KA_WINDOW ? kas->active : kas->peak;
+        kas->peak = kas->active;
+        kas->window_start = lb_current_msec;
     }
-    ka->peak = lb_max(ka->peak, ka->active);
+    kas->peak = lb_max(kas->peak, kas->active);
 }
 
-/* How many idle connections the pool may hold now: a number's bound, or
- * for "auto" what the recent peak needs beside those in use, so a steady
- * load reuses every connection and a burst is followed by a gradual
- * shrink (one connection per release, and keepalive_timeout). */
+/* A request counts among those in flight to the server it was given (a
+ * connect in progress is one), until it lets go of its connection. */
+static void
+lb_http_ka_count(lb_http_proxy_t *p, lb_http_ka_server_t *kas)
+{
+    if (p->kas) {
+        p->kas->active--;
+    }
+    p->kas = kas;
+    if (kas) {
+        kas->active++;
+        lb_http_ka_tick(kas);
+    }
+}
+
+/* keepalive = "auto": how many idle connections to the server the pool
+ * may hold now: what the server's recent peak needs beside those in use,
+ * so a steady load reuses every connection and a burst is followed by a
+ * gradual shrink (one connection per release, and keepalive_timeout). */
 static size_t
-lb_http_ka_limit(lb_http_proxy_ka_t *ka, lb_upstream_t *u)
+lb_http_ka_auto_limit(lb_http_ka_server_t *kas)
 {
     size_t  peak;
 
-    if (u->keepalive != LB_UPSTREAM_KEEPALIVE_AUTO) {
-        return (size_t) u->keepalive;
-    }
-    lb_http_ka_tick(ka);
-    peak = lb_max(ka->peak, ka->peak_prev);
-    return lb_min(peak > ka->active ? peak - ka->active : 0, LB_PROXY_KA_AUTO_MAX);
+    lb_http_ka_tick(kas);
+    peak = lb_max(kas->peak, kas->peak_prev);
+    return lb_min(peak > kas->active ? peak - kas->active : 0, LB_PROXY_KA_AUTO_MAX);
 }
 
 static void
 lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
 {
-    lb_http_proxy_ka_t  *ka = up->ka;
-    lb_http_upconn_t    *old;
-    size_t               limit = lb_http_ka_limit(ka, u);
+    lb_http_proxy_ka_t   *ka = up->ka;
+    lb_http_ka_server_t  *kas = up->kas;
+    lb_http_upconn_t     *old;
+    size_t                limit;
 
-    if (u->keepalive == LB_UPSTREAM_KEEPALIVE_AUTO && ka->nidle >= limit) {
-        /* more than the recent peak needs: this one goes, and so does the
-         * least recently used idle one while the pool is over */
-        if (ka->nidle > limit) {
-            old = lb_queue_data(ka->idle.prev, lb_http_upconn_t, link);
-            ka->nidle--;
-            lb_http_upconn_close(old);
+    if (u->keepalive == LB_UPSTREAM_KEEPALIVE_AUTO) {
+        limit = lb_http_ka_auto_limit(kas);
+        if (kas->nidle >= limit) {
+            /* more than the recent peak needs: this one goes, and so does
+             * the server's least recently used idle one while it is over */
+            if (kas->nidle > limit) {
+                old = lb_queue_data(kas->idle.prev, lb_http_upconn_t, slink);
+                lb_http_upconn_unidle(old);
+                lb_http_upconn_close(old);
+            }
+            lb_http_upconn_close(up);
+            return;
         }
-        lb_http_upconn_close(up);
-        return;
-    }
-    if (ka->nidle >= limit) {
-        /* full: the least recently used one makes room */
+    } else if (ka->nidle >= (size_t) u->keepalive) {
+        /* full: the upstream's least recently used one makes room */
         old = lb_queue_data(ka->idle.prev, lb_http_upconn_t, link);
-        ka->nidle--;
+        lb_http_upconn_unidle(old);
         lb_http_upconn_close(old);
     }
     up->p = NULL;
@@ -564,27 +612,25 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     lb_event_timer_del(&up->c->write);
     lb_event_timer_set(&up->c->read, u->keepalive_timeout);
     lb_queue_insert_head(&ka->idle, &up->link);
+    lb_queue_insert_head(&kas->idle, &up->slink);
     lb_queue_insert_head(&lb_http_upconn_idle, &up->all);
     ka->nidle++;
+    kas->nidle++;
 }
 
+/* The server's most recently used idle connection. */
 static lb_http_upconn_t *
-lb_http_upconn_take(lb_http_proxy_ka_t *ka, lb_upstream_server_t *s)
+lb_http_upconn_take(lb_http_ka_server_t *kas)
 {
-    lb_queue_t        *q;
     lb_http_upconn_t  *up;
 
-    for (q = lb_queue_head(&ka->idle); q != &ka->idle; q = q->next) {
-        up = lb_queue_data(q, lb_http_upconn_t, link);
-        if (up->server == s) {
-            lb_queue_remove(&up->link);
-            lb_queue_remove(&up->all);
-            ka->nidle--;
-            lb_event_timer_del(&up->c->read);
-            return up;
-        }
+    if (lb_queue_empty(&kas->idle)) {
+        return NULL;
     }
-    return NULL;
+    up = lb_queue_data(lb_queue_head(&kas->idle), lb_http_upconn_t, slink);
+    lb_http_upconn_unidle(up);
+    lb_event_timer_del(&up->c->read);
+    return up;
 }
 
 static void
@@ -869,10 +915,7 @@ static int   lb_http_proxy_connect(lb_http_proxy_t *p);
 static void
 lb_http_proxy_release(lb_http_proxy_t *p, bool keep)
 {
-    if (p->ka) {
-        p->ka->active--;
-        p->ka = NULL;
-    }
+    lb_http_ka_count(p, NULL);
     if (p->up) {
         /* a connection that began with a PROXY header speaks for one
          * client: it is never given to another */
@@ -961,10 +1004,18 @@ lb_http_proxy_abort(lb_http_proxy_t *p, int err, const char *what)
 static int
 lb_http_proxy_pool_get(lb_upstream_peer_t *pr)
 {
-    lb_http_proxy_t     *p = pr->data;
-    lb_http_proxy_ka_t  *ka = lb_get_conf(pr->u->confs, lb_http_proxy_module);
-    lb_http_upconn_t    *up = ka ? lb_http_upconn_take(ka, pr->server) : NULL;
+    lb_http_proxy_t      *p = pr->data;
+    lb_http_proxy_ka_t   *ka = lb_get_conf(pr->u->confs, lb_http_proxy_module);
+    lb_http_ka_server_t  *kas;
+    lb_http_upconn_t     *up;
 
+    if (ka == NULL || ka->servers == NULL) {
+        return LB_DECLINED;
+    }
+    /* called once for each server picked: the request counts for it now */
+    kas = &ka->servers[pr->server - pr->u->servers];
+    lb_http_ka_count(p, kas);
+    up = lb_http_upconn_take(kas);
     if (up == NULL) {
         return LB_DECLINED;
     }
@@ -1009,7 +1060,9 @@ lb_http_proxy_peer_result(lb_http_proxy_t *p, int rc)
         up->c = pr->c;
         up->server = pr->server;
         up->ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
+        up->kas = p->kas;
         lb_queue_init(&up->link);
+        lb_queue_init(&up->slink);
         lb_queue_init(&up->all);
     }
     p->up = up;
@@ -1116,13 +1169,6 @@ lb_http_proxy_connect(lb_http_proxy_t *p)
     char                 key[512];
     size_t               n;
 
-    /* keepalive = "auto" sizes the pool by the requests in flight to the
-     * upstream, counted from now (a connect in progress is one) */
-    if (ka) {
-        p->ka = ka;
-        ka->active++;
-        lb_http_ka_tick(ka);
-    }
     lb_upstream_peer_init(pr, p->u);
     pr->client = r->c;
     pr->log_id = r->c->id;

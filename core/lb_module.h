@@ -57,15 +57,6 @@ struct lb_setting_s {
     const char *const      *enum_values;    /* ENUM: NULL-terminated */
     lb_setting_handler_pt   set;            /* CUSTOM */
     unsigned                flags;
-
-    /* Called once in a worker when its graceful stop begins (QUIT, an old
-     * generation after a reload, the master gone), after it stopped
-     * accepting: the module ends what only waits for work (idle
-     * keep-alive connections, idle pooled connections, datagram
-     * sessions). Work in flight is left to finish; the worker exits when
-     * its last connection closes, or at shutdown_timeout. Last in the
-     * struct so that initialisers which end earlier leave it NULL. */
-    void  (*stop_worker)(lb_cycle_t *cycle);
 };
 
 #define lb_setting_end  { NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, 0 }
@@ -79,6 +70,30 @@ typedef struct {
     const char  *usage;         /* "route METHOD URL [-H 'Name: value' ...]" */
     int        (*run)(lb_cycle_t *cycle, int argc, char **argv);
 } lb_ctl_command_t;
+
+/* A helper process a module runs beside the workers (the health prober,
+ * the admin server): the master forks it for every configuration
+ * generation that wants it, supervises it and starts it again when it dies,
+ * as it does workers, and stops it with its generation (a reload starts
+ * the new generation's helper first). It runs the core's event loop, with
+ * the workers' privileges (`user`): what needs more is opened before, in
+ * the module's init_master. Its log files are reopened with the workers'. */
+typedef struct {
+    const char  *name;          /* "health prober": in logs, and as the
+                                   process name "lbd: NAME" */
+    /* In the master: how many of it the configuration wants (0: none,
+     * nothing to do; at most LB_HELPER_MAX_INSTANCES). */
+    unsigned   (*count)(lb_cycle_t *cycle);
+    /* In the helper, once its loop exists: set up its events (timers,
+     * connections). LB_OK, or LB_ERROR (logged): it exits and is started
+     * again, after a pause if that keeps happening. */
+    int        (*start)(lb_cycle_t *cycle, unsigned instance);
+    /* In the helper when it must stop (a reload, a shutdown, the master
+     * gone): let go of what it holds. It exits right after. May be NULL. */
+    void       (*stop)(lb_cycle_t *cycle);
+} lb_helper_t;
+
+#define LB_HELPER_MAX_INSTANCES  4
 
 struct lb_module_s {
     const char             *name;           /* "stream_tcp", as in --without-stream_tcp */
@@ -135,6 +150,9 @@ struct lb_module_s {
      * its last connection closes, or at shutdown_timeout. Last in the
      * struct so that initialisers which end earlier leave it NULL. */
     void  (*stop_worker)(lb_cycle_t *cycle);
+
+    /* The module's helper process, or NULL (see lb_helper_t). */
+    const lb_helper_t      *helper;
 };
 
 #define LB_MODULE_MERGE_ON_ERROR  0x01

@@ -1,6 +1,6 @@
 /*
- * lb_process.c: the master, which supervises workers and reloads, and the
- * worker main loop. The master sleeps in sigsuspend(2): every event it acts
+ * lb_process.c: the master, which supervises workers and helper processes
+ * and reloads, and the main loops of workers and helpers. The master sleeps in sigsuspend(2): every event it acts
  * on is a signal (HUP, QUIT, TERM/INT, USR1, CHLD, ALRM). Its children watch
  * a pipe to notice when the master is gone.
  */
@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -17,9 +18,12 @@ lb_cycle_t  *lb_cycle;
 int          lb_worker_slot = -1;
 bool         lb_worker_quitting;
 
+/* A child of the master: a worker in a slot, or an instance of a module's
+ * helper process. */
 typedef struct {
     pid_t      pid;             /* 0: free entry */
-    int        slot;
+    int        slot;            /* a helper: its instance */
+    lb_module_t  *helper;       /* a helper: its module; NULL for a worker */
     unsigned   generation;
     bool       quitting;        /* QUIT sent: finishing in-flight work */
     bool       stopped;         /* it said it no longer accepts */
@@ -64,9 +68,35 @@ static lb_msec_t  lb_answer_deadline;
 
 /* A slot whose workers keep dying young (three in a row within a second of
  * starting) is restarted after a pause, so a worker that crashes at once
- * does not make the master spin; a single early death is replaced at once. */
-static lb_msec_t  lb_slot_respawn_at[LB_MAX_WORKERS];
-static unsigned   lb_slot_quick_deaths[LB_MAX_WORKERS];
+ * does not make the master spin; a single early death is replaced at once.
+ * The same for each helper instance, counted after the worker slots. */
+#define LB_HELPER_SLOTS  (64 * LB_HELPER_MAX_INSTANCES)
+#define LB_ALL_SLOTS     (LB_MAX_WORKERS + LB_HELPER_SLOTS)
+static lb_msec_t  lb_slot_respawn_at[LB_ALL_SLOTS];
+static unsigned   lb_slot_quick_deaths[LB_ALL_SLOTS];
+
+/* The child's index in the two arrays above. */
+static size_t
+lb_child_slot(const lb_worker_t *w)
+{
+    if (w->helper == NULL) {
+        return (size_t) w->slot;
+    }
+    return LB_MAX_WORKERS + (w->helper->index * LB_HELPER_MAX_INSTANCES + (size_t) w->slot)
+                            % LB_HELPER_SLOTS;
+}
+
+/* "worker 123 (slot 0)" or "health prober 124": for log lines. */
+static const char *
+lb_child_text(const lb_worker_t *w, char *buf, size_t size)
+{
+    if (w->helper) {
+        snprintf(buf, size, "%s %d", w->helper->helper->name, (int) w->pid);
+    } else {
+        snprintf(buf, size, "worker %d (slot %d)", (int) w->pid, w->slot);
+    }
+    return buf;
+}
 
 static void
 lb_signal_handler(int signo, siginfo_t *info, void *unused)
@@ -495,9 +525,43 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
     exit(0);
 }
 
-static lb_worker_t *
-lb_worker_spawn(lb_cycle_t *cycle, int slot)
+/* A helper process's life: its module's start, the loop until it must
+ * stop (QUIT, TERM, the master gone), its module's stop. */
+static void
+lb_helper_run(lb_cycle_t *cycle, lb_module_t *m, int instance)
 {
+    const lb_helper_t  *h = m->helper;
+    sigset_t            empty;
+
+    sigemptyset(&empty);
+    prctl(PR_SET_NAME, h->name, 0, 0, 0);     /* ps and tests tell it from workers */
+    if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(64) != LB_OK
+        || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK)
+    {
+        exit(2);
+    }
+    if (h->start(cycle, (unsigned) instance) != LB_OK) {
+        lb_log_error(0, "%s %d failed to start", h->name, (int) getpid());
+        exit(2);
+    }
+    while (!lb_sig_terminate && !lb_sig_quit && !lb_worker_master_gone) {
+        lb_loop_process(-1, &empty);
+        if (lb_sig_reopen) {
+            lb_sig_reopen = 0;
+            lb_worker_reopen(cycle);
+        }
+    }
+    if (h->stop) {
+        h->stop(cycle);
+    }
+    exit(0);
+}
+
+static lb_worker_t *
+lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
+{
+    char          what[128];
+
     lb_worker_t  *w = NULL;
     size_t        i;
     pid_t         pid;
@@ -509,19 +573,24 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
             break;
         }
     }
+    if (helper) {
+        snprintf(what, sizeof(what), "the %s", helper->helper->name);
+    } else {
+        snprintf(what, sizeof(what), "worker slot %d", slot);
+    }
     if (w == NULL) {
-        lb_log_error(0, "too many worker processes; cannot start slot %d", slot);
+        lb_log_error(0, "too many child processes; cannot start %s", what);
         return NULL;
     }
 
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == -1) {
-        /* the worker then reopens its logs itself, as far as it may */
-        lb_log_error(errno, "socketpair() failed for worker slot %d", slot);
+        /* the child then reopens its logs itself, as far as it may */
+        lb_log_error(errno, "socketpair() failed for %s", what);
         sv[0] = sv[1] = -1;
     }
     pid = fork();
     if (pid == -1) {
-        lb_log_error(errno, "fork() failed for worker slot %d", slot);
+        lb_log_error(errno, "fork() failed for %s", what);
         if (sv[0] != -1) {
             close(sv[0]);
             close(sv[1]);
@@ -549,6 +618,9 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
         signal(SIGHUP, SIG_IGN);
         signal(SIGUSR2, SIG_IGN);
         signal(SIGCHLD, SIG_DFL);
+        if (helper) {
+            lb_helper_run(cycle, helper, slot);     /* does not return */
+        }
         lb_worker_run(cycle, slot);     /* does not return */
         _exit(0);
     }
@@ -559,14 +631,20 @@ lb_worker_spawn(lb_cycle_t *cycle, int slot)
     w->channel = sv[0];
     w->pid = pid;
     w->slot = slot;
+    w->helper = helper;
     w->generation = cycle->generation;
     w->quitting = false;
-    w->stopped = false;
+    w->stopped = helper != NULL;    /* a reload's answer waits for workers only */
     w->started = lb_current_msec;
     w->shutdown_timeout = cycle->core->shutdown_timeout;
     w->kill_at = 0;
-    lb_log_notice("started worker %d in slot %d (generation %u)", (int) pid, slot,
-                  cycle->generation);
+    if (helper) {
+        lb_log_notice("started %s %d (generation %u)", helper->helper->name, (int) pid,
+                      cycle->generation);
+    } else {
+        lb_log_notice("started worker %d in slot %d (generation %u)", (int) pid, slot,
+                      cycle->generation);
+    }
     return w;
 }
 
@@ -606,28 +684,46 @@ lb_workers_count(void)
     return n;
 }
 
-/* Restarts slots that have no live, non-quitting worker of the current
- * generation (and whose pause, if any, is over). */
+/* Restarts worker slots and helper instances that have no live,
+ * non-quitting process of the current generation (and whose pause, if
+ * any, is over). */
 static void
 lb_workers_fill(lb_cycle_t *cycle, bool exiting)
 {
-    bool    alive[LB_MAX_WORKERS] = { false };
-    size_t  i;
-    int     slot;
+    static bool   alive[LB_ALL_SLOTS];
+    lb_worker_t   probe;
+    size_t        i, k;
+    unsigned      want;
+    int           slot;
 
     if (exiting) {
         return;
     }
+    memset(alive, 0, sizeof(alive));
     for (i = 0; i < lb_nelems(lb_workers); i++) {
         if (lb_workers[i].pid && !lb_workers[i].quitting
             && lb_workers[i].generation == cycle->generation)
         {
-            alive[lb_workers[i].slot] = true;
+            alive[lb_child_slot(&lb_workers[i])] = true;
         }
     }
     for (slot = 0; slot < (int) cycle->core->workers; slot++) {
         if (!alive[slot] && lb_slot_respawn_at[slot] <= lb_current_msec) {
-            lb_worker_spawn(cycle, slot);
+            lb_child_spawn(cycle, slot, NULL);
+        }
+    }
+    for (i = 0; i < lb_nmodules; i++) {
+        probe.helper = lb_all_modules[i];
+        if (probe.helper->helper == NULL) {
+            continue;
+        }
+        want = lb_min(probe.helper->helper->count(cycle), LB_HELPER_MAX_INSTANCES);
+        for (slot = 0; slot < (int) want; slot++) {
+            probe.slot = slot;
+            k = lb_child_slot(&probe);
+            if (!alive[k] && lb_slot_respawn_at[k] <= lb_current_msec) {
+                lb_child_spawn(cycle, slot, probe.helper);
+            }
         }
     }
 }
@@ -637,8 +733,9 @@ lb_workers_reap(lb_cycle_t *cycle, bool exiting)
 {
     lb_worker_t  *w;
     pid_t         pid;
-    size_t        i;
+    size_t        i, k;
     int           status;
+    char          what[128];
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         w = NULL;
@@ -651,25 +748,31 @@ lb_workers_reap(lb_cycle_t *cycle, bool exiting)
         if (w == NULL) {
             continue;
         }
+        lb_child_text(w, what, sizeof(what));
         if (WIFSIGNALED(status)) {
             lb_log(w->quitting || exiting ? LB_LOG_NOTICE : LB_LOG_ERROR, 0,
-                   "worker %d (slot %d) exited on signal %d", (int) pid, w->slot,
-                   WTERMSIG(status));
+                   "%s exited on signal %d", what, WTERMSIG(status));
         } else if (WEXITSTATUS(status) != 0 || (!w->quitting && !exiting)) {
             lb_log(w->quitting || exiting ? LB_LOG_NOTICE : LB_LOG_ERROR, 0,
-                   "worker %d (slot %d) exited with code %d", (int) pid, w->slot,
-                   WEXITSTATUS(status));
+                   "%s exited with code %d", what, WEXITSTATUS(status));
         } else {
-            lb_log_info("worker %d (slot %d) exited", (int) pid, w->slot);
+            lb_log_info("%s exited", what);
         }
         if (!w->quitting && !exiting && w->generation == cycle->generation) {
+            k = lb_child_slot(w);
             if (lb_current_msec - w->started >= 1000) {
-                lb_slot_quick_deaths[w->slot] = 0;
-            } else if (++lb_slot_quick_deaths[w->slot] >= 3) {
-                lb_slot_respawn_at[w->slot] = lb_current_msec + 1000;
-                lb_log_error(0, "worker slot %d died within a second of starting %u times "
-                             "in a row; restarting it in 1s", w->slot,
-                             lb_slot_quick_deaths[w->slot]);
+                lb_slot_quick_deaths[k] = 0;
+            } else if (++lb_slot_quick_deaths[k] >= 3) {
+                lb_slot_respawn_at[k] = lb_current_msec + 1000;
+                if (w->helper) {
+                    lb_log_error(0, "the %s died within a second of starting %u times in a "
+                                 "row; restarting it in 1s", w->helper->helper->name,
+                                 lb_slot_quick_deaths[k]);
+                } else {
+                    lb_log_error(0, "worker slot %d died within a second of starting %u "
+                                 "times in a row; restarting it in 1s", w->slot,
+                                 lb_slot_quick_deaths[k]);
+                }
             }
         }
         if (w->channel != -1) {
@@ -715,7 +818,7 @@ lb_master_arm_alarm(bool exiting)
     for (i = 0; i < lb_nelems(lb_workers) && !pending; i++) {
         pending = lb_workers[i].pid && lb_workers[i].quitting;
     }
-    for (slot = 0; slot < LB_MAX_WORKERS && !pending; slot++) {
+    for (slot = 0; slot < LB_ALL_SLOTS && !pending; slot++) {
         pending = lb_slot_respawn_at[slot] > lb_current_msec;
     }
     memset(&it, 0, sizeof(it));
@@ -729,13 +832,14 @@ static void
 lb_workers_kill_overdue(void)
 {
     size_t  i;
+    char    what[128];
 
     for (i = 0; i < lb_nelems(lb_workers); i++) {
         if (lb_workers[i].pid && lb_workers[i].quitting && lb_workers[i].kill_at
             && lb_workers[i].kill_at <= lb_current_msec)
         {
-            lb_log_warn(0, "worker %d outlived shutdown_timeout; killing it",
-                        (int) lb_workers[i].pid);
+            lb_log_warn(0, "%s outlived shutdown_timeout; killing it",
+                        lb_child_text(&lb_workers[i], what, sizeof(what)));
             kill(lb_workers[i].pid, SIGKILL);
             lb_workers[i].kill_at = 0;
         }

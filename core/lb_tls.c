@@ -465,6 +465,22 @@ lb_tls_upstream(void **confs)
     return lb_tls_upstream_lookup && confs ? lb_tls_upstream_lookup(confs) : NULL;
 }
 
+lb_tls_ctx_t *
+lb_tls_client_unverified(void)
+{
+    static SSL_CTX  *ctx;
+
+    if (ctx == NULL) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (ctx) {
+            SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+            SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        }
+    }
+    return ctx;
+}
+
 /* What modules may ask ----------------------------------------------------------- */
 
 void

@@ -56,6 +56,12 @@ lb_tls_upstream_t *lb_tls_upstream(void **confs);
  * tls module, at load): how lb_tls_upstream finds them. */
 void lb_tls_set_upstream_lookup(lb_tls_upstream_t *(*lookup)(void **confs));
 
+/* A client context that checks no certificate (TLS 1.2 and up), made on
+ * first use and kept for the process: for health checks of servers that
+ * speak TLS to an upstream without a `tls` group. NULL when OpenSSL
+ * cannot make one. */
+lb_tls_ctx_t *lb_tls_client_unverified(void);
+
 /* Whether c is on the TLS layer (its handshake done or running; lbctl's
  * connections for https URLs have the layer without a session). */
 bool lb_conn_is_tls(const lb_conn_t *c);

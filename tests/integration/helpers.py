@@ -105,6 +105,17 @@ def children(ppid):
     return sorted(pids)
 
 
+def proc_name(pid):
+    """A process's name (/proc/PID/comm): "lbd" for lbd's master and
+    workers, the helper's name for a helper ("health prober"); "" when it
+    is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def processes_with_arg(arg):
     """Live pids whose command line holds arg (e.g. a config path)."""
     found = []
@@ -667,7 +678,16 @@ class Lbd:
         wait_until(ready, timeout, what=f"lbd to listen on {ports}")
 
     def workers(self):
-        """Live worker pids (children of the master)."""
+        """Live worker pids (children of the master, helpers aside)."""
+        return [pid for pid in self._children() if proc_name(pid) == "lbd"]
+
+    def helpers(self, name=None):
+        """Live helper process pids (children of the master that are not
+        workers), or those of the helper called name."""
+        return [pid for pid in self._children()
+                if proc_name(pid) not in ("lbd", "") and name in (None, proc_name(pid))]
+
+    def _children(self):
         pids = children(self.master_pid) if self.master_pid else []
         for pid in pids:
             self._remember(pid)

@@ -800,6 +800,15 @@ lb_upstream_find(lb_cycle_t *cycle, const char *name)
     return NULL;
 }
 
+lb_upstream_t **
+lb_upstream_all(lb_cycle_t *cycle, size_t *n)
+{
+    lb_upstream_main_conf_t  *umcf = lb_get_conf(cycle->confs, lb_core_upstream_module);
+
+    *n = umcf ? umcf->upstreams.nelts : 0;
+    return umcf ? umcf->upstreams.elts : NULL;
+}
+
 int
 lb_upstream_resolve(lb_conf_t *cf, const char *file, int line, const char *name,
                     const char *where, lb_upstream_t **out)

@@ -29,6 +29,11 @@ typedef struct {
     lb_msec_t      fail_start;  /* the first failure of the window */
     lb_msec_t      retry_at;    /* a failed server gets its next trial then */
     lb_shm_lock_t  lock;
+    /* active health checks: written by the prober alone */
+    uint32_t       checked;     /* 1 once a configuration with checks took the
+                                   server (start_down applies before that only) */
+    uint64_t       checks_failed;   /* total, for metrics */
+    char           down_why[64];    /* why the prober took it out */
 } lb_upstream_peer_state_t;
 
 /* passive = { max_fails; fail_timeout; }: after max_fails failures within
@@ -148,6 +153,8 @@ int lb_upstream_set_ref(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
 
 /* The upstream called name in cycle, or NULL. */
 lb_upstream_t *lb_upstream_find(lb_cycle_t *cycle, const char *name);
+/* Every upstream of cycle, in the file's order: *n of them. */
+lb_upstream_t **lb_upstream_all(lb_cycle_t *cycle, size_t *n);
 /* Checks a reference to an upstream from setting v; reports a "did you
  * mean" error naming `where` when there is none. */
 int lb_upstream_resolve(lb_conf_t *cf, const char *file, int line, const char *name,

@@ -11,16 +11,9 @@
 
 #include <arpa/inet.h>
 
-#define PCRE2_CODE_UNIT_WIDTH  8
-#include <pcre2.h>
+#include "lb_regex.h"
 
 #define LB_ROUTE_HOST_MAX  255      /* longest Host a host regex is tried on */
-
-typedef struct {
-    pcre2_code         *code;
-    pcre2_match_data   *md;         /* made at load: matching never allocates */
-    uint32_t            ngroups;    /* capture groups in the pattern */
-} lb_route_regex_t;
 
 typedef enum {
     LB_ROUTE_PRESENT = 0,
@@ -33,7 +26,7 @@ typedef struct {
     lb_str_t            name;
     lb_route_how_t      how;
     lb_str_t            value;      /* EXACT */
-    lb_route_regex_t   *re;         /* REGEX */
+    lb_regex_t   *re;         /* REGEX */
     const char         *text;       /* as written, for lb_http_route_describe */
 } lb_route_field_t;
 
@@ -61,11 +54,11 @@ typedef struct {
     lb_route_host_t     host_kind;
     lb_str_t            host;           /* lowercased */
     const char         *host_text;
-    lb_route_regex_t   *host_re;
+    lb_regex_t   *host_re;
     lb_str_t            path;           /* data NULL: no condition */
     lb_str_t            path_prefix;
     const char         *path_regex_text;
-    lb_route_regex_t   *path_re;
+    lb_regex_t   *path_re;
     bool                has_methods;
     uint32_t            methods;        /* bit per lb_route_methods entry */
     lb_array_t          ext_methods;    /* lb_str_t: other tokens */
@@ -225,51 +218,6 @@ lb_http_route_create_conf(lb_conf_t *cf, unsigned ctx)
     return rcf;
 }
 
-static void
-lb_route_regex_free(void *data)
-{
-    lb_route_regex_t  *re = data;
-
-    pcre2_match_data_free(re->md);
-    pcre2_code_free(re->code);
-}
-
-/* Compiles pattern (from setting v, named what in messages) with JIT when
- * the platform has it; pcre2_match falls back to the interpreter itself.
- * The code and its match data are freed with the cycle's pool. */
-static lb_route_regex_t *
-lb_route_regex(lb_conf_t *cf, const config_setting_t *v, const char *what, const char *pattern,
-               uint32_t options)
-{
-    lb_route_regex_t  *re;
-    PCRE2_UCHAR        msg[256];
-    PCRE2_SIZE         offset;
-    int                errcode;
-
-    re = lb_pcalloc(cf->pool, sizeof(lb_route_regex_t));
-    if (re == NULL) {
-        lb_conf_error(cf, v, "out of memory");
-        return NULL;
-    }
-    re->code = pcre2_compile((PCRE2_SPTR) pattern, PCRE2_ZERO_TERMINATED, options,
-                             &errcode, &offset, NULL);
-    if (re->code == NULL) {
-        pcre2_get_error_message(errcode, msg, sizeof(msg));
-        lb_conf_error(cf, v, "invalid regex \"%s\" in \"%s\": %s at offset %zu",
-                      pattern, what, (const char *) msg, (size_t) offset);
-        return NULL;
-    }
-    re->md = pcre2_match_data_create_from_pattern(re->code, NULL);
-    if (re->md == NULL || lb_pool_cleanup_add(cf->pool, lb_route_regex_free, re) != LB_OK) {
-        lb_route_regex_free(re);
-        lb_conf_error(cf, v, "out of memory");
-        return NULL;
-    }
-    (void) pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
-    pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &re->ngroups);
-    return re;
-}
-
 static int
 lb_route_set_routes(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
 {
@@ -301,7 +249,7 @@ lb_route_set_host(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, voi
     }
     if (host[0] == '~') {
         rcf->host_kind = LB_ROUTE_HOST_REGEX;
-        rcf->host_re = lb_route_regex(cf, v, "host", host + 1, 0);
+        rcf->host_re = lb_regex_compile(cf, v, "host", host + 1, 0);
         return rcf->host_re ? LB_OK : LB_ERROR;
     }
 
@@ -371,7 +319,7 @@ lb_route_set_path_regex(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
     /* lb_http_routes_compile hands its routes list over in ctx_data */
     routes = cf->ctx_data;
     rcf->path_regex_text = lb_pstrdup(cf->pool, pattern);
-    rcf->path_re = lb_route_regex(cf, v, "path_regex", pattern,
+    rcf->path_re = lb_regex_compile(cf, v, "path_regex", pattern,
                                   routes && routes->path_case_insensitive ? PCRE2_CASELESS : 0);
     return rcf->path_re && rcf->path_regex_text ? LB_OK : LB_ERROR;
 }
@@ -479,7 +427,7 @@ lb_route_add_field(lb_conf_t *cf, config_setting_t *elt, const char *text, void 
         if (pattern == NULL) {
             return lb_conf_error(cf, elt, "out of memory");
         }
-        f->re = lb_route_regex(cf, elt, what, pattern, 0);
+        f->re = lb_regex_compile(cf, elt, what, pattern, 0);
         return f->re ? LB_OK : LB_ERROR;
     }
     f->how = LB_ROUTE_EXACT;
@@ -948,12 +896,6 @@ lb_http_route_list(lb_listener_t *ls)
 /* Matching --------------------------------------------------------------- */
 
 static bool
-lb_route_search(const lb_route_regex_t *re, const char *s, size_t len)
-{
-    return pcre2_match(re->code, (PCRE2_SPTR) (s ? s : ""), len, 0, 0, re->md, NULL) >= 0;
-}
-
-static bool
 lb_route_value_holds(const lb_route_field_t *f, const char *v, size_t len)
 {
     switch (f->how) {
@@ -962,7 +904,7 @@ lb_route_value_holds(const lb_route_field_t *f, const char *v, size_t len)
     case LB_ROUTE_EXACT:
         return len == f->value.len && memcmp(v, f->value.data, len) == 0;
     case LB_ROUTE_REGEX:
-        return lb_route_search(f->re, v, len);
+        return lb_regex_search(f->re, v, len);
     }
     return false;
 }
@@ -1188,7 +1130,7 @@ lb_route_regexes_hold(const lb_route_conf_t *rcf, lb_route_request_t *rq,
             }
             rq->lowered = true;
         }
-        if (!lb_route_search(rcf->host_re, rq->lower, rq->host.len)) {
+        if (!lb_regex_search(rcf->host_re, rq->lower, rq->host.len)) {
             return false;
         }
     }

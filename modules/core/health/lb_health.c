@@ -1,0 +1,819 @@
+/*
+ * lb_health.c: active health checks (SPEC §3.2 `health_check`). One helper
+ * process, the health prober, checks every server of every upstream that
+ * has a `health_check` group — never one prober per worker — and writes
+ * its verdict into the server's shared state (`down`), which every worker
+ * reads on its next pick. A check is a connect (tcp), a request and its
+ * status line and optionally body (http), or a datagram and its answer
+ * (udp), optionally over TLS; `fall` failures in a row take a server out,
+ * `rise` successes bring it back (with slow_start, and clearing what
+ * passive health held against it). Each change of state is one log line
+ * with the reason.
+ *
+ * Checks are spread: each server's first check comes at a random point of
+ * its first interval, and every next one an interval later, give or take
+ * a tenth. A check never outlives `timeout`, whatever the server does
+ * (hangs, resets, drips, sends a gigabyte: reading stops at
+ * LB_HEALTH_READ_MAX).
+ */
+#include "lb_core.h"
+#include "lb_upstream.h"
+#include "lb_regex.h"
+#include "lb_tls.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+
+#define LB_HEALTH_READ_MAX  16384       /* of an answer: status line, head, body start */
+#define LB_HEALTH_SEND_MAX  1024        /* a udp check's datagram */
+
+typedef enum {
+    LB_HEALTH_TCP = 0,
+    LB_HEALTH_HTTP,
+    LB_HEALTH_UDP,
+} lb_health_type_t;
+
+static const char *const  lb_health_types[] = { "tcp", "http", "udp", NULL };
+
+/* An upstream's health_check group. */
+typedef struct {
+    int               configured;   /* the group is there */
+    int               enabled;
+    int               type;         /* lb_health_type_t */
+    char             *path;
+    char             *host;
+    char             *expect_status;
+    int               status_lo, status_hi;
+    char             *expect_body;
+    lb_regex_t       *body_re;
+    char             *send;
+    char             *send_hex;
+    char             *payload;      /* udp: send or send_hex, decoded */
+    size_t            payload_len;
+    char             *expect;
+    lb_regex_t       *expect_re;
+    int               tls;
+    lb_msec_t         interval;
+    lb_msec_t         timeout;
+    int64_t           rise;
+    int64_t           fall;
+    int64_t           port;         /* 0: the server's */
+    int               start_down;
+} lb_health_conf_t;
+
+static const lb_setting_t  lb_health_group[] = {
+    { "enabled", LB_SET_BOOL, 0, "true", 0, 0,
+      offsetof(lb_health_conf_t, enabled), NULL, NULL, 0 },
+    { "type", LB_SET_ENUM, 0, "tcp", 0, 0,
+      offsetof(lb_health_conf_t, type), lb_health_types, NULL, 0 },
+    { "path", LB_SET_STR, 0, "/", 0, 0,
+      offsetof(lb_health_conf_t, path), NULL, NULL, 0 },
+    { "host", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_health_conf_t, host), NULL, NULL, 0 },
+    { "expect_status", LB_SET_STR, 0, "200-399", 0, 0,
+      offsetof(lb_health_conf_t, expect_status), NULL, NULL, 0 },
+    { "expect_body", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_health_conf_t, expect_body), NULL, NULL, 0 },
+    { "send", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_health_conf_t, send), NULL, NULL, 0 },
+    { "send_hex", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_health_conf_t, send_hex), NULL, NULL, 0 },
+    { "expect", LB_SET_STR, 0, NULL, 0, 0,
+      offsetof(lb_health_conf_t, expect), NULL, NULL, 0 },
+    { "tls", LB_SET_BOOL, 0, "false", 0, 0,
+      offsetof(lb_health_conf_t, tls), NULL, NULL, 0 },
+    { "interval", LB_SET_DURATION, 0, "2s", 100, 86400000,
+      offsetof(lb_health_conf_t, interval), NULL, NULL, 0 },
+    { "timeout", LB_SET_DURATION, 0, "1s", 10, 86400000,
+      offsetof(lb_health_conf_t, timeout), NULL, NULL, 0 },
+    { "rise", LB_SET_INT, 0, "2", 1, 100,
+      offsetof(lb_health_conf_t, rise), NULL, NULL, 0 },
+    { "fall", LB_SET_INT, 0, "3", 1, 100,
+      offsetof(lb_health_conf_t, fall), NULL, NULL, 0 },
+    { "port", LB_SET_INT, 0, "0", 0, 65535,
+      offsetof(lb_health_conf_t, port), NULL, NULL, 0 },
+    { "start_down", LB_SET_BOOL, 0, "false", 0, 0,
+      offsetof(lb_health_conf_t, start_down), NULL, NULL, 0 },
+    lb_setting_end
+};
+
+static int   lb_health_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
+                           void *conf);
+static void *lb_health_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_health_init_master(lb_cycle_t *cycle);
+static unsigned lb_health_count(lb_cycle_t *cycle);
+static int   lb_health_start(lb_cycle_t *cycle, unsigned instance);
+static void  lb_health_stop(lb_cycle_t *cycle);
+
+static const lb_setting_t  lb_health_settings[] = {
+    { "health_check", LB_SET_CUSTOM, LB_CTX_UPSTREAM, NULL, 0, 0, 0, NULL, lb_health_set, 0 },
+    lb_setting_end
+};
+
+static const lb_helper_t  lb_health_helper = {
+    "health prober", lb_health_count, lb_health_start, lb_health_stop
+};
+
+lb_module_t  lb_core_health_module = {
+    .name = "core_health",
+    .type = LB_MODULE_CORE,
+    .settings = lb_health_settings,
+    .conf_contexts = LB_CTX_UPSTREAM,
+    .create_conf = lb_health_create_conf,
+    .init_master = lb_health_init_master,
+    .helper = &lb_health_helper,
+};
+
+/* Configuration ---------------------------------------------------------- */
+
+static void *
+lb_health_create_conf(lb_conf_t *cf, unsigned ctx)
+{
+    return lb_pcalloc(cf->pool, sizeof(lb_health_conf_t));
+}
+
+/* "200", "2xx", "200-399" into lo..hi. */
+static bool
+lb_health_parse_status(const char *s, int *lo, int *hi)
+{
+    unsigned  a, b;
+    char      x, y, end;
+
+    if (sscanf(s, "%3u%c", &a, &end) == 1 && a >= 100 && a <= 599 && strlen(s) == 3) {
+        *lo = *hi = (int) a;
+        return true;
+    }
+    if (strlen(s) == 3 && s[0] >= '1' && s[0] <= '5' && sscanf(s + 1, "%c%c", &x, &y) == 2
+        && (x == 'x' || x == 'X') && (y == 'x' || y == 'X'))
+    {
+        *lo = (s[0] - '0') * 100;
+        *hi = *lo + 99;
+        return true;
+    }
+    if (strlen(s) == 7 && sscanf(s, "%3u-%3u%c", &a, &b, &end) == 2 && a >= 100 && b <= 599
+        && a <= b)
+    {
+        *lo = (int) a;
+        *hi = (int) b;
+        return true;
+    }
+    return false;
+}
+
+static int
+lb_health_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char) (c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int
+lb_health_hex(lb_conf_t *cf, config_setting_t *v, lb_health_conf_t *hc)
+{
+    size_t  i, n = strlen(hc->send_hex);
+    char   *out;
+    int     hi, lo;
+
+    if (n == 0 || n % 2 || n / 2 > LB_HEALTH_SEND_MAX) {
+        return lb_conf_error(cf, v, "health_check send_hex must be an even number of hex "
+                             "digits, 2 to %d", 2 * LB_HEALTH_SEND_MAX);
+    }
+    out = lb_palloc(cf->pool, n / 2);
+    if (out == NULL) {
+        return lb_conf_error(cf, v, "out of memory");
+    }
+    for (i = 0; i < n; i += 2) {
+        hi = lb_health_hex_digit(hc->send_hex[i]);
+        lo = lb_health_hex_digit(hc->send_hex[i + 1]);
+        if (hi < 0 || lo < 0) {
+            return lb_conf_error(cf, v, "health_check send_hex: \"%c%c\" is not a hex byte",
+                                 hc->send_hex[i], hc->send_hex[i + 1]);
+        }
+        out[i / 2] = (char) (hi << 4 | lo);
+    }
+    hc->payload = out;
+    hc->payload_len = n / 2;
+    return LB_OK;
+}
+
+/* Settings that belong to another type than the one chosen are refused
+ * rather than ignored: a udp check with a `path` is a mistake. */
+static int
+lb_health_check_types(lb_conf_t *cf, config_setting_t *v, lb_health_conf_t *hc)
+{
+    static const struct { const char *name; int type; } only[] = {
+        { "path", LB_HEALTH_HTTP }, { "host", LB_HEALTH_HTTP },
+        { "expect_status", LB_HEALTH_HTTP }, { "expect_body", LB_HEALTH_HTTP },
+        { "send", LB_HEALTH_UDP }, { "send_hex", LB_HEALTH_UDP }, { "expect", LB_HEALTH_UDP },
+    };
+    config_setting_t  *m;
+    size_t             i;
+
+    for (i = 0; i < lb_nelems(only); i++) {
+        m = config_setting_get_member(v, only[i].name);
+        if (m && hc->type != only[i].type) {
+            return lb_conf_error(cf, m, "\"%s\" is for health checks of type \"%s\"; this "
+                                 "one is \"%s\"", only[i].name, lb_health_types[only[i].type],
+                                 lb_health_types[hc->type]);
+        }
+    }
+    m = config_setting_get_member(v, "tls");
+    if (m && hc->tls && hc->type == LB_HEALTH_UDP) {
+        return lb_conf_error(cf, m, "\"tls\" is for tcp and http health checks");
+    }
+    return LB_OK;
+}
+
+static int
+lb_health_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf)
+{
+    lb_health_conf_t  *hc = conf;
+    config_setting_t  *m;
+
+    if (!config_setting_is_group(v)) {
+        return lb_conf_error(cf, v, "\"health_check\" must be a group { ... }, not %s",
+                             lb_conf_type_name(v));
+    }
+    if (lb_conf_set_defaults(cf, lb_health_group, hc) != LB_OK
+        || lb_conf_parse_group(cf, v, lb_health_group, hc) != LB_OK
+        || lb_health_check_types(cf, v, hc) != LB_OK)
+    {
+        return LB_ERROR;
+    }
+    hc->configured = 1;
+    if (!lb_health_parse_status(hc->expect_status, &hc->status_lo, &hc->status_hi)) {
+        m = config_setting_get_member(v, "expect_status");
+        return lb_conf_error(cf, m ? m : v, "expect_status \"%s\": expected a status (\"200\"), "
+                             "a class (\"2xx\") or a range (\"200-399\")", hc->expect_status);
+    }
+    if (hc->expect_body) {
+        hc->body_re = lb_regex_compile(cf, config_setting_get_member(v, "expect_body"),
+                                       "expect_body", hc->expect_body, 0);
+        if (hc->body_re == NULL) {
+            return LB_ERROR;
+        }
+    }
+    if (hc->expect) {
+        hc->expect_re = lb_regex_compile(cf, config_setting_get_member(v, "expect"),
+                                         "expect", hc->expect, 0);
+        if (hc->expect_re == NULL) {
+            return LB_ERROR;
+        }
+    }
+    if (hc->send && hc->send_hex) {
+        return lb_conf_error(cf, v, "health_check has both send and send_hex; keep one");
+    }
+    if (hc->send_hex && lb_health_hex(cf, config_setting_get_member(v, "send_hex"), hc)
+                        != LB_OK)
+    {
+        return LB_ERROR;
+    }
+    if (hc->send) {
+        hc->payload = hc->send;
+        hc->payload_len = strlen(hc->send);
+        if (hc->payload_len == 0 || hc->payload_len > LB_HEALTH_SEND_MAX) {
+            return lb_conf_error(cf, config_setting_get_member(v, "send"),
+                                 "health_check send must hold 1 to %d bytes",
+                                 LB_HEALTH_SEND_MAX);
+        }
+    }
+    if (hc->type == LB_HEALTH_UDP && hc->payload == NULL) {
+        return lb_conf_error(cf, v, "a udp health check needs \"send\" (or \"send_hex\"): "
+                             "the datagram a server must answer");
+    }
+    if (hc->type == LB_HEALTH_HTTP && (hc->path[0] != '/' || strpbrk(hc->path, " \r\n"))) {
+        return lb_conf_error(cf, v, "health_check path \"%s\" must start with \"/\" and hold "
+                             "no spaces or line breaks", hc->path);
+    }
+    if (hc->host && (!*hc->host || strpbrk(hc->host, " \r\n"))) {
+        return lb_conf_error(cf, v, "health_check host \"%s\" is not a valid Host", hc->host);
+    }
+    if (hc->timeout > hc->interval) {
+        lb_conf_warn_at(cf, lb_conf_file(cf, v), (int) config_setting_source_line(v),
+                        "health_check timeout is longer than its interval: a check runs "
+                        "at most once at a time, so checks come every timeout at worst");
+    }
+    return LB_OK;
+}
+
+static lb_health_conf_t *
+lb_health_conf(lb_upstream_t *u)
+{
+    lb_health_conf_t  *hc = lb_get_conf(u->confs, lb_core_health_module);
+
+    return hc && hc->configured && hc->enabled && u->nservers ? hc : NULL;
+}
+
+/* In the master, for each configuration: a server new to checks starts
+ * down when start_down says so (before any worker can pick it); one that
+ * no configuration checks any more is no longer held down by an old
+ * verdict. Both before the workers fork. */
+static int
+lb_health_init_master(lb_cycle_t *cycle)
+{
+    lb_upstream_t           **all, *u;
+    lb_upstream_server_t     *s;
+    lb_upstream_peer_state_t *st;
+    lb_health_conf_t         *hc;
+    size_t                    i, j, n;
+
+    all = lb_upstream_all(cycle, &n);
+    for (i = 0; i < n; i++) {
+        u = all[i];
+        hc = lb_health_conf(u);
+        for (j = 0; j < u->nservers; j++) {
+            s = &u->servers[j];
+            st = s->state;
+            if (hc && !st->checked) {
+                st->checked = 1;
+                if (hc->start_down) {
+                    snprintf(st->down_why, sizeof(st->down_why), "start_down: not checked yet");
+                    __atomic_store_n(&st->down, 1, __ATOMIC_RELEASE);
+                }
+            } else if (hc == NULL && st->checked) {
+                st->checked = 0;
+                if (__atomic_exchange_n(&st->down, 0, __ATOMIC_ACQ_REL)) {
+                    lb_log_notice("server %s in upstream \"%s\" is up: it has no health "
+                                  "check any more", s->addr.text, u->name);
+                }
+                st->down_why[0] = '\0';
+            }
+        }
+    }
+    return LB_OK;
+}
+
+/* The prober ------------------------------------------------------------ */
+
+typedef struct {
+    lb_upstream_t         *u;
+    lb_upstream_server_t  *s;
+    lb_health_conf_t      *hc;
+    lb_addr_t              addr;        /* the server's, or its `port` */
+    const char            *host;        /* http: the Host field */
+    lb_tls_ctx_t          *tls;         /* tls = true: the context, and the name */
+    const char            *sni;
+    lb_timer_t             timer;       /* the next check */
+    lb_conn_t             *c;           /* the check under way */
+    lb_msec_t              deadline;
+    unsigned               ok_run;      /* checks passed in a row */
+    unsigned               fail_run;    /* failed in a row */
+    bool                   down;        /* this prober's verdict */
+    size_t                 sent;
+    size_t                 len;
+    char                   why[64];     /* the last failure */
+    char                   buf[LB_HEALTH_READ_MAX];
+} lb_health_probe_t;
+
+static lb_health_probe_t  *lb_health_probes;
+static size_t              lb_health_nprobes;
+
+static void lb_health_begin(lb_timer_t *t);
+static void lb_health_read(lb_event_t *ev);
+static void lb_health_write(lb_event_t *ev);
+static void lb_health_connected(lb_health_probe_t *pr);
+
+static unsigned
+lb_health_count(lb_cycle_t *cycle)
+{
+    lb_upstream_t  **all;
+    size_t           i, n;
+
+    all = lb_upstream_all(cycle, &n);
+    for (i = 0; i < n; i++) {
+        if (lb_health_conf(all[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The next check: an interval on, give or take a tenth. */
+static void
+lb_health_schedule(lb_health_probe_t *pr)
+{
+    lb_msec_t  iv = pr->hc->interval, tenth = iv / 10;
+
+    lb_timer_set(&pr->timer, iv - tenth + (tenth ? random() % (2 * tenth + 1) : 0));
+}
+
+static void
+lb_health_verdict(lb_health_probe_t *pr, bool ok)
+{
+    lb_upstream_peer_state_t  *st = pr->s->state;
+    lb_upstream_t             *u = pr->u;
+
+    if (pr->c) {
+        lb_conn_close(pr->c);
+        pr->c = NULL;
+    }
+    if (ok) {
+        pr->fail_run = 0;
+        pr->ok_run++;
+        if (pr->down && pr->ok_run >= (unsigned) pr->hc->rise) {
+            pr->down = false;
+            /* what passive health held against it goes too: the checks
+             * say it answers (its own failures will count again) */
+            lb_upstream_fail_clear(st);
+            if (u->slow_start) {
+                __atomic_store_n(&st->back_at, lb_current_msec, __ATOMIC_RELAXED);
+            }
+            st->down_why[0] = '\0';
+            __atomic_store_n(&st->down, 0, __ATOMIC_RELEASE);
+            lb_log_notice("server %s in upstream \"%s\" is up: %u of %u checks passed",
+                          pr->s->addr.text, u->name, pr->ok_run, (unsigned) pr->hc->rise);
+        }
+    } else {
+        pr->ok_run = 0;
+        pr->fail_run++;
+        __atomic_add_fetch(&st->checks_failed, 1, __ATOMIC_RELAXED);
+        lb_log_debug("health check of server %s in upstream \"%s\" failed: %s",
+                     pr->s->addr.text, u->name, pr->why);
+        if (!pr->down && pr->fail_run >= (unsigned) pr->hc->fall) {
+            pr->down = true;
+            snprintf(st->down_why, sizeof(st->down_why), "%s", pr->why);
+            __atomic_store_n(&st->down, 1, __ATOMIC_RELEASE);
+            lb_log_warn(0, "server %s in upstream \"%s\" is down: %s, %u of %u checks failed",
+                        pr->s->addr.text, u->name, pr->why, pr->fail_run,
+                        (unsigned) pr->hc->fall);
+        }
+    }
+    lb_health_schedule(pr);
+}
+
+static void
+lb_health_fail(lb_health_probe_t *pr, int err, const char *what)
+{
+    if (err) {
+        snprintf(pr->why, sizeof(pr->why), "%s (%s)", what, strerror(err));
+    } else {
+        snprintf(pr->why, sizeof(pr->why), "%s", what);
+    }
+    lb_health_verdict(pr, false);
+}
+
+static lb_msec_t
+lb_health_left(lb_health_probe_t *pr)
+{
+    return pr->deadline > lb_current_msec ? pr->deadline - lb_current_msec : 1;
+}
+
+/* http: judged on what arrived. LB_AGAIN: more is needed (and may come). */
+static int
+lb_health_judge_http(lb_health_probe_t *pr, bool complete)
+{
+    lb_health_conf_t  *hc = pr->hc;
+    const char        *end, *body;
+    int                status;
+
+    end = memchr(pr->buf, '\n', pr->len);
+    if (end == NULL) {
+        if (complete || pr->len == sizeof(pr->buf)) {
+            lb_health_fail(pr, 0, pr->len ? "invalid http status line" : "closed without "
+                           "answering");
+            return LB_ERROR;
+        }
+        return LB_AGAIN;
+    }
+    if (pr->len < 12 || memcmp(pr->buf, "HTTP/1.", 7) != 0 || pr->buf[8] != ' '
+        || !isdigit((unsigned char) pr->buf[9]) || !isdigit((unsigned char) pr->buf[10])
+        || !isdigit((unsigned char) pr->buf[11]))
+    {
+        lb_health_fail(pr, 0, "invalid http status line");
+        return LB_ERROR;
+    }
+    status = (pr->buf[9] - '0') * 100 + (pr->buf[10] - '0') * 10 + (pr->buf[11] - '0');
+    if (status < hc->status_lo || status > hc->status_hi) {
+        snprintf(pr->why, sizeof(pr->why), "http status %d", status);
+        lb_health_verdict(pr, false);
+        return LB_ERROR;
+    }
+    if (hc->body_re == NULL) {
+        lb_health_verdict(pr, true);
+        return LB_OK;
+    }
+    /* the body: what follows the head, up to the end or the read limit */
+    body = memmem(pr->buf, pr->len, "\r\n\r\n", 4);
+    if (!complete && pr->len < sizeof(pr->buf)) {
+        return LB_AGAIN;
+    }
+    if (body == NULL) {
+        lb_health_fail(pr, 0, "http head never ended");
+        return LB_ERROR;
+    }
+    body += 4;
+    if (!lb_regex_search(hc->body_re, body, (size_t) (pr->buf + pr->len - body))) {
+        lb_health_fail(pr, 0, "body does not match expect_body");
+        return LB_ERROR;
+    }
+    lb_health_verdict(pr, true);
+    return LB_OK;
+}
+
+static void
+lb_health_read(lb_event_t *ev)
+{
+    lb_conn_t          *c = ev->data;
+    lb_health_probe_t  *pr = c->data;
+    ssize_t             n;
+
+    if (ev->timedout) {
+        lb_health_fail(pr, 0, "timed out");
+        return;
+    }
+    for ( ;; ) {
+        n = lb_conn_recv(c, pr->buf + pr->len, sizeof(pr->buf) - pr->len);
+        if (n == LB_AGAIN) {
+            return;
+        }
+        if (n == LB_ERROR) {
+            lb_health_fail(pr, errno, pr->hc->type == LB_HEALTH_UDP ? "no answer" : "read failed");
+            return;
+        }
+        if (pr->hc->type == LB_HEALTH_UDP) {
+            /* one datagram is the answer */
+            if (pr->hc->expect_re
+                && !lb_regex_search(pr->hc->expect_re, pr->buf, (size_t) n))
+            {
+                lb_health_fail(pr, 0, "answer does not match expect");
+            } else {
+                lb_health_verdict(pr, true);
+            }
+            return;
+        }
+        pr->len += (size_t) n;
+        if (lb_health_judge_http(pr, n == 0) != LB_AGAIN) {
+            return;
+        }
+        if (n == 0) {
+            return;             /* judged complete above */
+        }
+    }
+}
+
+static void
+lb_health_send(lb_health_probe_t *pr)
+{
+    lb_conn_t  *c = pr->c;
+    char        req[1024];
+    const char *data;
+    size_t      len;
+    ssize_t     n;
+    int         k;
+
+    if (pr->hc->type == LB_HEALTH_UDP) {
+        data = pr->hc->payload;
+        len = pr->hc->payload_len;
+    } else {
+        k = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lbd "
+                     "health check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+                     pr->hc->path, pr->host);
+        if (k < 0 || (size_t) k >= sizeof(req)) {
+            lb_health_fail(pr, 0, "request too long");
+            return;
+        }
+        data = req;
+        len = (size_t) k;
+    }
+    while (pr->sent < len) {
+        n = lb_conn_send(c, data + pr->sent, len - pr->sent);
+        if (n == LB_AGAIN) {
+            return;             /* lb_health_write goes on */
+        }
+        if (n == LB_ERROR) {
+            lb_health_fail(pr, errno, "send failed");
+            return;
+        }
+        pr->sent += (size_t) n;
+    }
+    c->write.handler = lb_health_read;      /* writable again says nothing */
+    c->read.handler = lb_health_read;
+    lb_event_timer_del(&c->write);
+    lb_event_timer_set(&c->read, lb_health_left(pr));
+    lb_health_read(&c->read);
+}
+
+/* The connection is ready for the check itself (connected, TLS done). */
+static void
+lb_health_ready(lb_health_probe_t *pr)
+{
+    if (pr->hc->type == LB_HEALTH_TCP) {
+        lb_health_verdict(pr, true);
+        return;
+    }
+    pr->c->read.handler = lb_health_read;
+    pr->c->write.handler = lb_health_write;
+    lb_event_timer_set(&pr->c->write, lb_health_left(pr));
+    lb_health_send(pr);
+}
+
+static void
+lb_health_tls_done(lb_conn_t *c, bool ok)
+{
+    lb_health_probe_t  *pr = c->data;
+
+    if (!ok) {
+        snprintf(pr->why, sizeof(pr->why), "tls handshake failed: %s",
+                 *lb_tls_verify_error(c) ? lb_tls_verify_error(c) : "closed");
+        lb_health_verdict(pr, false);
+        return;
+    }
+    lb_health_ready(pr);
+}
+
+static void
+lb_health_connected(lb_health_probe_t *pr)
+{
+    if (pr->tls) {
+        if (lb_tls_connect(pr->c, pr->tls, pr->sni, lb_health_left(pr), lb_health_tls_done)
+            != LB_OK)
+        {
+            lb_health_fail(pr, 0, "cannot start tls");
+        }
+        return;
+    }
+    lb_health_ready(pr);
+}
+
+/* Writable while the request (or datagram) is not all out. */
+static void
+lb_health_write(lb_event_t *ev)
+{
+    lb_conn_t          *c = ev->data;
+    lb_health_probe_t  *pr = c->data;
+
+    if (ev->timedout) {
+        lb_health_fail(pr, 0, "timed out");
+        return;
+    }
+    lb_health_send(pr);
+}
+
+/* Writable once the connect finished, or failed. */
+static void
+lb_health_on_connect(lb_event_t *ev)
+{
+    lb_conn_t          *c = ev->data;
+    lb_health_probe_t  *pr = c->data;
+
+    if (ev->timedout) {
+        lb_health_fail(pr, 0, "connect timed out");
+        return;
+    }
+    if (lb_conn_connect_result(c) != LB_OK) {
+        lb_health_fail(pr, errno, "connect failed");
+        return;
+    }
+    lb_health_connected(pr);
+}
+
+static void
+lb_health_idle(lb_event_t *ev)
+{
+}
+
+/* A datagram socket connected to the check's address. */
+static int
+lb_health_open_dgram(lb_health_probe_t *pr)
+{
+    int  fd, err;
+
+    fd = socket(pr->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return LB_ERROR;
+    }
+    if (connect(fd, &pr->addr.u.sa, pr->addr.len) == -1) {
+        err = errno;
+        close(fd);
+        errno = err;
+        return LB_ERROR;
+    }
+    pr->c = lb_conn_get(fd);
+    if (pr->c == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return LB_ERROR;
+    }
+    if (lb_loop_add_conn(pr->c, false) != LB_OK) {
+        err = errno;
+        lb_conn_close(pr->c);
+        pr->c = NULL;
+        errno = err;
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
+static void
+lb_health_begin(lb_timer_t *t)
+{
+    lb_health_probe_t  *pr = t->data;
+    int                 rc;
+
+    pr->sent = pr->len = 0;
+    pr->deadline = lb_current_msec + pr->hc->timeout;
+    if (pr->hc->type == LB_HEALTH_UDP) {
+        if (lb_health_open_dgram(pr) != LB_OK) {
+            lb_health_fail(pr, errno, "cannot open a socket");
+            return;
+        }
+        pr->c->data = pr;
+        pr->c->read.handler = lb_health_read;
+        pr->c->write.handler = lb_health_write;
+        lb_event_timer_set(&pr->c->read, pr->hc->timeout);
+        lb_health_send(pr);
+        return;
+    }
+    rc = lb_conn_connect(&pr->addr, &pr->c);
+    if (rc == LB_ERROR) {
+        pr->c = NULL;
+        lb_health_fail(pr, errno, "connect failed");
+        return;
+    }
+    pr->c->data = pr;
+    pr->c->read.handler = lb_health_idle;
+    pr->c->write.handler = lb_health_on_connect;
+    if (rc == LB_AGAIN) {
+        lb_event_timer_set(&pr->c->write, pr->hc->timeout);
+        return;
+    }
+    lb_health_connected(pr);
+}
+
+static int
+lb_health_start(lb_cycle_t *cycle, unsigned instance)
+{
+    lb_upstream_t     **all, *u;
+    lb_health_conf_t   *hc;
+    lb_health_probe_t  *pr;
+    lb_tls_upstream_t  *ut;
+    size_t              i, j, n, k = 0;
+
+    srandom((unsigned) getpid() ^ (unsigned) lb_current_msec);
+    all = lb_upstream_all(cycle, &n);
+    for (i = 0; i < n; i++) {
+        if (lb_health_conf(all[i])) {
+            lb_health_nprobes += all[i]->nservers;
+        }
+    }
+    lb_health_probes = calloc(lb_health_nprobes, sizeof(lb_health_probe_t));
+    if (lb_health_probes == NULL) {
+        lb_log_error(ENOMEM, "health prober: no memory for %zu servers", lb_health_nprobes);
+        return LB_ERROR;
+    }
+    for (i = 0; i < n; i++) {
+        u = all[i];
+        hc = lb_health_conf(u);
+        if (hc == NULL) {
+            continue;
+        }
+        ut = hc->tls ? lb_tls_upstream(u->confs) : NULL;
+        for (j = 0; j < u->nservers; j++) {
+            pr = &lb_health_probes[k++];
+            pr->u = u;
+            pr->s = &u->servers[j];
+            pr->hc = hc;
+            pr->addr = pr->s->addr;
+            if (hc->port && pr->addr.u.sa.sa_family == AF_INET) {
+                pr->addr.u.sin.sin_port = htons((uint16_t) hc->port);
+            } else if (hc->port && pr->addr.u.sa.sa_family == AF_INET6) {
+                pr->addr.u.sin6.sin6_port = htons((uint16_t) hc->port);
+            }
+            pr->host = hc->host ? hc->host : pr->s->name ? pr->s->name : pr->s->addr.text;
+            if (hc->tls) {
+                pr->tls = ut ? ut->ctx : lb_tls_client_unverified();
+                pr->sni = ut ? ut->sni : NULL;
+                if (pr->tls == NULL) {
+                    lb_log_error(0, "health prober: cannot make a TLS context");
+                    return LB_ERROR;
+                }
+            }
+            /* the verdict so far is the shared one: a reload keeps it */
+            pr->down = __atomic_load_n(&pr->s->state->down, __ATOMIC_ACQUIRE) != 0;
+            lb_timer_init(&pr->timer, lb_health_begin, pr);
+            lb_timer_set(&pr->timer, (lb_msec_t) (random() % hc->interval));
+        }
+    }
+    lb_log_info("health prober: checking %zu servers", lb_health_nprobes);
+    return LB_OK;
+}
+
+static void
+lb_health_stop(lb_cycle_t *cycle)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_health_nprobes; i++) {
+        lb_timer_del(&lb_health_probes[i].timer);
+        if (lb_health_probes[i].c) {
+            lb_conn_close(lb_health_probes[i].c);
+        }
+    }
+    lb_conn_release_closed();
+    free(lb_health_probes);
+    lb_health_probes = NULL;
+    lb_health_nprobes = 0;
+}

@@ -47,6 +47,11 @@ struct lb_listener_s {
     int                     *fds;
     /* in a worker: the listening connection of each address */
     lb_conn_t              **conns;
+    /* Accepted by this module's helper process, not by the workers (an
+     * admin listener): one socket per address, fds[addr * workers] (every
+     * slot's entry is the same). */
+    lb_module_t             *helper;
+    int                      unix_mode;     /* a unix socket file's mode; 0: umask's */
 };
 
 struct lb_cycle_s {

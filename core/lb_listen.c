@@ -75,10 +75,11 @@ lb_socket_probe(const lb_addr_t *addr, int socktype)
 }
 
 static int
-lb_socket_create(const lb_addr_t *addr, int socktype)
+lb_socket_create(const lb_addr_t *addr, int socktype, int unix_mode)
 {
-    int          fd, one = 1, err;
+    int          fd, one = 1, err, rc;
     struct stat  st;
+    mode_t       mask = 0;
 
     fd = socket(addr->u.sa.sa_family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
@@ -102,7 +103,15 @@ lb_socket_create(const lb_addr_t *addr, int socktype)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
     }
-    if (bind(fd, &addr->u.sa, addr->len) == -1) {
+    if (addr->u.sa.sa_family == AF_UNIX && unix_mode) {
+        /* the file is born with its mode: no moment with the umask's */
+        mask = umask((mode_t) ~unix_mode & 0777);
+    }
+    rc = bind(fd, &addr->u.sa, addr->len);
+    if (addr->u.sa.sa_family == AF_UNIX && unix_mode) {
+        umask(mask);
+    }
+    if (rc == -1) {
         goto failed;
     }
     if (socktype == SOCK_STREAM && listen(fd, 4096) == -1) {
@@ -156,7 +165,9 @@ lb_sockets_open(lb_cycle_t *cycle)
         }
         for (a = 0; a < ls->addrs.nelts; a++) {
             addr = &lb_array_at(&ls->addrs, lb_addr_t, a);
-            shared = addr->u.sa.sa_family == AF_UNIX;
+            /* a unix socket cannot be bound twice; a helper's listener
+             * needs one socket, not one per worker slot */
+            shared = addr->u.sa.sa_family == AF_UNIX || ls->helper != NULL;
 
             if (lb_socket_find(addr, ls->socktype, shared ? -1 : 0) == NULL
                 && lb_socket_probe(addr, ls->socktype) != LB_OK)
@@ -168,7 +179,7 @@ lb_sockets_open(lb_cycle_t *cycle)
             for (slot = 0; slot < workers; slot++) {
                 s = lb_socket_find(addr, ls->socktype, shared ? -1 : slot);
                 if (s == NULL) {
-                    fd = lb_socket_create(addr, ls->socktype);
+                    fd = lb_socket_create(addr, ls->socktype, ls->unix_mode);
                     if (fd == -1) {
                         lb_log_error(errno, "cannot listen on %s for listener \"%s\"",
                                      addr->text, ls->name);
@@ -335,37 +346,64 @@ lb_listener_next(lb_conn_t *c)
     ls->handler(c);
 }
 
+/* Starts accepting on slot's sockets of ls. */
+static int
+lb_listener_start(lb_cycle_t *cycle, lb_listener_t *ls, int slot)
+{
+    lb_conn_t  *lc;
+    size_t      a;
+    int         workers = (int) cycle->core->workers;
+
+    ls->conns = lb_pcalloc(cycle->pool, ls->addrs.nelts * sizeof(lb_conn_t *));
+    if (ls->conns == NULL) {
+        return LB_ERROR;
+    }
+    for (a = 0; a < ls->addrs.nelts; a++) {
+        lc = lb_conn_get(ls->fds[a * (size_t) workers + (size_t) slot]);
+        if (lc == NULL) {
+            return LB_ERROR;
+        }
+        lc->listener = ls;
+        lc->data = ls;
+        if (ls->socktype == SOCK_STREAM) {
+            lc->read.handler = lb_listener_accept;
+        } else {
+            ls->handler(lc);        /* datagram listeners read themselves */
+        }
+        if (lb_loop_add_conn(lc, ls->socktype == SOCK_STREAM) != LB_OK) {
+            lb_log_error(errno, "cannot watch listener \"%s\"", ls->name);
+            return LB_ERROR;
+        }
+        ls->conns[a] = lc;
+    }
+    return LB_OK;
+}
+
 int
 lb_listeners_start(lb_cycle_t *cycle, int slot)
 {
     lb_listener_t  *ls;
-    lb_conn_t      *lc;
-    size_t          i, a;
-    int             workers = (int) cycle->core->workers;
+    size_t          i;
 
     for (i = 0; i < cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
-        ls->conns = lb_pcalloc(cycle->pool, ls->addrs.nelts * sizeof(lb_conn_t *));
-        if (ls->conns == NULL) {
+        if (ls->helper == NULL && lb_listener_start(cycle, ls, slot) != LB_OK) {
             return LB_ERROR;
         }
-        for (a = 0; a < ls->addrs.nelts; a++) {
-            lc = lb_conn_get(ls->fds[a * (size_t) workers + (size_t) slot]);
-            if (lc == NULL) {
-                return LB_ERROR;
-            }
-            lc->listener = ls;
-            lc->data = ls;
-            if (ls->socktype == SOCK_STREAM) {
-                lc->read.handler = lb_listener_accept;
-            } else {
-                ls->handler(lc);        /* datagram listeners read themselves */
-            }
-            if (lb_loop_add_conn(lc, ls->socktype == SOCK_STREAM) != LB_OK) {
-                lb_log_error(errno, "cannot watch listener \"%s\"", ls->name);
-                return LB_ERROR;
-            }
-            ls->conns[a] = lc;
+    }
+    return LB_OK;
+}
+
+int
+lb_listeners_start_helper(lb_cycle_t *cycle, lb_module_t *m)
+{
+    lb_listener_t  *ls;
+    size_t          i;
+
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        if (ls->helper == m && lb_listener_start(cycle, ls, 0) != LB_OK) {
+            return LB_ERROR;
         }
     }
     return LB_OK;
@@ -376,7 +414,7 @@ lb_listeners_start(lb_cycle_t *cycle, int slot)
  * socket (graceful stop), no stray copy keeps it open and accepting into a
  * queue nobody serves. */
 void
-lb_sockets_keep_slot(lb_cycle_t *cycle, int slot)
+lb_sockets_keep_slot(lb_cycle_t *cycle, int slot, lb_module_t *helper)
 {
     lb_listener_t  *ls;
     size_t          i, j, a, n;
@@ -387,6 +425,9 @@ lb_sockets_keep_slot(lb_cycle_t *cycle, int slot)
         mine = false;
         for (i = 0; i < cycle->listeners.nelts && !mine; i++) {
             ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+            if (ls->helper != helper) {
+                continue;
+            }
             n = ls->addrs.nelts;
             for (a = 0; a < n && !mine; a++) {
                 mine = ls->fds[a * (size_t) workers + (size_t) slot] == lb_sockets[j].fd;

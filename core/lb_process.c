@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 lb_cycle_t  *lb_cycle;
+time_t       lb_master_started_at;
 int          lb_worker_slot = -1;
 bool         lb_worker_quitting;
 
@@ -491,7 +492,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
             exit(2);
         }
     }
-    lb_sockets_keep_slot(cycle, slot);
+    lb_sockets_keep_slot(cycle, slot, NULL);
     if (lb_listeners_start(cycle, slot) != LB_OK) {
         exit(2);
     }
@@ -535,6 +536,7 @@ lb_helper_run(lb_cycle_t *cycle, lb_module_t *m, int instance)
 
     sigemptyset(&empty);
     prctl(PR_SET_NAME, h->name, 0, 0, 0);     /* ps and tests tell it from workers */
+    lb_sockets_keep_slot(cycle, 0, m);
     if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(64) != LB_OK
         || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK)
     {
@@ -996,6 +998,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
 
     lb_cycle = cycle;
     lb_master_pid = getpid();           /* after daemonizing */
+    lb_master_started_at = time(NULL);
     lb_signals_install();
     lb_signals_block(NULL);
     sigemptyset(&empty);

@@ -11,6 +11,7 @@
 #define LB_CTL_RELOAD   0x4c42
 
 extern lb_cycle_t  *lb_cycle;           /* the configuration in force */
+extern time_t       lb_master_started_at;   /* wall clock; children inherit it */
 extern int          lb_worker_slot;     /* in a worker: its slot; -1 in the master */
 extern bool         lb_worker_quitting; /* in a worker: graceful shutdown started */
 
@@ -22,8 +23,10 @@ int  lb_sockets_open(lb_cycle_t *cycle);
 /* Closes the sockets no listener of cycle uses any more. */
 void lb_sockets_close_unused(lb_cycle_t *cycle);
 void lb_sockets_close_all(void);
-/* In a worker: closes the inherited sockets of every other slot. */
-void lb_sockets_keep_slot(lb_cycle_t *cycle, int slot);
+/* In a worker (helper NULL): closes the inherited sockets of every other
+ * slot and of the helpers' listeners. In a helper process (slot 0): closes
+ * every socket but those of its module's listeners. */
+void lb_sockets_keep_slot(lb_cycle_t *cycle, int slot, lb_module_t *helper);
 
 /* Sent by a worker to the master once it has stopped accepting. */
 #define LB_SIG_STOPPED  (SIGRTMIN + 1)
@@ -31,6 +34,9 @@ void lb_sockets_keep_slot(lb_cycle_t *cycle, int slot);
 /* Starts accepting on this worker's sockets of every listener. */
 int  lb_listeners_start(lb_cycle_t *cycle, int slot);
 void lb_listeners_stop(lb_cycle_t *cycle);
+/* In a helper process: starts accepting on the listeners served by its
+ * module m (ls->helper == m). */
+int  lb_listeners_start_helper(lb_cycle_t *cycle, lb_module_t *m);
 
 /* In a process the master forked (a worker, a helper), after its loop is
  * created: calls gone() from the loop once the master has died, however it

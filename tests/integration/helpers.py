@@ -550,7 +550,7 @@ class Lbd:
     """lbd run from a config string in its own directory.
 
     config() fills in what a test does not set itself (workers, pid_file,
-    error_log, log_level, shutdown_timeout) and substitutes $listen (this
+    error_log, admin_socket, log_level, shutdown_timeout) and substitutes $listen (this
     instance's first port), $dir and keyword arguments with string.Template.
     cleanup() always ends the master and every worker it ever saw, by pid."""
 
@@ -558,6 +558,7 @@ class Lbd:
         ("workers", "2"),
         ("pid_file", '"$dir/lbd.pid"'),
         ("error_log", '"$dir/error.log"'),
+        ("admin_socket", '"$dir/admin.sock"'),
         ("log_level", '"info"'),
         ("shutdown_timeout", '"10s"'),
     )

@@ -256,7 +256,7 @@ START_TEST(unknown_upstream_setting)
         "};\n",
         "lbd.conf:7: unknown setting \"retrys\" in upstream \"web\" "
         "(did you mean \"retries\"?); valid here: balance, connect_timeout, hash_key, "
-        "keepalive, keepalive_timeout, next_upstream, passive, proxy_protocol, read_timeout, "
+        "health_check, keepalive, keepalive_timeout, next_upstream, passive, proxy_protocol, read_timeout, "
         "resolve_interval, response_head_timeout, retries, send_timeout, servers, slow_start, "
         "sticky, tls");
 }

@@ -125,6 +125,7 @@ make_upstream(test_upstream_t *t, const char *spec, int64_t max_fails)
         t->servers[i].weight = 1;
         t->servers[i].backup = spec[i] == 'b';
         t->servers[i].state = &t->states[i];
+        t->states[i].weight = 1;        /* the master's copy, as at load */
         t->servers[i].upstream = &t->u;
         snprintf(t->servers[i].addr.text, sizeof(t->servers[i].addr.text),
                  "127.0.0.1:%zu", 5301 + i);

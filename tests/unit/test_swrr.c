@@ -150,6 +150,7 @@ make_upstream(test_upstream_t *t, const char *spec, const int64_t *weights,
         t->servers[i].weight = weights ? weights[i] : 1;
         t->servers[i].backup = spec[i] == 'b';
         t->servers[i].state = &t->states[i];
+        t->states[i].weight = t->servers[i].weight;     /* as the master sets it */
         if (spec[i] == 'p') {
             t->u.nprimary = i + 1;
         }
@@ -338,7 +339,7 @@ START_TEST(pick_why_when_causes_are_mixed)
     lb_upstream_peer_init(&pr, &t.u);
     ck_assert_int_eq(pick_in(&t, &pr, &why), 'c');
     ck_assert_int_eq(pick_in(&t, &pr, &why), '-');
-    ck_assert_str_eq(why, "no server is up, below max_conns and untried");
+    ck_assert_str_eq(why, "no server is up, enabled, below max_conns and untried");
 }
 END_TEST
 
@@ -353,7 +354,7 @@ START_TEST(pick_why_down_and_tried)
     lb_upstream_peer_init(&pr, &t.u);
     ck_assert_int_eq(pick_in(&t, &pr, &why), 'a');
     ck_assert_int_eq(pick_in(&t, &pr, &why), '-');
-    ck_assert_str_eq(why, "no server is up, below max_conns and untried");
+    ck_assert_str_eq(why, "no server is up, enabled, below max_conns and untried");
 }
 END_TEST
 

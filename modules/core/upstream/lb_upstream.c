@@ -991,6 +991,13 @@ lb_upstream_init_master(lb_cycle_t *cycle)
             slot = &shm->slots[*b - 1];
             slot->generation = cycle->generation;
             s->state = &slot->state;
+            /* a weight set at runtime holds until the file changes this
+             * server's weight */
+            if (!s->state->weight_set || s->state->weight_conf != s->weight) {
+                s->state->weight_set = 0;
+                __atomic_store_n(&s->state->weight, s->weight, __ATOMIC_RELAXED);
+            }
+            s->state->weight_conf = s->weight;
         }
     }
     lb_shm_unlock(&shm->lock);
@@ -1057,17 +1064,18 @@ lb_upstream_weight_now(const lb_upstream_server_t *s, lb_msec_t now)
     lb_msec_t       back, since;
 
     int64_t         share = s->share > 1 ? s->share : 1;
+    int64_t         weight = lb_upstream_server_weight(s);
 
     if (u == NULL || u->slow_start == 0 || s->state == NULL) {
-        return lb_max(s->weight * 100 / share, 1);
+        return lb_max(weight * 100 / share, 1);
     }
     back = __atomic_load_n(&s->state->back_at, __ATOMIC_RELAXED);
     since = now - back;
     if (back == 0 || since >= u->slow_start || since < 0) {
-        return lb_max(s->weight * 100 / share, 1);
+        return lb_max(weight * 100 / share, 1);
     }
     /* from a tenth of its weight to all of it, linearly */
-    return lb_max(s->weight * (10 + 90 * since / u->slow_start) / share, 1);
+    return lb_max(weight * (10 + 90 * since / u->slow_start) / share, 1);
 }
 
 ssize_t
@@ -1095,18 +1103,34 @@ lb_upstream_swrr(lb_upstream_server_t *servers, size_t n, const bool *usable, lb
 }
 
 /* Whether s may take a connection now, apart from passive health. */
+enum {
+    LB_SERVER_USABLE = 0,
+    LB_SERVER_DOWN,             /* health checks, or disabled */
+    LB_SERVER_FULL,             /* max_conns */
+    LB_SERVER_DRAINING,         /* drained, or weight 0: sticky sessions only */
+};
+
 static inline int
 lb_upstream_state_of(const lb_upstream_server_t *s)
 {
-    if (__atomic_load_n(&s->state->down, __ATOMIC_RELAXED)) {
-        return 1;
+    const lb_upstream_peer_state_t  *st = s->state;
+
+    if (__atomic_load_n(&st->down, __ATOMIC_RELAXED)
+        || __atomic_load_n(&st->disabled, __ATOMIC_RELAXED))
+    {
+        return LB_SERVER_DOWN;
     }
     if (s->max_conns
-        && __atomic_load_n(&s->state->active, __ATOMIC_RELAXED) >= (uint64_t) s->max_conns)
+        && __atomic_load_n(&st->active, __ATOMIC_RELAXED) >= (uint64_t) s->max_conns)
     {
-        return 2;
+        return LB_SERVER_FULL;
     }
-    return 0;
+    if (__atomic_load_n(&st->drain, __ATOMIC_RELAXED)
+        || __atomic_load_n(&st->weight, __ATOMIC_RELAXED) == 0)
+    {
+        return LB_SERVER_DRAINING;
+    }
+    return LB_SERVER_USABLE;
 }
 
 /* Counts a connection against s and marks it tried; false when another
@@ -1131,17 +1155,19 @@ lb_upstream_take(lb_upstream_peer_t *pr, lb_upstream_server_t *s, bool trial)
     return true;
 }
 
-/* The sticky target, when it can take the connection: up, below
- * max_conns, not failed (a failed one's trial is the balancer's), and not
- * tried yet. */
+/* The sticky target, when it can take the connection: up, enabled (a
+ * draining one still takes its sessions), below max_conns, not failed (a
+ * failed one's trial is the balancer's), and not tried yet. */
 static bool
 lb_upstream_take_sticky(lb_upstream_peer_t *pr)
 {
     lb_upstream_server_t  *s = pr->sticky;
     lb_upstream_t         *u = pr->u;
+    int                    st = lb_upstream_state_of(s);
 
     pr->sticky = NULL;          /* one chance: a retry goes to the balancer */
-    if (lb_upstream_tried(&pr->try, (size_t) (s - u->servers)) || lb_upstream_state_of(s)
+    if (lb_upstream_tried(&pr->try, (size_t) (s - u->servers))
+        || (st != LB_SERVER_USABLE && st != LB_SERVER_DRAINING)
         || (u->passive.max_fails && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED)))
     {
         return false;
@@ -1155,7 +1181,7 @@ lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
     lb_upstream_t         *u = pr->u;
     bool                   usable[LB_UPSTREAM_MAX_SERVERS];
     lb_upstream_server_t  *s, *range;
-    size_t                 i, n, base, down, full, tried, failed, any;
+    size_t                 i, n, base, down, full, tried, failed, draining, any;
     ssize_t                k, trial;
     int                    pass, round, rc, st;
 
@@ -1167,7 +1193,7 @@ lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
     /* round 0 leaves out the servers passive health marked failed; round 1,
      * only when round 0 found nothing else, uses them like the others */
     for (round = 0; round < 2; round++) {
-        down = full = tried = failed = 0;
+        down = full = tried = failed = draining = 0;
         for (pass = 0; pass < 2; pass++) {
             base = pass == 0 ? 0 : u->nprimary;
             n = pass == 0 ? u->nprimary : u->nservers - u->nprimary;
@@ -1181,9 +1207,10 @@ lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
                     usable[i] = false;
                     if (lb_upstream_tried(&pr->try, base + i)) {
                         tried++;
-                    } else if ((st = lb_upstream_state_of(s)) != 0) {
-                        down += st == 1;
-                        full += st == 2;
+                    } else if ((st = lb_upstream_state_of(s)) != LB_SERVER_USABLE) {
+                        down += st == LB_SERVER_DOWN;
+                        full += st == LB_SERVER_FULL;
+                        draining += st == LB_SERVER_DRAINING;
                     } else if (round == 0 && u->passive.max_fails
                                && (rc = lb_upstream_fail_check(s->state, &u->passive,
                                                                lb_current_msec)) != LB_OK)
@@ -1210,7 +1237,7 @@ lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
                 }
                 if (!lb_upstream_take(pr, &range[k], trial >= 0)) {
                     /* full now; recount and choose again */
-                    down = full = tried = failed = 0;
+                    down = full = tried = failed = draining = 0;
                     continue;
                 }
                 return pr->last = &range[k];
@@ -1223,14 +1250,16 @@ lb_upstream_pick(lb_upstream_peer_t *pr, const char **why)
 
     if (u->nservers == 0) {
         *why = "no server: its names do not resolve yet";
-    } else if (full && !down) {
+    } else if (full && !down && !draining) {
         *why = "every server is at max_conns";
-    } else if (down && !full && !tried) {
+    } else if (down && !full && !tried && !draining) {
         *why = "every server is down";
-    } else if (tried && !down && !full) {
+    } else if (draining && !down && !full && !tried) {
+        *why = "every server is draining";
+    } else if (tried && !down && !full && !draining) {
         *why = "every server failed";
     } else {
-        *why = "no server is up, below max_conns and untried";
+        *why = "no server is up, enabled, below max_conns and untried";
     }
     return NULL;
 }

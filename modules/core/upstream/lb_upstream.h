@@ -29,6 +29,15 @@ typedef struct {
     lb_msec_t      fail_start;  /* the first failure of the window */
     lb_msec_t      retry_at;    /* a failed server gets its next trial then */
     lb_shm_lock_t  lock;
+    /* runtime changes (the admin API), read by every worker at its next
+     * pick; kept across reloads */
+    uint32_t       drain;       /* no new connections but sticky ones */
+    uint32_t       disabled;    /* no connections at all */
+    uint32_t       weight_set;  /* 1: `weight` was set at runtime */
+    int64_t        weight;      /* in force: the configured one unless set
+                                   at runtime (0: no new connections) */
+    int64_t        weight_conf; /* the configured one, as last loaded: a
+                                   reload that changes it drops the runtime one */
     /* active health checks: written by the prober alone */
     uint32_t       checked;     /* 1 once a configuration with checks took the
                                    server (start_down applies before that only) */
@@ -308,11 +317,18 @@ lb_upstream_server_t *lb_upstream_sticky_check(lb_upstream_t *u, const char *val
  * came back. Inline for the common case, a plain weight. */
 int64_t lb_upstream_weight_now(const lb_upstream_server_t *s, lb_msec_t now);
 
+/* The weight in force: the configured one, or what the admin API set. */
+static inline int64_t
+lb_upstream_server_weight(const lb_upstream_server_t *s)
+{
+    return s->state ? __atomic_load_n(&s->state->weight, __ATOMIC_RELAXED) : s->weight;
+}
+
 static inline int64_t
 lb_upstream_weight(const lb_upstream_server_t *s, lb_msec_t now)
 {
     if (s->share <= 1 && (s->upstream == NULL || s->upstream->slow_start == 0)) {
-        return s->weight * 100;
+        return lb_upstream_server_weight(s) * 100;
     }
     return lb_upstream_weight_now(s, now);
 }

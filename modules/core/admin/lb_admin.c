@@ -20,6 +20,7 @@
 
 #define LB_ADMIN_READ_TIMEOUT  10000     /* a whole request, from its first byte */
 #define LB_ADMIN_IDLE_TIMEOUT  60000     /* between requests */
+#define LB_ADMIN_LINGER        2000      /* reading what follows a refusal */
 
 typedef struct {
     char       *token_file;
@@ -391,6 +392,30 @@ lb_admin_reason(int status)
 static void lb_admin_write(lb_event_t *ev);
 static void lb_admin_read(lb_event_t *ev);
 
+/* After the last response: what the client still sends is read and
+ * dropped for a moment, so that closing does not reset the connection
+ * before the client has read the answer (a refused request often comes
+ * with more bytes than were read). */
+static void
+lb_admin_linger(lb_event_t *ev)
+{
+    lb_conn_t        *c = ev->data;
+    lb_admin_conn_t  *ac = c->data;
+    char              buf[4096];
+    ssize_t           n;
+
+    if (ev->timedout) {
+        lb_admin_close(ac);
+        return;
+    }
+    do {
+        n = lb_conn_recv(c, buf, sizeof(buf));
+    } while (n > 0);
+    if (n != LB_AGAIN) {
+        lb_admin_close(ac);
+    }
+}
+
 /* Sends rq's answer on ac; the connection closes after it when ac->close. */
 static void
 lb_admin_respond(lb_admin_conn_t *ac, lb_admin_req_t *rq, const char *extra)
@@ -747,7 +772,14 @@ lb_admin_write(lb_event_t *ev)
         ac->sent += (size_t) n;
     }
     if (ac->close) {
-        lb_admin_close(ac);
+        if (c->io->shutdown(c) == LB_ERROR) {
+            lb_admin_close(ac);
+            return;
+        }
+        lb_event_timer_del(&c->write);
+        c->read.handler = lb_admin_linger;
+        lb_event_timer_set(&c->read, LB_ADMIN_LINGER);
+        lb_admin_linger(&c->read);
         return;
     }
     /* the next request */

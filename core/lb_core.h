@@ -72,6 +72,7 @@ typedef struct lb_shm_zone_s  lb_shm_zone_t;
 #include "lb_event.h"
 #include "lb_conn.h"
 #include "lb_shm.h"
+#include "lb_metrics.h"
 #include "lb_module.h"
 #include "lb_conf.h"
 #include "lb_access_log.h"

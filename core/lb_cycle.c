@@ -30,6 +30,7 @@ static int lb_core_set_cidrs(lb_conf_t *cf, const lb_setting_t *s,
 static void *lb_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int lb_core_init_conf(lb_conf_t *cf);
+static int lb_core_init_master(lb_cycle_t *cycle);
 
 static const lb_setting_t  lb_core_settings[] = {
     { "workers", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0,
@@ -68,8 +69,47 @@ lb_module_t  lb_core_module = {
     "core", LB_MODULE_CORE, NULL, lb_core_settings,
     LB_CTX_GLOBAL | LB_CTX_LISTENER,
     lb_core_create_conf, lb_core_merge_conf, lb_core_init_conf,
-    NULL, NULL, NULL, NULL, 0
+    lb_core_init_master, NULL, NULL, NULL, 0
 };
+
+/* Every listener's own series. */
+static const lb_metric_family_t  lb_core_connections = {
+    "lbd_connections_total", "Connections accepted (tcp, tls, http, https, admin) or "
+    "sessions opened (udp), by listener.", LB_METRIC_COUNTER, NULL, 0, 0
+};
+static const lb_metric_family_t  lb_core_received = {
+    "lbd_received_bytes_total", "Bytes received from clients, by listener.",
+    LB_METRIC_COUNTER, NULL, 0, 0
+};
+static const lb_metric_family_t  lb_core_sent = {
+    "lbd_sent_bytes_total", "Bytes sent to clients, by listener.", LB_METRIC_COUNTER,
+    NULL, 0, 0
+};
+
+static int
+lb_core_init_master(lb_cycle_t *cycle)
+{
+    return lb_metrics_init_master(cycle);
+}
+
+static int
+lb_core_listener_metrics(lb_conf_t *cf, lb_listener_t *ls)
+{
+    char  name[256], labels[512];
+
+    lb_metric_label(name, sizeof(name), ls->name);
+    snprintf(labels, sizeof(labels), "listener=\"%s\",protocol=\"%s\"", name, ls->protocol);
+    if (lb_metric_declare(cf, &ls->m_connections, &lb_core_connections, labels) != LB_OK) {
+        return LB_ERROR;
+    }
+    snprintf(labels, sizeof(labels), "listener=\"%s\"", name);
+    if (lb_metric_declare(cf, &ls->m_received, &lb_core_received, labels) != LB_OK
+        || lb_metric_declare(cf, &ls->m_sent, &lb_core_sent, labels) != LB_OK)
+    {
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
 
 lb_module_t  **lb_all_modules;
 size_t         lb_nmodules;
@@ -467,8 +507,11 @@ lb_core_init_conf(lb_conf_t *cf)
                                       "duplicate listener name \"%s\"", a->name);
             }
         }
+        if (rc == LB_OK && lb_core_listener_metrics(cf, a) != LB_OK) {
+            rc = LB_ERROR;
+        }
     }
-    return rc;
+    return rc == LB_OK ? lb_metrics_init_conf(cf) : rc;
 }
 
 static char *
@@ -680,6 +723,7 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
     if (cycle == NULL
         || lb_array_init(&cycle->listeners, pool, 8, sizeof(lb_listener_t *)) != LB_OK
         || lb_array_init(&cycle->shm_zones, pool, 4, sizeof(lb_shm_zone_t)) != LB_OK
+        || lb_array_init(&cycle->metrics, pool, 64, lb_metric_decl_size) != LB_OK
         || (cycle->conf_file = lb_cycle_absolute(pool, conf_file)) == NULL)
     {
         lb_pool_destroy(pool);

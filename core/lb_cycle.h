@@ -52,6 +52,12 @@ struct lb_listener_s {
      * slot's entry is the same). */
     lb_module_t             *helper;
     int                      unix_mode;     /* a unix socket file's mode; 0: umask's */
+    bool                     optional;      /* lbd runs without it when it cannot
+                                               listen (logged); its fds are then -1 */
+    /* its metrics (lb_metrics.h): the protocol module adds what it moves */
+    uint32_t                 m_connections;
+    uint32_t                 m_received;
+    uint32_t                 m_sent;
 };
 
 struct lb_cycle_s {
@@ -60,6 +66,8 @@ struct lb_cycle_s {
     lb_core_conf_t  *core;
     lb_array_t       listeners;         /* lb_listener_t * */
     lb_array_t       shm_zones;         /* lb_shm_zone_t */
+    lb_array_t       metrics;           /* the series it declared (lb_metrics.c) */
+    lb_shm_zone_t   *metrics_zone;
     lb_access_file_t *access_files;     /* every access log path, once */
     char            *conf_file;         /* absolute */
     char            *prefix;            /* absolute, with a trailing slash */

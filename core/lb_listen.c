@@ -148,6 +148,26 @@ lb_socket_add(const lb_addr_t *addr, int socktype, int slot, int fd)
     return s;
 }
 
+/* A listener cannot have addr: logged. True when lbd goes on without it
+ * (an optional listener: its sockets of that address are -1). */
+static bool
+lb_socket_give_up(lb_listener_t *ls, const lb_addr_t *addr, int workers)
+{
+    size_t  a = (size_t) (addr - (lb_addr_t *) ls->addrs.elts);
+    int     slot;
+
+    if (!ls->optional) {
+        lb_log_error(errno, "cannot listen on %s for listener \"%s\"", addr->text, ls->name);
+        return false;
+    }
+    lb_log_error(errno, "cannot listen on %s for \"%s\"; going on without it", addr->text,
+                 ls->name);
+    for (slot = 0; slot < workers; slot++) {
+        ls->fds[a * (size_t) workers + (size_t) slot] = -1;
+    }
+    return true;
+}
+
 int
 lb_sockets_open(lb_cycle_t *cycle)
 {
@@ -172,8 +192,9 @@ lb_sockets_open(lb_cycle_t *cycle)
             if (lb_socket_find(addr, ls->socktype, shared ? -1 : 0) == NULL
                 && lb_socket_probe(addr, ls->socktype) != LB_OK)
             {
-                lb_log_error(errno, "cannot listen on %s for listener \"%s\"",
-                             addr->text, ls->name);
+                if (lb_socket_give_up(ls, addr, workers)) {
+                    continue;
+                }
                 goto failed;
             }
             for (slot = 0; slot < workers; slot++) {
@@ -181,8 +202,9 @@ lb_sockets_open(lb_cycle_t *cycle)
                 if (s == NULL) {
                     fd = lb_socket_create(addr, ls->socktype, ls->unix_mode);
                     if (fd == -1) {
-                        lb_log_error(errno, "cannot listen on %s for listener \"%s\"",
-                                     addr->text, ls->name);
+                        if (lb_socket_give_up(ls, addr, workers)) {
+                            break;
+                        }
                         goto failed;
                     }
                     s = lb_socket_add(addr, ls->socktype, shared ? -1 : slot, fd);
@@ -320,6 +342,7 @@ lb_listener_accept(lb_event_t *ev)
         c->peer_len = len;
         lb_addr_format((struct sockaddr *) &peer, len, c->peer_text, sizeof(c->peer_text));
         c->listener = ls;
+        lb_metric_add(ls->m_connections, 1);
         lb_listener_next(c);
     }
 }
@@ -359,6 +382,9 @@ lb_listener_start(lb_cycle_t *cycle, lb_listener_t *ls, int slot)
         return LB_ERROR;
     }
     for (a = 0; a < ls->addrs.nelts; a++) {
+        if (ls->fds[a * (size_t) workers + (size_t) slot] == -1) {
+            continue;           /* an optional listener lbd could not have */
+        }
         lc = lb_conn_get(ls->fds[a * (size_t) workers + (size_t) slot]);
         if (lc == NULL) {
             return LB_ERROR;

@@ -478,6 +478,7 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
 
     lb_worker_slot = slot;
     sigemptyset(&empty);
+    lb_metrics_init_process(cycle, slot);
 
     if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(512) != LB_OK
         || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK
@@ -537,6 +538,7 @@ lb_helper_run(lb_cycle_t *cycle, lb_module_t *m, int instance)
     sigemptyset(&empty);
     prctl(PR_SET_NAME, h->name, 0, 0, 0);     /* ps and tests tell it from workers */
     lb_sockets_keep_slot(cycle, 0, m);
+    lb_metrics_init_process(cycle, -1);
     if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(64) != LB_OK
         || lb_master_watch_start(lb_worker_on_master_gone) != LB_OK)
     {

@@ -129,7 +129,9 @@ START_TEST(valid_config_loads)
     ck_assert_int_eq(u->servers[1].max_conns, 0);
     ck_assert_int_eq(u->servers[1].backup, 1);
 
-    ck_assert_uint_eq(cycle->listeners.nelts, 1);
+    /* the file's listener, then admin_socket's (the admin module adds it) */
+    ck_assert_uint_eq(cycle->listeners.nelts, 2);
+    ck_assert_str_eq(lb_array_at(&cycle->listeners, lb_listener_t *, 1)->name, "admin_socket");
     ls = lb_array_at(&cycle->listeners, lb_listener_t *, 0);
     ck_assert_str_eq(ls->name, "front");
     ck_assert_str_eq(ls->protocol, "tcp");
@@ -660,7 +662,7 @@ START_TEST(unknown_protocol_with_suggestion)
         ");\n"
         WEB_UPSTREAM,
         "lbd.conf:2: unknown protocol \"tcpp\" (did you mean \"tcp\"?); "
-        "this build serves: tls, https, tcp, udp, http");
+        "this build serves: tls, https, admin, tcp, udp, http");
 }
 END_TEST
 
@@ -671,7 +673,7 @@ START_TEST(unknown_protocol_without_suggestion)
         "  { protocol = \"quic\"; listen = \"127.0.0.1:8000\"; upstream = \"web\"; }\n"
         ");\n"
         WEB_UPSTREAM,
-        "lbd.conf:2: unknown protocol \"quic\"; this build serves: tls, https, tcp, udp, http");
+        "lbd.conf:2: unknown protocol \"quic\"; this build serves: tls, https, admin, tcp, udp, http");
 }
 END_TEST
 

@@ -184,6 +184,8 @@ lb_admin_init_conf(lb_conf_t *cf)
     ls->handler = lb_admin_accept;
     ls->helper = &lb_core_admin_module;
     ls->unix_mode = 0600;
+    /* traffic goes on without it: the API is no reason not to serve */
+    ls->optional = true;
     return LB_OK;
 }
 

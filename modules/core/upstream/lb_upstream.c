@@ -622,6 +622,33 @@ lb_upstream_expand_names(lb_conf_t *cf, lb_upstream_t *u)
     return LB_OK;
 }
 
+static const lb_metric_family_t  lb_upstream_requests = {
+    "lbd_upstream_server_requests_total", "Connections (tcp, tls), sessions (udp) or "
+    "requests (http) given to the server, whatever became of them.", LB_METRIC_COUNTER,
+    NULL, 0, 0
+};
+static const lb_metric_family_t  lb_upstream_failures = {
+    "lbd_upstream_server_failures_total", "Of those, the ones the server failed: connect "
+    "refused or timed out, an invalid or missing response head, no udp answer.",
+    LB_METRIC_COUNTER, NULL, 0, 0
+};
+
+static int
+lb_upstream_server_metrics(lb_conf_t *cf, lb_upstream_t *u, lb_upstream_server_t *s)
+{
+    char  name[256], addr[256], labels[640];
+
+    snprintf(labels, sizeof(labels), "upstream=\"%s\",server=\"%s\"",
+             lb_metric_label(name, sizeof(name), u->name),
+             lb_metric_label(addr, sizeof(addr), s->addr.text));
+    if (lb_metric_declare(cf, &s->m_requests, &lb_upstream_requests, labels) != LB_OK
+        || lb_metric_declare(cf, &s->m_failures, &lb_upstream_failures, labels) != LB_OK)
+    {
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
 static int
 lb_upstream_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
@@ -728,11 +755,17 @@ lb_upstream_init_conf(lb_conf_t *cf)
     lb_upstream_main_conf_t  *umcf = lb_get_conf(cf->cycle->confs, lb_core_upstream_module);
     lb_upstream_t            *u;
     const char               *name;
-    size_t                    i;
+    size_t                    i, k;
 
     umcf->nservers = 0;
     for (i = 0; i < umcf->upstreams.nelts; i++) {
-        umcf->nservers += lb_array_at(&umcf->upstreams, lb_upstream_t *, i)->nservers;
+        u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
+        umcf->nservers += u->nservers;
+        for (k = 0; k < u->nservers; k++) {
+            if (lb_upstream_server_metrics(cf, u, &u->servers[k]) != LB_OK) {
+                return LB_ERROR;
+            }
+        }
     }
     if (umcf->nservers > LB_UPSTREAM_MAX_TOTAL_SERVERS) {
         return lb_conf_error(cf, config_lookup(cf->config, "upstreams"),
@@ -1451,6 +1484,10 @@ lb_upstream_release(lb_upstream_server_t *s, lb_upstream_outcome_t outcome)
 {
     if (s->upstream && s->upstream->balancer->free) {
         s->upstream->balancer->free(s, outcome);
+    }
+    lb_metric_add(s->m_requests, 1);
+    if (outcome == LB_PEER_FAILED) {
+        lb_metric_add(s->m_failures, 1);
     }
     __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
 }

@@ -90,6 +90,8 @@ typedef struct {
                                                shared among them); 1 otherwise */
     int64_t                    current;     /* smooth round robin, per worker */
     lb_upstream_t             *upstream;    /* its own, for passive health and logs */
+    uint32_t                   m_requests;  /* metrics: connections or requests it got */
+    uint32_t                   m_failures;  /* ... and those it failed */
 } lb_upstream_server_t;
 
 struct lb_upstream_s {

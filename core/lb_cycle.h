@@ -58,6 +58,8 @@ struct lb_listener_s {
     uint32_t                 m_connections;
     uint32_t                 m_received;
     uint32_t                 m_sent;
+    uint32_t                 m_tls_ok;      /* TLS handshakes done, failed */
+    uint32_t                 m_tls_failed;
 };
 
 struct lb_cycle_s {

@@ -186,6 +186,7 @@ lb_tls_handshake(lb_conn_t *c)
     int          rc = lb_tls_handshake_step(c);
 
     if (rc == LB_OK) {
+        lb_metric_add(c->listener->m_tls_ok, 1);
         c->read.handler = NULL;
         c->write.handler = NULL;
         lb_listener_next(c);
@@ -194,6 +195,7 @@ lb_tls_handshake(lb_conn_t *c)
     if (rc == LB_AGAIN) {
         return;
     }
+    lb_metric_add(c->listener->m_tls_failed, 1);
     why = lb_tls_error_text();
     lb_log_info("*%llu client %s: TLS handshake failed: %s", (unsigned long long) c->id,
                 c->peer_text, *why ? why : errno ? strerror(errno)
@@ -210,6 +212,7 @@ lb_tls_handshake_handler(lb_event_t *ev)
         ev->timedout = 0;
         lb_log_info("*%llu client %s: TLS handshake timed out; closing",
                     (unsigned long long) c->id, c->peer_text);
+        lb_metric_add(c->listener->m_tls_failed, 1);
         lb_conn_close(c);
         return;
     }

@@ -698,6 +698,7 @@ lb_admin_read(lb_event_t *ev)
         if (ac->len == 0) {
             lb_event_timer_set(&c->read, LB_ADMIN_READ_TIMEOUT);
         }
+        lb_metric_add(ac->ls->m_received, (uint64_t) n);
         ac->len += (size_t) n;
         ac->in[ac->len] = '\0';
         if (memchr(ac->in, '\0', ac->len)) {
@@ -772,6 +773,7 @@ lb_admin_write(lb_event_t *ev)
             return;
         }
         ac->sent += (size_t) n;
+        lb_metric_add(ac->ls->m_sent, (uint64_t) n);
     }
     if (ac->close) {
         if (c->io->shutdown(c) == LB_ERROR) {

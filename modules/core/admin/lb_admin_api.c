@@ -92,6 +92,7 @@ lb_admin_server_json(lb_admin_out_t *o, const lb_upstream_server_t *s)
                         "\"max_conns\": %lld, \"active_connections\": %u, "
                         "\"connections_total\": %llu, \"health\": \"%s\", "
                         "\"health_checks_failed_total\": %llu, \"passive_failures\": %u, "
+                        "\"requests_total\": %llu, \"failures_total\": %llu, "
                         "\"draining\": %s, \"disabled\": %s}",
                         s->backup ? "true" : "false",
                         (long long) __atomic_load_n(&st->weight, __ATOMIC_RELAXED),
@@ -102,6 +103,8 @@ lb_admin_server_json(lb_admin_out_t *o, const lb_upstream_server_t *s)
                         (unsigned long long) __atomic_load_n(&st->checks_failed,
                                                              __ATOMIC_RELAXED),
                         __atomic_load_n(&st->fails, __ATOMIC_RELAXED),
+                        (unsigned long long) lb_metric_read(s->m_requests),
+                        (unsigned long long) lb_metric_read(s->m_failures),
                         st->drain ? "true" : "false", st->disabled ? "true" : "false");
 }
 
@@ -299,6 +302,116 @@ lb_admin_change(lb_admin_req_t *rq, lb_upstream_t *u, const char *address,
     }
 }
 
+/* GET /metrics ------------------------------------------------------------- */
+
+static void
+lb_admin_emit(void *data, const char *s, size_t n)
+{
+    lb_admin_out_add(data, s, n);
+}
+
+/* One family of per-server gauges or counters read from the servers'
+ * shared state. */
+typedef struct {
+    const char  *name;
+    const char  *type;
+    const char  *help;
+    uint64_t   (*value)(const lb_upstream_server_t *s);
+} lb_admin_server_metric_t;
+
+static uint64_t
+lb_admin_server_up(const lb_upstream_server_t *s)
+{
+    const char  *reason;
+
+    return strcmp(lb_admin_server_state(s, &reason), "up") == 0;
+}
+
+static uint64_t
+lb_admin_server_active(const lb_upstream_server_t *s)
+{
+    return __atomic_load_n(&s->state->active, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+lb_admin_server_connects(const lb_upstream_server_t *s)
+{
+    return __atomic_load_n(&s->state->connects, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+lb_admin_server_checks_failed(const lb_upstream_server_t *s)
+{
+    return __atomic_load_n(&s->state->checks_failed, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+lb_admin_server_weight(const lb_upstream_server_t *s)
+{
+    return (uint64_t) lb_upstream_server_weight(s);
+}
+
+static uint64_t
+lb_admin_server_health(const lb_upstream_server_t *s)
+{
+    return s->state->checked && !__atomic_load_n(&s->state->down, __ATOMIC_RELAXED);
+}
+
+static const lb_admin_server_metric_t  lb_admin_server_metrics[] = {
+    { "lbd_upstream_server_up", "gauge", "1 when the server takes new connections (not down, "
+      "failed, disabled or draining).", lb_admin_server_up },
+    { "lbd_upstream_server_active_connections", "gauge", "Open connections to the server, "
+      "all workers.", lb_admin_server_active },
+    { "lbd_upstream_server_connections_total", "counter", "Connections made to the server.",
+      lb_admin_server_connects },
+    { "lbd_upstream_server_weight", "gauge", "The weight in force (configured, or set at "
+      "runtime).", lb_admin_server_weight },
+    { "lbd_upstream_server_health_check_up", "gauge", "1 when the active health checks see "
+      "the server up (0 when down or not checked).", lb_admin_server_health },
+    { "lbd_upstream_server_health_checks_failed_total", "counter", "Active health checks "
+      "that failed.", lb_admin_server_checks_failed },
+};
+
+static void
+lb_admin_metrics(lb_admin_req_t *rq)
+{
+    const lb_admin_server_metric_t  *m;
+    lb_admin_out_t                  *o = &rq->body;
+    lb_upstream_t                  **all;
+    lb_cycle_t                      *cycle = rq->cycle;
+    char                             name[256], addr[256];
+    size_t                           n, i, j, k;
+
+    rq->status = 200;
+    rq->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    lb_admin_out_printf(o, "# HELP lbd_info The running lbd.\n# TYPE lbd_info gauge\n"
+                        "lbd_info{version=\"%s\"} 1\n"
+                        "# HELP lbd_workers Worker processes the configuration asks for.\n"
+                        "# TYPE lbd_workers gauge\nlbd_workers %lld\n"
+                        "# HELP lbd_config_generation Reloads since the master started.\n"
+                        "# TYPE lbd_config_generation gauge\nlbd_config_generation %u\n"
+                        "# HELP lbd_start_time_seconds When the master started, Unix time.\n"
+                        "# TYPE lbd_start_time_seconds gauge\nlbd_start_time_seconds %lld\n",
+                        LB_VERSION, (long long) cycle->core->workers, cycle->generation,
+                        (long long) lb_master_started_at);
+    lb_metrics_render(cycle, lb_admin_emit, o);
+    all = lb_upstream_all(cycle, &n);
+    for (k = 0; k < lb_nelems(lb_admin_server_metrics); k++) {
+        m = &lb_admin_server_metrics[k];
+        lb_admin_out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+                            m->type);
+        for (i = 0; i < n; i++) {
+            lb_metric_label(name, sizeof(name), all[i]->name);
+            for (j = 0; j < all[i]->nservers; j++) {
+                lb_admin_out_printf(o, "%s{upstream=\"%s\",server=\"%s\"} %llu\n", m->name,
+                                    name, lb_metric_label(addr, sizeof(addr),
+                                                          all[i]->servers[j].addr.text),
+                                    (unsigned long long) m->value(&all[i]->servers[j]));
+            }
+        }
+    }
+}
+
 /* The path's segments, percent-decoded: at most max; *n of them. */
 static bool
 lb_admin_segments(char *path, char **seg, size_t max, size_t *n)
@@ -356,6 +469,12 @@ lb_admin_dispatch(lb_admin_req_t *rq)
     }
     rq->path = path;            /* for messages: as it came */
 
+    if (n == 1 && strcmp(seg[0], "metrics") == 0) {
+        if (lb_admin_method(rq, "GET")) {
+            lb_admin_metrics(rq);
+        }
+        return;
+    }
     if (n == 1 && strcmp(seg[0], "status") == 0) {
         if (lb_admin_method(rq, "GET")) {
             lb_admin_status(rq);

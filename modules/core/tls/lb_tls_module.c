@@ -744,6 +744,25 @@ lb_tls_init_conf(lb_conf_t *cf)
     return LB_OK;
 }
 
+static const lb_metric_family_t  lb_tls_handshakes = {
+    "lbd_tls_handshakes_total", "TLS handshakes with clients, by listener and result "
+    "(failed: refused, broken off or timed out).", LB_METRIC_COUNTER, NULL, 0, 0
+};
+
+static int
+lb_tls_listener_metrics(lb_conf_t *cf, lb_listener_t *ls)
+{
+    char  name[256], labels[320];
+
+    lb_metric_label(name, sizeof(name), ls->name);
+    snprintf(labels, sizeof(labels), "listener=\"%s\",result=\"ok\"", name);
+    if (lb_metric_declare(cf, &ls->m_tls_ok, &lb_tls_handshakes, labels) != LB_OK) {
+        return LB_ERROR;
+    }
+    snprintf(labels, sizeof(labels), "listener=\"%s\",result=\"failed\"", name);
+    return lb_metric_declare(cf, &ls->m_tls_failed, &lb_tls_handshakes, labels);
+}
+
 static int
 lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
@@ -762,5 +781,5 @@ lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         return lb_conf_error_at(cf, cf->listener->file, cf->listener->line,
                                 "listener \"%s\": too many accept steps", cf->listener->name);
     }
-    return LB_OK;
+    return lb_tls_listener_metrics(cf, cf->listener);
 }

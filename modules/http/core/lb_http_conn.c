@@ -486,6 +486,7 @@ lb_http_read_head(lb_http_conn_t *hc)
         }
         n = lb_conn_recv(c, hc->buf.last, lb_buf_room(&hc->buf));
         if (n > 0) {
+            lb_metric_add(c->listener->m_received, (uint64_t) n);
             /* the head is re-parsed from its start, so only when it may
              * have ended or hit a limit: a line ended, the buffer is full,
              * or the bytes just passed max_uri or max_header_size (a
@@ -536,6 +537,7 @@ lb_http_read_more(lb_http_conn_t *hc)
     n = lb_conn_recv(hc->c, hc->buf.last, lb_buf_room(&hc->buf));
     if (n > 0) {
         hc->buf.last += n;
+        lb_metric_add(hc->c->listener->m_received, (uint64_t) n);
     }
     return n;
 }

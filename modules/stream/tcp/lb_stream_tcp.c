@@ -466,6 +466,9 @@ lb_tcp_close(lb_tcp_session_t *s, lb_stream_end_t end)
 {
     lb_stream_log_ctx_t  log;
 
+    /* counted at the end: a long stream shows when it closes */
+    lb_metric_add(s->client->listener->m_received, s->up.bytes);
+    lb_metric_add(s->client->listener->m_sent, s->down.bytes);
     if (lb_stream_log_enabled(s->client->listener)) {
         log.client = (struct sockaddr *) &s->client->peer;
         log.client_len = s->client->peer_len;

@@ -30,7 +30,13 @@ typedef struct {
     int64_t            max_sessions;    /* per worker */
     lb_listener_t     *listener;
     lb_udp_worker_t   *worker;          /* in a worker: its sessions */
+    uint32_t           m_in, m_out;     /* metrics: datagrams from and to clients */
 } lb_stream_udp_conf_t;
+
+static const lb_metric_family_t  lb_udp_datagrams = {
+    "lbd_udp_datagrams_total", "Datagrams received from and sent to clients, by udp "
+    "listener.", LB_METRIC_COUNTER, NULL, 0, 0
+};
 
 typedef union {
     struct sockaddr      sa;
@@ -136,6 +142,20 @@ lb_stream_udp_create_conf(lb_conf_t *cf, unsigned ctx)
 }
 
 static int
+lb_stream_udp_metrics(lb_conf_t *cf, lb_stream_udp_conf_t *ucf, lb_listener_t *ls)
+{
+    char  name[256], labels[320];
+
+    lb_metric_label(name, sizeof(name), ls->name);
+    snprintf(labels, sizeof(labels), "listener=\"%s\",direction=\"received\"", name);
+    if (lb_metric_declare(cf, &ucf->m_in, &lb_udp_datagrams, labels) != LB_OK) {
+        return LB_ERROR;
+    }
+    snprintf(labels, sizeof(labels), "listener=\"%s\",direction=\"sent\"", name);
+    return lb_metric_declare(cf, &ucf->m_out, &lb_udp_datagrams, labels);
+}
+
+static int
 lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
 {
     lb_stream_udp_conf_t  *ucf = conf;
@@ -153,7 +173,7 @@ lb_stream_udp_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     }
     ucf->listener = ls;
     ls->handler = lb_stream_udp_start;
-    return LB_OK;
+    return lb_stream_udp_metrics(cf, ucf, ls);
 }
 
 /* Upstreams may be declared after the listeners that use them. */
@@ -549,7 +569,9 @@ lb_udp_reply(lb_udp_session_t *s, unsigned n)
         if (rc > 0) {
             for (i = sent; i < sent + (unsigned) rc; i++) {
                 s->bytes_sent += m[i].msg_len;
+                lb_metric_add(s->worker->conf->listener->m_sent, m[i].msg_len);
             }
+            lb_metric_add(s->worker->conf->m_out, (uint64_t) rc);
             sent += (unsigned) rc;
         } else if (rc == -1 && errno == EINTR) {
             continue;
@@ -719,6 +741,7 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     s->client_len = alen;
     s->last_active = lb_current_msec;
     s->start = lb_current_msec;
+    lb_metric_add(ucf->listener->m_connections, 1);
     lb_timer_init(&s->timer, lb_udp_session_expired, s);
     lb_timer_set(&s->timer, ucf->session_timeout);
 
@@ -841,7 +864,9 @@ lb_udp_client_read(lb_event_t *ev)
             ev->ready = 0;
             return;
         }
+        lb_metric_add(w->conf->m_in, (uint64_t) n);
         for (i = 0; i < n; i++) {
+            lb_metric_add(w->conf->listener->m_received, m[i].msg_len);
             if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
                 continue;       /* cannot happen with 64k slots; never relay a part */
             }

@@ -213,6 +213,40 @@ def test_drain_disable_enable_take_effect_in_every_worker(lbd, http_backends):
     assert status == 503
 
 
+def test_a_drain_under_load_lets_requests_in_flight_finish(lbd, http_backends):
+    import threading
+    from http_backend import Behaviour
+    slow = http_backends(lambda req: Behaviour(delay=1.5) if req.target == "/slow" else None,
+                         name="a")
+    b = http_backends(name="b")
+    start_web(lbd, [slow, b])
+    results = []
+
+    def slow_request():
+        host, port = lbd.address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", "/slow")
+        resp = conn.getresponse()
+        results.append((resp.status, resp.read().decode().strip()))
+        conn.close()
+
+    # round robin: of two slow requests, one is on a, in flight
+    threads = [threading.Thread(target=slow_request) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: admin_json(lbd, "GET", "/upstreams/web")[1]["servers"][0]
+               ["active_connections"] == 1, 5, what="a request in flight on a")
+    assert lbd.lbctl("drain", "web", slow.address).returncode == 0
+    server = admin_json(lbd, "GET", "/upstreams/web")[1]["servers"][0]
+    assert (server["state"], server["active_connections"]) == ("draining", 1)
+    assert spread(lbd, 10) == {"b": 10}
+    for t in threads:
+        t.join(10)
+    assert sorted(results) == [(200, "a"), (200, "b")]
+    wait_until(lambda: admin_json(lbd, "GET", "/upstreams/web")[1]["servers"][0]
+               ["active_connections"] == 0, 5, what="a empty")
+
+
 def test_runtime_weight_changes_the_share_and_0_stops_new_traffic(lbd, http_backends):
     a, b = http_backends(name="a"), http_backends(name="b")
     start_web(lbd, [a, b])
@@ -393,3 +427,23 @@ def test_keep_alive_and_head(lbd, http_backends):
         assert int(resp.msg["Content-Length"]) > 0
     finally:
         conn.close()
+
+
+def test_route_is_the_dry_run_of_lbctl_route(lbd, http_backends):
+    start_web(lbd, [http_backends(name="a")])
+    status, body = admin_json(lbd, "GET", "/route?method=GET&url=%2Fa%2Fb%3Fc%3D1"
+                                           "&header=Host%3A%20x.example")
+    assert status == 200 and body["matched"] is True
+    out = lbd.lbctl("route", "GET", "/a/b?c=1", "-H", "Host: x.example")
+    assert body["text"] == out.stdout
+    assert "path sent upstream: /a/b?c=1" in body["text"]
+    status, headers, text = admin(lbd, "GET", "/route?url=/z", {"Accept": "text/plain"})
+    assert status == 200 and text.startswith("listener: ")
+    status, body = admin_json(lbd, "GET", "/route?method=GET")
+    assert status == 400 and '"url"' in body["error"]
+    status, body = admin_json(lbd, "GET", "/route?url=/x&listener=nope")
+    assert status == 400 and 'no http listener is called "nope"' in body["error"]
+    status, body = admin_json(lbd, "GET", "/route?url=/x&colour=red")
+    assert status == 400 and '"colour"' in body["error"]
+    # the admin server goes on serving (its output is its own again)
+    assert admin_json(lbd, "GET", "/status")[0] == 200

@@ -291,6 +291,10 @@ lb_admin_out_json(lb_admin_out_t *o, const char *s)
             esc[0] = '\\';
             esc[1] = (char) *p;
             lb_admin_out_add(o, esc, 2);
+        } else if (*p == '\n' || *p == '\t' || *p == '\r') {
+            esc[0] = '\\';
+            esc[1] = *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r';
+            lb_admin_out_add(o, esc, 2);
         } else if (*p < 0x20 || *p == 0x7f) {
             snprintf(esc, sizeof(esc), "\\u%04x", *p);
             lb_admin_out_add(o, esc, 6);

@@ -8,6 +8,8 @@
 #include "lb_process.h"
 #include "lb_upstream.h"
 
+#include <sys/mman.h>
+
 /* GET /status */
 static void
 lb_admin_status(lb_admin_req_t *rq)
@@ -412,6 +414,102 @@ lb_admin_metrics(lb_admin_req_t *rq)
     }
 }
 
+/* GET /route ---------------------------------------------------------------- */
+
+/* The dry run `lbctl route` makes, on the running configuration: the
+ * route module's own command, its output captured. The admin server is
+ * single-threaded, so borrowing its standard output and error for the
+ * call is safe. */
+static void
+lb_admin_route(lb_admin_req_t *rq)
+{
+    const lb_ctl_command_t  *cmd = lb_module_command("route");
+    const char              *argv[2 * LB_ADMIN_QUERY_MAX + 4];
+    char                     buf[16384];
+    ssize_t                  n;
+    size_t                   i, argc = 0, len = 0;
+    int                      fd, out, err, rc;
+
+    if (cmd == NULL) {
+        lb_admin_error(rq, 404, "this build has no http routes");
+        return;
+    }
+    argv[argc++] = "route";
+    argv[argc++] = lb_admin_param(rq, "method") ? lb_admin_param(rq, "method") : "GET";
+    if (lb_admin_param(rq, "url") == NULL || !*lb_admin_param(rq, "url")) {
+        lb_admin_error(rq, 400, "parameter \"url\" is required: a path (/a/b?c) or an "
+                       "absolute URL");
+        return;
+    }
+    argv[argc++] = lb_admin_param(rq, "url");
+    for (i = 0; i < rq->nparams; i++) {
+        if (strcmp(rq->params[i].name, "header") == 0) {
+            argv[argc++] = "-H";
+            argv[argc++] = rq->params[i].value;
+        } else if (strcmp(rq->params[i].name, "listener") == 0) {
+            argv[argc++] = "--listener";
+            argv[argc++] = rq->params[i].value;
+        } else if (strcmp(rq->params[i].name, "method") != 0
+                   && strcmp(rq->params[i].name, "url") != 0)
+        {
+            lb_admin_error(rq, 400, "unknown parameter \"%s\": method, url, header, listener",
+                           rq->params[i].name);
+            return;
+        }
+    }
+    argv[argc] = NULL;
+
+    fd = memfd_create("lbd-route", MFD_CLOEXEC);
+    fflush(stdout);
+    fflush(stderr);
+    out = dup(STDOUT_FILENO);
+    err = dup(STDERR_FILENO);
+    if (fd == -1 || out == -1 || err == -1 || dup2(fd, STDOUT_FILENO) == -1
+        || dup2(fd, STDERR_FILENO) == -1)
+    {
+        lb_admin_error(rq, 500, "cannot capture the dry run: %s", strerror(errno));
+        rc = -1;
+    } else {
+        rc = cmd->run(rq->cycle, (int) argc, (char **) argv);
+        fflush(stdout);
+        fflush(stderr);
+    }
+    if (out != -1) {
+        dup2(out, STDOUT_FILENO);
+        close(out);
+    }
+    if (err != -1) {
+        dup2(err, STDERR_FILENO);
+        close(err);
+    }
+    if (fd != -1) {
+        lseek(fd, 0, SEEK_SET);
+        while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+            len += (size_t) n;
+        }
+        close(fd);
+    }
+    if (rc == -1) {
+        return;
+    }
+    buf[len] = '\0';
+    if (strncmp(buf, "lbctl: ", 7) == 0) {
+        /* the command refused the request: its one line */
+        buf[strcspn(buf, "\n")] = '\0';
+        lb_admin_error(rq, 400, "%s", buf + 7);
+        return;
+    }
+    rq->status = 200;
+    if (rq->text) {
+        lb_admin_out_add(&rq->body, buf, len);
+        return;
+    }
+    /* "route: #2 ..." when one matched; lbctl's exit status 1 otherwise */
+    lb_admin_out_printf(&rq->body, "{\"matched\": %s, \"text\": ", rc == 0 ? "true" : "false");
+    lb_admin_out_json(&rq->body, buf);
+    lb_admin_out_add(&rq->body, "}\n", 2);
+}
+
 /* The path's segments, percent-decoded: at most max; *n of them. */
 static bool
 lb_admin_segments(char *path, char **seg, size_t max, size_t *n)
@@ -469,6 +567,12 @@ lb_admin_dispatch(lb_admin_req_t *rq)
     }
     rq->path = path;            /* for messages: as it came */
 
+    if (n == 1 && strcmp(seg[0], "route") == 0) {
+        if (lb_admin_method(rq, "GET")) {
+            lb_admin_route(rq);
+        }
+        return;
+    }
     if (n == 1 && strcmp(seg[0], "metrics") == 0) {
         if (lb_admin_method(rq, "GET")) {
             lb_admin_metrics(rq);

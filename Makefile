@@ -206,6 +206,10 @@ LB_FUZZ_STICKY := modules/core/upstream/lb_upstream_sticky.c \
 	modules/core/upstream/lb_upstream_maglev.c core/lb_crypto.c
 objs/fuzz/fuzz_sticky_cookie: LB_FUZZ_EXTRA := $(LB_FUZZ_STICKY) -lcrypto
 objs/fuzz/fuzz_sticky_cookie: $(LB_FUZZ_STICKY)
+# the admin API's request reader
+LB_FUZZ_ADMIN := modules/core/admin/lb_admin_parse.c
+objs/fuzz/fuzz_admin_request: LB_FUZZ_EXTRA := $(LB_FUZZ_ADMIN) -I modules/core/admin
+objs/fuzz/fuzz_admin_request: $(LB_FUZZ_ADMIN)
 
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \

@@ -15,7 +15,6 @@
 #include "lb_admin.h"
 #include "lb_process.h"
 
-#include <ctype.h>
 #include <sys/stat.h>
 
 #define LB_ADMIN_READ_TIMEOUT  10000     /* a whole request, from its first byte */
@@ -340,41 +339,6 @@ lb_admin_param(const lb_admin_req_t *rq, const char *name)
 
 /* Requests ------------------------------------------------------------------ */
 
-static int
-lb_admin_hex(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    c = (char) (c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-bool
-lb_admin_unescape(char *s)
-{
-    char  *w = s;
-    int    hi, lo;
-
-    for ( ; *s; s++) {
-        if (*s == '%') {
-            hi = lb_admin_hex(s[1]);
-            lo = hi < 0 ? -1 : lb_admin_hex(s[2]);
-            if (lo < 0 || (hi << 4 | lo) < 0x20 || (hi << 4 | lo) == 0x7f) {
-                return false;
-            }
-            *w++ = (char) (hi << 4 | lo);
-            s += 2;
-        } else if (*s == '+') {
-            *w++ = ' ';
-        } else {
-            *w++ = *s;
-        }
-    }
-    *w = '\0';
-    return true;
-}
-
 static const char *
 lb_admin_reason(int status)
 {
@@ -499,139 +463,27 @@ lb_admin_token_ok(const lb_admin_conf_t *acf, const char *v, size_t len)
     return diff == 0;
 }
 
-static bool
-lb_admin_tchar(unsigned char c)
-{
-    return isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-/* Splits the query into rq->params (percent-decoded). */
-static bool
-lb_admin_query(lb_admin_req_t *rq, char *q)
-{
-    char  *pair, *eq, *save = NULL;
-
-    for (pair = strtok_r(q, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
-        if (rq->nparams == LB_ADMIN_QUERY_MAX) {
-            return false;
-        }
-        eq = strchr(pair, '=');
-        if (eq) {
-            *eq++ = '\0';
-        }
-        if (!lb_admin_unescape(pair) || (eq && !lb_admin_unescape(eq))) {
-            return false;
-        }
-        rq->params[rq->nparams].name = pair;
-        rq->params[rq->nparams++].value = eq ? eq : "";
-    }
-    return true;
-}
-
 /* One complete request head at ac->in (head_len bytes, its blank line
  * included) and its body: parses, checks who asks, serves. */
 static void
-lb_admin_serve(lb_admin_conn_t *ac, size_t head_len, size_t body_len)
+lb_admin_serve(lb_admin_conn_t *ac, size_t head_len)
 {
     lb_admin_conf_t  *acf = ac->ls->confs ? lb_get_conf(ac->ls->confs, lb_core_admin_module)
                                           : NULL;
     lb_admin_req_t    rq;
-    char             *line, *next, *p, *target, *version, *q, *colon, *v;
-    const char       *host = NULL, *origin = NULL, *auth = NULL;
-    size_t            vlen = 0, alen = 0;
-    bool              http10;
+    lb_admin_head_t   h;
+    const char       *why, *p;
+    int               status;
 
     memset(&rq, 0, sizeof(rq));
     rq.cycle = lb_admin_cycle;
-    rq.who = ac->ls->helper && ac->ls->addrs.nelts
+    rq.who = ac->ls->addrs.nelts
              && lb_array_at(&ac->ls->addrs, lb_addr_t, 0).u.sa.sa_family == AF_UNIX
              ? "admin socket" : ac->c->peer_text;
-    ac->in[head_len - 2] = '\0';        /* the head's lines, NUL-terminated */
-
-    /* request line: METHOD SP TARGET SP HTTP/1.x */
-    line = ac->in;
-    next = strstr(line, "\r\n");
-    if (next) {
-        *next = '\0';
-        next += 2;
-    }
-    p = line;
-    while (*p >= 'A' && *p <= 'Z') {
-        p++;
-    }
-    if (p == line || *p != ' ') {
-        lb_admin_refuse(ac, 400, NULL, "malformed request line");
-        return;
-    }
-    *p++ = '\0';
-    rq.method = line;
-    target = p;
-    while (*p > ' ' && *p < 0x7f) {
-        p++;
-    }
-    if (*p != ' ' || *target != '/') {
-        lb_admin_refuse(ac, 400, NULL, "malformed request target");
-        return;
-    }
-    *p++ = '\0';
-    version = p;
-    if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0) {
-        lb_admin_refuse(ac, strncmp(version, "HTTP/", 5) == 0 ? 505 : 400, NULL,
-                        "unsupported protocol version");
-        return;
-    }
-    http10 = version[7] == '0';
-    ac->close = http10;
-
-    /* fields */
-    for (line = next; line && *line; line = next) {
-        next = strstr(line, "\r\n");
-        if (next) {
-            *next = '\0';
-            next += 2;
-        }
-        colon = strchr(line, ':');
-        for (p = line; p < (colon ? colon : line) && lb_admin_tchar((unsigned char) *p); p++) {
-            /* the name */
-        }
-        if (colon == NULL || p != colon || p == line) {
-            lb_admin_refuse(ac, 400, NULL, "malformed header field");
-            return;
-        }
-        *colon = '\0';
-        v = colon + 1;
-        while (*v == ' ' || *v == '\t') {
-            v++;
-        }
-        vlen = strlen(v);
-        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) {
-            v[--vlen] = '\0';
-        }
-        for (p = v; *p; p++) {
-            if ((unsigned char) *p < 0x20 && *p != '\t') {
-                lb_admin_refuse(ac, 400, NULL, "control character in header field");
-                return;
-            }
-        }
-        if (strcasecmp(line, "Host") == 0) {
-            host = v;
-        } else if (strcasecmp(line, "Origin") == 0) {
-            origin = v;
-        } else if (strcasecmp(line, "Accept") == 0) {
-            rq.text = strstr(v, "text/plain") != NULL && strstr(v, "json") == NULL;
-        } else if (strcasecmp(line, "Authorization") == 0) {
-            auth = v;
-            alen = vlen;
-        } else if (strcasecmp(line, "Connection") == 0) {
-            if (strcasecmp(v, "close") == 0) {
-                ac->close = true;
-            } else if (strcasecmp(v, "keep-alive") == 0 && http10) {
-                ac->close = false;
-            }
-        }
-    }
-    if (!http10 && host == NULL) {
-        lb_admin_refuse(ac, 400, NULL, "missing Host");
+    status = lb_admin_parse_head(ac->in, head_len, &rq, &h, &why);
+    ac->close = h.close;
+    if (status) {
+        lb_admin_refuse(ac, status, NULL, "%s", why);
         return;
     }
 
@@ -640,32 +492,21 @@ lb_admin_serve(lb_admin_conn_t *ac, size_t head_len, size_t body_len)
         lb_admin_refuse(ac, 403, NULL, "forbidden: %s is not allowed", ac->c->peer_text);
         return;
     }
-    if (acf && acf->token && (auth == NULL || !lb_admin_token_ok(acf, auth, alen))) {
+    if (acf && acf->token && (h.auth == NULL || !lb_admin_token_ok(acf, h.auth, h.auth_len))) {
         lb_admin_refuse(ac, 401, "WWW-Authenticate: Bearer realm=\"lbd\"\r\n",
-                        auth ? "wrong token" : "this listener needs Authorization: Bearer "
+                        h.auth ? "wrong token" : "this listener needs Authorization: Bearer "
                         "TOKEN");
         return;
     }
     /* a browser page of another site may send a POST but cannot forge
      * Origin: a state change from elsewhere is refused */
-    if (origin && strcmp(rq.method, "GET") != 0) {
-        p = strstr(origin, "://");
-        if (host == NULL || p == NULL || strcasecmp(p + 3, host) != 0) {
-            lb_admin_refuse(ac, 403, NULL, "forbidden: a request from origin %s", origin);
+    if (h.origin && strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0) {
+        p = strstr(h.origin, "://");
+        if (h.host == NULL || p == NULL || strcasecmp(p + 3, h.host) != 0) {
+            lb_admin_refuse(ac, 403, NULL, "forbidden: a request from origin %s", h.origin);
             return;
         }
     }
-
-    q = strchr(target, '?');
-    if (q) {
-        *q++ = '\0';
-        if (!lb_admin_query(&rq, q)) {
-            lb_admin_refuse(ac, 400, NULL, "malformed or too many query parameters");
-            return;
-        }
-    }
-    rq.path = target;
-    (void) body_len;
     lb_admin_dispatch(&rq);
     lb_admin_respond(ac, &rq, NULL);
 }
@@ -676,11 +517,10 @@ lb_admin_read(lb_event_t *ev)
 {
     lb_conn_t        *c = ev->data;
     lb_admin_conn_t  *ac = c->data;
-    const char       *end, *cl;
-    size_t            head_len;
+    const char       *end, *why;
+    size_t            head_len, body;
     ssize_t           n;
-    char             *stop;
-    unsigned long     body;
+    int               status;
 
     if (ev->timedout) {
         if (ac->len) {
@@ -719,23 +559,9 @@ lb_admin_read(lb_event_t *ev)
             continue;
         }
         head_len = (size_t) (end - ac->in) + 4;
-        body = 0;
-        cl = strcasestr(ac->in, "\r\nContent-Length:");
-        if (cl && cl < end) {
-            errno = 0;
-            body = strtoul(cl + 17, &stop, 10);
-            while (*stop == ' ' || *stop == '\t') {
-                stop++;
-            }
-            if (errno || (*stop != '\r') || cl[17 + strspn(cl + 17, " \t")] == '-') {
-                lb_admin_refuse(ac, 400, NULL, "malformed Content-Length");
-                return;
-            }
-        }
-        cl = strcasestr(ac->in, "\r\nTransfer-Encoding:");
-        if (cl && cl < end) {
-            lb_admin_refuse(ac, 400, NULL, "Transfer-Encoding is not accepted; send "
-                            "Content-Length");
+        status = lb_admin_content_length(ac->in, head_len, &body, &why);
+        if (status) {
+            lb_admin_refuse(ac, status, NULL, "%s", why);
             return;
         }
         if (body > LB_ADMIN_HEAD_MAX - head_len) {
@@ -751,7 +577,7 @@ lb_admin_read(lb_event_t *ev)
             lb_admin_refuse(ac, 400, NULL, "pipelined requests are not accepted");
             return;
         }
-        lb_admin_serve(ac, head_len, body);
+        lb_admin_serve(ac, head_len);
         return;
     }
 }

@@ -58,9 +58,28 @@ const char *lb_admin_param(const lb_admin_req_t *rq, const char *name);
 void lb_admin_error(lb_admin_req_t *rq, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Decodes %XX in place; false when an escape is malformed or decodes to
- * a NUL or a control character. */
-bool lb_admin_unescape(char *s);
+/* Decodes %XX (and + as a space, in a query) in place; false when an
+ * escape is malformed or decodes to a NUL or a control character. */
+bool lb_admin_unescape(char *s, bool plus_is_space);
+
+/* What the server needs of a request head beyond rq. */
+typedef struct {
+    const char  *host;
+    const char  *origin;
+    const char  *auth;          /* Authorization's value */
+    size_t       auth_len;
+    bool         http10;
+    bool         close;         /* no keep-alive after the answer */
+} lb_admin_head_t;
+
+/* Parses the head at in (head_len bytes, its blank line included; no NUL
+ * in it), in place: rq's method, path (raw), params and text; h. 0, or
+ * the status to refuse it with and *why. */
+int lb_admin_parse_head(char *in, size_t head_len, lb_admin_req_t *rq, lb_admin_head_t *h,
+                        const char **why);
+/* The body's length by Content-Length (0 without), from the head at in;
+ * 0, or 400 and *why (malformed, or Transfer-Encoding). */
+int lb_admin_content_length(const char *in, size_t head_len, size_t *body, const char **why);
 
 /* Serves rq (lb_admin_api.c): fills status and body. */
 void lb_admin_dispatch(lb_admin_req_t *rq);

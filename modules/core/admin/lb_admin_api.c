@@ -528,7 +528,7 @@ lb_admin_segments(char *path, char **seg, size_t max, size_t *n)
         if (slash) {
             *slash = '\0';
         }
-        if (*p == '\0' || !lb_admin_unescape(p)) {
+        if (*p == '\0' || !lb_admin_unescape(p, false)) {
             return false;
         }
         seg[(*n)++] = p;

@@ -73,6 +73,7 @@ typedef struct lb_shm_zone_s  lb_shm_zone_t;
 #include "lb_conn.h"
 #include "lb_shm.h"
 #include "lb_metrics.h"
+#include "lb_http_reason.h"
 #include "lb_module.h"
 #include "lb_conf.h"
 #include "lb_access_log.h"

@@ -339,26 +339,6 @@ lb_admin_param(const lb_admin_req_t *rq, const char *name)
 
 /* Requests ------------------------------------------------------------------ */
 
-static const char *
-lb_admin_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 505: return "HTTP Version Not Supported";
-    default:  return "Unknown";
-    }
-}
-
 static void lb_admin_write(lb_event_t *ev);
 static void lb_admin_read(lb_event_t *ev);
 
@@ -404,7 +384,7 @@ lb_admin_respond(lb_admin_conn_t *ac, lb_admin_req_t *rq, const char *extra)
     lb_admin_out_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                         "Connection: %s\r\n%s%s%s%s\r\n", rq->status,
-                        lb_admin_reason(rq->status),
+                        lb_http_reason(rq->status),
                         rq->content_type ? rq->content_type
                         : rq->text ? "text/plain; charset=utf-8" : "application/json",
                         rq->body.len, ac->close ? "close" : "keep-alive",

@@ -228,7 +228,7 @@ void lb_http_var_ctx(lb_http_request_t *r, lb_http_var_ctx_t *ctx, int status);
 void lb_http_local_addr(lb_http_request_t *r);
 /* The http core's own variables (lb_http_variables.c). */
 extern const lb_http_var_def_t  lb_http_core_variables[];
-const char *lb_http_reason(int status);
+/* lb_http_reason(status) is the core's (lb_http_reason.h). */
 /* Resets r->out for a response of lbd's own: status, Server, Date. */
 void lb_http_out_start(lb_http_request_t *r, int status);
 /* An action is done with the request: the response (status, of

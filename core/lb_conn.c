@@ -261,6 +261,36 @@ lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out)
     return rc == 0 ? LB_OK : LB_AGAIN;
 }
 
+int
+lb_conn_connect_dgram(const lb_addr_t *addr, lb_conn_t **out)
+{
+    lb_conn_t  *c;
+    int         fd, err;
+
+    fd = socket(addr->u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return LB_ERROR;
+    }
+    if (connect(fd, &addr->u.sa, addr->len) == -1) {
+        err = errno;
+        close(fd);
+        errno = err;
+        return LB_ERROR;
+    }
+    c = lb_conn_get(fd);
+    if (c == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return LB_ERROR;
+    }
+    memcpy(&c->peer, &addr->u, addr->len);
+    c->peer_len = addr->len;
+    memcpy(c->peer_text, addr->text, lb_min(sizeof(c->peer_text), sizeof(addr->text)));
+    c->peer_text[sizeof(c->peer_text) - 1] = '\0';
+    *out = c;
+    return LB_OK;
+}
+
 bool
 lb_conn_error_is_local(int err)
 {

@@ -74,6 +74,12 @@ static inline ssize_t lb_conn_send(lb_conn_t *c, const char *buf, size_t n) { re
  * ask lb_conn_error_is_local(errno) whose fault it is). */
 int lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out);
 
+/* A datagram socket connected to addr (so that it receives from addr
+ * alone, and a refusal comes back as ECONNREFUSED on a read), not yet
+ * registered with the loop: the caller registers it as it needs. LB_OK,
+ * or LB_ERROR (errno). */
+int lb_conn_connect_dgram(const lb_addr_t *addr, lb_conn_t **out);
+
 /* Whether errno `err` of a failed lb_conn_connect (or of a socket(2) or
  * connect(2) made directly, as the udp module does) is a shortage on this
  * host rather than a fault of the server:

@@ -225,37 +225,6 @@ lb_upstream_peer_reopen(lb_upstream_peer_t *pr)
     return lb_upstream_peer_open(pr);
 }
 
-/* A datagram socket connected to the server: ready at once (a refusal
- * comes later, as ICMP, to the user's reads). */
-static int
-lb_upstream_peer_open_dgram(lb_upstream_peer_t *pr)
-{
-    lb_addr_t  *a = &pr->server->addr;
-    int         fd, err;
-
-    fd = socket(a->u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        return LB_ERROR;
-    }
-    if (connect(fd, &a->u.sa, a->len) == -1) {
-        err = errno;
-        close(fd);
-        errno = err;
-        return LB_ERROR;
-    }
-    pr->c = lb_conn_get(fd);
-    if (pr->c == NULL) {
-        close(fd);
-        errno = ENOMEM;
-        return LB_ERROR;
-    }
-    memcpy(&pr->c->peer, &a->u, a->len);
-    pr->c->peer_len = a->len;
-    memcpy(pr->c->peer_text, a->text, lb_min(sizeof(pr->c->peer_text), sizeof(a->text)));
-    pr->c->peer_text[sizeof(pr->c->peer_text) - 1] = '\0';
-    return LB_OK;
-}
-
 static void
 lb_upstream_peer_idle(lb_event_t *ev)
 {
@@ -267,7 +236,9 @@ lb_upstream_peer_open(lb_upstream_peer_t *pr)
     int  rc;
 
     pr->connect_start = lb_current_msec;
-    rc = pr->socktype == SOCK_DGRAM ? lb_upstream_peer_open_dgram(pr)
+    /* a datagram socket is ready at once (a refusal comes later, as ICMP,
+     * to the user's reads) */
+    rc = pr->socktype == SOCK_DGRAM ? lb_conn_connect_dgram(&pr->server->addr, &pr->c)
                                     : lb_conn_connect(&pr->server->addr, &pr->c);
     if (rc == LB_ERROR) {
         pr->c = NULL;

@@ -83,6 +83,14 @@ $(lb_q)mkdir -p $(@D)
 $(lb_q)$(CC) -c $(CFLAGS) $(LB_LIB_CFLAGS) $(LB_INCS) -MMD -MP -o $@ $<
 endef
 
+# A file a module embeds (lb_module_embeds in its config), as C source:
+# objs/Makefile.conf has the rules, $(1) is the symbol (auto/embed).
+define lb_embed
+$(lb_say) EMBED $<
+$(lb_q)mkdir -p $(@D)
+$(lb_q)$(SHELL) auto/embed $(1) $< >$@
+endef
+
 all: objs/lbd objs/lbctl
 
 objs/%.o: %.c $(LB_BUILD_FLAGS)

@@ -383,13 +383,14 @@ lb_admin_respond(lb_admin_conn_t *ac, lb_admin_req_t *rq, const char *extra)
     o->len = 0;
     lb_admin_out_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-                        "Connection: %s\r\n%s%s%s%s\r\n", rq->status,
+                        "Connection: %s\r\n%s%s%s%s%s\r\n", rq->status,
                         lb_http_reason(rq->status),
                         rq->content_type ? rq->content_type
                         : rq->text ? "text/plain; charset=utf-8" : "application/json",
                         rq->body.len, ac->close ? "close" : "keep-alive",
                         rq->allow ? "Allow: " : "", rq->allow ? rq->allow : "",
-                        rq->allow ? "\r\n" : "", extra ? extra : "");
+                        rq->allow ? "\r\n" : "", rq->extra_headers ? rq->extra_headers : "",
+                        extra ? extra : "");
     if (rq->method == NULL || strcmp(rq->method, "HEAD") != 0) {
         lb_admin_out_add(o, rq->body.data, rq->body.len);
     }
@@ -443,6 +444,14 @@ lb_admin_token_ok(const lb_admin_conf_t *acf, const char *v, size_t len)
     return diff == 0;
 }
 
+/* GET / or HEAD /: the status page. */
+static bool
+lb_admin_is_page(const char *method, const char *path)
+{
+    return (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+           && strcmp(path, "/") == 0;
+}
+
 /* One complete request head at ac->in (head_len bytes, its blank line
  * included) and its body: parses, checks who asks, serves. */
 static void
@@ -472,7 +481,12 @@ lb_admin_serve(lb_admin_conn_t *ac, size_t head_len)
         lb_admin_refuse(ac, 403, NULL, "forbidden: %s is not allowed", ac->c->peer_text);
         return;
     }
-    if (acf && acf->token && (h.auth == NULL || !lb_admin_token_ok(acf, h.auth, h.auth_len))) {
+    /* the status page holds no data and a browser cannot send a token when
+     * it navigates: it gets the page, whose script sends the token the
+     * operator types with every request for data */
+    if (acf && acf->token && !lb_admin_is_page(rq.method, rq.path)
+        && (h.auth == NULL || !lb_admin_token_ok(acf, h.auth, h.auth_len)))
+    {
         lb_admin_refuse(ac, 401, "WWW-Authenticate: Bearer realm=\"lbd\"\r\n",
                         h.auth ? "wrong token" : "this listener needs Authorization: Bearer "
                         "TOKEN");

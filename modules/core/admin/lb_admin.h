@@ -1,9 +1,9 @@
 /*
  * lb_admin.h: the admin API's insides (SPEC §9), shared by its files:
  * lb_admin.c (the helper process that serves it: connections, HTTP/1.1,
- * who may ask), lb_admin_api.c (the endpoints), lb_admin_ctl.c (the lbctl
- * commands that call it). Bodies are JSON with stable field names;
- * docs/admin-api.md is the reference.
+ * who may ask), lb_admin_api.c (the endpoints), lb_admin_page.c (the
+ * status page), lb_admin_ctl.c (the lbctl commands that call it). Bodies
+ * are JSON with stable field names; docs/admin-api.md is the reference.
  */
 #ifndef LB_ADMIN_H
 #define LB_ADMIN_H
@@ -47,6 +47,8 @@ typedef struct {
     int                status;
     const char        *allow;           /* 405: the methods the path takes */
     const char        *content_type;    /* NULL: application/json */
+    const char        *extra_headers;   /* more fields, each ending in CRLF;
+                                           static or NULL */
     lb_admin_out_t     body;
 } lb_admin_req_t;
 
@@ -83,6 +85,9 @@ int lb_admin_content_length(const char *in, size_t head_len, size_t *body, const
 
 /* Serves rq (lb_admin_api.c): fills status and body. */
 void lb_admin_dispatch(lb_admin_req_t *rq);
+
+/* GET / (lb_admin_page.c): the status page, HTML. */
+void lb_admin_page(lb_admin_req_t *rq);
 
 extern lb_module_t  lb_core_admin_module;
 extern const lb_ctl_command_t  lb_admin_commands[];

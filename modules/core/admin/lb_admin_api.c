@@ -567,6 +567,13 @@ lb_admin_dispatch(lb_admin_req_t *rq)
     }
     rq->path = path;            /* for messages: as it came */
 
+    if (n == 0) {
+        if (lb_admin_method(rq, "GET")) {
+            lb_admin_page(rq);
+        }
+        return;
+    }
+
     if (n == 1 && strcmp(seg[0], "route") == 0) {
         if (lb_admin_method(rq, "GET")) {
             lb_admin_route(rq);

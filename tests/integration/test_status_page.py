@@ -424,18 +424,22 @@ def test_a_browser_shows_the_servers_and_one_drained_with_lbctl(lbd, http_backen
         # the style applies too: the policy lets its hash through
         assert browser.evaluate(f"getComputedStyle({row_js(b.address, 'td.state')}).fontWeight"
                                 ) == "600"
-        # the rates come from two polls' counters; this lbd counts no
-        # requests yet, so they are connections, and no error rate
-        # traffic while the page is open: each request a new connection to a
+        # the rates come from two polls' counters: requests_total and
+        # failures_total, or connections_total and no error rate from an
+        # lbd that does not count requests; traffic while the page is
+        # open, each request a new connection to a
+        fields = json.loads(request(where, "GET", "/upstreams")[2])["upstreams"][0]["servers"][0]
         load = helpers.Load(lbd.address, duration=20,
                             action=lambda address: request(address, "GET", "/")[0])
         load.start()
         browser.wait_for(f"parseFloat({row_js(a.address, 'td.req-rate')}.textContent) > 0",
                          what="a's rate")
         assert browser.evaluate(f"{row_js(b.address, 'td.req-rate')}.textContent") == "0.0"
-        assert browser.evaluate(f"{row_js(a.address, 'td.err-rate')}.textContent") == "\u2013"
+        assert browser.evaluate(f"{row_js(a.address, 'td.err-rate')}.textContent") == \
+            ("0.0" if "failures_total" in fields else "\u2013")
         assert browser.evaluate("document.querySelector('section.upstream th.num + th.num + "
-                                "th.num').textContent") == "Conn/s"
+                                "th.num').textContent") == \
+            ("Req/s" if "requests_total" in fields else "Conn/s")
         # the graph: the traffic painted below its label line
         browser.wait_for(GRAPH_PIXELS + " > 500", what="the traffic graph")
         browser.screenshot(shot)

@@ -1,6 +1,6 @@
 /*
- * lb_crypto.c: random bytes and HMAC-SHA256 for modules, on OpenSSL's
- * one-shot calls (no context to allocate per use).
+ * lb_crypto.c: random bytes, SHA-256 and HMAC-SHA256 for modules, on
+ * OpenSSL's one-shot calls (no context to allocate per use).
  */
 /* The low-level SHA-256 calls are deprecated in OpenSSL 3 in favour of
  * EVP, whose context copies allocate: a per-request HMAC (sticky cookies)
@@ -32,6 +32,14 @@ lb_random_bytes(void *buf, size_t n)
         n -= (size_t) k;
     }
     return LB_OK;
+}
+
+void
+lb_sha256(const void *msg, size_t len, unsigned char out[LB_SHA256_LEN])
+{
+    static const unsigned char  empty[1];
+
+    SHA256(len ? msg : empty, len, out);
 }
 
 int

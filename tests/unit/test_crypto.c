@@ -1,7 +1,8 @@
 /*
  * test_crypto.c: the crypto helpers of the TLS seam (core/lb_crypto.c):
- * lb_hmac_sha256 against the test cases of RFC 4231 §4, and the basics of
- * lb_random_bytes (it fills what it is asked to, and never the same way).
+ * lb_sha256 against FIPS 180-2's examples, lb_hmac_sha256 against the test
+ * cases of RFC 4231 §4, and the basics of lb_random_bytes (it fills what
+ * it is asked to, and never the same way).
  */
 #include "lb_core.h"
 #include "lb_crypto.h"
@@ -95,6 +96,33 @@ START_TEST(hmac_sha256_takes_an_empty_key_and_message)
 }
 END_TEST
 
+/* FIPS 180-2, appendix B.1 and B.2, and the empty message */
+START_TEST(sha256_of_the_standard_messages)
+{
+    static const struct {
+        const char  *msg;
+        const char  *digest;
+    } messages[] = {
+        { "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+        { "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+        { "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+    };
+    unsigned char  got[LB_SHA256_LEN], want[LB_SHA256_LEN];
+    size_t         i;
+
+    for (i = 0; i < lb_nelems(messages); i++) {
+        unhex(messages[i].digest, want, sizeof(want));
+        lb_sha256(messages[i].msg, strlen(messages[i].msg), got);
+        ck_assert_msg(memcmp(got, want, sizeof(want)) == 0, "SHA-256 of \"%s\" differs",
+                      messages[i].msg);
+    }
+    lb_sha256(NULL, 0, got);
+    unhex(messages[0].digest, want, sizeof(want));
+    ck_assert(memcmp(got, want, sizeof(want)) == 0);
+}
+END_TEST
+
 START_TEST(random_bytes_fill_the_buffer)
 {
     static unsigned char  buf[65536];
@@ -150,6 +178,7 @@ crypto_suite(void)
 
     tcase_add_loop_test(tc, hmac_sha256_matches_rfc4231, 0, (int) lb_nelems(cases));
     tcase_add_test(tc, hmac_sha256_takes_an_empty_key_and_message);
+    tcase_add_test(tc, sha256_of_the_standard_messages);
     suite_add_tcase(s, tc);
     tcase_add_test(tr, random_bytes_fill_the_buffer);
     tcase_add_test(tr, random_bytes_differ_between_calls);

@@ -159,7 +159,7 @@ lb_integration_run = \
 	cd tests/integration && \
 	LBD='$(abspath objs/lbd)' LBCTL='$(abspath objs/lbctl)' \
 	PYTHONPYCACHEPREFIX='$(abspath objs/pycache)' \
-	$(LB_PYTHON) -m pytest -q -o cache_dir='$(abspath objs/pytest-cache)' \
+	$(LB_PYTHON) -m pytest -q --durations=15 -o cache_dir='$(abspath objs/pytest-cache)' \
 		$(PYTEST_ARGS); \
 	rc=$$?; \
 	if [ $$rc = 5 ]; then echo 'integration: pytest collected no tests, skipped'; exit 0; fi; \

@@ -11,8 +11,8 @@
  * with the reason.
  *
  * Checks are spread: each server's first check comes at a random point of
- * its first interval, and every next one an interval later, give or take
- * a tenth. A check never outlives `timeout`, whatever the server does
+ * its first interval, and every next one an interval after the one before
+ * began, give or take a tenth. A check never outlives `timeout`, whatever the server does
  * (hangs, resets, drips, sends a gigabyte: reading stops at
  * LB_HEALTH_READ_MAX).
  */
@@ -309,8 +309,9 @@ lb_health_conf(lb_upstream_t *u)
 
 /* In the master, for each configuration: a server new to checks starts
  * down when start_down says so (before any worker can pick it); one that
- * no configuration checks any more is no longer held down by an old
- * verdict. Both before the workers fork. */
+ * this configuration does not check is not held down by an old verdict,
+ * whoever wrote it (the prober it replaces may have, after the last
+ * reload cleared `checked`). Both before the workers fork. */
 static int
 lb_health_init_master(lb_cycle_t *cycle)
 {
@@ -328,13 +329,13 @@ lb_health_init_master(lb_cycle_t *cycle)
             s = &u->servers[j];
             st = s->state;
             if (hc && !st->checked) {
-                st->checked = 1;
+                __atomic_store_n(&st->checked, 1, __ATOMIC_RELEASE);
                 if (hc->start_down) {
                     snprintf(st->down_why, sizeof(st->down_why), "start_down: not checked yet");
                     __atomic_store_n(&st->down, 1, __ATOMIC_RELEASE);
                 }
-            } else if (hc == NULL && st->checked) {
-                st->checked = 0;
+            } else if (hc == NULL) {
+                __atomic_store_n(&st->checked, 0, __ATOMIC_RELEASE);
                 if (__atomic_exchange_n(&st->down, 0, __ATOMIC_ACQ_REL)) {
                     lb_log_notice("server %s in upstream \"%s\" is up: it has no health "
                                   "check any more", s->addr.text, u->name);
@@ -358,10 +359,10 @@ typedef struct {
     const char            *sni;
     lb_timer_t             timer;       /* the next check */
     lb_conn_t             *c;           /* the check under way */
+    lb_msec_t              started;     /* when it began */
     lb_msec_t              deadline;
-    unsigned               ok_run;      /* checks passed in a row */
-    unsigned               fail_run;    /* failed in a row */
-    bool                   down;        /* this prober's verdict */
+    unsigned               ok_run;      /* checks passed in a row, up to rise */
+    unsigned               fail_run;    /* failed in a row, up to fall */
     size_t                 sent;
     size_t                 len;
     char                   why[64];     /* the last failure */
@@ -391,30 +392,40 @@ lb_health_count(lb_cycle_t *cycle)
     return 0;
 }
 
-/* The next check: an interval on, give or take a tenth. */
+/* The next check: an interval after this one began, give or take a
+ * tenth, so that what a check takes does not stretch the rhythm (one that
+ * outlasts the interval is followed at once: checks of a server never
+ * overlap). */
 static void
 lb_health_schedule(lb_health_probe_t *pr)
 {
-    lb_msec_t  iv = pr->hc->interval, tenth = iv / 10;
+    lb_msec_t  iv = pr->hc->interval, tenth = iv / 10, at;
 
-    lb_timer_set(&pr->timer, iv - tenth + (tenth ? random() % (2 * tenth + 1) : 0));
+    at = pr->started + iv - tenth + (tenth ? random() % (2 * tenth + 1) : 0);
+    lb_timer_set(&pr->timer, at > lb_current_msec ? at - lb_current_msec : 0);
 }
 
+/* The shared state is the verdict, not a copy of it here: a prober that
+ * starts (a reload, a respawn) goes on from what is there, and the one it
+ * replaces may still write once before it stops. A server that no
+ * configuration checks any more (st->checked cleared by the master) is
+ * never taken out again by a prober that has not stopped yet. */
 static void
 lb_health_verdict(lb_health_probe_t *pr, bool ok)
 {
     lb_upstream_peer_state_t  *st = pr->s->state;
     lb_upstream_t             *u = pr->u;
+    bool                       down;
 
     if (pr->c) {
         lb_conn_close(pr->c);
         pr->c = NULL;
     }
+    down = __atomic_load_n(&st->down, __ATOMIC_ACQUIRE) != 0;
     if (ok) {
         pr->fail_run = 0;
-        pr->ok_run++;
-        if (pr->down && pr->ok_run >= (unsigned) pr->hc->rise) {
-            pr->down = false;
+        pr->ok_run = lb_min(pr->ok_run + 1, (unsigned) pr->hc->rise);
+        if (down && pr->ok_run == (unsigned) pr->hc->rise) {
             /* what passive health held against it goes too: the checks
              * say it answers (its own failures will count again) */
             lb_upstream_fail_clear(st);
@@ -428,12 +439,13 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
         }
     } else {
         pr->ok_run = 0;
-        pr->fail_run++;
+        pr->fail_run = lb_min(pr->fail_run + 1, (unsigned) pr->hc->fall);
         __atomic_add_fetch(&st->checks_failed, 1, __ATOMIC_RELAXED);
         lb_log_debug("health check of server %s in upstream \"%s\" failed: %s",
                      pr->s->addr.text, u->name, pr->why);
-        if (!pr->down && pr->fail_run >= (unsigned) pr->hc->fall) {
-            pr->down = true;
+        if (!down && pr->fail_run == (unsigned) pr->hc->fall
+            && __atomic_load_n(&st->checked, __ATOMIC_ACQUIRE))
+        {
             snprintf(st->down_why, sizeof(st->down_why), "%s", pr->why);
             __atomic_store_n(&st->down, 1, __ATOMIC_RELEASE);
             lb_log_warn(0, "server %s in upstream \"%s\" is down: %s, %u of %u checks failed",
@@ -713,6 +725,7 @@ lb_health_begin(lb_timer_t *t)
     lb_health_probe_t  *pr = t->data;
     int                 rc;
 
+    pr->started = lb_current_msec;
     pr->sent = pr->len = 0;
     pr->deadline = lb_current_msec + pr->hc->timeout;
     if (pr->hc->type == LB_HEALTH_UDP) {
@@ -791,8 +804,6 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
                     return LB_ERROR;
                 }
             }
-            /* the verdict so far is the shared one: a reload keeps it */
-            pr->down = __atomic_load_n(&pr->s->state->down, __ATOMIC_ACQUIRE) != 0;
             lb_timer_init(&pr->timer, lb_health_begin, pr);
             lb_timer_set(&pr->timer, (lb_msec_t) (random() % hc->interval));
         }

@@ -349,6 +349,29 @@ lb_health_init_master(lb_cycle_t *cycle)
 
 /* The prober ------------------------------------------------------------ */
 
+/* How an http answer's body ends (RFC 9112 §6.3). */
+typedef enum {
+    LB_HEALTH_BODY_NONE = 0,        /* 204, 304: there is none */
+    LB_HEALTH_BODY_LENGTH,          /* Content-Length */
+    LB_HEALTH_BODY_CHUNKED,         /* decoded in place as it comes */
+    LB_HEALTH_BODY_CLOSE,           /* the server closes */
+} lb_health_body_t;
+
+typedef enum {
+    LB_HEALTH_CHUNK_SIZE = 0,
+    LB_HEALTH_CHUNK_EXT,            /* the rest of the size line */
+    LB_HEALTH_CHUNK_DATA,
+    LB_HEALTH_CHUNK_CRLF,           /* after the data */
+} lb_health_chunk_t;
+
+/* A read buffer, lent to a check for as long as it reads: a few checks
+ * run at once, so thousands of servers do not each hold 16 KiB. */
+typedef union lb_health_buf_u  lb_health_buf_t;
+union lb_health_buf_u {
+    lb_health_buf_t  *next;         /* in the free list */
+    char              data[LB_HEALTH_READ_MAX];
+};
+
 typedef struct {
     lb_upstream_t         *u;
     lb_upstream_server_t  *s;
@@ -364,13 +387,25 @@ typedef struct {
     unsigned               ok_run;      /* checks passed in a row, up to rise */
     unsigned               fail_run;    /* failed in a row, up to fall */
     size_t                 sent;
-    size_t                 len;
     char                   why[64];     /* the last failure */
-    char                   buf[LB_HEALTH_READ_MAX];
+    /* what the check read: buf[0..len) */
+    lb_health_buf_t       *buf;
+    size_t                 len;
+    /* http with expect_body, once the head is in: the body starts at
+     * `body`; chunked, it is decoded up to `body_end` and len follows it */
+    size_t                 body;
+    size_t                 body_end;
+    int                    status;
+    lb_health_body_t       framing;
+    uint64_t               length;      /* Content-Length */
+    uint64_t               chunk_left;
+    lb_health_chunk_t      chunk_state;
+    unsigned               chunk_digits;
 } lb_health_probe_t;
 
 static lb_health_probe_t  *lb_health_probes;
 static size_t              lb_health_nprobes;
+static lb_health_buf_t    *lb_health_free_bufs;
 
 static void lb_health_begin(lb_timer_t *t);
 static void lb_health_read(lb_event_t *ev);
@@ -390,6 +425,25 @@ lb_health_count(lb_cycle_t *cycle)
         }
     }
     return 0;
+}
+
+static lb_health_buf_t *
+lb_health_buf_get(void)
+{
+    lb_health_buf_t  *b = lb_health_free_bufs;
+
+    if (b) {
+        lb_health_free_bufs = b->next;
+        return b;
+    }
+    return malloc(sizeof(lb_health_buf_t));
+}
+
+static void
+lb_health_buf_put(lb_health_buf_t *b)
+{
+    b->next = lb_health_free_bufs;
+    lb_health_free_bufs = b;
 }
 
 /* The next check: an interval after this one began, give or take a
@@ -420,6 +474,10 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
     if (pr->c) {
         lb_conn_close(pr->c);
         pr->c = NULL;
+    }
+    if (pr->buf) {
+        lb_health_buf_put(pr->buf);
+        pr->buf = NULL;
     }
     down = __atomic_load_n(&st->down, __ATOMIC_ACQUIRE) != 0;
     if (ok) {
@@ -473,57 +531,302 @@ lb_health_left(lb_health_probe_t *pr)
     return pr->deadline > lb_current_msec ? pr->deadline - lb_current_msec : 1;
 }
 
-/* http: judged on what arrived. LB_AGAIN: more is needed (and may come). */
-static int
-lb_health_judge_http(lb_health_probe_t *pr, bool complete)
-{
-    lb_health_conf_t  *hc = pr->hc;
-    const char        *end, *body;
-    int                status;
+/* http answers --------------------------------------------------------------- */
 
-    end = memchr(pr->buf, '\n', pr->len);
-    if (end == NULL) {
-        if (complete || pr->len == sizeof(pr->buf)) {
-            lb_health_fail(pr, 0, pr->len ? "invalid http status line" : "closed without "
-                           "answering");
-            return LB_ERROR;
-        }
+/* The status of the status line at p (RFC 9112 §4): LB_OK, LB_AGAIN (the
+ * line is not all there yet) or LB_ERROR (it is no HTTP/1 status line;
+ * told from its first bytes already, so that garbage fails at once). */
+static int
+lb_health_status_line(const char *p, size_t len, int *status)
+{
+    const char  *nl = memchr(p, '\n', len);
+    size_t       n = nl ? (size_t) (nl - p) : len;
+
+    if (memcmp(p, "HTTP/1.", lb_min(n, 7)) != 0) {
+        return LB_ERROR;
+    }
+    if (nl == NULL) {
         return LB_AGAIN;
     }
-    if (pr->len < 12 || memcmp(pr->buf, "HTTP/1.", 7) != 0 || pr->buf[8] != ' '
-        || !isdigit((unsigned char) pr->buf[9]) || !isdigit((unsigned char) pr->buf[10])
-        || !isdigit((unsigned char) pr->buf[11]))
+    if (n < 12 || !isdigit((unsigned char) p[7]) || p[8] != ' '
+        || !isdigit((unsigned char) p[9]) || !isdigit((unsigned char) p[10])
+        || !isdigit((unsigned char) p[11]) || (n > 12 && p[12] != ' ' && p[12] != '\r'))
     {
-        lb_health_fail(pr, 0, "invalid http status line");
         return LB_ERROR;
     }
-    status = (pr->buf[9] - '0') * 100 + (pr->buf[10] - '0') * 10 + (pr->buf[11] - '0');
-    if (status < hc->status_lo || status > hc->status_hi) {
-        snprintf(pr->why, sizeof(pr->why), "http status %d", status);
-        lb_health_verdict(pr, false);
-        return LB_ERROR;
+    *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    return LB_OK;
+}
+
+/* The length of the head at p, its empty line included; 0 when it has
+ * not ended yet. */
+static size_t
+lb_health_head_len(const char *p, size_t len)
+{
+    const char  *nl, *end = p + len;
+
+    for (nl = memchr(p, '\n', len); nl; nl = memchr(nl + 1, '\n', (size_t) (end - nl - 1))) {
+        if (nl + 1 < end && nl[1] == '\n') {
+            return (size_t) (nl + 2 - p);
+        }
+        if (nl + 2 < end && nl[1] == '\r' && nl[2] == '\n') {
+            return (size_t) (nl + 3 - p);
+        }
     }
-    if (hc->body_re == NULL) {
-        lb_health_verdict(pr, true);
+    return 0;
+}
+
+/* Whether the field line [p, e) is called name; *value then points past
+ * its colon and blanks. */
+static bool
+lb_health_field(const char *p, const char *e, const char *name, const char **value)
+{
+    size_t  n = strlen(name);
+
+    if ((size_t) (e - p) <= n || p[n] != ':' || strncasecmp(p, name, n) != 0) {
+        return false;
+    }
+    for (p += n + 1; p < e && (*p == ' ' || *p == '\t'); p++) {
+        /* the value's leading blanks */
+    }
+    *value = p;
+    return true;
+}
+
+/* From the head buf[0..head): how the body ends. LB_ERROR on a
+ * Content-Length that is not one number. */
+static int
+lb_health_framing(lb_health_probe_t *pr, size_t head)
+{
+    const char  *p = pr->buf->data, *end = p + head, *e, *v, *last;
+    uint64_t     length = 0;
+    bool         chunked = false, has_length = false;
+    size_t       digits;
+
+    if (pr->status == 204 || pr->status == 304) {
+        pr->framing = LB_HEALTH_BODY_NONE;
         return LB_OK;
     }
-    /* the body: what follows the head, up to the end or the read limit */
-    body = memmem(pr->buf, pr->len, "\r\n\r\n", 4);
-    if (!complete && pr->len < sizeof(pr->buf)) {
-        return LB_AGAIN;
+    /* the fields: after the status line, which ends in a '\n' (it parsed) */
+    for (p = (const char *) memchr(p, '\n', head) + 1; p < end; p = e + 1) {
+        e = memchr(p, '\n', (size_t) (end - p));
+        if (e == NULL) {
+            break;
+        }
+        if (lb_health_field(p, e, "content-length", &v)) {
+            for (length = 0, digits = 0; v < e && isdigit((unsigned char) *v); v++, digits++) {
+                if (length > (UINT64_MAX - 9) / 10) {
+                    return LB_ERROR;
+                }
+                length = length * 10 + (uint64_t) (*v - '0');
+            }
+            while (v < e && (*v == ' ' || *v == '\t' || *v == '\r')) {
+                v++;
+            }
+            if (digits == 0 || v != e || (has_length && length != pr->length)) {
+                return LB_ERROR;
+            }
+            has_length = true;
+            pr->length = length;
+        } else if (lb_health_field(p, e, "transfer-encoding", &v)) {
+            /* chunked when it is the last coding */
+            for (last = e; last > v && memchr(" \t\r", last[-1], 3); last--) {
+                /* trailing blanks */
+            }
+            chunked = last - v >= 7 && strncasecmp(last - 7, "chunked", 7) == 0
+                      && (last - v == 7 || memchr(" \t,", last[-8], 3));
+        }
     }
-    if (body == NULL) {
-        lb_health_fail(pr, 0, "http head never ended");
-        return LB_ERROR;
+    pr->framing = chunked ? LB_HEALTH_BODY_CHUNKED
+                          : has_length ? LB_HEALTH_BODY_LENGTH : LB_HEALTH_BODY_CLOSE;
+    return LB_OK;
+}
+
+/* Decodes the chunked body that arrived, in place (RFC 9112 §7.1): the
+ * data moves down over the framing, to body_end, and len follows it, so
+ * the whole buffer is left for data. LB_OK: the last chunk came (its
+ * trailer is not waited for); LB_AGAIN: more is to come; LB_ERROR: it is
+ * not chunked framing. */
+static int
+lb_health_dechunk(lb_health_probe_t *pr)
+{
+    char      *buf = pr->buf->data, *p = buf + pr->body_end, *end = buf + pr->len;
+    size_t     n;
+    int        d;
+
+    while (p < end) {
+        switch (pr->chunk_state) {
+        case LB_HEALTH_CHUNK_SIZE:
+            d = lb_health_hex_digit(*p);
+            if (d >= 0) {
+                if (pr->chunk_left > (UINT64_MAX >> 4)) {
+                    return LB_ERROR;
+                }
+                pr->chunk_left = pr->chunk_left << 4 | (uint64_t) d;
+                pr->chunk_digits++;
+                p++;
+                break;
+            }
+            if (pr->chunk_digits == 0) {
+                return LB_ERROR;
+            }
+            pr->chunk_state = LB_HEALTH_CHUNK_EXT;
+            break;
+        case LB_HEALTH_CHUNK_EXT:
+            if (*p++ == '\n') {
+                if (pr->chunk_left == 0) {
+                    pr->len = pr->body_end;
+                    return LB_OK;
+                }
+                pr->chunk_state = LB_HEALTH_CHUNK_DATA;
+            }
+            break;
+        case LB_HEALTH_CHUNK_DATA:
+            n = (size_t) lb_min(pr->chunk_left, (uint64_t) (end - p));
+            memmove(buf + pr->body_end, p, n);
+            pr->body_end += n;
+            pr->chunk_left -= n;
+            p += n;
+            if (pr->chunk_left == 0) {
+                pr->chunk_state = LB_HEALTH_CHUNK_CRLF;
+            }
+            break;
+        case LB_HEALTH_CHUNK_CRLF:
+            if (*p == '\n') {
+                pr->chunk_state = LB_HEALTH_CHUNK_SIZE;
+                pr->chunk_digits = 0;
+            } else if (*p != '\r') {
+                return LB_ERROR;
+            }
+            p++;
+            break;
+        }
     }
-    body += 4;
-    if (!lb_regex_search(hc->body_re, body, (size_t) (pr->buf + pr->len - body))) {
+    pr->len = pr->body_end;
+    return LB_AGAIN;
+}
+
+/* With expect_body, once the head is in: the body so far. LB_AGAIN: more
+ * is needed and may come; else judged. Reading stops when the buffer is
+ * full: the first LB_HEALTH_READ_MAX bytes are what is matched. */
+static int
+lb_health_judge_body(lb_health_probe_t *pr, bool complete)
+{
+    bool    full = pr->len == LB_HEALTH_READ_MAX;
+    size_t  have;
+    int     rc;
+
+    switch (pr->framing) {
+    case LB_HEALTH_BODY_NONE:
+        pr->len = pr->body;
+        break;
+    case LB_HEALTH_BODY_LENGTH:
+        have = pr->len - pr->body;
+        if (have >= pr->length) {
+            pr->len = pr->body + (size_t) pr->length;
+        } else if (complete) {
+            lb_health_fail(pr, 0, "closed before the end of the body");
+            return LB_ERROR;
+        } else if (!full) {
+            return LB_AGAIN;
+        }
+        break;
+    case LB_HEALTH_BODY_CHUNKED:
+        rc = lb_health_dechunk(pr);
+        if (rc == LB_ERROR) {
+            lb_health_fail(pr, 0, "invalid chunked body");
+            return LB_ERROR;
+        }
+        if (rc == LB_AGAIN && complete) {
+            lb_health_fail(pr, 0, "closed before the end of the body");
+            return LB_ERROR;
+        }
+        if (rc == LB_AGAIN && pr->len < LB_HEALTH_READ_MAX) {
+            return LB_AGAIN;
+        }
+        break;
+    case LB_HEALTH_BODY_CLOSE:
+        if (!complete && !full) {
+            return LB_AGAIN;
+        }
+        break;
+    }
+    if (!lb_regex_search(pr->hc->body_re, pr->buf->data + pr->body, pr->len - pr->body)) {
         lb_health_fail(pr, 0, "body does not match expect_body");
         return LB_ERROR;
     }
     lb_health_verdict(pr, true);
     return LB_OK;
 }
+
+/* http: judged on what arrived; complete: the server closed. LB_AGAIN:
+ * more is needed and may come (never when complete or when the buffer is
+ * full). */
+static int
+lb_health_judge_http(lb_health_probe_t *pr, bool complete)
+{
+    lb_health_conf_t  *hc = pr->hc;
+    char              *buf = pr->buf->data;
+    size_t             head;
+    int                rc;
+
+    if (pr->body) {
+        return lb_health_judge_body(pr, complete);
+    }
+    for ( ;; ) {
+        rc = pr->len ? lb_health_status_line(buf, pr->len, &pr->status) : LB_AGAIN;
+        if (rc == LB_ERROR
+            || (rc == LB_AGAIN && pr->len && (complete || pr->len == LB_HEALTH_READ_MAX)))
+        {
+            lb_health_fail(pr, 0, "invalid http status line");
+            return LB_ERROR;
+        }
+        if (rc == LB_AGAIN) {
+            if (complete) {
+                lb_health_fail(pr, 0, "closed without answering");
+                return LB_ERROR;
+            }
+            return LB_AGAIN;
+        }
+        if (pr->status >= 200 || pr->status == 101) {
+            break;
+        }
+        /* an interim answer (RFC 9110 §15.2): the final one follows it */
+        head = lb_health_head_len(buf, pr->len);
+        if (head == 0) {
+            break;
+        }
+        memmove(buf, buf + head, pr->len - head);
+        pr->len -= head;
+    }
+    if (pr->status >= 100 && pr->status < 200 && pr->status != 101) {
+        head = 0;               /* the interim head is not all in yet */
+    } else if (pr->status < hc->status_lo || pr->status > hc->status_hi) {
+        snprintf(pr->why, sizeof(pr->why), "http status %d", pr->status);
+        lb_health_verdict(pr, false);
+        return LB_ERROR;
+    } else if (hc->body_re == NULL) {
+        lb_health_verdict(pr, true);
+        return LB_OK;
+    } else {
+        head = lb_health_head_len(buf, pr->len);
+    }
+    if (head == 0) {
+        if (complete || pr->len == LB_HEALTH_READ_MAX) {
+            lb_health_fail(pr, 0, "http head never ended");
+            return LB_ERROR;
+        }
+        return LB_AGAIN;
+    }
+    if (lb_health_framing(pr, head) != LB_OK) {
+        lb_health_fail(pr, 0, "invalid Content-Length");
+        return LB_ERROR;
+    }
+    pr->body = pr->body_end = head;
+    return lb_health_judge_body(pr, complete);
+}
+
+/* Checks under way ---------------------------------------------------------- */
 
 static void
 lb_health_read(lb_event_t *ev)
@@ -537,7 +840,7 @@ lb_health_read(lb_event_t *ev)
         return;
     }
     for ( ;; ) {
-        n = lb_conn_recv(c, pr->buf + pr->len, sizeof(pr->buf) - pr->len);
+        n = lb_conn_recv(c, pr->buf->data + pr->len, LB_HEALTH_READ_MAX - pr->len);
         if (n == LB_AGAIN) {
             return;
         }
@@ -548,7 +851,7 @@ lb_health_read(lb_event_t *ev)
         if (pr->hc->type == LB_HEALTH_UDP) {
             /* one datagram is the answer */
             if (pr->hc->expect_re
-                && !lb_regex_search(pr->hc->expect_re, pr->buf, (size_t) n))
+                && !lb_regex_search(pr->hc->expect_re, pr->buf->data, (size_t) n))
             {
                 lb_health_fail(pr, 0, "answer does not match expect");
             } else {
@@ -557,11 +860,8 @@ lb_health_read(lb_event_t *ev)
             return;
         }
         pr->len += (size_t) n;
-        if (lb_health_judge_http(pr, n == 0) != LB_AGAIN) {
+        if (lb_health_judge_http(pr, n == 0) != LB_AGAIN || n == 0) {
             return;
-        }
-        if (n == 0) {
-            return;             /* judged complete above */
         }
     }
 }
@@ -726,8 +1026,18 @@ lb_health_begin(lb_timer_t *t)
     int                 rc;
 
     pr->started = lb_current_msec;
-    pr->sent = pr->len = 0;
     pr->deadline = lb_current_msec + pr->hc->timeout;
+    pr->sent = pr->len = pr->body = pr->body_end = 0;
+    pr->chunk_left = 0;
+    pr->chunk_state = LB_HEALTH_CHUNK_SIZE;
+    pr->chunk_digits = 0;
+    if (pr->hc->type != LB_HEALTH_TCP) {
+        pr->buf = lb_health_buf_get();
+        if (pr->buf == NULL) {
+            lb_health_fail(pr, ENOMEM, "no read buffer");
+            return;
+        }
+    }
     if (pr->hc->type == LB_HEALTH_UDP) {
         if (lb_health_open_dgram(pr) != LB_OK) {
             lb_health_fail(pr, errno, "cannot open a socket");
@@ -815,15 +1125,23 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
 static void
 lb_health_stop(lb_cycle_t *cycle)
 {
-    size_t  i;
+    lb_health_buf_t  *b;
+    size_t            i;
 
     for (i = 0; i < lb_health_nprobes; i++) {
         lb_timer_del(&lb_health_probes[i].timer);
         if (lb_health_probes[i].c) {
             lb_conn_close(lb_health_probes[i].c);
         }
+        if (lb_health_probes[i].buf) {
+            lb_health_buf_put(lb_health_probes[i].buf);
+        }
     }
     lb_conn_release_closed();
+    while ((b = lb_health_free_bufs) != NULL) {
+        lb_health_free_bufs = b->next;
+        free(b);
+    }
     free(lb_health_probes);
     lb_health_probes = NULL;
     lb_health_nprobes = 0;

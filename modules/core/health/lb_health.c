@@ -1025,7 +1025,10 @@ lb_health_begin(lb_timer_t *t)
     lb_health_probe_t  *pr = t->data;
     int                 rc;
 
-    pr->started = lb_current_msec;
+    /* the rhythm follows when the check was due, not when a busy loop got
+     * to it, so that lateness does not add up; one late by a whole
+     * interval starts it afresh rather than make up for lost checks */
+    pr->started = lb_current_msec - t->when < pr->hc->interval ? t->when : lb_current_msec;
     pr->deadline = lb_current_msec + pr->hc->timeout;
     pr->sent = pr->len = pr->body = pr->body_end = 0;
     pr->chunk_left = 0;

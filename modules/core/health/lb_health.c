@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <sys/prctl.h>
 
 #define LB_HEALTH_READ_MAX  16384       /* of an answer: status line, head, body start */
 #define LB_HEALTH_SEND_MAX  1024        /* a udp check's datagram */
@@ -408,6 +409,7 @@ static size_t              lb_health_nprobes;
 static lb_health_buf_t    *lb_health_free_bufs;
 
 static void lb_health_begin(lb_timer_t *t);
+static void lb_health_idle(lb_event_t *ev);
 static void lb_health_read(lb_event_t *ev);
 static void lb_health_write(lb_event_t *ev);
 static void lb_health_connected(lb_health_probe_t *pr);
@@ -901,11 +903,16 @@ lb_health_send(lb_health_probe_t *pr)
         }
         pr->sent += (size_t) n;
     }
-    c->write.handler = lb_health_read;      /* writable again says nothing */
+    c->write.handler = lb_health_idle;      /* writable again says nothing */
     c->read.handler = lb_health_read;
     lb_event_timer_del(&c->write);
     lb_event_timer_set(&c->read, lb_health_left(pr));
-    lb_health_read(&c->read);
+    /* the answer cannot be there before the request, unless the server
+     * spoke first (its edge is then spent: ready says so) or TLS holds
+     * it already; otherwise a read now would only say EAGAIN */
+    if (c->read.ready || lb_conn_is_tls(c)) {
+        lb_health_read(&c->read);
+    }
 }
 
 /* The connection is ready for the check itself (connected, TLS done). */
@@ -1076,6 +1083,7 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
     lb_health_conf_t   *hc;
     lb_health_probe_t  *pr;
     lb_tls_upstream_t  *ut;
+    lb_msec_t           slack = 0;
     size_t              i, j, n, k = 0;
 
     srandom((unsigned) getpid() ^ (unsigned) lb_current_msec);
@@ -1097,6 +1105,9 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
             continue;
         }
         ut = hc->tls ? lb_tls_upstream(u->confs) : NULL;
+        if (slack == 0 || lb_min(hc->interval, 5 * hc->timeout) < slack) {
+            slack = lb_min(hc->interval, 5 * hc->timeout);
+        }
         for (j = 0; j < u->nservers; j++) {
             pr = &lb_health_probes[k++];
             pr->u = u;
@@ -1120,6 +1131,14 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
             lb_timer_init(&pr->timer, lb_health_begin, pr);
             lb_timer_set(&pr->timer, (lb_msec_t) (random() % hc->interval));
         }
+    }
+    /* The checks are spread at random over each interval, so each would
+     * wake the prober on its own; a timer slack of a fiftieth of the
+     * shortest interval (and a tenth of the shortest timeout) lets the
+     * kernel wake it once for the checks due together, a batch instead of
+     * a wakeup each (1,000 servers every second: ~50 wakeups, not 1,000) */
+    if (slack) {
+        prctl(PR_SET_TIMERSLACK, (unsigned long) slack * 1000000 / 50, 0, 0, 0);
     }
     lb_log_info("health prober: checking %zu servers", lb_health_nprobes);
     return LB_OK;

@@ -22,7 +22,7 @@ import helpers
 from helpers import Load, connect, log_line, wait_until
 from http_backend import Behaviour, RecordingBackend
 from test_tls import TlsRecordingBackend, backend_ctx, pki  # noqa: F401 (pki: a fixture)
-from test_udp_proxy import UdpBackend
+from test_udp_proxy import udp_backend  # noqa: F401 (a fixture)
 
 CHECK_AGENT = "lbd health check"
 PROBER = "health prober"
@@ -366,30 +366,17 @@ def test_http_check_sends_its_path_and_host(lbd, servers):
     assert (req.target, req.header("Host")) == ("/", b.address)
 
 
-@pytest.fixture
-def udp_servers():
-    started = []
-
-    def start(reply, name):
-        started.append(UdpBackend(reply, name))
-        return started[-1]
-
-    yield start
-    for s in started:
-        s.stop()
-
-
 def unused_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_udp_check_sends_a_datagram_and_matches_the_answer(lbd, udp_servers):
-    pong = udp_servers(lambda data, addr: b"PONG " + data if data == b"PING" else None, "pong")
-    wrong = udp_servers(lambda data, addr: b"NOPE", "wrong")
-    silent = udp_servers(lambda data, addr: None, "silent")
-    binary = udp_servers(lambda data, addr: b"\x81" if data == b"\x00\x01\xff" else None, "bin")
+def test_udp_check_sends_a_datagram_and_matches_the_answer(lbd, udp_backend):
+    pong = udp_backend(lambda data, addr: b"PONG " + data if data == b"PING" else None, "pong")
+    wrong = udp_backend(lambda data, addr: b"NOPE", "wrong")
+    silent = udp_backend(lambda data, addr: None, "silent")
+    binary = udp_backend(lambda data, addr: b"\x81" if data == b"\x00\x01\xff" else None, "bin")
     refused = f"127.0.0.1:{unused_udp_port()}"
     timing = 'interval = "200ms"; timeout = "150ms"; fall = 2;'
     lbd.write_config(conf(

@@ -78,21 +78,6 @@ def servers():
         s.stop()
 
 
-@pytest.fixture
-def raw_servers():
-    """raw_servers(handler, name, port=None): a started helpers.Backend; all are stopped
-    at teardown (a handler that would run on is cut by the backend's stop)."""
-    started = []
-
-    def start(handler, name="raw", port=None):
-        started.append(helpers.Backend(handler, name=name, port=port))
-        return started[-1]
-
-    yield start
-    for b in started:
-        b.stop()
-
-
 def hold(conn, backend):
     """Reads until the client closes."""
     helpers.recv_all(conn)
@@ -224,24 +209,24 @@ def test_killed_backend_is_down_within_fall_intervals_then_back_with_slow_start(
 
 # Check types ----------------------------------------------------------------------------
 
-def test_tcp_check_is_a_connect_and_follows_the_server(lbd, raw_servers):
-    x, y = raw_servers(helpers.named, "x"), raw_servers(helpers.named, "y")
+def test_tcp_check_is_a_connect_and_follows_the_server(lbd, backend):
+    x, y = backend(helpers.named, "x"), backend(helpers.named, "y")
     check = 'type = "tcp"; interval = "200ms"; fall = 2; rise = 2;'
     lbd.start(conf(upstream("web", [x, y], check), protocol="tcp"))
     wait_until(lambda: y.accepted >= 2, 10, what="checks on y")
     y.stop()
     lbd.wait_log(down_line(y, r"connect failed \(Connection refused\)", 2))
     assert {helpers.ask_name(lbd.address) for _ in range(6)} == {"x"}
-    raw_servers(helpers.named, "y", port=y.port)
+    backend(helpers.named, "y", port=y.port)
     lbd.wait_log(up_line(y, 2))
     wait_until(lambda: "y" in {helpers.ask_name(lbd.address) for _ in range(4)}, 10,
                what="y to take sessions again")
     assert never_down(lbd, x)
 
 
-def test_port_checks_another_port_than_the_traffic(lbd, servers, raw_servers):
+def test_port_checks_another_port_than_the_traffic(lbd, servers, backend):
     a = servers("a")
-    probe = raw_servers(hold, "probe")
+    probe = backend(hold, "probe")
     check = f'type = "tcp"; port = {probe.port}; interval = "200ms"; fall = 2; rise = 2;'
     lbd.start(conf(upstream("web", [a], check)))
     wait_until(lambda: probe.accepted >= 2, 10, what="checks on the probe port")
@@ -250,7 +235,7 @@ def test_port_checks_another_port_than_the_traffic(lbd, servers, raw_servers):
     lbd.wait_log(down_line(a, r"connect failed \(Connection refused\)", 2))
     # a still answers on its own port, but its check port says no
     assert get(lbd.address) == (503, None)
-    raw_servers(hold, "probe", port=probe.port)
+    backend(hold, "probe", port=probe.port)
     lbd.wait_log(up_line(a, 2))
     assert get(lbd.address) == (200, "a")
     # no check went to the traffic port: every connection a took carried a request
@@ -286,11 +271,11 @@ def keep_alive_answer(body):
     return handler
 
 
-def test_expect_body_matches_the_start_of_the_decoded_body(lbd, servers, raw_servers):
+def test_expect_body_matches_the_start_of_the_decoded_body(lbd, servers, backend):
     match = servers("match", body="status: ok\n")
     mismatch = servers("mismatch", body="status: degraded\n")
     chunked = servers("chunked", body="status: ok\n", framing="chunked", chunk_size=4)
-    kept = raw_servers(keep_alive_answer(b"status: ok\n"), "kept")
+    kept = backend(keep_alive_answer(b"status: ok\n"), "kept")
     deep = servers("deep", body="x" * 20000 + "status: ok\n")
     check = 'type = "http"; interval = "200ms"; fall = 2; expect_body = "^status: ok$$";'
     lbd.start(conf(upstream("web", [match, mismatch, chunked, kept, deep], check)))
@@ -340,8 +325,8 @@ ANSWERS = [
 ]
 
 
-def test_http_answers_are_read_by_their_framing(lbd, raw_servers):
-    backs = [raw_servers(answer(raw), name) for name, raw, _ in ANSWERS]
+def test_http_answers_are_read_by_their_framing(lbd, backend):
+    backs = [backend(answer(raw), name) for name, raw, _ in ANSWERS]
     check = 'type = "http"; interval = "200ms"; fall = 2; expect_body = "^status: ok$$";'
     lbd.start(conf(upstream("web", backs, check)))
     for b, (name, _, why) in zip(backs, ANSWERS):
@@ -589,14 +574,14 @@ def flood(conn, backend):
         conn.sendall(block)
 
 
-def test_bad_check_servers_are_down_and_never_hold_up_the_others(lbd, servers, raw_servers):
+def test_bad_check_servers_are_down_and_never_hold_up_the_others(lbd, servers, backend):
     good = servers("good", body="ok\n")
-    bad = {"hang": (raw_servers(hang, "hang"), "timed out"),
-           "reset": (raw_servers(reset_after_request, "reset"),
+    bad = {"hang": (backend(hang, "hang"), "timed out"),
+           "reset": (backend(reset_after_request, "reset"),
                      r"read failed \(Connection reset by peer\)"),
-           "garbage": (raw_servers(garbage, "garbage"), "invalid http status line"),
-           "drip": (raw_servers(drip, "drip"), "timed out"),
-           "flood": (raw_servers(flood, "flood"), "body does not match expect_body")}
+           "garbage": (backend(garbage, "garbage"), "invalid http status line"),
+           "drip": (backend(drip, "drip"), "timed out"),
+           "flood": (backend(flood, "flood"), "body does not match expect_body")}
     check = ('type = "http"; expect_body = "^ok"; interval = "400ms"; timeout = "250ms"; '
              "fall = 2;")
     lbd.start(conf(upstream("web", [good] + [s for s, _ in bad.values()], check)))

@@ -459,6 +459,25 @@ def test_killed_prober_is_respawned_and_the_verdicts_and_checks_go_on(lbd, serve
     assert len(re.findall(down_line(b, ".*", 2), lbd.error_log(), re.M)) == 1
 
 
+def test_a_prober_out_of_descriptors_takes_no_server_down(lbd, servers):
+    a = servers("a")
+    lbd.start(conf(upstream("web", [a], f'type = "http"; {FAST} fall = 1;')))
+    a.wait_checks(2)
+    prober = the_prober(lbd)
+    old = helpers.squeeze(prober, 0)
+    try:
+        lbd.wait_log(log_line("error", r"health prober: no connection for the check of server "
+                              rf'{re.escape(a.address)} in upstream "web"; not counted '
+                              r"against it \(24: Too many open files\)"))
+        time.sleep(0.5)         # fall = 1: a check counted as failed would show at once
+        missed = a.checks
+    finally:
+        helpers.unsqueeze(prober, old)
+    a.wait_checks(missed + 2)
+    assert never_down(lbd, a)
+    assert get(lbd.address) == (200, "a")
+
+
 # Reload -----------------------------------------------------------------------------
 
 def test_reload_keeps_a_down_verdict_and_dropping_the_check_frees_the_server(lbd, servers):

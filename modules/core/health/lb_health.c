@@ -527,6 +527,28 @@ lb_health_fail(lb_health_probe_t *pr, int err, const char *what)
     lb_health_verdict(pr, false);
 }
 
+/* A check that could not even start for want of something here (a
+ * descriptor, memory, an ephemeral port: lb_conn_error_is_local): no
+ * verdict either way, since the server is not to blame (lb_conn.h), and
+ * a prober short of descriptors must not take down the servers it could
+ * not reach; the next check comes as usual. */
+static void
+lb_health_skip(lb_health_probe_t *pr, int err, const char *what)
+{
+    if (pr->c) {
+        lb_conn_close(pr->c);
+        pr->c = NULL;
+    }
+    if (pr->buf) {
+        lb_health_buf_put(pr->buf);
+        pr->buf = NULL;
+    }
+    lb_log_error_limited(err, "health prober: %s for the check of server %s in upstream "
+                         "\"%s\"; not counted against it", what, pr->s->addr.text,
+                         pr->u->name);
+    lb_health_schedule(pr);
+}
+
 static lb_msec_t
 lb_health_left(lb_health_probe_t *pr)
 {
@@ -1044,13 +1066,17 @@ lb_health_begin(lb_timer_t *t)
     if (pr->hc->type != LB_HEALTH_TCP) {
         pr->buf = lb_health_buf_get();
         if (pr->buf == NULL) {
-            lb_health_fail(pr, ENOMEM, "no read buffer");
+            lb_health_skip(pr, ENOMEM, "no read buffer");
             return;
         }
     }
     if (pr->hc->type == LB_HEALTH_UDP) {
         if (lb_health_open_dgram(pr) != LB_OK) {
-            lb_health_fail(pr, errno, "cannot open a socket");
+            if (lb_conn_error_is_local(errno)) {
+                lb_health_skip(pr, errno, "no socket");
+            } else {
+                lb_health_fail(pr, errno, "cannot open a socket");
+            }
             return;
         }
         pr->c->data = pr;
@@ -1063,7 +1089,11 @@ lb_health_begin(lb_timer_t *t)
     rc = lb_conn_connect(&pr->addr, &pr->c);
     if (rc == LB_ERROR) {
         pr->c = NULL;
-        lb_health_fail(pr, errno, "connect failed");
+        if (lb_conn_error_is_local(errno)) {
+            lb_health_skip(pr, errno, "no connection");
+        } else {
+            lb_health_fail(pr, errno, "connect failed");
+        }
         return;
     }
     pr->c->data = pr;

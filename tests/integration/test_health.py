@@ -12,6 +12,7 @@ asserted only where the contract names one."""
 
 import os
 import re
+import resource
 import signal
 import socket
 import time
@@ -476,6 +477,26 @@ def test_a_prober_out_of_descriptors_takes_no_server_down(lbd, servers):
     a.wait_checks(missed + 2)
     assert never_down(lbd, a)
     assert get(lbd.address) == (200, "a")
+
+
+def nofile_soft_limit(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(x for x in f if x.startswith("Max open files"))
+    return int(line.split()[3])
+
+
+def test_the_prober_raises_its_descriptor_limit_to_its_servers(lbd):
+    # 2 x 1000 servers nobody listens on, checked once a day: none in the test
+    ups = [upstream(f"u{u}", [f"127.0.{u + 1}.1:{1000 + i}" for i in range(1000)],
+                    'interval = "1d";') for u in range(2)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))    # lbd inherits it
+    try:
+        lbd.start(conf(*ups, target="u0"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert nofile_soft_limit(lbd.master_pid) <= 1024
+    assert nofile_soft_limit(the_prober(lbd)) >= min(2064, hard)
 
 
 # Reload -----------------------------------------------------------------------------

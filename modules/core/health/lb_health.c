@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #define LB_HEALTH_READ_MAX  16384       /* of an answer: status line, head, body start */
 #define LB_HEALTH_SEND_MAX  1024        /* a udp check's datagram */
@@ -1106,6 +1107,26 @@ lb_health_begin(lb_timer_t *t)
     lb_health_connected(pr);
 }
 
+/* Checks of one server never overlap, so the prober needs at most a
+ * descriptor per server, and a few of its own: when every server hangs
+ * at once, a soft limit of 1024 would leave servers unchecked. Up to the
+ * hard limit; what is still short is skipped (lb_health_skip). */
+static void
+lb_health_raise_nofile(size_t need)
+{
+    struct rlimit  rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+        && rl.rlim_cur < need)
+    {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : lb_min(need, rl.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            lb_log_warn(errno, "health prober: cannot raise its descriptor limit to %zu",
+                        need);
+        }
+    }
+}
+
 static int
 lb_health_start(lb_cycle_t *cycle, unsigned instance)
 {
@@ -1128,6 +1149,7 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
         lb_log_error(ENOMEM, "health prober: no memory for %zu servers", lb_health_nprobes);
         return LB_ERROR;
     }
+    lb_health_raise_nofile(lb_health_nprobes + 64);
     for (i = 0; i < n; i++) {
         u = all[i];
         hc = lb_health_conf(u);

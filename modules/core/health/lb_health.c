@@ -28,6 +28,7 @@
 
 #define LB_HEALTH_READ_MAX  16384       /* of an answer: status line, head, body start */
 #define LB_HEALTH_SEND_MAX  1024        /* a udp check's datagram */
+#define LB_HEALTH_BUFS_KEPT 64          /* idle read buffers kept for the next checks */
 
 typedef enum {
     LB_HEALTH_TCP = 0,
@@ -367,7 +368,9 @@ typedef enum {
 } lb_health_chunk_t;
 
 /* A read buffer, lent to a check for as long as it reads: a few checks
- * run at once, so thousands of servers do not each hold 16 KiB. */
+ * run at once, so thousands of servers do not each hold 16 KiB; after a
+ * burst (every server hanging at once) the free list keeps only
+ * LB_HEALTH_BUFS_KEPT. */
 typedef union lb_health_buf_u  lb_health_buf_t;
 union lb_health_buf_u {
     lb_health_buf_t  *next;         /* in the free list */
@@ -408,6 +411,7 @@ typedef struct {
 static lb_health_probe_t  *lb_health_probes;
 static size_t              lb_health_nprobes;
 static lb_health_buf_t    *lb_health_free_bufs;
+static size_t              lb_health_nfree_bufs;
 
 static void lb_health_begin(lb_timer_t *t);
 static void lb_health_idle(lb_event_t *ev);
@@ -437,6 +441,7 @@ lb_health_buf_get(void)
 
     if (b) {
         lb_health_free_bufs = b->next;
+        lb_health_nfree_bufs--;
         return b;
     }
     return malloc(sizeof(lb_health_buf_t));
@@ -445,8 +450,13 @@ lb_health_buf_get(void)
 static void
 lb_health_buf_put(lb_health_buf_t *b)
 {
+    if (lb_health_nfree_bufs == LB_HEALTH_BUFS_KEPT) {
+        free(b);
+        return;
+    }
     b->next = lb_health_free_bufs;
     lb_health_free_bufs = b;
+    lb_health_nfree_bufs++;
 }
 
 /* The next check: an interval after this one began, give or take a
@@ -462,6 +472,20 @@ lb_health_schedule(lb_health_probe_t *pr)
     lb_timer_set(&pr->timer, at > lb_current_msec ? at - lb_current_msec : 0);
 }
 
+/* The end of a check: its connection and buffer go. */
+static void
+lb_health_release(lb_health_probe_t *pr)
+{
+    if (pr->c) {
+        lb_conn_close(pr->c);
+        pr->c = NULL;
+    }
+    if (pr->buf) {
+        lb_health_buf_put(pr->buf);
+        pr->buf = NULL;
+    }
+}
+
 /* The shared state is the verdict, not a copy of it here: a prober that
  * starts (a reload, a respawn) goes on from what is there, and the one it
  * replaces may still write once before it stops. A server that no
@@ -474,14 +498,7 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
     lb_upstream_t             *u = pr->u;
     bool                       down;
 
-    if (pr->c) {
-        lb_conn_close(pr->c);
-        pr->c = NULL;
-    }
-    if (pr->buf) {
-        lb_health_buf_put(pr->buf);
-        pr->buf = NULL;
-    }
+    lb_health_release(pr);
     down = __atomic_load_n(&st->down, __ATOMIC_ACQUIRE) != 0;
     if (ok) {
         pr->fail_run = 0;
@@ -536,14 +553,7 @@ lb_health_fail(lb_health_probe_t *pr, int err, const char *what)
 static void
 lb_health_skip(lb_health_probe_t *pr, int err, const char *what)
 {
-    if (pr->c) {
-        lb_conn_close(pr->c);
-        pr->c = NULL;
-    }
-    if (pr->buf) {
-        lb_health_buf_put(pr->buf);
-        pr->buf = NULL;
-    }
+    lb_health_release(pr);
     lb_log_error_limited(err, "health prober: %s for the check of server %s in upstream "
                          "\"%s\"; not counted against it", what, pr->s->addr.text,
                          pr->u->name);
@@ -1204,18 +1214,14 @@ lb_health_stop(lb_cycle_t *cycle)
 
     for (i = 0; i < lb_health_nprobes; i++) {
         lb_timer_del(&lb_health_probes[i].timer);
-        if (lb_health_probes[i].c) {
-            lb_conn_close(lb_health_probes[i].c);
-        }
-        if (lb_health_probes[i].buf) {
-            lb_health_buf_put(lb_health_probes[i].buf);
-        }
+        lb_health_release(&lb_health_probes[i]);
     }
     lb_conn_release_closed();
     while ((b = lb_health_free_bufs) != NULL) {
         lb_health_free_bufs = b->next;
         free(b);
     }
+    lb_health_nfree_bufs = 0;
     free(lb_health_probes);
     lb_health_probes = NULL;
     lb_health_nprobes = 0;

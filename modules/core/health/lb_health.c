@@ -11,8 +11,8 @@
  * with the reason.
  *
  * Checks are spread: each server's first check comes at a random point of
- * its first interval, and every next one an interval later, give or take
- * a tenth. A check never outlives `timeout`, whatever the server does
+ * its first interval, and every next one an interval after the one before
+ * began, give or take a tenth. A check never outlives `timeout`, whatever the server does
  * (hangs, resets, drips, sends a gigabyte: reading stops at
  * LB_HEALTH_READ_MAX).
  */
@@ -23,9 +23,12 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #define LB_HEALTH_READ_MAX  16384       /* of an answer: status line, head, body start */
 #define LB_HEALTH_SEND_MAX  1024        /* a udp check's datagram */
+#define LB_HEALTH_BUFS_KEPT 64          /* idle read buffers kept for the next checks */
 
 typedef enum {
     LB_HEALTH_TCP = 0,
@@ -309,8 +312,9 @@ lb_health_conf(lb_upstream_t *u)
 
 /* In the master, for each configuration: a server new to checks starts
  * down when start_down says so (before any worker can pick it); one that
- * no configuration checks any more is no longer held down by an old
- * verdict. Both before the workers fork. */
+ * this configuration does not check is not held down by an old verdict,
+ * whoever wrote it (the prober it replaces may have, after the last
+ * reload cleared `checked`). Both before the workers fork. */
 static int
 lb_health_init_master(lb_cycle_t *cycle)
 {
@@ -328,13 +332,13 @@ lb_health_init_master(lb_cycle_t *cycle)
             s = &u->servers[j];
             st = s->state;
             if (hc && !st->checked) {
-                st->checked = 1;
+                __atomic_store_n(&st->checked, 1, __ATOMIC_RELEASE);
                 if (hc->start_down) {
                     snprintf(st->down_why, sizeof(st->down_why), "start_down: not checked yet");
                     __atomic_store_n(&st->down, 1, __ATOMIC_RELEASE);
                 }
-            } else if (hc == NULL && st->checked) {
-                st->checked = 0;
+            } else if (hc == NULL) {
+                __atomic_store_n(&st->checked, 0, __ATOMIC_RELEASE);
                 if (__atomic_exchange_n(&st->down, 0, __ATOMIC_ACQ_REL)) {
                     lb_log_notice("server %s in upstream \"%s\" is up: it has no health "
                                   "check any more", s->addr.text, u->name);
@@ -348,6 +352,31 @@ lb_health_init_master(lb_cycle_t *cycle)
 
 /* The prober ------------------------------------------------------------ */
 
+/* How an http answer's body ends (RFC 9112 §6.3). */
+typedef enum {
+    LB_HEALTH_BODY_NONE = 0,        /* 204, 304: there is none */
+    LB_HEALTH_BODY_LENGTH,          /* Content-Length */
+    LB_HEALTH_BODY_CHUNKED,         /* decoded in place as it comes */
+    LB_HEALTH_BODY_CLOSE,           /* the server closes */
+} lb_health_body_t;
+
+typedef enum {
+    LB_HEALTH_CHUNK_SIZE = 0,
+    LB_HEALTH_CHUNK_EXT,            /* the rest of the size line */
+    LB_HEALTH_CHUNK_DATA,
+    LB_HEALTH_CHUNK_CRLF,           /* after the data */
+} lb_health_chunk_t;
+
+/* A read buffer, lent to a check for as long as it reads: a few checks
+ * run at once, so thousands of servers do not each hold 16 KiB; after a
+ * burst (every server hanging at once) the free list keeps only
+ * LB_HEALTH_BUFS_KEPT. */
+typedef union lb_health_buf_u  lb_health_buf_t;
+union lb_health_buf_u {
+    lb_health_buf_t  *next;         /* in the free list */
+    char              data[LB_HEALTH_READ_MAX];
+};
+
 typedef struct {
     lb_upstream_t         *u;
     lb_upstream_server_t  *s;
@@ -358,20 +387,34 @@ typedef struct {
     const char            *sni;
     lb_timer_t             timer;       /* the next check */
     lb_conn_t             *c;           /* the check under way */
+    lb_msec_t              started;     /* when it began */
     lb_msec_t              deadline;
-    unsigned               ok_run;      /* checks passed in a row */
-    unsigned               fail_run;    /* failed in a row */
-    bool                   down;        /* this prober's verdict */
+    unsigned               ok_run;      /* checks passed in a row, up to rise */
+    unsigned               fail_run;    /* failed in a row, up to fall */
     size_t                 sent;
-    size_t                 len;
     char                   why[64];     /* the last failure */
-    char                   buf[LB_HEALTH_READ_MAX];
+    /* what the check read: buf[0..len) */
+    lb_health_buf_t       *buf;
+    size_t                 len;
+    /* http with expect_body, once the head is in: the body starts at
+     * `body`; chunked, it is decoded up to `body_end` and len follows it */
+    size_t                 body;
+    size_t                 body_end;
+    int                    status;
+    lb_health_body_t       framing;
+    uint64_t               length;      /* Content-Length */
+    uint64_t               chunk_left;
+    lb_health_chunk_t      chunk_state;
+    unsigned               chunk_digits;
 } lb_health_probe_t;
 
 static lb_health_probe_t  *lb_health_probes;
 static size_t              lb_health_nprobes;
+static lb_health_buf_t    *lb_health_free_bufs;
+static size_t              lb_health_nfree_bufs;
 
 static void lb_health_begin(lb_timer_t *t);
+static void lb_health_idle(lb_event_t *ev);
 static void lb_health_read(lb_event_t *ev);
 static void lb_health_write(lb_event_t *ev);
 static void lb_health_connected(lb_health_probe_t *pr);
@@ -391,30 +434,76 @@ lb_health_count(lb_cycle_t *cycle)
     return 0;
 }
 
-/* The next check: an interval on, give or take a tenth. */
+static lb_health_buf_t *
+lb_health_buf_get(void)
+{
+    lb_health_buf_t  *b = lb_health_free_bufs;
+
+    if (b) {
+        lb_health_free_bufs = b->next;
+        lb_health_nfree_bufs--;
+        return b;
+    }
+    return malloc(sizeof(lb_health_buf_t));
+}
+
+static void
+lb_health_buf_put(lb_health_buf_t *b)
+{
+    if (lb_health_nfree_bufs == LB_HEALTH_BUFS_KEPT) {
+        free(b);
+        return;
+    }
+    b->next = lb_health_free_bufs;
+    lb_health_free_bufs = b;
+    lb_health_nfree_bufs++;
+}
+
+/* The next check: an interval after this one began, give or take a
+ * tenth, so that what a check takes does not stretch the rhythm (one that
+ * outlasts the interval is followed at once: checks of a server never
+ * overlap). */
 static void
 lb_health_schedule(lb_health_probe_t *pr)
 {
-    lb_msec_t  iv = pr->hc->interval, tenth = iv / 10;
+    lb_msec_t  iv = pr->hc->interval, tenth = iv / 10, at;
 
-    lb_timer_set(&pr->timer, iv - tenth + (tenth ? random() % (2 * tenth + 1) : 0));
+    at = pr->started + iv - tenth + (tenth ? random() % (2 * tenth + 1) : 0);
+    lb_timer_set(&pr->timer, at > lb_current_msec ? at - lb_current_msec : 0);
 }
 
+/* The end of a check: its connection and buffer go. */
+static void
+lb_health_release(lb_health_probe_t *pr)
+{
+    if (pr->c) {
+        lb_conn_close(pr->c);
+        pr->c = NULL;
+    }
+    if (pr->buf) {
+        lb_health_buf_put(pr->buf);
+        pr->buf = NULL;
+    }
+}
+
+/* The shared state is the verdict, not a copy of it here: a prober that
+ * starts (a reload, a respawn) goes on from what is there, and the one it
+ * replaces may still write once before it stops. A server that no
+ * configuration checks any more (st->checked cleared by the master) is
+ * never taken out again by a prober that has not stopped yet. */
 static void
 lb_health_verdict(lb_health_probe_t *pr, bool ok)
 {
     lb_upstream_peer_state_t  *st = pr->s->state;
     lb_upstream_t             *u = pr->u;
+    bool                       down;
 
-    if (pr->c) {
-        lb_conn_close(pr->c);
-        pr->c = NULL;
-    }
+    lb_health_release(pr);
+    down = __atomic_load_n(&st->down, __ATOMIC_ACQUIRE) != 0;
     if (ok) {
         pr->fail_run = 0;
-        pr->ok_run++;
-        if (pr->down && pr->ok_run >= (unsigned) pr->hc->rise) {
-            pr->down = false;
+        pr->ok_run = lb_min(pr->ok_run + 1, (unsigned) pr->hc->rise);
+        if (down && pr->ok_run == (unsigned) pr->hc->rise) {
             /* what passive health held against it goes too: the checks
              * say it answers (its own failures will count again) */
             lb_upstream_fail_clear(st);
@@ -428,12 +517,13 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
         }
     } else {
         pr->ok_run = 0;
-        pr->fail_run++;
+        pr->fail_run = lb_min(pr->fail_run + 1, (unsigned) pr->hc->fall);
         __atomic_add_fetch(&st->checks_failed, 1, __ATOMIC_RELAXED);
         lb_log_debug("health check of server %s in upstream \"%s\" failed: %s",
                      pr->s->addr.text, u->name, pr->why);
-        if (!pr->down && pr->fail_run >= (unsigned) pr->hc->fall) {
-            pr->down = true;
+        if (!down && pr->fail_run == (unsigned) pr->hc->fall
+            && __atomic_load_n(&st->checked, __ATOMIC_ACQUIRE))
+        {
             snprintf(st->down_why, sizeof(st->down_why), "%s", pr->why);
             __atomic_store_n(&st->down, 1, __ATOMIC_RELEASE);
             lb_log_warn(0, "server %s in upstream \"%s\" is down: %s, %u of %u checks failed",
@@ -455,63 +545,323 @@ lb_health_fail(lb_health_probe_t *pr, int err, const char *what)
     lb_health_verdict(pr, false);
 }
 
+/* A check that could not even start for want of something here (a
+ * descriptor, memory, an ephemeral port: lb_conn_error_is_local): no
+ * verdict either way, since the server is not to blame (lb_conn.h), and
+ * a prober short of descriptors must not take down the servers it could
+ * not reach; the next check comes as usual. */
+static void
+lb_health_skip(lb_health_probe_t *pr, int err, const char *what)
+{
+    lb_health_release(pr);
+    lb_log_error_limited(err, "health prober: %s for the check of server %s in upstream "
+                         "\"%s\"; not counted against it", what, pr->s->addr.text,
+                         pr->u->name);
+    lb_health_schedule(pr);
+}
+
 static lb_msec_t
 lb_health_left(lb_health_probe_t *pr)
 {
     return pr->deadline > lb_current_msec ? pr->deadline - lb_current_msec : 1;
 }
 
-/* http: judged on what arrived. LB_AGAIN: more is needed (and may come). */
-static int
-lb_health_judge_http(lb_health_probe_t *pr, bool complete)
-{
-    lb_health_conf_t  *hc = pr->hc;
-    const char        *end, *body;
-    int                status;
+/* http answers --------------------------------------------------------------- */
 
-    end = memchr(pr->buf, '\n', pr->len);
-    if (end == NULL) {
-        if (complete || pr->len == sizeof(pr->buf)) {
-            lb_health_fail(pr, 0, pr->len ? "invalid http status line" : "closed without "
-                           "answering");
-            return LB_ERROR;
-        }
+/* The status of the status line at p (RFC 9112 §4): LB_OK, LB_AGAIN (the
+ * line is not all there yet) or LB_ERROR (it is no HTTP/1 status line;
+ * told from its first bytes already, so that garbage fails at once). */
+static int
+lb_health_status_line(const char *p, size_t len, int *status)
+{
+    const char  *nl = memchr(p, '\n', len);
+    size_t       n = nl ? (size_t) (nl - p) : len;
+
+    if (memcmp(p, "HTTP/1.", lb_min(n, 7)) != 0) {
+        return LB_ERROR;
+    }
+    if (nl == NULL) {
         return LB_AGAIN;
     }
-    if (pr->len < 12 || memcmp(pr->buf, "HTTP/1.", 7) != 0 || pr->buf[8] != ' '
-        || !isdigit((unsigned char) pr->buf[9]) || !isdigit((unsigned char) pr->buf[10])
-        || !isdigit((unsigned char) pr->buf[11]))
+    if (n < 12 || !isdigit((unsigned char) p[7]) || p[8] != ' '
+        || !isdigit((unsigned char) p[9]) || !isdigit((unsigned char) p[10])
+        || !isdigit((unsigned char) p[11]) || (n > 12 && p[12] != ' ' && p[12] != '\r'))
     {
-        lb_health_fail(pr, 0, "invalid http status line");
         return LB_ERROR;
     }
-    status = (pr->buf[9] - '0') * 100 + (pr->buf[10] - '0') * 10 + (pr->buf[11] - '0');
-    if (status < hc->status_lo || status > hc->status_hi) {
-        snprintf(pr->why, sizeof(pr->why), "http status %d", status);
-        lb_health_verdict(pr, false);
-        return LB_ERROR;
+    *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    return LB_OK;
+}
+
+/* The length of the head at p, its empty line included; 0 when it has
+ * not ended yet. */
+static size_t
+lb_health_head_len(const char *p, size_t len)
+{
+    const char  *nl, *end = p + len;
+
+    for (nl = memchr(p, '\n', len); nl; nl = memchr(nl + 1, '\n', (size_t) (end - nl - 1))) {
+        if (nl + 1 < end && nl[1] == '\n') {
+            return (size_t) (nl + 2 - p);
+        }
+        if (nl + 2 < end && nl[1] == '\r' && nl[2] == '\n') {
+            return (size_t) (nl + 3 - p);
+        }
     }
-    if (hc->body_re == NULL) {
-        lb_health_verdict(pr, true);
+    return 0;
+}
+
+/* Whether the field line [p, e) is called name; *value then points past
+ * its colon and blanks. */
+static bool
+lb_health_field(const char *p, const char *e, const char *name, const char **value)
+{
+    size_t  n = strlen(name);
+
+    if ((size_t) (e - p) <= n || p[n] != ':' || strncasecmp(p, name, n) != 0) {
+        return false;
+    }
+    for (p += n + 1; p < e && (*p == ' ' || *p == '\t'); p++) {
+        /* the value's leading blanks */
+    }
+    *value = p;
+    return true;
+}
+
+/* From the head buf[0..head): how the body ends. LB_ERROR on a
+ * Content-Length that is not one number. */
+static int
+lb_health_framing(lb_health_probe_t *pr, size_t head)
+{
+    const char  *p = pr->buf->data, *end = p + head, *e, *v, *last;
+    uint64_t     length = 0;
+    bool         chunked = false, has_length = false;
+    size_t       digits;
+
+    if (pr->status == 204 || pr->status == 304) {
+        pr->framing = LB_HEALTH_BODY_NONE;
         return LB_OK;
     }
-    /* the body: what follows the head, up to the end or the read limit */
-    body = memmem(pr->buf, pr->len, "\r\n\r\n", 4);
-    if (!complete && pr->len < sizeof(pr->buf)) {
-        return LB_AGAIN;
+    /* the fields: after the status line, which ends in a '\n' (it parsed) */
+    for (p = (const char *) memchr(p, '\n', head) + 1; p < end; p = e + 1) {
+        e = memchr(p, '\n', (size_t) (end - p));
+        if (e == NULL) {
+            break;
+        }
+        if (lb_health_field(p, e, "content-length", &v)) {
+            for (length = 0, digits = 0; v < e && isdigit((unsigned char) *v); v++, digits++) {
+                if (length > (UINT64_MAX - 9) / 10) {
+                    return LB_ERROR;
+                }
+                length = length * 10 + (uint64_t) (*v - '0');
+            }
+            while (v < e && (*v == ' ' || *v == '\t' || *v == '\r')) {
+                v++;
+            }
+            if (digits == 0 || v != e || (has_length && length != pr->length)) {
+                return LB_ERROR;
+            }
+            has_length = true;
+            pr->length = length;
+        } else if (lb_health_field(p, e, "transfer-encoding", &v)) {
+            /* chunked when it is the last coding */
+            for (last = e; last > v && memchr(" \t\r", last[-1], 3); last--) {
+                /* trailing blanks */
+            }
+            chunked = last - v >= 7 && strncasecmp(last - 7, "chunked", 7) == 0
+                      && (last - v == 7 || memchr(" \t,", last[-8], 3));
+        }
     }
-    if (body == NULL) {
-        lb_health_fail(pr, 0, "http head never ended");
-        return LB_ERROR;
+    pr->framing = chunked ? LB_HEALTH_BODY_CHUNKED
+                          : has_length ? LB_HEALTH_BODY_LENGTH : LB_HEALTH_BODY_CLOSE;
+    return LB_OK;
+}
+
+/* Decodes the chunked body that arrived, in place (RFC 9112 §7.1): the
+ * data moves down over the framing, to body_end, and len follows it, so
+ * the whole buffer is left for data. LB_OK: the last chunk came (its
+ * trailer is not waited for); LB_AGAIN: more is to come; LB_ERROR: it is
+ * not chunked framing. */
+static int
+lb_health_dechunk(lb_health_probe_t *pr)
+{
+    char      *buf = pr->buf->data, *p = buf + pr->body_end, *end = buf + pr->len;
+    size_t     n;
+    int        d;
+
+    while (p < end) {
+        switch (pr->chunk_state) {
+        case LB_HEALTH_CHUNK_SIZE:
+            d = lb_health_hex_digit(*p);
+            if (d >= 0) {
+                if (pr->chunk_left > (UINT64_MAX >> 4)) {
+                    return LB_ERROR;
+                }
+                pr->chunk_left = pr->chunk_left << 4 | (uint64_t) d;
+                pr->chunk_digits++;
+                p++;
+                break;
+            }
+            if (pr->chunk_digits == 0) {
+                return LB_ERROR;
+            }
+            pr->chunk_state = LB_HEALTH_CHUNK_EXT;
+            break;
+        case LB_HEALTH_CHUNK_EXT:
+            if (*p++ == '\n') {
+                if (pr->chunk_left == 0) {
+                    pr->len = pr->body_end;
+                    return LB_OK;
+                }
+                pr->chunk_state = LB_HEALTH_CHUNK_DATA;
+            }
+            break;
+        case LB_HEALTH_CHUNK_DATA:
+            n = (size_t) lb_min(pr->chunk_left, (uint64_t) (end - p));
+            memmove(buf + pr->body_end, p, n);
+            pr->body_end += n;
+            pr->chunk_left -= n;
+            p += n;
+            if (pr->chunk_left == 0) {
+                pr->chunk_state = LB_HEALTH_CHUNK_CRLF;
+            }
+            break;
+        case LB_HEALTH_CHUNK_CRLF:
+            if (*p == '\n') {
+                pr->chunk_state = LB_HEALTH_CHUNK_SIZE;
+                pr->chunk_digits = 0;
+            } else if (*p != '\r') {
+                return LB_ERROR;
+            }
+            p++;
+            break;
+        }
     }
-    body += 4;
-    if (!lb_regex_search(hc->body_re, body, (size_t) (pr->buf + pr->len - body))) {
+    pr->len = pr->body_end;
+    return LB_AGAIN;
+}
+
+/* With expect_body, once the head is in: the body so far. LB_AGAIN: more
+ * is needed and may come; else judged. Reading stops when the buffer is
+ * full: the first LB_HEALTH_READ_MAX bytes are what is matched. */
+static int
+lb_health_judge_body(lb_health_probe_t *pr, bool complete)
+{
+    bool    full = pr->len == LB_HEALTH_READ_MAX;
+    size_t  have;
+    int     rc;
+
+    switch (pr->framing) {
+    case LB_HEALTH_BODY_NONE:
+        pr->len = pr->body;
+        break;
+    case LB_HEALTH_BODY_LENGTH:
+        have = pr->len - pr->body;
+        if (have >= pr->length) {
+            pr->len = pr->body + (size_t) pr->length;
+        } else if (complete) {
+            lb_health_fail(pr, 0, "closed before the end of the body");
+            return LB_ERROR;
+        } else if (!full) {
+            return LB_AGAIN;
+        }
+        break;
+    case LB_HEALTH_BODY_CHUNKED:
+        rc = lb_health_dechunk(pr);
+        if (rc == LB_ERROR) {
+            lb_health_fail(pr, 0, "invalid chunked body");
+            return LB_ERROR;
+        }
+        if (rc == LB_AGAIN && complete) {
+            lb_health_fail(pr, 0, "closed before the end of the body");
+            return LB_ERROR;
+        }
+        if (rc == LB_AGAIN && pr->len < LB_HEALTH_READ_MAX) {
+            return LB_AGAIN;
+        }
+        break;
+    case LB_HEALTH_BODY_CLOSE:
+        if (!complete && !full) {
+            return LB_AGAIN;
+        }
+        break;
+    }
+    if (!lb_regex_search(pr->hc->body_re, pr->buf->data + pr->body, pr->len - pr->body)) {
         lb_health_fail(pr, 0, "body does not match expect_body");
         return LB_ERROR;
     }
     lb_health_verdict(pr, true);
     return LB_OK;
 }
+
+/* http: judged on what arrived; complete: the server closed. LB_AGAIN:
+ * more is needed and may come (never when complete or when the buffer is
+ * full). */
+static int
+lb_health_judge_http(lb_health_probe_t *pr, bool complete)
+{
+    lb_health_conf_t  *hc = pr->hc;
+    char              *buf = pr->buf->data;
+    size_t             head;
+    int                rc;
+
+    if (pr->body) {
+        return lb_health_judge_body(pr, complete);
+    }
+    for ( ;; ) {
+        rc = pr->len ? lb_health_status_line(buf, pr->len, &pr->status) : LB_AGAIN;
+        if (rc == LB_ERROR
+            || (rc == LB_AGAIN && pr->len && (complete || pr->len == LB_HEALTH_READ_MAX)))
+        {
+            lb_health_fail(pr, 0, "invalid http status line");
+            return LB_ERROR;
+        }
+        if (rc == LB_AGAIN) {
+            if (complete) {
+                lb_health_fail(pr, 0, "closed without answering");
+                return LB_ERROR;
+            }
+            return LB_AGAIN;
+        }
+        if (pr->status >= 200 || pr->status == 101) {
+            break;
+        }
+        /* an interim answer (RFC 9110 §15.2): the final one follows it */
+        head = lb_health_head_len(buf, pr->len);
+        if (head == 0) {
+            break;
+        }
+        memmove(buf, buf + head, pr->len - head);
+        pr->len -= head;
+    }
+    if (pr->status >= 100 && pr->status < 200 && pr->status != 101) {
+        head = 0;               /* the interim head is not all in yet */
+    } else if (pr->status < hc->status_lo || pr->status > hc->status_hi) {
+        snprintf(pr->why, sizeof(pr->why), "http status %d", pr->status);
+        lb_health_verdict(pr, false);
+        return LB_ERROR;
+    } else if (hc->body_re == NULL) {
+        lb_health_verdict(pr, true);
+        return LB_OK;
+    } else {
+        head = lb_health_head_len(buf, pr->len);
+    }
+    if (head == 0) {
+        if (complete || pr->len == LB_HEALTH_READ_MAX) {
+            lb_health_fail(pr, 0, "http head never ended");
+            return LB_ERROR;
+        }
+        return LB_AGAIN;
+    }
+    if (lb_health_framing(pr, head) != LB_OK) {
+        lb_health_fail(pr, 0, "invalid Content-Length");
+        return LB_ERROR;
+    }
+    pr->body = pr->body_end = head;
+    return lb_health_judge_body(pr, complete);
+}
+
+/* Checks under way ---------------------------------------------------------- */
 
 static void
 lb_health_read(lb_event_t *ev)
@@ -525,7 +875,7 @@ lb_health_read(lb_event_t *ev)
         return;
     }
     for ( ;; ) {
-        n = lb_conn_recv(c, pr->buf + pr->len, sizeof(pr->buf) - pr->len);
+        n = lb_conn_recv(c, pr->buf->data + pr->len, LB_HEALTH_READ_MAX - pr->len);
         if (n == LB_AGAIN) {
             return;
         }
@@ -536,7 +886,7 @@ lb_health_read(lb_event_t *ev)
         if (pr->hc->type == LB_HEALTH_UDP) {
             /* one datagram is the answer */
             if (pr->hc->expect_re
-                && !lb_regex_search(pr->hc->expect_re, pr->buf, (size_t) n))
+                && !lb_regex_search(pr->hc->expect_re, pr->buf->data, (size_t) n))
             {
                 lb_health_fail(pr, 0, "answer does not match expect");
             } else {
@@ -545,11 +895,8 @@ lb_health_read(lb_event_t *ev)
             return;
         }
         pr->len += (size_t) n;
-        if (lb_health_judge_http(pr, n == 0) != LB_AGAIN) {
+        if (lb_health_judge_http(pr, n == 0) != LB_AGAIN || n == 0) {
             return;
-        }
-        if (n == 0) {
-            return;             /* judged complete above */
         }
     }
 }
@@ -589,11 +936,16 @@ lb_health_send(lb_health_probe_t *pr)
         }
         pr->sent += (size_t) n;
     }
-    c->write.handler = lb_health_read;      /* writable again says nothing */
+    c->write.handler = lb_health_idle;      /* writable again says nothing */
     c->read.handler = lb_health_read;
     lb_event_timer_del(&c->write);
     lb_event_timer_set(&c->read, lb_health_left(pr));
-    lb_health_read(&c->read);
+    /* the answer cannot be there before the request, unless the server
+     * spoke first (its edge is then spent: ready says so) or TLS holds
+     * it already; otherwise a read now would only say EAGAIN */
+    if (c->read.ready || lb_conn_is_tls(c)) {
+        lb_health_read(&c->read);
+    }
 }
 
 /* The connection is ready for the check itself (connected, TLS done). */
@@ -713,11 +1065,29 @@ lb_health_begin(lb_timer_t *t)
     lb_health_probe_t  *pr = t->data;
     int                 rc;
 
-    pr->sent = pr->len = 0;
+    /* the rhythm follows when the check was due, not when a busy loop got
+     * to it, so that lateness does not add up; one late by a whole
+     * interval starts it afresh rather than make up for lost checks */
+    pr->started = lb_current_msec - t->when < pr->hc->interval ? t->when : lb_current_msec;
     pr->deadline = lb_current_msec + pr->hc->timeout;
+    pr->sent = pr->len = pr->body = pr->body_end = 0;
+    pr->chunk_left = 0;
+    pr->chunk_state = LB_HEALTH_CHUNK_SIZE;
+    pr->chunk_digits = 0;
+    if (pr->hc->type != LB_HEALTH_TCP) {
+        pr->buf = lb_health_buf_get();
+        if (pr->buf == NULL) {
+            lb_health_skip(pr, ENOMEM, "no read buffer");
+            return;
+        }
+    }
     if (pr->hc->type == LB_HEALTH_UDP) {
         if (lb_health_open_dgram(pr) != LB_OK) {
-            lb_health_fail(pr, errno, "cannot open a socket");
+            if (lb_conn_error_is_local(errno)) {
+                lb_health_skip(pr, errno, "no socket");
+            } else {
+                lb_health_fail(pr, errno, "cannot open a socket");
+            }
             return;
         }
         pr->c->data = pr;
@@ -730,7 +1100,11 @@ lb_health_begin(lb_timer_t *t)
     rc = lb_conn_connect(&pr->addr, &pr->c);
     if (rc == LB_ERROR) {
         pr->c = NULL;
-        lb_health_fail(pr, errno, "connect failed");
+        if (lb_conn_error_is_local(errno)) {
+            lb_health_skip(pr, errno, "no connection");
+        } else {
+            lb_health_fail(pr, errno, "connect failed");
+        }
         return;
     }
     pr->c->data = pr;
@@ -743,6 +1117,26 @@ lb_health_begin(lb_timer_t *t)
     lb_health_connected(pr);
 }
 
+/* Checks of one server never overlap, so the prober needs at most a
+ * descriptor per server, and a few of its own: when every server hangs
+ * at once, a soft limit of 1024 would leave servers unchecked. Up to the
+ * hard limit; what is still short is skipped (lb_health_skip). */
+static void
+lb_health_raise_nofile(size_t need)
+{
+    struct rlimit  rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+        && rl.rlim_cur < need)
+    {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : lb_min(need, rl.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            lb_log_warn(errno, "health prober: cannot raise its descriptor limit to %zu",
+                        need);
+        }
+    }
+}
+
 static int
 lb_health_start(lb_cycle_t *cycle, unsigned instance)
 {
@@ -750,6 +1144,7 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
     lb_health_conf_t   *hc;
     lb_health_probe_t  *pr;
     lb_tls_upstream_t  *ut;
+    lb_msec_t           slack = 0;
     size_t              i, j, n, k = 0;
 
     srandom((unsigned) getpid() ^ (unsigned) lb_current_msec);
@@ -764,6 +1159,7 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
         lb_log_error(ENOMEM, "health prober: no memory for %zu servers", lb_health_nprobes);
         return LB_ERROR;
     }
+    lb_health_raise_nofile(lb_health_nprobes + 64);
     for (i = 0; i < n; i++) {
         u = all[i];
         hc = lb_health_conf(u);
@@ -771,6 +1167,9 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
             continue;
         }
         ut = hc->tls ? lb_tls_upstream(u->confs) : NULL;
+        if (slack == 0 || lb_min(hc->interval, 5 * hc->timeout) < slack) {
+            slack = lb_min(hc->interval, 5 * hc->timeout);
+        }
         for (j = 0; j < u->nservers; j++) {
             pr = &lb_health_probes[k++];
             pr->u = u;
@@ -791,11 +1190,17 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
                     return LB_ERROR;
                 }
             }
-            /* the verdict so far is the shared one: a reload keeps it */
-            pr->down = __atomic_load_n(&pr->s->state->down, __ATOMIC_ACQUIRE) != 0;
             lb_timer_init(&pr->timer, lb_health_begin, pr);
             lb_timer_set(&pr->timer, (lb_msec_t) (random() % hc->interval));
         }
+    }
+    /* The checks are spread at random over each interval, so each would
+     * wake the prober on its own; a timer slack of a fiftieth of the
+     * shortest interval (and a tenth of the shortest timeout) lets the
+     * kernel wake it once for the checks due together, a batch instead of
+     * a wakeup each (1,000 servers every second: ~50 wakeups, not 1,000) */
+    if (slack) {
+        prctl(PR_SET_TIMERSLACK, (unsigned long) slack * 1000000 / 50, 0, 0, 0);
     }
     lb_log_info("health prober: checking %zu servers", lb_health_nprobes);
     return LB_OK;
@@ -804,15 +1209,19 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
 static void
 lb_health_stop(lb_cycle_t *cycle)
 {
-    size_t  i;
+    lb_health_buf_t  *b;
+    size_t            i;
 
     for (i = 0; i < lb_health_nprobes; i++) {
         lb_timer_del(&lb_health_probes[i].timer);
-        if (lb_health_probes[i].c) {
-            lb_conn_close(lb_health_probes[i].c);
-        }
+        lb_health_release(&lb_health_probes[i]);
     }
     lb_conn_release_closed();
+    while ((b = lb_health_free_bufs) != NULL) {
+        lb_health_free_bufs = b->next;
+        free(b);
+    }
+    lb_health_nfree_bufs = 0;
     free(lb_health_probes);
     lb_health_probes = NULL;
     lb_health_nprobes = 0;

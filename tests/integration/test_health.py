@@ -429,7 +429,7 @@ def test_one_prober_checks_each_server_once_per_interval_whatever_the_workers(lb
     lbd.start(conf(upstream("web", backs, f'type = "http"; {FAST}'), workers=4))
     assert len(lbd.workers()) == 4
     prober = the_prober(lbd)
-    assert lbd.helpers() == [prober]
+    assert lbd.helpers("health prober") == [prober]
     for s in backs:
         s.wait_checks(2)
     start = time.monotonic()

@@ -1031,22 +1031,10 @@ lb_health_idle(lb_event_t *ev)
 static int
 lb_health_open_dgram(lb_health_probe_t *pr)
 {
-    int  fd, err;
+    int  err;
 
-    fd = socket(pr->addr.u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        return LB_ERROR;
-    }
-    if (connect(fd, &pr->addr.u.sa, pr->addr.len) == -1) {
-        err = errno;
-        close(fd);
-        errno = err;
-        return LB_ERROR;
-    }
-    pr->c = lb_conn_get(fd);
-    if (pr->c == NULL) {
-        close(fd);
-        errno = ENOMEM;
+    if (lb_conn_connect_dgram(&pr->addr, &pr->c) != LB_OK) {
+        pr->c = NULL;
         return LB_ERROR;
     }
     if (lb_loop_add_conn(pr->c, false) != LB_OK) {

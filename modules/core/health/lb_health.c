@@ -476,7 +476,15 @@ lb_health_schedule(lb_health_probe_t *pr)
 static void
 lb_health_release(lb_health_probe_t *pr)
 {
+    struct linger  now = { 1, 0 };
+
     if (pr->c) {
+        /* a check has nothing left to say: a reset ends it without the
+         * FIN exchange and TIME_WAIT of an orderly close (a third of the
+         * prober's system time went to close at 1,000 checks a second) */
+        if (pr->hc->type != LB_HEALTH_UDP) {
+            setsockopt(pr->c->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+        }
         lb_conn_close(pr->c);
         pr->c = NULL;
     }

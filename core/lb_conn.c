@@ -219,6 +219,16 @@ lb_socket_nonblocking(int fd)
     return LB_OK;
 }
 
+/* An outgoing connection's peer is the address it was opened to. */
+static void
+lb_conn_set_peer(lb_conn_t *c, const lb_addr_t *addr)
+{
+    memcpy(&c->peer, &addr->u, addr->len);
+    c->peer_len = addr->len;
+    memcpy(c->peer_text, addr->text, lb_min(sizeof(c->peer_text), sizeof(addr->text)));
+    c->peer_text[sizeof(c->peer_text) - 1] = '\0';
+}
+
 int
 lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out)
 {
@@ -239,10 +249,7 @@ lb_conn_connect(const lb_addr_t *addr, lb_conn_t **out)
         errno = ENOMEM;
         return LB_ERROR;
     }
-    memcpy(&c->peer, &addr->u, addr->len);
-    c->peer_len = addr->len;
-    memcpy(c->peer_text, addr->text, lb_min(sizeof(c->peer_text), sizeof(addr->text)));
-    c->peer_text[sizeof(c->peer_text) - 1] = '\0';
+    lb_conn_set_peer(c, addr);
 
     rc = connect(fd, &addr->u.sa, addr->len);
     if (rc == -1 && errno != EINPROGRESS) {
@@ -283,10 +290,7 @@ lb_conn_connect_dgram(const lb_addr_t *addr, lb_conn_t **out)
         errno = ENOMEM;
         return LB_ERROR;
     }
-    memcpy(&c->peer, &addr->u, addr->len);
-    c->peer_len = addr->len;
-    memcpy(c->peer_text, addr->text, lb_min(sizeof(c->peer_text), sizeof(addr->text)));
-    c->peer_text[sizeof(c->peer_text) - 1] = '\0';
+    lb_conn_set_peer(c, addr);
     *out = c;
     return LB_OK;
 }

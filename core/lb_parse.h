@@ -40,6 +40,17 @@ bool lb_addr_equal(const lb_addr_t *a, const lb_addr_t *b);
  * or the same family and port with either one a wildcard. */
 bool lb_addr_overlaps(const lb_addr_t *a, const lb_addr_t *b);
 
+/* The value of hex digit c (either case), or -1. */
+static inline int
+lb_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char) (c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 /* Levenshtein distance between two short strings (capped at 255). */
 unsigned lb_edit_distance(const char *a, const char *b);
 /* The candidate closest to `word` if it is close enough to be a plausible

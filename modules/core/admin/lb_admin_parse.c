@@ -7,16 +7,6 @@
 
 #include <ctype.h>
 
-static int
-lb_admin_hex(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    c = (char) (c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 bool
 lb_admin_unescape(char *s, bool plus_is_space)
 {
@@ -25,8 +15,8 @@ lb_admin_unescape(char *s, bool plus_is_space)
 
     for ( ; *s; s++) {
         if (*s == '%') {
-            hi = lb_admin_hex(s[1]);
-            lo = hi < 0 ? -1 : lb_admin_hex(s[2]);
+            hi = lb_hex_digit(s[1]);
+            lo = hi < 0 ? -1 : lb_hex_digit(s[2]);
             if (lo < 0 || (hi << 4 | lo) < 0x20 || (hi << 4 | lo) == 0x7f) {
                 return false;
             }

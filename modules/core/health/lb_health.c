@@ -164,16 +164,6 @@ lb_health_parse_status(const char *s, int *lo, int *hi)
 }
 
 static int
-lb_health_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    c = (char) (c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static int
 lb_health_hex(lb_conf_t *cf, config_setting_t *v, lb_health_conf_t *hc)
 {
     size_t  i, n = strlen(hc->send_hex);
@@ -189,8 +179,8 @@ lb_health_hex(lb_conf_t *cf, config_setting_t *v, lb_health_conf_t *hc)
         return lb_conf_error(cf, v, "out of memory");
     }
     for (i = 0; i < n; i += 2) {
-        hi = lb_health_hex_digit(hc->send_hex[i]);
-        lo = lb_health_hex_digit(hc->send_hex[i + 1]);
+        hi = lb_hex_digit(hc->send_hex[i]);
+        lo = lb_hex_digit(hc->send_hex[i + 1]);
         if (hi < 0 || lo < 0) {
             return lb_conf_error(cf, v, "health_check send_hex: \"%c%c\" is not a hex byte",
                                  hc->send_hex[i], hc->send_hex[i + 1]);
@@ -700,7 +690,7 @@ lb_health_dechunk(lb_health_probe_t *pr)
     while (p < end) {
         switch (pr->chunk_state) {
         case LB_HEALTH_CHUNK_SIZE:
-            d = lb_health_hex_digit(*p);
+            d = lb_hex_digit(*p);
             if (d >= 0) {
                 if (pr->chunk_left > (UINT64_MAX >> 4)) {
                     return LB_ERROR;

@@ -536,7 +536,6 @@ lb_helper_run(lb_cycle_t *cycle, lb_module_t *m, int instance)
     sigset_t            empty;
 
     sigemptyset(&empty);
-    prctl(PR_SET_NAME, h->name, 0, 0, 0);     /* ps and tests tell it from workers */
     lb_sockets_keep_slot(cycle, 0, m);
     lb_metrics_init_process(cycle, -1);
     if (lb_worker_drop_privileges(cycle) != LB_OK || lb_loop_init(64) != LB_OK
@@ -564,7 +563,7 @@ lb_helper_run(lb_cycle_t *cycle, lb_module_t *m, int instance)
 static lb_worker_t *
 lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
 {
-    char          what[128];
+    char          what[128], own_name[16 + 1];
 
     lb_worker_t  *w = NULL;
     size_t        i;
@@ -592,7 +591,15 @@ lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
         lb_log_error(errno, "socketpair() failed for %s", what);
         sv[0] = sv[1] = -1;
     }
+    if (helper) {
+        /* named before the fork: no one ever sees a helper by the master's name */
+        prctl(PR_GET_NAME, own_name, 0, 0, 0);
+        prctl(PR_SET_NAME, helper->helper->name, 0, 0, 0);
+    }
     pid = fork();
+    if (helper && pid != 0) {
+        prctl(PR_SET_NAME, own_name, 0, 0, 0);
+    }
     if (pid == -1) {
         lb_log_error(errno, "fork() failed for %s", what);
         if (sv[0] != -1) {

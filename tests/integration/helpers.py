@@ -693,6 +693,13 @@ class Lbd:
         return [pid for pid in self._children()
                 if proc_name(pid) not in ("lbd", "") and name in (None, proc_name(pid))]
 
+    def wait_helpers(self, name, n=1, timeout=10):
+        """The pids of the n helpers called name, once they are all there:
+        the master forks helpers just after the workers, so a slow (sanitizer)
+        build may already answer on a listener before the last fork."""
+        return wait_until(lambda: (lambda h: h if len(h) == n else None)(self.helpers(name)),
+                          timeout, what=f"{n} {name}")
+
     def _children(self):
         pids = children(self.master_pid) if self.master_pid else []
         for pid in pids:

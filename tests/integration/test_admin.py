@@ -116,7 +116,7 @@ def test_one_admin_server_on_a_private_socket(lbd, http_backends):
     start_web(lbd, [http_backends(name="a")])
     sock = os.path.join(lbd.dir, "admin.sock")
     assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
-    assert len(lbd.helpers("admin server")) == 1
+    lbd.wait_helpers("admin server")
     assert len(lbd.workers()) == 2
     status, body = admin_json(lbd, "GET", "/status")
     assert status == 200
@@ -129,7 +129,7 @@ def test_one_admin_server_on_a_private_socket(lbd, http_backends):
 
 def test_the_admin_server_is_restarted_and_keeps_its_socket(lbd, http_backends):
     start_web(lbd, [http_backends(name="a")])
-    old = lbd.helpers("admin server")
+    old = lbd.wait_helpers("admin server")
     os.kill(old[0], 9)
     wait_until(lambda: lbd.helpers("admin server") not in ([], old), 10,
                what="a new admin server")
@@ -329,7 +329,7 @@ def test_an_admin_listener_checks_allow_and_the_token(lbd, http_backends, tmp_pa
     where = admin_address()
     lbd.start(ADMIN_CONF, a=a, admin=where,
               access=f'allow = ["127.0.0.1/32"]; token_file = "{token}";')
-    assert len(lbd.helpers("admin server")) == 1
+    lbd.wait_helpers("admin server")
     good = {"Authorization": f"Bearer {TOKEN}"}
     status, headers, body = admin(lbd, "GET", "/status", address=where)
     assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")

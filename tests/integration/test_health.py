@@ -170,8 +170,7 @@ def answered_by(attempts, name):
 
 def the_prober(lbd):
     """The pid of the one health prober, once it runs."""
-    return wait_until(lambda: (lambda p: p[0] if len(p) == 1 else None)(
-        lbd.helpers(PROBER)), 10, what="one health prober")
+    return lbd.wait_helpers(PROBER)[0]
 
 
 # A backend dies under load, and comes back ------------------------------------------------

@@ -6,7 +6,8 @@
 #   make test         unit tests (Check) then integration tests (pytest);
 #                     PYTEST_ARGS='-k name -x' is passed to pytest
 #   make unit         unit tests only        make integration  pytest only
-#   make soak         integration tests at full size (LBD_SOAK=1: 1 GiB gzip)
+#   make soak         100 reloads and 10 upgrades under load, beside nginx and
+#                     HAProxy; then the integration tests at full size
 #   make bench        builds lbd and tests/bench/*.c, runs tests/bench/run
 #   make fuzz         tests/fuzz/*.c with clang and libFuzzer, FUZZ_SECONDS each (30)
 #   make run          demo: lbd on 127.0.0.1:8080 before two demo backends;
@@ -180,8 +181,12 @@ unit: $(LB_UNIT_BINS)
 integration: all objs/bench/httpbackend
 	@$(lb_integration_run)
 
-# The same tests with the heavy ones at full size (see each test's docstring).
+# The reload and upgrade soak beside nginx and HAProxy (tests/soak/soak.py),
+# then the integration tests with the heavy ones at full size (see each
+# test's docstring).
 soak: all objs/bench/httpbackend
+	LBD='$(abspath objs/lbd)' LBCTL='$(abspath objs/lbctl)' BENCH_BIN='$(abspath objs/bench)' \
+	$(LB_PYTHON) tests/soak/soak.py $(SOAK_ARGS)
 	@export LBD_SOAK=1; $(lb_integration_run)
 
 bench: all $(LB_BENCH_BINS)
@@ -325,6 +330,6 @@ clean:
 	rm -rf objs
 
 help:
-	@sed -n '2,19s/^# \{0,1\}//p' Makefile
+	@sed -n '2,20s/^# \{0,1\}//p' Makefile
 
 .PHONY: all test unit integration soak bench fuzz run install clean help

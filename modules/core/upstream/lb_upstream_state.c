@@ -5,7 +5,10 @@
  * drawn sticky cookie secret and the source_ip tables. Servers are keyed
  * by upstream name, the server as written and its address (a host name's
  * servers are its resolved addresses), so a record finds its server in a
- * configuration that changed, or is skipped.
+ * configuration that changed, or is skipped. A host name's resolved
+ * addresses travel as the `addr` of its servers' records; the new master
+ * resolves the name itself while loading its file (before any state
+ * arrives), and the state of an address it no longer gets is skipped.
  *
  * Times travel as ages ("ms ago" / "ms from now", measured at save), not
  * as timestamps: both masters read CLOCK_MONOTONIC on the same machine, so

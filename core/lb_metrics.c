@@ -360,7 +360,7 @@ lb_metrics_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
     char            family[256], labels[1024];
     const u_char   *p;
     uint64_t        v;
-    size_t          i, j, n;
+    size_t          i, j, k, n;
 
     (void) cycle;
     if (strcmp(r->type, "metric") != 0
@@ -384,7 +384,7 @@ lb_metrics_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
     }
     for (j = 0; j < n / 8; j++) {
         v = 0;
-        for (size_t k = 0; k < 8; k++) {
+        for (k = 0; k < 8; k++) {
             v = v << 8 | p[8 * j + k];
         }
         __atomic_fetch_add(lb_metric_cell(lb_registry[i].index + (uint32_t) j, 0), v,

@@ -223,6 +223,10 @@ objs/fuzz/fuzz_sticky_cookie: $(LB_FUZZ_STICKY)
 LB_FUZZ_ADMIN := modules/core/admin/lb_admin_parse.c
 objs/fuzz/fuzz_admin_request: LB_FUZZ_EXTRA := $(LB_FUZZ_ADMIN) -I modules/core/admin
 objs/fuzz/fuzz_admin_request: $(LB_FUZZ_ADMIN)
+# the upgrade state's reader: the codec alone, apart from the cycle
+LB_FUZZ_STATE := core/lb_state_codec.c
+objs/fuzz/fuzz_state_blob: LB_FUZZ_EXTRA := $(LB_FUZZ_STATE)
+objs/fuzz/fuzz_state_blob: $(LB_FUZZ_STATE)
 
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \

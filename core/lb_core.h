@@ -58,6 +58,8 @@ typedef struct lb_conf_s      lb_conf_t;
 typedef struct lb_cycle_s     lb_cycle_t;
 typedef struct lb_listener_s  lb_listener_t;
 typedef struct lb_shm_zone_s  lb_shm_zone_t;
+typedef struct lb_state_writer_s  lb_state_writer_t;    /* lb_state.h */
+typedef struct lb_state_record_s  lb_state_record_t;
 
 #include "lb_queue.h"
 #include "lb_time.h"

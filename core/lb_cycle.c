@@ -69,7 +69,8 @@ lb_module_t  lb_core_module = {
     "core", LB_MODULE_CORE, NULL, lb_core_settings,
     LB_CTX_GLOBAL | LB_CTX_LISTENER,
     lb_core_create_conf, lb_core_merge_conf, lb_core_init_conf,
-    lb_core_init_master, NULL, NULL, NULL, 0
+    lb_core_init_master, NULL, NULL, NULL, 0, NULL, 0, NULL, NULL,
+    lb_metrics_state_save, lb_metrics_state_load
 };
 
 /* Every listener's own series. */

@@ -10,6 +10,7 @@
  */
 #include "lb_core.h"
 #include "lb_metrics.h"
+#include "lb_state.h"
 
 #include <sys/mman.h>
 
@@ -317,4 +318,77 @@ lb_metrics_render(lb_cycle_t *cycle, void (*emit)(void *data, const char *s, siz
             }
         }
     }
+}
+
+/* Binary upgrade (lb_state.h): every counter and histogram series this
+ * master numbered, summed over the columns, keyed by family and labels, so
+ * that /metrics goes on from where it was; gauges say what is now, and
+ * start again from the new processes. */
+int
+lb_metrics_state_save(lb_cycle_t *cycle, lb_state_writer_t *w)
+{
+    u_char    vals[8 * 64];
+    uint64_t  v;
+    size_t    i, j, k, width;
+
+    (void) cycle;
+    for (i = 0; i < lb_nregistry; i++) {
+        width = lb_metric_width(lb_registry[i].fam);
+        if (lb_registry[i].fam->type == LB_METRIC_GAUGE || width > 64) {
+            continue;
+        }
+        for (j = 0; j < width; j++) {
+            v = lb_metric_read(lb_registry[i].index + (uint32_t) j);
+            for (k = 0; k < 8; k++) {
+                vals[8 * j + k] = (u_char) (v >> (56 - 8 * k));
+            }
+        }
+        lb_state_record_begin(w, "core", "metric");
+        lb_state_put_str(w, "family", lb_registry[i].fam->name);
+        lb_state_put_str(w, "labels", lb_registry[i].labels);
+        lb_state_put_bytes(w, "values", vals, 8 * width);
+        lb_state_record_end(w);
+    }
+    return LB_OK;
+}
+
+/* Adds a carried series to column 0 of this master's zone (new, so zero
+ * before): the workers add to theirs, and the sum goes on. */
+int
+lb_metrics_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
+{
+    char            family[256], labels[1024];
+    const u_char   *p;
+    uint64_t        v;
+    size_t          i, j, k, n;
+
+    (void) cycle;
+    if (strcmp(r->type, "metric") != 0
+        || !lb_state_get_str(r, "family", family, sizeof(family))
+        || !lb_state_get_str(r, "labels", labels, sizeof(labels))
+        || (p = lb_state_get_bytes(r, "values", &n)) == NULL)
+    {
+        return LB_DECLINED;
+    }
+    for (i = 0; i < lb_nregistry; i++) {
+        if (strcmp(lb_registry[i].fam->name, family) == 0
+            && strcmp(lb_registry[i].labels, labels) == 0)
+        {
+            break;
+        }
+    }
+    if (i == lb_nregistry || lb_registry[i].fam->type == LB_METRIC_GAUGE
+        || n != 8 * (size_t) lb_metric_width(lb_registry[i].fam))
+    {
+        return LB_DECLINED;     /* not declared now, or its buckets changed */
+    }
+    for (j = 0; j < n / 8; j++) {
+        v = 0;
+        for (k = 0; k < 8; k++) {
+            v = v << 8 | p[8 * j + k];
+        }
+        __atomic_fetch_add(lb_metric_cell(lb_registry[i].index + (uint32_t) j, 0), v,
+                           __ATOMIC_RELAXED);
+    }
+    return LB_OK;
 }

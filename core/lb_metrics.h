@@ -104,4 +104,9 @@ int  lb_metrics_init_conf(lb_conf_t *cf);
 void lb_metrics_render(lb_cycle_t *cycle, void (*emit)(void *data, const char *s, size_t n),
                        void *data);
 
+/* The series' part of a binary upgrade's state (lb_state.h): the core
+ * module's state_save and state_load. */
+int  lb_metrics_state_save(lb_cycle_t *cycle, lb_state_writer_t *w);
+int  lb_metrics_state_load(lb_cycle_t *cycle, const lb_state_record_t *r);
+
 #endif

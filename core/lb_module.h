@@ -153,6 +153,21 @@ struct lb_module_s {
 
     /* The module's helper process, or NULL (see lb_helper_t). */
     const lb_helper_t      *helper;
+
+    /* A binary upgrade (SPEC §8, lb_state.h): the state that must live on
+     * in the new master. state_save runs in the old master: it writes the
+     * module's records (lb_state_record_begin with the module's name, then
+     * fields, then lb_state_record_end), keyed by names (upstream, server
+     * as written), never by an index or a memory layout. LB_OK, or
+     * LB_ERROR (no upgrade). state_load runs in the new master, once its
+     * zones are mapped and every init_master ran, before workers fork,
+     * for each record bearing the module's name: it applies what still
+     * matches the new configuration. LB_OK when applied; LB_DECLINED when
+     * the record's type is unknown or names what the configuration dropped
+     * (skipped, not an error: the blob was checked whole before). Either
+     * may be NULL. */
+    int   (*state_save)(lb_cycle_t *cycle, lb_state_writer_t *w);
+    int   (*state_load)(lb_cycle_t *cycle, const lb_state_record_t *r);
 };
 
 #define LB_MODULE_MERGE_ON_ERROR  0x01

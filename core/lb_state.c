@@ -1,46 +1,72 @@
 /*
  * lb_state.c: the state blob carried across a binary upgrade (see
- * lb_state.h). This first version carries no records yet: a header with
- * the format version, which the loader checks.
+ * lb_state.h): every module writes its records with its state_save hook,
+ * and gets back the records of its name through state_load. The format
+ * itself is in lb_state_codec.c.
  */
 #include "lb_core.h"
 #include "lb_state.h"
 
-#define LB_STATE_MAGIC     "LBDSTATE"
-#define LB_STATE_VERSION   1
-
 int
 lb_state_save(lb_cycle_t *cycle, u_char **blob, size_t *len)
 {
-    u_char  *p;
+    lb_state_writer_t  w;
+    lb_module_t       *m;
+    size_t             i;
 
-    (void) cycle;
-    p = malloc(sizeof(LB_STATE_MAGIC) - 1 + 1);
-    if (p == NULL) {
-        lb_log_error(errno, "cannot allocate the upgrade state");
+    lb_time_update();
+    lb_state_writer_init(&w);
+    for (i = 0; i < lb_nmodules; i++) {
+        m = lb_all_modules[i];
+        if (m->state_save && m->state_save(cycle, &w) != LB_OK) {
+            lb_log_error(0, "module %s cannot save its state for the upgrade", m->name);
+            free(w.buf);
+            return LB_ERROR;
+        }
+    }
+    if (lb_state_writer_finish(&w, blob, len) != LB_OK) {
+        lb_log_error(ENOMEM, "cannot build the upgrade state");
         return LB_ERROR;
     }
-    memcpy(p, LB_STATE_MAGIC, sizeof(LB_STATE_MAGIC) - 1);
-    p[sizeof(LB_STATE_MAGIC) - 1] = LB_STATE_VERSION;
-    *blob = p;
-    *len = sizeof(LB_STATE_MAGIC);
     return LB_OK;
+}
+
+static lb_module_t *
+lb_state_module(const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nmodules; i++) {
+        if (strcmp(lb_all_modules[i]->name, name) == 0) {
+            return lb_all_modules[i];
+        }
+    }
+    return NULL;
 }
 
 int
 lb_state_load(lb_cycle_t *cycle, const u_char *blob, size_t len, char *err, size_t errlen)
 {
-    (void) cycle;
-    if (len < sizeof(LB_STATE_MAGIC)
-        || memcmp(blob, LB_STATE_MAGIC, sizeof(LB_STATE_MAGIC) - 1) != 0)
-    {
-        snprintf(err, errlen, "the upgrade state is not lbd's");
+    lb_state_record_t   r;
+    lb_module_t        *m;
+    size_t              off = 0, applied = 0, skipped = 0;
+
+    if (lb_state_check(blob, len, err, errlen) != LB_OK) {
         return LB_ERROR;
     }
-    if (blob[sizeof(LB_STATE_MAGIC) - 1] != LB_STATE_VERSION) {
-        snprintf(err, errlen, "the upgrade state is of version %u; this lbd reads version %u",
-                 blob[sizeof(LB_STATE_MAGIC) - 1], LB_STATE_VERSION);
-        return LB_ERROR;
+    lb_time_update();
+    while (lb_state_next(blob, len, &off, &r) == LB_OK) {
+        m = lb_state_module(r.module);
+        /* a module this binary lacks, or a record it does not know, or one
+         * that names what the new configuration dropped: skipped, not an
+         * error (the blob was checked whole) */
+        if (m && m->state_load && m->state_load(cycle, &r) == LB_OK) {
+            applied++;
+        } else {
+            skipped++;
+        }
     }
+    lb_log_notice("upgrade state: %zu records applied, %zu skipped (unknown or no longer "
+                  "configured)", applied, skipped);
     return LB_OK;
 }

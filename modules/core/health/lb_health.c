@@ -20,6 +20,7 @@
 #include "lb_upstream.h"
 #include "lb_regex.h"
 #include "lb_tls.h"
+#include "lb_state.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -104,6 +105,8 @@ static int   lb_health_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_
                            void *conf);
 static void *lb_health_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_health_init_master(lb_cycle_t *cycle);
+static int   lb_health_state_save(lb_cycle_t *cycle, lb_state_writer_t *w);
+static int   lb_health_state_load(lb_cycle_t *cycle, const lb_state_record_t *r);
 static unsigned lb_health_count(lb_cycle_t *cycle);
 static int   lb_health_start(lb_cycle_t *cycle, unsigned instance);
 static void  lb_health_stop(lb_cycle_t *cycle);
@@ -125,6 +128,8 @@ lb_module_t  lb_core_health_module = {
     .create_conf = lb_health_create_conf,
     .init_master = lb_health_init_master,
     .helper = &lb_health_helper,
+    .state_save = lb_health_state_save,
+    .state_load = lb_health_state_load,
 };
 
 /* Configuration ---------------------------------------------------------- */
@@ -340,6 +345,87 @@ lb_health_init_master(lb_cycle_t *cycle)
     return LB_OK;
 }
 
+/* A binary upgrade (lb_state.h): each checked server's verdict and
+ * progress, so that a server the checks took out stays out until `rise`
+ * checks pass in the new master's prober, and one that was up is not
+ * taken out by start_down. Applied only where both configurations check
+ * the server: the new one's init_master decided the rest. */
+static int
+lb_health_state_save(lb_cycle_t *cycle, lb_state_writer_t *w)
+{
+    lb_upstream_t             **all, *u;
+    lb_upstream_server_t       *s;
+    lb_upstream_peer_state_t   *st;
+    size_t                      i, j, n;
+
+    all = lb_upstream_all(cycle, &n);
+    for (i = 0; i < n; i++) {
+        u = all[i];
+        for (j = 0; j < u->nservers; j++) {
+            s = &u->servers[j];
+            st = s->state;
+            if (st == NULL) {
+                continue;
+            }
+            lb_state_record_begin(w, "core_health", "server");
+            lb_state_put_str(w, "upstream", u->name);
+            lb_state_put_str(w, "server", lb_upstream_server_written(s));
+            lb_state_put_str(w, "addr", s->addr.text);
+            lb_state_put_int(w, "checked", __atomic_load_n(&st->checked, __ATOMIC_ACQUIRE));
+            lb_state_put_int(w, "down", __atomic_load_n(&st->down, __ATOMIC_ACQUIRE));
+            lb_state_put_bytes(w, "why", st->down_why, strnlen(st->down_why,
+                                                               sizeof(st->down_why)));
+            lb_state_put_int(w, "ok_run", __atomic_load_n(&st->ok_run, __ATOMIC_RELAXED));
+            lb_state_put_int(w, "fail_run", __atomic_load_n(&st->fail_run, __ATOMIC_RELAXED));
+            lb_state_put_int(w, "checks_failed",
+                             (int64_t) __atomic_load_n(&st->checks_failed, __ATOMIC_RELAXED));
+            lb_state_record_end(w);
+        }
+    }
+    return LB_OK;
+}
+
+static int
+lb_health_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
+{
+    lb_upstream_server_t      *s;
+    lb_upstream_peer_state_t  *st;
+    char                       upstream[256], server[256], addr[256];
+    char                       why[sizeof(st->down_why)];
+    int64_t                    checked, down, ok_run = 0, fail_run = 0, failed = 0;
+
+    if (strcmp(r->type, "server") != 0
+        || !lb_state_get_str(r, "upstream", upstream, sizeof(upstream))
+        || !lb_state_get_str(r, "server", server, sizeof(server))
+        || !lb_state_get_str(r, "addr", addr, sizeof(addr))
+        || (s = lb_upstream_server_find(cycle, upstream, server, addr)) == NULL
+        || s->state == NULL)
+    {
+        return LB_DECLINED;
+    }
+    st = s->state;
+    if (lb_state_get_int(r, "checks_failed", &failed) && failed > 0) {
+        __atomic_add_fetch(&st->checks_failed, (uint64_t) failed, __ATOMIC_RELAXED);
+    }
+    if (!__atomic_load_n(&st->checked, __ATOMIC_ACQUIRE)
+        || !lb_state_get_int(r, "checked", &checked) || !checked
+        || !lb_state_get_int(r, "down", &down))
+    {
+        return LB_OK;           /* not checked before, or not now */
+    }
+    lb_state_get_int(r, "ok_run", &ok_run);
+    lb_state_get_int(r, "fail_run", &fail_run);
+    if (!lb_state_get_str(r, "why", why, sizeof(why))) {
+        snprintf(why, sizeof(why), "down before the upgrade");
+    }
+    snprintf(st->down_why, sizeof(st->down_why), "%s", down ? why : "");
+    __atomic_store_n(&st->ok_run, (uint32_t) lb_max(lb_min(ok_run, 100), 0), __ATOMIC_RELAXED);
+    __atomic_store_n(&st->fail_run, (uint32_t) lb_max(lb_min(fail_run, 100), 0),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&st->down, down != 0, __ATOMIC_RELEASE);
+    return LB_OK;
+}
+
 /* The prober ------------------------------------------------------------ */
 
 /* How an http answer's body ends (RFC 9112 §6.3). */
@@ -484,6 +570,15 @@ lb_health_release(lb_health_probe_t *pr)
     }
 }
 
+/* The runs in a row go to the shared state too, so that the next prober
+ * (a reload, a respawn, a binary upgrade) goes on from them. */
+static void
+lb_health_runs(lb_health_probe_t *pr)
+{
+    __atomic_store_n(&pr->s->state->ok_run, pr->ok_run, __ATOMIC_RELAXED);
+    __atomic_store_n(&pr->s->state->fail_run, pr->fail_run, __ATOMIC_RELAXED);
+}
+
 /* The shared state is the verdict, not a copy of it here: a prober that
  * starts (a reload, a respawn) goes on from what is there, and the one it
  * replaces may still write once before it stops. A server that no
@@ -501,6 +596,7 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
     if (ok) {
         pr->fail_run = 0;
         pr->ok_run = lb_min(pr->ok_run + 1, (unsigned) pr->hc->rise);
+        lb_health_runs(pr);
         if (down && pr->ok_run == (unsigned) pr->hc->rise) {
             /* what passive health held against it goes too: the checks
              * say it answers (its own failures will count again) */
@@ -516,6 +612,7 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
     } else {
         pr->ok_run = 0;
         pr->fail_run = lb_min(pr->fail_run + 1, (unsigned) pr->hc->fall);
+        lb_health_runs(pr);
         __atomic_add_fetch(&st->checks_failed, 1, __ATOMIC_RELAXED);
         lb_log_debug("health check of server %s in upstream \"%s\" failed: %s",
                      pr->s->addr.text, u->name, pr->why);
@@ -1161,6 +1258,10 @@ lb_health_start(lb_cycle_t *cycle, unsigned instance)
             pr->u = u;
             pr->s = &u->servers[j];
             pr->hc = hc;
+            pr->ok_run = lb_min(__atomic_load_n(&pr->s->state->ok_run, __ATOMIC_RELAXED),
+                                (unsigned) hc->rise);
+            pr->fail_run = lb_min(__atomic_load_n(&pr->s->state->fail_run, __ATOMIC_RELAXED),
+                                  (unsigned) hc->fall);
             pr->addr = pr->s->addr;
             if (hc->port && pr->addr.u.sa.sa_family == AF_INET) {
                 pr->addr.u.sin.sin_port = htons((uint16_t) hc->port);

@@ -8,6 +8,7 @@
  * is the TLS seam (core/lb_tls.h): the one module that uses OpenSSL.
  */
 #include "lb_core.h"
+#include "lb_state.h"
 #include "lb_crypto.h"
 #include "lb_tls.h"
 
@@ -47,6 +48,8 @@ static void *lb_tls_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_tls_init_conf(lb_conf_t *cf);
 static int   lb_tls_init_master(lb_cycle_t *cycle);
+static int   lb_tls_state_save(lb_cycle_t *cycle, lb_state_writer_t *w);
+static int   lb_tls_state_load(lb_cycle_t *cycle, const lb_state_record_t *r);
 
 static const char *const  lb_tls_protocols[] = { "tls", "https", NULL };
 
@@ -60,7 +63,8 @@ lb_module_t  lb_core_tls_module = {
     "core_tls", LB_MODULE_CORE, lb_tls_protocols, lb_tls_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM,
     lb_tls_create_conf, lb_tls_merge_conf, lb_tls_init_conf,
-    lb_tls_init_master, NULL, NULL, NULL, 0, NULL
+    lb_tls_init_master, NULL, NULL, NULL, 0, NULL, 0, NULL, NULL,
+    lb_tls_state_save, lb_tls_state_load
 };
 
 /* Session ticket keys ---------------------------------------------------------- */
@@ -69,8 +73,9 @@ lb_module_t  lb_core_tls_module = {
  * worker derives the same keys: the key of hour N (of the epoch) encrypts
  * the tickets issued in that hour, and the keys of hours N and N-1
  * decrypt, so a ticket works on any worker for one to two hours. A new
- * master (binary upgrade) draws a new secret: old tickets then fall back
- * to full handshakes, which is harmless. */
+ * master of a binary upgrade draws one at load, then takes the old
+ * master's (lb_tls_state_load) before its workers fork, so tickets issued
+ * before the upgrade still resume after it. */
 static unsigned char  lb_tls_secret[32];
 static bool           lb_tls_have_secret;
 
@@ -173,6 +178,37 @@ lb_tls_init_master(lb_cycle_t *cycle)
         }
         lb_tls_have_secret = true;
     }
+    return LB_OK;
+}
+
+static int
+lb_tls_state_save(lb_cycle_t *cycle, lb_state_writer_t *w)
+{
+    (void) cycle;
+    if (lb_tls_have_secret) {
+        lb_state_record_begin(w, "core_tls", "ticket_secret");
+        lb_state_put_bytes(w, "secret", lb_tls_secret, sizeof(lb_tls_secret));
+        lb_state_record_end(w);
+    }
+    return LB_OK;
+}
+
+static int
+lb_tls_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
+{
+    const u_char  *p;
+    size_t         n;
+
+    (void) cycle;
+    if (strcmp(r->type, "ticket_secret") != 0
+        || (p = lb_state_get_bytes(r, "secret", &n)) == NULL || n != sizeof(lb_tls_secret))
+    {
+        return LB_DECLINED;
+    }
+    memcpy(lb_tls_secret, p, n);
+    lb_tls_have_secret = true;
+    /* keys derived from the drawn secret (none yet in the master) go */
+    memset(lb_tls_keys, 0, sizeof(lb_tls_keys));
     return LB_OK;
 }
 

@@ -154,7 +154,8 @@ lb_module_t  lb_core_upstream_module = {
     "core_upstream", LB_MODULE_CORE, NULL, lb_upstream_settings,
     LB_CTX_GLOBAL | LB_CTX_UPSTREAM | LB_CTX_SERVER,
     lb_upstream_create_conf, lb_upstream_merge_conf, lb_upstream_init_conf,
-    lb_upstream_init_master, lb_upstream_init_worker, NULL, NULL, 0
+    lb_upstream_init_master, lb_upstream_init_worker, NULL, NULL, 0, NULL, 0, NULL, NULL,
+    lb_upstream_state_save, lb_upstream_state_load
 };
 
 const lb_upstream_balancer_t *
@@ -464,6 +465,50 @@ lb_upstream_set_servers(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *
  * it over). */
 static unsigned char  lb_upstream_secret[32];
 static bool           lb_upstream_have_secret;
+
+const u_char *
+lb_upstream_sticky_secret_get(size_t *len)
+{
+    *len = sizeof(lb_upstream_secret);
+    return lb_upstream_have_secret ? lb_upstream_secret : NULL;
+}
+
+/* The old master's secret replaces the one this master drew at load, and
+ * so do the keys made from it: cookies issued before the upgrade stay
+ * valid, and every reload after keeps it. */
+int
+lb_upstream_sticky_secret_set(lb_cycle_t *cycle, const u_char *secret, size_t len)
+{
+    lb_upstream_t    **all, *u;
+    lb_sticky_key_t   *key;
+    size_t             i, n;
+
+    if (len != sizeof(lb_upstream_secret)) {
+        return LB_DECLINED;
+    }
+    memcpy(lb_upstream_secret, secret, len);
+    lb_upstream_have_secret = true;
+    all = lb_upstream_all(cycle, &n);
+    for (i = 0; i < n; i++) {
+        u = all[i];
+        if (u->sticky.mode != LB_STICKY_COOKIE || u->sticky.secret_file) {
+            continue;
+        }
+        key = lb_sticky_key_new(lb_upstream_secret, sizeof(lb_upstream_secret));
+        if (key == NULL || lb_pool_cleanup_add(cycle->pool,
+                                               (void (*)(void *)) lb_sticky_key_free, key)
+                           != LB_OK)
+        {
+            lb_sticky_key_free(key);
+            lb_log_error(ENOMEM, "cannot take the old master's sticky secret for upstream "
+                         "\"%s\"", u->name);
+            return LB_ERROR;
+        }
+        /* the key drawn at load stays with the pool, which frees it */
+        u->sticky.key = key;
+    }
+    return LB_OK;
+}
 
 /* Bytes a cookie attribute value may hold: visible ASCII but ';' (RFC 6265
  * §4.1.1, path-value and domain). */

@@ -43,6 +43,8 @@ typedef struct {
                                    server (start_down applies before that only) */
     uint64_t       checks_failed;   /* total, for metrics */
     char           down_why[64];    /* why the prober took it out */
+    uint32_t       ok_run;      /* checks passed in a row, up to rise: a */
+    uint32_t       fail_run;    /* prober that starts goes on from them */
 } lb_upstream_peer_state_t;
 
 /* passive = { max_fails; fail_timeout; }: after max_fails failures within
@@ -380,6 +382,20 @@ bool lb_upstream_fail_clear(lb_upstream_peer_state_t *st);
 size_t lb_upstream_zone_slots(size_t nservers);
 size_t lb_upstream_zone_capacity(size_t capacity, size_t used, size_t missing,
                                  size_t nservers);
+
+/* A binary upgrade (lb_state.h): the module's state_save and state_load
+ * (lb_upstream_state.c); the server of upstream `upstream` written as
+ * `server` in the file (its host name:port, or its address) at address
+ * `addr`, or NULL; the text a server is written as; the drawn sticky
+ * secret (NULL: none drawn) and taking one from the old master, which
+ * makes the cookie key again of every upstream that uses it. */
+int  lb_upstream_state_save(lb_cycle_t *cycle, lb_state_writer_t *w);
+int  lb_upstream_state_load(lb_cycle_t *cycle, const lb_state_record_t *r);
+lb_upstream_server_t *lb_upstream_server_find(lb_cycle_t *cycle, const char *upstream,
+                                              const char *server, const char *addr);
+#define lb_upstream_server_written(s)  ((s)->name ? (s)->name : (s)->addr.text)
+const u_char *lb_upstream_sticky_secret_get(size_t *len);
+int  lb_upstream_sticky_secret_set(lb_cycle_t *cycle, const u_char *secret, size_t len);
 
 /* Smooth weighted round robin over servers[0..n) restricted to usable[i],
  * with each server's lb_upstream_weight at now: the pure algorithm, exposed

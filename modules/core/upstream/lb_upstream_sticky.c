@@ -401,3 +401,22 @@ lb_sticky_table_count(void *mem)
 {
     return ((lb_sticky_table_t *) mem)->count;
 }
+
+void
+lb_sticky_table_each(void *mem, void (*fn)(void *data, const void *key, size_t keylen,
+                                           uint64_t server_id, int64_t used), void *data)
+{
+    lb_sticky_table_t  *t = mem;
+    lb_sticky_entry_t  *e;
+    uint32_t            i;
+    size_t              n = 0;
+
+    lb_shm_lock(&t->lock);
+    /* bounded by the count too: a table is shared with workers that may
+     * have died holding it half-written */
+    for (i = t->oldest; i && n < t->count; i = e->newer, n++) {
+        e = lb_sticky_entry(t, i);
+        fn(data, e->key, e->keylen, e->server_id, e->used);
+    }
+    lb_shm_unlock(&t->lock);
+}

@@ -70,5 +70,11 @@ int    lb_sticky_table_get(void *mem, const void *key, size_t keylen, int64_t no
 void   lb_sticky_table_put(void *mem, const void *key, size_t keylen, uint64_t server_id,
                            int64_t now);
 size_t lb_sticky_table_count(void *mem);
+/* Calls fn for every entry, least recently used first (so that putting
+ * them in that order rebuilds the same order), under the table's lock:
+ * fn must not use the table. */
+void   lb_sticky_table_each(void *mem, void (*fn)(void *data, const void *key, size_t keylen,
+                                                  uint64_t server_id, int64_t used),
+                            void *data);
 
 #endif

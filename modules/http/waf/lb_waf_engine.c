@@ -9,24 +9,56 @@
 #endif
 #include <pcre2.h>
 
-#define LB_WAF_KINDS         4          /* path, args, cookies, headers */
 #define LB_WAF_DECODE_PASSES 3          /* %2525 is three layers deep */
+#define LB_WAF_MAX_RULES     64         /* rules of one set: bits of a uint64_t */
+#define LB_WAF_MAX_WORDS     64
 /* A clean field of a few kilobytes needs a few thousand steps; these let a
  * hostile one cost a few milliseconds at most before it counts as a hit. */
 #define LB_WAF_MATCH_LIMIT   200000
 #define LB_WAF_DEPTH_LIMIT   10000
 
+typedef uint64_t  lb_waf_mask_t;        /* one bit per rule of a set */
+
+typedef struct {
+    const char     *word;
+    size_t          len;
+    lb_waf_mask_t   rules;
+} lb_waf_word_t;
+
+/* A set keeps each enabled rule compiled apart (so PCRE2's own start-of-
+ * match optimisations work), and, from the rules' `needs`, which rules a
+ * byte, a pair of bytes or a word can wake. A field is matched only
+ * against the rules it woke: most clean fields wake none. */
 struct lb_waf_set_s {
-    pcre2_code            *code[LB_WAF_KINDS];     /* NULL: no rule looks there */
-    const lb_waf_rule_t  **rule;                    /* mark number -> rule */
-    pcre2_match_data      *md;
-    pcre2_match_context   *mctx;
-    pcre2_jit_stack       *jit_stack;
+    const lb_waf_rule_t  *rule[LB_WAF_MAX_RULES];
+    pcre2_code           *code[LB_WAF_MAX_RULES];
+    bool                  jit[LB_WAF_MAX_RULES];    /* JIT-compiled: the fast entry */
+    size_t                nrules;
+    lb_waf_mask_t         by_byte[256];
+    lb_waf_mask_t         by_dotdot, by_dashdash, by_slashdot;
+    lb_waf_mask_t         in[4];            /* rules that look in each kind of field */
+    lb_waf_word_t         words[LB_WAF_MAX_WORDS];
+    size_t                nwords;
+    uint64_t              word_starts[4];   /* bit c: a word starts with byte c (< 256) */
+    pcre2_match_data     *md;
+    pcre2_match_context  *mctx;
+    pcre2_jit_stack      *jit_stack;
 };
 
 /* Where fields are normalised: one per process, as big as the longest
  * field (normalising never makes text longer). Kept for the process's life. */
 static u_char  *lb_waf_scratch;
+
+/* Bytes of a word, as PCRE2's \w reads them without Unicode: [a-z0-9_]
+ * once folded. */
+static const bool  lb_waf_word_byte[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['_'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
 
 /* Normalisation -------------------------------------------------------------- */
 
@@ -109,6 +141,22 @@ lb_waf_normalize(const u_char *in, size_t len, unsigned how, u_char *out, size_t
     return NULL;
 }
 
+const u_char *
+lb_waf_normalized(const u_char *in, size_t len, unsigned how, size_t *outlen,
+                  const lb_waf_rule_t **bad)
+{
+    if (lb_waf_scratch == NULL) {
+        *outlen = 0;
+        *bad = &lb_waf_rule_limit;      /* no set was ever made: cannot happen */
+        return (const u_char *) "";
+    }
+    if (len > LB_WAF_MAX_FIELD) {
+        len = LB_WAF_MAX_FIELD;
+    }
+    *bad = lb_waf_normalize(in, len, how, lb_waf_scratch, outlen);
+    return lb_waf_scratch;
+}
+
 /* Rule sets ----------------------------------------------------------------- */
 
 bool
@@ -137,126 +185,6 @@ lb_waf_disabled(const char *id, const char *const *disable, size_t ndisable)
     return false;
 }
 
-/* One pattern for one kind of field: (?:rule)(*MARK:n)|... in rule order,
- * so the mark of a match names the first rule that matched there. */
-static pcre2_code *
-lb_waf_compile_kind(lb_waf_set_t *set, const lb_waf_rule_t *rules, size_t nrules,
-                    const char *const *disable, size_t ndisable, unsigned kind,
-                    char *err, size_t errlen)
-{
-    PCRE2_UCHAR   msg[256];
-    PCRE2_SIZE    offset;
-    pcre2_code   *code;
-    size_t        i, size = 1, used = 0;
-    char         *pattern;
-    int           errcode, k;
-
-    for (i = 0; i < nrules; i++) {
-        size += strlen(rules[i].pattern) + 32;
-    }
-    pattern = malloc(size);
-    if (pattern == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    pattern[0] = '\0';
-    for (i = 0; i < nrules; i++) {
-        if (!(rules[i].in & kind) || lb_waf_disabled(rules[i].id, disable, ndisable)) {
-            continue;
-        }
-        k = snprintf(pattern + used, size - used, "%s(?:%s)(*MARK:%zu)",
-                     used ? "|" : "", rules[i].pattern, i);
-        used += (size_t) k;
-        set->rule[i] = &rules[i];
-    }
-    if (used == 0) {
-        free(pattern);
-        return NULL;
-    }
-    code = pcre2_compile((PCRE2_SPTR) pattern, used, 0, &errcode, &offset, NULL);
-    free(pattern);
-    if (code == NULL) {
-        pcre2_get_error_message(errcode, msg, sizeof(msg));
-        snprintf(err, errlen, "a WAF rule does not compile: %s at offset %zu",
-                 (const char *) msg, (size_t) offset);
-        return NULL;
-    }
-    /* without JIT (a platform without it) the interpreter runs the same
-     * pattern under the same limits */
-    (void) pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-    return code;
-}
-
-const u_char *
-lb_waf_normalized(const u_char *in, size_t len, unsigned how, size_t *outlen,
-                  const lb_waf_rule_t **bad)
-{
-    if (len > LB_WAF_MAX_FIELD) {
-        len = LB_WAF_MAX_FIELD;
-    }
-    *bad = lb_waf_normalize(in, len, how, lb_waf_scratch, outlen);
-    return lb_waf_scratch;
-}
-
-lb_waf_set_t *
-lb_waf_set_new(const lb_waf_rule_t *rules, size_t nrules, const char *const *disable,
-               size_t ndisable, char *err, size_t errlen)
-{
-    static const unsigned  kinds[LB_WAF_KINDS] = {
-        LB_WAF_IN_PATH, LB_WAF_IN_ARGS, LB_WAF_IN_COOKIES, LB_WAF_IN_HEADERS
-    };
-    lb_waf_set_t          *set;
-    int                    k;
-
-    if (lb_waf_scratch == NULL) {
-        lb_waf_scratch = malloc(LB_WAF_MAX_FIELD);
-    }
-    set = calloc(1, sizeof(lb_waf_set_t));
-    if (set == NULL || lb_waf_scratch == NULL
-        || (set->rule = calloc(nrules ? nrules : 1, sizeof(lb_waf_rule_t *))) == NULL
-        || (set->md = pcre2_match_data_create(1, NULL)) == NULL
-        || (set->mctx = pcre2_match_context_create(NULL)) == NULL
-        || (set->jit_stack = pcre2_jit_stack_create(32 * 1024, 512 * 1024, NULL)) == NULL)
-    {
-        snprintf(err, errlen, "out of memory");
-        lb_waf_set_free(set);
-        return NULL;
-    }
-    pcre2_set_match_limit(set->mctx, LB_WAF_MATCH_LIMIT);
-    pcre2_set_depth_limit(set->mctx, LB_WAF_DEPTH_LIMIT);
-    pcre2_jit_stack_assign(set->mctx, NULL, set->jit_stack);
-    for (k = 0; k < LB_WAF_KINDS; k++) {
-        err[0] = '\0';
-        set->code[k] = lb_waf_compile_kind(set, rules, nrules, disable, ndisable, kinds[k],
-                                           err, errlen);
-        if (set->code[k] == NULL && err[0]) {
-            lb_waf_set_free(set);
-            return NULL;
-        }
-    }
-    return set;
-}
-
-void
-lb_waf_set_free(lb_waf_set_t *set)
-{
-    int  k;
-
-    if (set == NULL) {
-        return;
-    }
-    for (k = 0; k < LB_WAF_KINDS; k++) {
-        pcre2_code_free(set->code[k]);
-    }
-    pcre2_match_data_free(set->md);
-    pcre2_match_context_free(set->mctx);
-    pcre2_jit_stack_free(set->jit_stack);
-    free(set->rule);
-    free(set);
-}
-
-/* Scanning ----------------------------------------------------------------- */
-
 static int
 lb_waf_kind_index(unsigned kind)
 {
@@ -268,35 +196,223 @@ lb_waf_kind_index(unsigned kind)
     }
 }
 
+/* Reads a rule's needs into the set's wake-up tables for rule bit b. */
+static int
+lb_waf_set_needs(lb_waf_set_t *set, const lb_waf_rule_t *rule, lb_waf_mask_t b,
+                 char *err, size_t errlen)
+{
+    const char  *p = rule->needs, *end;
+    size_t       len, i;
+
+    for (; *p && *p != ' '; p++) {
+        set->by_byte[(u_char) *p] |= b;
+    }
+    while (*p) {
+        while (*p == ' ') {
+            p++;
+        }
+        for (end = p; *end && *end != ' '; end++) { /* void */ }
+        len = (size_t) (end - p);
+        if (len == 0) {
+            break;
+        }
+        if (!lb_waf_word_byte[(u_char) p[0]]) {
+            /* a pair */
+            if (len == 2 && p[0] == '.' && p[1] == '.') {
+                set->by_dotdot |= b;
+            } else if (len == 2 && p[0] == '-' && p[1] == '-') {
+                set->by_dashdash |= b;
+            } else if (len == 2 && p[0] == '/' && p[1] == '.') {
+                set->by_slashdot |= b;
+            } else {
+                snprintf(err, errlen, "rule %s needs an unknown pair \"%.*s\"", rule->id,
+                         (int) len, p);
+                return LB_ERROR;
+            }
+        } else {
+            for (i = 0; i < set->nwords; i++) {
+                if (set->words[i].len == len && memcmp(set->words[i].word, p, len) == 0) {
+                    break;
+                }
+            }
+            if (i == set->nwords) {
+                if (set->nwords == LB_WAF_MAX_WORDS) {
+                    snprintf(err, errlen, "too many words in the rules' needs");
+                    return LB_ERROR;
+                }
+                set->words[i].word = p;
+                set->words[i].len = len;
+                set->nwords++;
+                set->word_starts[(u_char) p[0] >> 6] |= (uint64_t) 1 << ((u_char) p[0] & 63);
+            }
+            set->words[i].rules |= b;
+        }
+        p = end;
+    }
+    return LB_OK;
+}
+
+lb_waf_set_t *
+lb_waf_set_new(const lb_waf_rule_t *rules, size_t nrules, const char *const *disable,
+               size_t ndisable, char *err, size_t errlen)
+{
+    static const unsigned  kinds[4] = {
+        LB_WAF_IN_PATH, LB_WAF_IN_ARGS, LB_WAF_IN_COOKIES, LB_WAF_IN_HEADERS
+    };
+    PCRE2_UCHAR            msg[256];
+    PCRE2_SIZE             offset;
+    lb_waf_set_t          *set;
+    lb_waf_mask_t          b;
+    size_t                 i, n;
+    int                    errcode, k;
+
+    if (lb_waf_scratch == NULL) {
+        lb_waf_scratch = malloc(LB_WAF_MAX_FIELD);
+    }
+    set = calloc(1, sizeof(lb_waf_set_t));
+    if (set == NULL || lb_waf_scratch == NULL
+        || (set->md = pcre2_match_data_create(1, NULL)) == NULL
+        || (set->mctx = pcre2_match_context_create(NULL)) == NULL
+        || (set->jit_stack = pcre2_jit_stack_create(32 * 1024, 512 * 1024, NULL)) == NULL)
+    {
+        snprintf(err, errlen, "out of memory");
+        lb_waf_set_free(set);
+        return NULL;
+    }
+    pcre2_set_match_limit(set->mctx, LB_WAF_MATCH_LIMIT);
+    pcre2_set_depth_limit(set->mctx, LB_WAF_DEPTH_LIMIT);
+    pcre2_jit_stack_assign(set->mctx, NULL, set->jit_stack);
+
+    for (i = 0; i < nrules; i++) {
+        if (lb_waf_disabled(rules[i].id, disable, ndisable)) {
+            continue;
+        }
+        n = set->nrules;
+        if (n == LB_WAF_MAX_RULES) {
+            snprintf(err, errlen, "more than %d WAF rules", LB_WAF_MAX_RULES);
+            goto failed;
+        }
+        set->code[n] = pcre2_compile((PCRE2_SPTR) rules[i].pattern, PCRE2_ZERO_TERMINATED, 0,
+                                     &errcode, &offset, NULL);
+        if (set->code[n] == NULL) {
+            pcre2_get_error_message(errcode, msg, sizeof(msg));
+            snprintf(err, errlen, "WAF rule %s does not compile: %s at offset %zu",
+                     rules[i].id, (const char *) msg, (size_t) offset);
+            goto failed;
+        }
+        /* without JIT (a platform without it) the interpreter runs the
+         * same pattern under the same limits */
+        set->jit[n] = pcre2_jit_compile(set->code[n], PCRE2_JIT_COMPLETE) == 0;
+        set->rule[n] = &rules[i];
+        set->nrules++;
+        b = (lb_waf_mask_t) 1 << n;
+        for (k = 0; k < 4; k++) {
+            if (rules[i].in & kinds[k]) {
+                set->in[k] |= b;
+            }
+        }
+        if (lb_waf_set_needs(set, &rules[i], b, err, errlen) != LB_OK) {
+            goto failed;
+        }
+    }
+    return set;
+
+failed:
+    lb_waf_set_free(set);
+    return NULL;
+}
+
+void
+lb_waf_set_free(lb_waf_set_t *set)
+{
+    size_t  i;
+
+    if (set == NULL) {
+        return;
+    }
+    for (i = 0; i < set->nrules; i++) {
+        pcre2_code_free(set->code[i]);
+    }
+    pcre2_match_data_free(set->md);
+    pcre2_match_context_free(set->mctx);
+    pcre2_jit_stack_free(set->jit_stack);
+    free(set);
+}
+
+/* Scanning ----------------------------------------------------------------- */
+
+/* The rules a normalised field wakes: one pass over its bytes. */
+static lb_waf_mask_t
+lb_waf_wake(const lb_waf_set_t *set, const u_char *p, size_t n)
+{
+    lb_waf_mask_t  m = 0;
+    size_t         i = 0, start, k;
+    u_char         c;
+
+    if (n && p[0] == '.') {
+        m |= set->by_slashdot;          /* a leading "." reads as after a '/' */
+    }
+    while (i < n) {
+        c = p[i];
+        if (lb_waf_word_byte[c]) {
+            start = i;
+            while (i < n && lb_waf_word_byte[p[i]]) {
+                i++;
+            }
+            if (set->word_starts[c >> 6] & ((uint64_t) 1 << (c & 63))) {
+                for (k = 0; k < set->nwords; k++) {
+                    if (set->words[k].len <= i - start
+                        && memcmp(p + start, set->words[k].word, set->words[k].len) == 0)
+                    {
+                        m |= set->words[k].rules;
+                    }
+                }
+            }
+            continue;
+        }
+        m |= set->by_byte[c];
+        if (i + 1 < n) {
+            if (c == '.' && p[i + 1] == '.') {
+                m |= set->by_dotdot;
+            } else if (c == '-' && p[i + 1] == '-') {
+                m |= set->by_dashdash;
+            } else if ((c == '/' || c == '\\') && p[i + 1] == '.') {
+                m |= set->by_slashdot;
+            }
+        }
+        i++;
+    }
+    return m;
+}
+
 static const lb_waf_rule_t *
 lb_waf_scan(lb_waf_set_t *set, unsigned kind, const u_char *s, size_t len)
 {
     const lb_waf_rule_t  *bad;
-    pcre2_code           *code = set->code[lb_waf_kind_index(kind)];
-    PCRE2_SPTR            mark;
     const u_char         *text;
-    size_t                n, i = 0;
+    lb_waf_mask_t         woke;
+    size_t                n, i;
     int                   rc;
 
     text = lb_waf_normalized(s, len, kind, &n, &bad);
-    if (bad || code == NULL) {
+    if (bad) {
         return bad;
     }
-    rc = pcre2_match(code, text, n, 0, 0, set->md, set->mctx);
-    if (rc == PCRE2_ERROR_NOMATCH) {
-        return NULL;
+    woke = lb_waf_wake(set, text, n) & set->in[lb_waf_kind_index(kind)];
+    for (i = 0; woke; i++, woke >>= 1) {
+        if (!(woke & 1)) {
+            continue;
+        }
+        rc = set->jit[i] ? pcre2_jit_match(set->code[i], text, n, 0, 0, set->md, set->mctx)
+                         : pcre2_match(set->code[i], text, n, 0, 0, set->md, set->mctx);
+        if (rc >= 0) {
+            return set->rule[i];
+        }
+        if (rc != PCRE2_ERROR_NOMATCH) {
+            return &lb_waf_rule_limit;      /* match or depth limit, JIT stack */
+        }
     }
-    if (rc < 0) {
-        return &lb_waf_rule_limit;      /* match or depth limit, JIT stack */
-    }
-    mark = pcre2_get_mark(set->md);
-    if (mark == NULL) {
-        return &lb_waf_rule_limit;      /* cannot happen: every branch marks */
-    }
-    for (; *mark >= '0' && *mark <= '9'; mark++) {
-        i = i * 10 + (size_t) (*mark - '0');
-    }
-    return set->rule[i] ? set->rule[i] : &lb_waf_rule_limit;
+    return NULL;
 }
 
 static void

@@ -28,6 +28,7 @@
 typedef struct {
     const char  *id;                /* "sqli-3": what logs and `disable` name */
     unsigned     in;                /* LB_WAF_IN_* */
+    const char  *needs;             /* what a field must hold to match (lb_waf_rules.c) */
     const char  *pattern;           /* PCRE2, against the normalised (lower-case) text */
     const char  *catches;           /* one line for the docs */
     const char  *false_positive;    /* one it is known to have */

@@ -227,7 +227,13 @@ lb_http_waf_resolve(lb_conf_t *cf, lb_http_waf_conf_t *wcf, lb_http_waf_conf_t *
         wcf->deny_re = lcf->deny.elts;
         wcf->ndeny = lcf->deny.nelts;
     }
-    if (!wcf->on || strcmp(rules, "none") == 0) {
+    if (!wcf->on) {
+        return LB_OK;
+    }
+    if (lb_waf_engine_init() != LB_OK) {
+        return lb_conf_error_at(cf, cf->cycle->conf_file, 0, "out of memory");
+    }
+    if (strcmp(rules, "none") == 0) {
         return LB_OK;
     }
 

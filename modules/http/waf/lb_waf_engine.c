@@ -141,13 +141,22 @@ lb_waf_normalize(const u_char *in, size_t len, unsigned how, u_char *out, size_t
     return NULL;
 }
 
+int
+lb_waf_engine_init(void)
+{
+    if (lb_waf_scratch == NULL) {
+        lb_waf_scratch = malloc(LB_WAF_MAX_FIELD);
+    }
+    return lb_waf_scratch ? LB_OK : LB_ERROR;
+}
+
 const u_char *
 lb_waf_normalized(const u_char *in, size_t len, unsigned how, size_t *outlen,
                   const lb_waf_rule_t **bad)
 {
     if (lb_waf_scratch == NULL) {
         *outlen = 0;
-        *bad = &lb_waf_rule_limit;      /* no set was ever made: cannot happen */
+        *bad = &lb_waf_rule_limit;      /* lb_waf_engine_init was not called */
         return (const u_char *) "";
     }
     if (len > LB_WAF_MAX_FIELD) {
@@ -266,11 +275,8 @@ lb_waf_set_new(const lb_waf_rule_t *rules, size_t nrules, const char *const *dis
     size_t                 i, n;
     int                    errcode, k;
 
-    if (lb_waf_scratch == NULL) {
-        lb_waf_scratch = malloc(LB_WAF_MAX_FIELD);
-    }
     set = calloc(1, sizeof(lb_waf_set_t));
-    if (set == NULL || lb_waf_scratch == NULL
+    if (set == NULL || lb_waf_engine_init() != LB_OK
         || (set->md = pcre2_match_data_create(1, NULL)) == NULL
         || (set->mctx = pcre2_match_context_create(NULL)) == NULL
         || (set->jit_stack = pcre2_jit_stack_create(32 * 1024, 512 * 1024, NULL)) == NULL)

@@ -51,8 +51,11 @@ const lb_waf_rule_t *lb_waf_normalize(const u_char *in, size_t len, unsigned how
  * max_header_size, 1m) are scanned by their first LB_WAF_MAX_FIELD bytes. */
 #define LB_WAF_MAX_FIELD  (1 << 20)
 
-/* lb_waf_normalize into the process's scratch buffer (made by the first
- * lb_waf_set_new, of LB_WAF_MAX_FIELD bytes): the normalised text, valid
+/* Makes the process's scratch buffer (LB_WAF_MAX_FIELD bytes, kept for
+ * the process's life) if it is not there yet; lb_waf_set_new calls it.
+ * LB_OK or LB_ERROR (no memory). */
+int           lb_waf_engine_init(void);
+/* lb_waf_normalize into that buffer: the normalised text, valid
  * until the next call; *bad as lb_waf_normalize returns. */
 const u_char *lb_waf_normalized(const u_char *in, size_t len, unsigned how, size_t *outlen,
                                 const lb_waf_rule_t **bad);

@@ -44,8 +44,9 @@ const lb_waf_rule_t  lb_waf_basic_rules[] = {
     { "sqli-2", ALL,
       "'\"` or and",
       "\\b(?:or|and)\\s+(\\d{1,10})\\s*(?:=|<=|>=|like\\b)\\s*\\g{-1}\\b"
+      "|\\b(?:or|and)\\s+\\d{1,10}\\s*[<>]=?\\s*\\d{1,10}\\s*(?:--|#|/\\*)"
       "|['\"`]\\s*(?:or|and)\\s+(?:true|false)\\b\\s*(?:--|#|/\\*|;|$)",
-      "a numeric or boolean tautology: 1 or 1=1, ' or true--",
+      "a numeric or boolean tautology: 1 or 1=1, 1 or 2>1--, ' or true--",
       "arithmetic written in words: \"x and 2 = 2\"" },
 
     { "sqli-3", ALL,

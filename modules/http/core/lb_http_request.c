@@ -317,8 +317,10 @@ lb_http_generate(lb_http_request_t *r, int status, const char *why, bool close)
     size_t                       len;
     int                          rc;
 
-    lb_log_info("*%llu client %s: %d: %s", (unsigned long long) r->c->id,
-                r->c->peer_text, status, why);
+    if (why) {
+        lb_log_info("*%llu client %s: %d: %s", (unsigned long long) r->c->id,
+                    r->c->peer_text, status, why);
+    }
     if (r->header_sent && r->writer->started(r)) {
         /* part of another response is out: the client can only see it cut */
         lb_http_abort(r);
@@ -423,14 +425,17 @@ static int
 lb_http_refuse(lb_http_request_t *r, int rc, const char *phase)
 {
     char  why[64];
+    bool  logged = rc & LB_HTTP_LOGGED;
 
+    rc &= ~LB_HTTP_LOGGED;
     if (rc < 400 || rc > 599) {
         lb_log_error(0, "*%llu client %s: an http %s handler returned %d; answering 500",
                      (unsigned long long) r->c->id, r->c->peer_text, phase, rc);
         rc = 500;
+        logged = false;
     }
     snprintf(why, sizeof(why), "refused in the %s phase", phase);
-    return lb_http_generate(r, rc, why, true);
+    return lb_http_generate(r, rc, logged ? NULL : why, true);
 }
 
 /* The request's X-Request-ID: the client's when valid, else a new one. */
@@ -450,6 +455,11 @@ lb_http_request_id(lb_http_request_t *r)
 
 /* Whether a route's allow / deny refuse the client at sa, as
  * lb_listener_denies does for a listener's. */
+static int  lb_http_request_access(lb_http_request_t *r, size_t from);
+static int  lb_http_request_serve(lb_http_request_t *r);
+static int  lb_http_delay_run(lb_http_request_t *r);
+static void lb_http_delay_over(lb_http_request_t *r, lb_event_t *ev);
+
 static bool
 lb_http_acl_denies(const lb_cidr_list_t *allow, const lb_cidr_list_t *deny,
                    const struct sockaddr *sa)
@@ -495,10 +505,65 @@ lb_http_request_run(lb_http_request_t *r)
     if (msg->body == LB_HTTP_BODY_LENGTH && msg->content_length > r->conf->max_body_size) {
         return lb_http_generate(r, 413, "Content-Length larger than max_body_size", true);
     }
-    rc = lb_http_run_phase(r, lb_http_phases.access, lb_http_phases.naccess);
-    if (rc != LB_DECLINED) {
-        return lb_http_refuse(r, rc, "access");
+    return lb_http_request_access(r, 0);
+}
+
+/* The access handlers from the index from on, then the rest of the
+ * request; an access handler that returns LB_AGAIN has called
+ * lb_http_request_delay: the request waits, then goes on from the next
+ * handler (lb_http_delay_over). */
+static int
+lb_http_request_access(lb_http_request_t *r, size_t from)
+{
+    size_t  i;
+    int     rc;
+
+    for (i = from; i < lb_http_phases.naccess; i++) {
+        rc = lb_http_phases.access[i](r);
+        if (rc == LB_AGAIN && lb_timer_is_set(&r->c->write.timer)) {
+            r->access_next = i + 1;
+            r->content_run = lb_http_delay_run;
+            r->content_timeout = lb_http_delay_over;
+            r->content_cleanup = NULL;
+            return LB_OK;
+        }
+        if (rc != LB_DECLINED) {
+            return lb_http_refuse(r, rc == LB_AGAIN ? 500 : rc, "access");
+        }
     }
+    return lb_http_request_serve(r);
+}
+
+void
+lb_http_request_delay(lb_http_request_t *r, lb_msec_t msec)
+{
+    lb_event_timer_set(&r->c->write, msec);
+}
+
+/* While the request waits, the client's events change nothing. */
+static int
+lb_http_delay_run(lb_http_request_t *r)
+{
+    lb_unused(r);
+    return LB_AGAIN;
+}
+
+static void
+lb_http_delay_over(lb_http_request_t *r, lb_event_t *ev)
+{
+    lb_unused(ev);
+    r->content_run = NULL;
+    r->content_timeout = NULL;
+    if (lb_http_request_access(r, r->access_next) != LB_DONE) {
+        lb_http_run_request(r);
+    }
+}
+
+/* After the access phase: rewrite, then content. */
+static int
+lb_http_request_serve(lb_http_request_t *r)
+{
+    int  rc;
 
     if (r->route == NULL) {
         return lb_http_generate(r, 404, "no route matches", false);

@@ -186,6 +186,7 @@ struct lb_http_request_s {
     /* per-module state of this request (lb_http_request_ctx) */
     void                           **ctx;
     size_t                           filter_pos;    /* lb_http_next_body_filter */
+    size_t                           access_next;   /* after a delay: the next access handler */
     size_t                           arena_used;
     char                             arena[LB_HTTP_ARENA_SIZE];
     char                             id_buf[LB_HTTP_REQUEST_ID_BUF];

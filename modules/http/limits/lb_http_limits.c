@@ -39,8 +39,8 @@ typedef struct {
     lb_shm_zone_t       *zone;
 } lb_http_limits_main_t;
 
-typedef struct {
-    int                  enabled;           /* -1: no group here */
+typedef struct lb_http_limits_conf_s {
+    int                  enabled;
     int64_t              rate;              /* requests_per_second */
     int64_t              burst;
     int                  nodelay;
@@ -51,9 +51,11 @@ typedef struct {
     bool                 written;
     uint64_t             id;                /* the limit's own bucket space */
     lb_http_limits_main_t *main;            /* the table, ipv6_prefix */
+    struct lb_http_limits_conf_s *use;      /* a route without a group: its listener's */
     uint32_t             m_limited[2];      /* refused, delayed */
     char                 where[48];         /* "listener \"web\" route #2" */
 } lb_http_limits_conf_t;
+
 
 static int   lb_http_limits_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v,
                                 void *conf);
@@ -68,8 +70,8 @@ static const char *const  lb_http_limits_protocols[] = { "http", "https", NULL }
 static const lb_setting_t  lb_http_limits_group[] = {
     { "enabled", LB_SET_BOOL, 0, "true", 0, 0,
       offsetof(lb_http_limits_conf_t, enabled), NULL, NULL, 0 },
-    { "requests_per_second", LB_SET_INT, 0, NULL, 1, 1000000,
-      offsetof(lb_http_limits_conf_t, rate), NULL, NULL, LB_SETTING_REQUIRED },
+    { "requests_per_second", LB_SET_INT, 0, "1", 1, 1000000,
+      offsetof(lb_http_limits_conf_t, rate), NULL, NULL, 0 },
     { "burst", LB_SET_INT, 0, "0", 0, 1000000,
       offsetof(lb_http_limits_conf_t, burst), NULL, NULL, 0 },
     { "nodelay", LB_SET_BOOL, 0, "false", 0, 0,
@@ -138,6 +140,9 @@ lb_http_limits_set(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, vo
     if (config_setting_type(v) != CONFIG_TYPE_GROUP) {
         return lb_conf_error(cf, v, "\"limits\" must be a group ({ requests_per_second = 100; "
                              "... }), not %s", lb_conf_type_name(v));
+    }
+    if (config_setting_get_member(v, "requests_per_second") == NULL) {
+        return lb_conf_error(cf, v, "\"limits\" needs \"requests_per_second\"");
     }
     if (lb_conf_set_defaults(cf, lb_http_limits_group, lcf) != LB_OK
         || lb_conf_parse_group(cf, v, lb_http_limits_group, lcf) != LB_OK)
@@ -247,8 +252,7 @@ lb_http_limits_init_conf(lb_conf_t *cf)
             rcf = lb_get_conf(rs->routes[k]->confs, lb_http_limits_module);
             rcf->main = main;
             if (!rcf->written) {
-                *rcf = *lcf;            /* the listener's limit, buckets and all */
-                rcf->written = false;
+                rcf->use = lcf;         /* the listener's limit, buckets and all */
                 continue;
             }
             if (!rcf->enabled) {
@@ -342,7 +346,10 @@ lb_http_limits_access(lb_http_request_t *r)
     void                         *zone;
 
     lcf = lb_get_conf(r->route ? r->route->confs : ls->confs, lb_http_limits_module);
-    if (lcf == NULL || !lcf->enabled || lcf->key == NULL) {
+    if (lcf && lcf->use) {
+        lcf = lcf->use;
+    }
+    if (lcf == NULL || !lcf->written || !lcf->enabled || lcf->key == NULL) {
         return LB_DECLINED;
     }
     zone = lcf->main->zone ? lcf->main->zone->data : NULL;

@@ -230,7 +230,7 @@ START_TEST(unknown_global_setting_without_suggestion)
         TCP_LISTENER WEB_UPSTREAM
         "frobnicate = 1;\n",                                                /* 9 */
         "lbd.conf:9: unknown setting \"frobnicate\" in the global section; valid here: "
-        "admin_socket, error_log, listeners, log_level, pid_file, shutdown_timeout, "
+        "admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, pid_file, shutdown_timeout, "
         "upstreams, user, workers");
 }
 END_TEST
@@ -241,7 +241,7 @@ START_TEST(unknown_global_setting_with_suggestion)
         "worker = 4;\n"                                                     /* 1 */
         TCP_LISTENER WEB_UPSTREAM,
         "lbd.conf:1: unknown setting \"worker\" in the global section "
-        "(did you mean \"workers\"?); valid here: admin_socket, error_log, listeners, "
+        "(did you mean \"workers\"?); valid here: admin_socket, error_log, ipv6_prefix, limits_memory, listeners, "
         "log_level, pid_file, shutdown_timeout, upstreams, user, workers");
 }
 END_TEST
@@ -816,10 +816,10 @@ START_TEST(reporting_stops_after_too_many_errors)
     load_bad(text);
     ck_assert_uint_eq(nreports, LB_CONF_MAX_ERRORS);
     assert_report(0, "lbd.conf:1: unknown setting \"bogus1\" in the global section; valid "
-                     "here: admin_socket, error_log, listeners, log_level, pid_file, "
+                     "here: admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, pid_file, "
                      "shutdown_timeout, upstreams, user, workers");
     assert_report(48, "lbd.conf:49: unknown setting \"bogus49\" in the global section; "
-                      "valid here: admin_socket, error_log, listeners, log_level, pid_file, "
+                      "valid here: admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, pid_file, "
                       "shutdown_timeout, upstreams, user, workers");
     ck_assert_str_eq(reports[49], "too many errors; stopping here");
 }

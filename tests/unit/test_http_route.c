@@ -899,9 +899,9 @@ START_TEST(error_unknown_route_setting)
     expect_error("      { paht = \"/\"; upstream = \"web\"; }\n",
                  "lbd.conf:8: unknown setting \"paht\" in route #1 of listener \"web\" "
                  "(did you mean \"path\"?); valid here: allow, cookie, deny, error_pages, gzip, "
-                 "header, host, method, path, "
+                 "header, host, limits, method, path, "
                  "path_prefix, path_regex, query, redirect, request_buffering, "
-                 "request_headers, response_headers, return, rewrite, upstream");
+                 "request_headers, response_headers, return, rewrite, upstream, waf");
 }
 END_TEST
 

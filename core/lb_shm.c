@@ -13,20 +13,26 @@ lb_shm_zone_add(lb_conf_t *cf, const char *name, size_t size,
                 int (*init)(lb_shm_zone_t *), void *owner)
 {
     lb_cycle_t     *cycle = cf->cycle;
-    lb_shm_zone_t  *z;
+    lb_shm_zone_t  *z, **slot;
     size_t          i;
 
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
-        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
         if (strcmp(z->name, name) == 0) {
             return z->size == size ? z : NULL;
         }
     }
-    z = lb_array_push(&cycle->shm_zones);
-    if (z == NULL) {
+    /* each zone apart: modules keep pointers to theirs while more are
+     * declared (the array of pointers may move, the zones do not) */
+    slot = lb_array_push(&cycle->shm_zones);
+    z = lb_pcalloc(cycle->pool, sizeof(*z));
+    if (slot == NULL || z == NULL) {
+        if (slot) {
+            cycle->shm_zones.nelts--;
+        }
         return NULL;
     }
-    memset(z, 0, sizeof(*z));
+    *slot = z;
     z->name = lb_pstrdup(cycle->pool, name);
     z->size = size;
     z->fd = -1;
@@ -45,7 +51,7 @@ lb_shm_zone_take(lb_cycle_t *old, const lb_shm_zone_t *z)
         return NULL;
     }
     for (i = 0; i < old->shm_zones.nelts; i++) {
-        o = &lb_array_at(&old->shm_zones, lb_shm_zone_t, i);
+        o = lb_array_at(&old->shm_zones, lb_shm_zone_t *, i);
         if (o->addr && o->fd != -1 && strcmp(o->name, z->name) == 0
             && (o->size == z->size || z->growable))
         {
@@ -103,7 +109,7 @@ lb_shm_zones_map(lb_cycle_t *cycle, lb_cycle_t *old)
     size_t          i, asked;
 
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
-        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
         o = lb_shm_zone_take(old, z);
         if (o) {
             /* shared until lb_shm_zones_commit: a failed reload gives it back */
@@ -142,9 +148,9 @@ lb_shm_zones_commit(lb_cycle_t *cycle, lb_cycle_t *old)
     size_t          i, j;
 
     for (i = 0; old && i < cycle->shm_zones.nelts; i++) {
-        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
         for (j = 0; z->reused && j < old->shm_zones.nelts; j++) {
-            o = &lb_array_at(&old->shm_zones, lb_shm_zone_t, j);
+            o = lb_array_at(&old->shm_zones, lb_shm_zone_t *, j);
             if (o->fd != z->fd) {
                 continue;
             }
@@ -166,7 +172,7 @@ lb_shm_zones_abandon(lb_cycle_t *cycle)
     size_t          i;
 
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
-        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
         if (z->reused) {
             /* still the running cycle's; a grown mapping is ours to unmap */
             if (z->shared_map) {
@@ -184,7 +190,7 @@ lb_shm_zones_unmap(lb_cycle_t *cycle)
     size_t          i;
 
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
-        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
         if (z->addr) {
             munmap(z->addr, z->size);
             z->addr = NULL;
@@ -203,7 +209,7 @@ lb_shm_zones_retire(lb_cycle_t *cycle, unsigned oldest)
     size_t          i;
 
     for (i = 0; i < cycle->shm_zones.nelts; i++) {
-        z = &lb_array_at(&cycle->shm_zones, lb_shm_zone_t, i);
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
         if (z->retire && z->addr) {
             z->retire(z, oldest);
         }

@@ -33,7 +33,7 @@ test_cycle(unsigned generation)
     cycle->core = lb_pcalloc(pool, sizeof(lb_core_conf_t));
     ck_assert_ptr_nonnull(cycle->core);
     cycle->core->workers = 2;
-    ck_assert_int_eq(lb_array_init(&cycle->shm_zones, pool, 2, sizeof(lb_shm_zone_t)), LB_OK);
+    ck_assert_int_eq(lb_array_init(&cycle->shm_zones, pool, 2, sizeof(lb_shm_zone_t *)), LB_OK);
     ck_assert_int_eq(lb_array_init(&cycle->metrics, pool, 8, lb_metric_decl_size), LB_OK);
     return cycle;
 }

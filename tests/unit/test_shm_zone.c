@@ -20,7 +20,7 @@ test_cycle(void)
     cycle = lb_pcalloc(pool, sizeof(*cycle));
     ck_assert_ptr_nonnull(cycle);
     cycle->pool = pool;
-    ck_assert_int_eq(lb_array_init(&cycle->shm_zones, pool, 2, sizeof(lb_shm_zone_t)), LB_OK);
+    ck_assert_int_eq(lb_array_init(&cycle->shm_zones, pool, 2, sizeof(lb_shm_zone_t *)), LB_OK);
     return cycle;
 }
 

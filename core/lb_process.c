@@ -645,7 +645,9 @@ lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
     w->helper = helper;
     w->generation = cycle->generation;
     w->quitting = false;
-    w->stopped = helper != NULL;    /* a reload's answer waits for workers only */
+    /* a reload's answer waits for the old helpers too: after it, the admin
+     * API answers from the new configuration (a helper exits at once) */
+    w->stopped = false;
     w->started = lb_current_msec;
     w->shutdown_timeout = cycle->core->shutdown_timeout;
     w->kill_at = 0;

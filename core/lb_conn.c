@@ -2,6 +2,7 @@
  * lb_conn.c: connection objects, their free list and the plain I/O layer.
  */
 #include "lb_core.h"
+#include "lb_ipcount.h"
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -152,6 +153,10 @@ lb_conn_pool(lb_conn_t *c)
 void
 lb_conn_close(lb_conn_t *c)
 {
+    if (c->ip_counted) {
+        lb_ipcount_release(c->listener->ipcount, c->ip_key);
+        c->ip_counted = 0;
+    }
     if (c->fd == -1) {
         return;
     }

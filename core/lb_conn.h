@@ -47,6 +47,10 @@ struct lb_conn_s {
     unsigned          error:1;      /* the socket reported an error */
     unsigned          rdhup:1;      /* the peer's FIN (or a hang-up) was seen */
     unsigned          accept_step:3;    /* accept steps done (lb_listener_next) */
+    unsigned          ip_checked:1;     /* max_conns_per_ip looked at it */
+    unsigned          ip_counted:1;     /* in its listener's max_conns_per_ip table */
+    unsigned          over_ip_cap:1;    /* over max_conns_per_ip: to be refused */
+    uint64_t          ip_key;           /* its key there */
 };
 
 extern uint64_t  lb_conn_next_id;

@@ -5,6 +5,9 @@
  */
 #include "lb_core.h"
 #include "lb_proxy_protocol.h"
+#include "lb_crypto.h"
+#include "lb_hash.h"
+#include "lb_ipcount.h"
 
 #include <fcntl.h>
 #include <libgen.h>
@@ -19,6 +22,7 @@ typedef struct {
     lb_cidr_list_t   allow;
     lb_cidr_list_t   deny;
     int              accept_proxy_protocol;
+    int64_t          max_conns_per_ip;
 } lb_core_listener_conf_t;
 
 static int lb_core_set_workers(lb_conf_t *cf, const lb_setting_t *s,
@@ -47,6 +51,8 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_conf_t, shutdown_timeout), NULL, NULL, 0 },
     { "user", LB_SET_STR, LB_CTX_GLOBAL, NULL, 0, 0,
       offsetof(lb_core_conf_t, user), NULL, NULL, 0 },
+    { "ipv6_prefix", LB_SET_INT, LB_CTX_GLOBAL, "64", 1, 128,
+      offsetof(lb_core_conf_t, ipv6_prefix), NULL, NULL, 0 },
     { "listeners", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0, 0, NULL,
       lb_core_set_listeners, 0 },
 
@@ -62,6 +68,8 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_listener_conf_t, deny), NULL, lb_core_set_cidrs, 0 },
     { "accept_proxy_protocol", LB_SET_BOOL, LB_CTX_LISTENER, "false", 0, 0,
       offsetof(lb_core_listener_conf_t, accept_proxy_protocol), NULL, NULL, 0 },
+    { "max_conns_per_ip", LB_SET_INT, LB_CTX_LISTENER, "0", 0, 1000000,
+      offsetof(lb_core_listener_conf_t, max_conns_per_ip), NULL, NULL, 0 },
     lb_setting_end
 };
 
@@ -87,9 +95,45 @@ static const lb_metric_family_t  lb_core_sent = {
     NULL, 0, 0
 };
 
+static const lb_metric_family_t  lb_core_ip_refused = {
+    "lbd_conns_per_ip_refused_total", "Connections (udp: sessions) refused because their "
+    "client address had max_conns_per_ip open already, by listener.", LB_METRIC_COUNTER,
+    NULL, 0, 0
+};
+
+/* The connections-per-address table: kept by a reload (same size), so the
+ * counts of connections open in older generations stay right. */
+static int
+lb_core_ipcount_zone_init(lb_shm_zone_t *zone)
+{
+    uint64_t  seed;
+
+    if (zone->reused) {
+        zone->data = zone->addr;
+        return LB_OK;
+    }
+    if (lb_random_bytes(&seed, sizeof(seed)) != LB_OK) {
+        lb_log_error(0, "cannot draw the seed of the connections-per-address table");
+        return LB_ERROR;
+    }
+    zone->data = lb_ipcount_init(zone->addr, LB_IPCOUNT_ENTRIES, seed);
+    return zone->data ? LB_OK : LB_ERROR;
+}
+
+static lb_shm_zone_t  *lb_core_ipcount_zone;
+
 static int
 lb_core_init_master(lb_cycle_t *cycle)
 {
+    lb_listener_t  *ls;
+    size_t          i;
+
+    /* the zone of this cycle, if it has one (lb_core_init_conf) */
+    for (i = 0; i < cycle->listeners.nelts; i++) {
+        ls = lb_array_at(&cycle->listeners, lb_listener_t *, i);
+        ls->ipcount = ls->max_conns_per_ip && lb_core_ipcount_zone
+                      ? lb_core_ipcount_zone->data : NULL;
+    }
     return lb_metrics_init_master(cycle);
 }
 
@@ -436,7 +480,9 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
                 return LB_ERROR;
             }
         }
+        cf->listener->max_conns_per_ip = (uint32_t) lcf->max_conns_per_ip;
         if (lcf->accept_proxy_protocol) {
+            cf->listener->ip_check_step = 1;    /* the PROXY step is the first */
             return lb_core_proxy_protocol_step(cf);
         }
         return LB_OK;
@@ -454,6 +500,30 @@ lb_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
         return lb_conf_error(cf, cf->group, "out of memory");
     }
     cycle->core = ccf;
+    return LB_OK;
+}
+
+/* A listener with max_conns_per_ip: its key in the shared table, its
+ * series, and the table (declared once per cycle). */
+static int
+lb_core_ipcount_conf(lb_conf_t *cf, lb_listener_t *ls)
+{
+    char  name[256], labels[512];
+
+    ls->ip_key = lb_hash_mix64(lb_hash_fnv64(LB_HASH_FNV_BASIS, ls->name, strlen(ls->name)));
+    ls->ipv6_prefix = (int) cf->cycle->core->ipv6_prefix;
+    lb_metric_label(name, sizeof(name), ls->name);
+    snprintf(labels, sizeof(labels), "listener=\"%s\"", name);
+    if (lb_metric_declare(cf, &ls->m_ip_refused, &lb_core_ip_refused, labels) != LB_OK) {
+        return LB_ERROR;
+    }
+    lb_core_ipcount_zone = lb_shm_zone_add(cf, LB_IPCOUNT_ZONE,
+                                           lb_ipcount_bytes(LB_IPCOUNT_ENTRIES),
+                                           lb_core_ipcount_zone_init, NULL);
+    if (lb_core_ipcount_zone == NULL) {
+        return lb_conf_error_at(cf, cf->cycle->conf_file, 0, "cannot declare the shared zone "
+                                "\"" LB_IPCOUNT_ZONE "\"");
+    }
     return LB_OK;
 }
 
@@ -509,6 +579,9 @@ lb_core_init_conf(lb_conf_t *cf)
             }
         }
         if (rc == LB_OK && lb_core_listener_metrics(cf, a) != LB_OK) {
+            rc = LB_ERROR;
+        }
+        if (rc == LB_OK && a->max_conns_per_ip && lb_core_ipcount_conf(cf, a) != LB_OK) {
             rc = LB_ERROR;
         }
     }
@@ -723,7 +796,7 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
     cycle = lb_pcalloc(pool, sizeof(lb_cycle_t));
     if (cycle == NULL
         || lb_array_init(&cycle->listeners, pool, 8, sizeof(lb_listener_t *)) != LB_OK
-        || lb_array_init(&cycle->shm_zones, pool, 4, sizeof(lb_shm_zone_t)) != LB_OK
+        || lb_array_init(&cycle->shm_zones, pool, 4, sizeof(lb_shm_zone_t *)) != LB_OK
         || lb_array_init(&cycle->metrics, pool, 64, lb_metric_decl_size) != LB_OK
         || (cycle->conf_file = lb_cycle_absolute(pool, conf_file)) == NULL)
     {

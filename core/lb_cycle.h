@@ -15,6 +15,7 @@ typedef struct {
     char         *admin_socket;     /* absolute */
     lb_msec_t     shutdown_timeout;
     char         *user;             /* NULL: keep the master's user */
+    int64_t       ipv6_prefix;      /* an IPv6 client counts by this network */
 } lb_core_conf_t;
 
 /* Called for each connection a listener accepts (stream) or each datagram
@@ -60,6 +61,18 @@ struct lb_listener_s {
     uint32_t                 m_sent;
     uint32_t                 m_tls_ok;      /* TLS handshakes done, failed */
     uint32_t                 m_tls_failed;
+    /* max_conns_per_ip (0: none), counted in ipcount (lb_ipcount.h) under
+     * keys made from ip_key and the client's address (an IPv6 one cut to
+     * ipv6_prefix bits). answers_ip_cap: the protocol module answers a
+     * client over the cap itself (http: 429) when lb_conn_t.over_ip_cap
+     * is set; otherwise the connection is closed at accept. */
+    uint32_t                 max_conns_per_ip;
+    unsigned                 ip_check_step;     /* after the PROXY step, when there is one */
+    int                      ipv6_prefix;
+    uint64_t                 ip_key;
+    struct lb_ipcount_s     *ipcount;
+    bool                     answers_ip_cap;
+    uint32_t                 m_ip_refused;
 };
 
 struct lb_cycle_s {
@@ -67,7 +80,7 @@ struct lb_cycle_s {
     void           **confs;             /* global confs, by module index */
     lb_core_conf_t  *core;
     lb_array_t       listeners;         /* lb_listener_t * */
-    lb_array_t       shm_zones;         /* lb_shm_zone_t */
+    lb_array_t       shm_zones;         /* lb_shm_zone_t *: zones do not move */
     lb_array_t       metrics;           /* the series it declared (lb_metrics.c) */
     lb_shm_zone_t   *metrics_zone;
     lb_access_file_t *access_files;     /* every access log path, once */

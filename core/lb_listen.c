@@ -5,6 +5,7 @@
  * outlives any one worker. Workers accept on their slot's socket only.
  */
 #include "lb_core.h"
+#include "lb_ipcount.h"
 
 #include <netinet/tcp.h>
 #include <sys/stat.h>
@@ -303,6 +304,40 @@ lb_listener_pause(lb_conn_t *lc)
     lb_timer_set(&lc->read.timer, LB_LISTEN_PAUSE_MSEC);
 }
 
+/* max_conns_per_ip: counts c under its client's address. false when c
+ * was over the cap and is closed; an http listener answers such a client
+ * itself (c->over_ip_cap). */
+static bool
+lb_listener_count_ip(lb_listener_t *ls, lb_conn_t *c)
+{
+    uint64_t  key = lb_ipcount_key(ls->ipcount, ls->ip_key, (struct sockaddr *) &c->peer,
+                                   ls->ipv6_prefix);
+
+    switch (lb_ipcount_take(ls->ipcount, key, ls->max_conns_per_ip)) {
+    case LB_IPCOUNT_OK:
+        c->ip_key = key;
+        c->ip_counted = 1;
+        return true;
+    case LB_IPCOUNT_FULL:
+        lb_log_error_limited(0, "the connections-per-address table is full; a connection "
+                             "from %s on listener \"%s\" is let in uncounted",
+                             c->peer_text, ls->name);
+        return true;
+    default:
+        break;
+    }
+    lb_metric_add(ls->m_ip_refused, 1);
+    lb_log_limited(LB_LOG_WARN, 0, "client %s has max_conns_per_ip (%u) connections open to "
+                         "listener \"%s\"; %s", c->peer_text, ls->max_conns_per_ip, ls->name,
+                         ls->answers_ip_cap ? "answering 429" : "closing the new one");
+    if (ls->answers_ip_cap) {
+        c->over_ip_cap = 1;
+        return true;
+    }
+    lb_conn_close(c);
+    return false;
+}
+
 static void
 lb_listener_accept(lb_event_t *ev)
 {
@@ -361,6 +396,16 @@ void
 lb_listener_next(lb_conn_t *c)
 {
     lb_listener_t  *ls = c->listener;
+
+    /* max_conns_per_ip counts the client's address once it is known: at
+     * accept, or after the PROXY header that names it (the first step),
+     * before any TLS handshake */
+    if (ls->ipcount && !c->ip_checked && c->accept_step == ls->ip_check_step) {
+        c->ip_checked = 1;
+        if (!lb_listener_count_ip(ls, c)) {
+            return;
+        }
+    }
 
     if (c->accept_step < ls->nsteps) {
         ls->steps[c->accept_step++](c);

@@ -179,6 +179,16 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def sanitizer_build():
+    """Whether LBD was built with ./configure --with-sanitizers (tests that
+    move a lot run smaller there)."""
+    try:
+        out = subprocess.run([LBD, "-V"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return False
+    return "--with-sanitizers" in out.stdout + out.stderr
+
+
 def run(argv, timeout=30, **kw):
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
                           timeout=timeout, **kw)
@@ -615,12 +625,14 @@ class Lbd:
 
     # running
 
-    def start(self, body=None, foreground=True, wait=True, ports=None, **subst):
+    def start(self, body=None, foreground=True, wait=True, ports=None, wrapper=(), **subst):
+        """wrapper: a command that execs lbd in its own process (prlimit)."""
         if body is not None:
             self.write_config(body, **subst)
         argv = [LBD, "-p", self.dir + "/", "-c", self.conf_path]
         if foreground:
             argv.insert(1, "-f")
+        argv = list(wrapper) + argv
         self.started_at = time.monotonic()
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,

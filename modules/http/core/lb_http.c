@@ -101,6 +101,7 @@ lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf)
     hcf->uri_flags = hcf->merge_slashes ? LB_HTTP_URI_MERGE_SLASHES : 0;
     hcf->listener = cf->listener;
     cf->listener->handler = lb_http_init_connection;
+    cf->listener->answers_ip_cap = true;        /* 429, not a bare close */
     return LB_OK;
 }
 

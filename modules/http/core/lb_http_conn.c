@@ -785,11 +785,66 @@ lb_http_handler(lb_event_t *ev)
     lb_http_run(hc);
 }
 
+/* A client over max_conns_per_ip: 429 at once, without reading its
+ * request, then the client's bytes are drained until it closes or
+ * LB_HTTP_LINGER_TIME passes, so the close does not reset the answer. */
+static void
+lb_http_over_cap_drain(lb_event_t *ev)
+{
+    lb_conn_t  *c = ev->data;
+    char        buf[4096];
+    ssize_t     n;
+
+    if (ev->timedout) {
+        lb_conn_close(c);
+        return;
+    }
+    if (ev->write) {
+        return;
+    }
+    while ((n = lb_conn_recv(c, buf, sizeof(buf))) > 0) {
+        /* discarded */
+    }
+    if (n != LB_AGAIN) {
+        lb_conn_close(c);
+    }
+}
+
+static void
+lb_http_over_cap(lb_conn_t *c)
+{
+    static const char  answer[] =
+        "HTTP/1.1 429 Too Many Requests\r\n"
+        "Content-Type: text/plain\r\n"
+        "Content-Length: 53\r\n"
+        "Retry-After: 1\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+        "429 Too Many Requests: too many connections from you\n";
+
+    c->read.handler = lb_http_over_cap_drain;
+    c->write.handler = lb_http_over_cap_drain;
+    /* the head fits in any socket buffer: one send, or the client is gone */
+    if (lb_loop_add_conn(c, false) != LB_OK
+        || lb_conn_send(c, answer, sizeof(answer) - 1) != (ssize_t) (sizeof(answer) - 1)
+        || c->io->shutdown(c) == LB_ERROR)
+    {
+        lb_conn_close(c);
+        return;
+    }
+    lb_event_timer_set(&c->read, LB_HTTP_LINGER_TIME);
+}
+
 void
 lb_http_init_connection(lb_conn_t *c)
 {
     lb_http_conn_t  *hc;
     lb_str_t         ip;
+
+    if (c->over_ip_cap) {
+        lb_http_over_cap(c);
+        return;
+    }
 
     hc = lb_http_conn_alloc();
     if (hc == NULL) {

@@ -4,7 +4,7 @@
  *
  *   limits = { requests_per_second = 100; burst = 50; nodelay = false;
  *              key = "$remote_addr"; status = 429; };
- *   limits_memory = "16m";  ipv6_prefix = 64;      (global)
+ *   limits_memory = "16m";                           (global; ipv6_prefix is the core's)
  *
  * Each block with a `limits` group (a listener, or a route, whose group
  * replaces its listener's) is a limit with buckets of its own, one per
@@ -88,8 +88,6 @@ static const lb_setting_t  lb_http_limits_settings[] = {
       lb_http_limits_set, 0 },
     { "limits_memory", LB_SET_SIZE, LB_CTX_GLOBAL, "16m", 64 * 1024, (int64_t) 1 << 34,
       offsetof(lb_http_limits_main_t, memory), NULL, NULL, 0 },
-    { "ipv6_prefix", LB_SET_INT, LB_CTX_GLOBAL, "64", 1, 128,
-      offsetof(lb_http_limits_main_t, ipv6_prefix), NULL, NULL, 0 },
     lb_setting_end
 };
 
@@ -232,6 +230,7 @@ lb_http_limits_init_conf(lb_conf_t *cf)
     char                     name[256], route[16];
     size_t                   i, k;
 
+    main->ipv6_prefix = cf->cycle->core->ipv6_prefix;      /* a core setting */
     for (i = 0; i < cf->cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
         rs = lb_http_route_list(ls);

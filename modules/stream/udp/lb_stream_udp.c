@@ -6,6 +6,7 @@
  * are relayed one for one, never merged or split.
  */
 #include "lb_core.h"
+#include "lb_ipcount.h"
 #include "lb_upstream.h"
 #include "lb_stream_log.h"
 #include "lb_hash.h"
@@ -678,7 +679,9 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     lb_udp_session_t      *s;
     lb_conn_t             *peer;
     char                   text[LB_ADDR_TEXT_LEN];
-    uint64_t               dropped;
+    uint64_t               dropped, ip_key = 0;
+    lb_listener_t         *ls = ucf->listener;
+    bool                   counted = false;
 
     if (w->nsessions >= (size_t) ucf->max_sessions) {
         if (lb_log_ratelimit(&w->full_log, 0, &dropped)) {
@@ -692,6 +695,28 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
         return NULL;
     }
 
+    if (ls->ipcount) {
+        /* max_conns_per_ip: sessions of the address, all workers together */
+        ip_key = lb_ipcount_key(ls->ipcount, ls->ip_key, &a->sa, ls->ipv6_prefix);
+        switch (lb_ipcount_take(ls->ipcount, ip_key, ls->max_conns_per_ip)) {
+        case LB_IPCOUNT_OK:
+            counted = true;
+            break;
+        case LB_IPCOUNT_FULL:
+            break;
+        default:
+            lb_metric_add(ls->m_ip_refused, 1);
+            if (lb_log_ratelimit(&w->full_log, 0, &dropped)) {
+                lb_addr_format(&a->sa, alen, text, sizeof(text));
+                lb_log_warn(0, "client %s has max_conns_per_ip (%u) sessions on listener "
+                            "\"%s\"; dropping its datagrams for a new one (%llu dropped "
+                            "since the last such line)", text, ls->max_conns_per_ip,
+                            ls->name, (unsigned long long) dropped);
+            }
+            return NULL;
+        }
+    }
+
     /* a session per query for DNS: nothing is formatted unless logged */
     lb_upstream_peer_init(&pr, u);
     pr.socktype = SOCK_DGRAM;
@@ -699,6 +724,9 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     pr.local_action = "datagram dropped";
     lb_upstream_peer_client_addr(&pr, &a->sa);
     if (lb_upstream_peer_connect(&pr) != LB_OK) {
+        if (counted) {
+            lb_ipcount_release(ls->ipcount, ip_key);
+        }
         if (pr.gave_up != LB_PEER_LOCAL) {
             lb_addr_format(&a->sa, alen, text, sizeof(text));
             lb_log_write_limited(&w->fail_log, LB_LOG_ERROR, 0,
@@ -709,6 +737,9 @@ lb_udp_session_open(lb_udp_worker_t *w, lb_conn_t *lc, const lb_udp_addr_t *a,
     }
     server = pr.server;
     peer = pr.c;
+    peer->listener = ucf->listener;
+    peer->ip_key = ip_key;          /* released when the session's socket closes */
+    peer->ip_counted = counted;
 
     s = lb_udp_session_alloc(w);
     if (s == NULL) {

@@ -26,7 +26,7 @@ listeners = (
 );
 """
 
-GLOBAL_SETTINGS = ("admin_socket, error_log, listeners, log_level, pid_file, "
+GLOBAL_SETTINGS = ("admin_socket, error_log, listeners, log_level, max_old_generations, pid_file, "
                    "shutdown_timeout, upstreams, user, workers")
 ROUTE_SETTINGS = ("allow, cookie, deny, error_pages, gzip, header, host, method, path, path_prefix, "
                   "path_regex, query, "

@@ -230,8 +230,8 @@ START_TEST(unknown_global_setting_without_suggestion)
         TCP_LISTENER WEB_UPSTREAM
         "frobnicate = 1;\n",                                                /* 9 */
         "lbd.conf:9: unknown setting \"frobnicate\" in the global section; valid here: "
-        "admin_socket, error_log, listeners, log_level, pid_file, shutdown_timeout, "
-        "upstreams, user, workers");
+        "admin_socket, error_log, listeners, log_level, max_old_generations, pid_file, "
+        "shutdown_timeout, upstreams, user, workers");
 }
 END_TEST
 
@@ -242,7 +242,7 @@ START_TEST(unknown_global_setting_with_suggestion)
         TCP_LISTENER WEB_UPSTREAM,
         "lbd.conf:1: unknown setting \"worker\" in the global section "
         "(did you mean \"workers\"?); valid here: admin_socket, error_log, listeners, "
-        "log_level, pid_file, shutdown_timeout, upstreams, user, workers");
+        "log_level, max_old_generations, pid_file, shutdown_timeout, upstreams, user, workers");
 }
 END_TEST
 
@@ -816,11 +816,11 @@ START_TEST(reporting_stops_after_too_many_errors)
     load_bad(text);
     ck_assert_uint_eq(nreports, LB_CONF_MAX_ERRORS);
     assert_report(0, "lbd.conf:1: unknown setting \"bogus1\" in the global section; valid "
-                     "here: admin_socket, error_log, listeners, log_level, pid_file, "
-                     "shutdown_timeout, upstreams, user, workers");
+                     "here: admin_socket, error_log, listeners, log_level, "
+                     "max_old_generations, pid_file, shutdown_timeout, upstreams, user, workers");
     assert_report(48, "lbd.conf:49: unknown setting \"bogus49\" in the global section; "
-                      "valid here: admin_socket, error_log, listeners, log_level, pid_file, "
-                      "shutdown_timeout, upstreams, user, workers");
+                      "valid here: admin_socket, error_log, listeners, log_level, "
+                      "max_old_generations, pid_file, shutdown_timeout, upstreams, user, workers");
     ck_assert_str_eq(reports[49], "too many errors; stopping here");
 }
 END_TEST

@@ -49,6 +49,8 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_conf_t, admin_socket), NULL, NULL, 0 },
     { "shutdown_timeout", LB_SET_DURATION, LB_CTX_GLOBAL, "30s", 0, 86400000,
       offsetof(lb_core_conf_t, shutdown_timeout), NULL, NULL, 0 },
+    { "max_old_generations", LB_SET_INT, LB_CTX_GLOBAL, "2", 0, 64,
+      offsetof(lb_core_conf_t, max_old_generations), NULL, NULL, 0 },
     { "user", LB_SET_STR, LB_CTX_GLOBAL, NULL, 0, 0,
       offsetof(lb_core_conf_t, user), NULL, NULL, 0 },
     { "ipv6_prefix", LB_SET_INT, LB_CTX_GLOBAL, "64", 1, 128,

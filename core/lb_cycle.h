@@ -14,6 +14,7 @@ typedef struct {
     int           log_level;        /* lb_log_level_t */
     char         *admin_socket;     /* absolute */
     lb_msec_t     shutdown_timeout;
+    int64_t       max_old_generations;  /* draining generations kept by a reload */
     char         *user;             /* NULL: keep the master's user */
     int64_t       ipv6_prefix;      /* an IPv6 client counts by this network */
 } lb_core_conf_t;

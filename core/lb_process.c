@@ -10,6 +10,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -27,6 +29,7 @@ typedef struct {
     lb_module_t  *helper;       /* a helper: its module; NULL for a worker */
     unsigned   generation;
     bool       quitting;        /* QUIT sent: finishing in-flight work */
+    bool       closed;          /* TERM sent: its generation was closed early */
     bool       stopped;         /* it said it no longer accepts */
     lb_msec_t  started;
     lb_msec_t  shutdown_timeout;    /* of the worker's own configuration */
@@ -35,6 +38,24 @@ typedef struct {
 } lb_worker_t;
 
 static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
+
+/* How long a worker of a generation closed early (max_old_generations)
+ * has to honour TERM before it is killed. */
+#define LB_CLOSED_GRACE  3000
+
+/* The generations still draining, as the master last saw them, in memory
+ * it shares with every child (mapped before the first fork): the admin
+ * server, a helper without the master's table, reads it for /status and
+ * /metrics. A sequence count, odd while the master writes, lets a reader
+ * see a consistent copy without a lock. */
+typedef struct {
+    uint32_t  seq;
+    uint32_t  generations;
+    uint32_t  nworkers;
+    pid_t     pids[lb_nelems(lb_workers)];
+} lb_draining_zone_t;
+
+static lb_draining_zone_t  *lb_draining_zone;
 
 /* The master's pid, for its children: after the master dies, getppid()
  * names whoever adopted them (init, a subreaper), which must never get the
@@ -645,6 +666,7 @@ lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
     w->helper = helper;
     w->generation = cycle->generation;
     w->quitting = false;
+    w->closed = false;
     /* a reload's answer waits for the old helpers too: after it, the admin
      * API answers from the new configuration (a helper exits at once) */
     w->stopped = false;
@@ -851,11 +873,169 @@ lb_workers_kill_overdue(void)
         if (lb_workers[i].pid && lb_workers[i].quitting && lb_workers[i].kill_at
             && lb_workers[i].kill_at <= lb_current_msec)
         {
-            lb_log_warn(0, "%s outlived shutdown_timeout; killing it",
+            lb_log_warn(0, lb_workers[i].closed
+                           ? "%s did not exit after its generation was closed; killing it"
+                           : "%s outlived shutdown_timeout; killing it",
                         lb_child_text(&lb_workers[i], what, sizeof(what)));
             kill(lb_workers[i].pid, SIGKILL);
             lb_workers[i].kill_at = 0;
         }
+    }
+}
+
+/* Draining generations ---------------------------------------------------- */
+
+/* A worker of a generation older than the one in force: it stopped
+ * accepting and finishes what it has. Helpers are not counted: an old
+ * helper holds no client's connection and quits at once. */
+static bool
+lb_worker_draining(const lb_worker_t *w, const lb_cycle_t *cycle)
+{
+    return w->pid && w->helper == NULL && w->generation < cycle->generation;
+}
+
+/* The oldest generation from `from` on that still has draining workers
+ * (not closed yet, unless with_closed); false when there is none. */
+static bool
+lb_draining_next(const lb_cycle_t *cycle, unsigned from, bool with_closed, unsigned *g)
+{
+    bool    found = false;
+    size_t  i;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_worker_draining(&lb_workers[i], cycle)
+            && (with_closed || !lb_workers[i].closed)
+            && lb_workers[i].generation >= from
+            && (!found || lb_workers[i].generation < *g))
+        {
+            *g = lb_workers[i].generation;
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* After a reload: past max_old_generations generations still draining,
+ * the oldest are closed at once, so that a stream of reloads with long
+ * connections (shutdown_timeout of hours) does not pile up workers and
+ * their memory. Their processes get TERM (they close their connections
+ * and exit) and KILL if still there LB_CLOSED_GRACE later. */
+static void
+lb_master_close_old_generations(lb_cycle_t *cycle)
+{
+    unsigned  n = 0, g = 0, total;
+    size_t    i;
+
+    for (g = 0; lb_draining_next(cycle, g, false, &g); g++) {
+        n++;
+    }
+    total = n;
+    while (n > (unsigned) cycle->core->max_old_generations
+           && lb_draining_next(cycle, 0, false, &g))
+    {
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].generation == g && !lb_workers[i].closed) {
+                lb_workers[i].quitting = true;
+                lb_workers[i].closed = true;
+                lb_workers[i].kill_at = lb_current_msec + LB_CLOSED_GRACE;
+                if (kill(lb_workers[i].pid, SIGTERM) == -1 && errno != ESRCH) {
+                    lb_log_error(errno, "kill(%d, TERM) failed", (int) lb_workers[i].pid);
+                }
+            }
+        }
+        lb_log_warn(0, "generation %u closed early: %u generations were draining, "
+                    "max_old_generations = %lld", g, total,
+                    (long long) cycle->core->max_old_generations);
+        n--;
+    }
+}
+
+/* Publishes the draining workers into lb_draining_zone; after every turn
+ * of the master's loop (cheap: the table is small and the loop sleeps). */
+static void
+lb_master_publish_draining(const lb_cycle_t *cycle)
+{
+    lb_draining_zone_t  *z = lb_draining_zone;
+    uint32_t             seq, n = 0, gens = 0;
+    unsigned             g = 0;
+    size_t               i;
+
+    if (z == NULL) {
+        return;
+    }
+    seq = z->seq;
+    __atomic_store_n(&z->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_worker_draining(&lb_workers[i], cycle)) {
+            __atomic_store_n(&z->pids[n++], lb_workers[i].pid, __ATOMIC_RELAXED);
+        }
+    }
+    /* closed ones count too: they are still there */
+    for (g = 0; lb_draining_next(cycle, g, true, &g); g++) {
+        gens++;
+    }
+    __atomic_store_n(&z->nworkers, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&z->generations, gens, __ATOMIC_RELAXED);
+    __atomic_store_n(&z->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+/* The private resident memory of a process (RssAnon: resident pages not
+ * backed by a file or by shared memory), in bytes; 0 once it is gone. */
+static uint64_t
+lb_process_private_rss(pid_t pid)
+{
+    char                path[64];
+    unsigned long long  size, resident, shared;
+    FILE               *f;
+    int                 n;
+
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int) pid);
+    f = fopen(path, "re");
+    if (f == NULL) {
+        return 0;
+    }
+    n = fscanf(f, "%llu %llu %llu", &size, &resident, &shared);
+    fclose(f);
+    if (n != 3 || shared > resident) {
+        return 0;
+    }
+    return (uint64_t) (resident - shared) * (uint64_t) sysconf(_SC_PAGESIZE);
+}
+
+void
+lb_master_draining(lb_draining_t *d)
+{
+    lb_draining_zone_t  *z = lb_draining_zone;
+    static pid_t         pids[lb_nelems(lb_workers)];
+    uint32_t             seq, n = 0;
+    size_t               i;
+    int                  tries;
+
+    memset(d, 0, sizeof(*d));
+    if (z == NULL) {
+        return;
+    }
+    for (tries = 0; tries < 100; tries++) {
+        seq = __atomic_load_n(&z->seq, __ATOMIC_ACQUIRE);
+        if (seq & 1) {
+            sched_yield();
+            continue;
+        }
+        d->generations = __atomic_load_n(&z->generations, __ATOMIC_RELAXED);
+        n = lb_min(__atomic_load_n(&z->nworkers, __ATOMIC_RELAXED),
+                   (uint32_t) lb_nelems(pids));
+        for (i = 0; i < n; i++) {
+            pids[i] = __atomic_load_n(&z->pids[i], __ATOMIC_RELAXED);
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&z->seq, __ATOMIC_RELAXED) == seq) {
+            break;
+        }
+    }
+    d->workers = n;
+    for (i = 0; i < n; i++) {
+        d->memory_bytes += lb_process_private_rss(pids[i]);
     }
 }
 
@@ -920,6 +1100,7 @@ lb_master_reload(void)
     memset(lb_slot_quick_deaths, 0, sizeof(lb_slot_quick_deaths));
     lb_workers_fill(cycle, false);
     lb_workers_signal(SIGQUIT, true, cycle->generation);
+    lb_master_close_old_generations(cycle);
     lb_sockets_close_unused(cycle);
     lb_cycle_free(old);
     lb_master_retire_generations(cycle);    /* an older generation may have none left */
@@ -933,6 +1114,14 @@ lb_master_init(lb_cycle_t *cycle)
 {
     if (lb_master_watch_open() != LB_OK) {
         return LB_ERROR;
+    }
+    /* before any fork: every child inherits the mapping */
+    lb_draining_zone = mmap(NULL, sizeof(lb_draining_zone_t), PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (lb_draining_zone == MAP_FAILED) {
+        lb_log_error(errno, "mmap(%zu) failed; /status will not show draining workers",
+                     sizeof(lb_draining_zone_t));
+        lb_draining_zone = NULL;
     }
     return lb_master_init_cycle(cycle, NULL);
 }
@@ -1089,6 +1278,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_sig_reopen = 0;
             lb_master_reopen(foreground);
         }
+        lb_master_publish_draining(lb_cycle);
     }
 
     lb_master_answer(true);

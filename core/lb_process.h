@@ -51,6 +51,17 @@ void lb_master_watch_stop(void);
  * and runs the modules' init_master for the first configuration. LB_OK or
  * LB_ERROR (logged). */
 int  lb_master_init(lb_cycle_t *cycle);
+/* The workers of older generations still finishing their connections
+ * (SPEC §6), as the master last published them; any process the master
+ * forked may ask. memory_bytes sums their private resident memory. */
+typedef struct {
+    unsigned   generations;
+    unsigned   workers;
+    uint64_t   memory_bytes;
+} lb_draining_t;
+
+void lb_master_draining(lb_draining_t *d);
+
 /* Runs the master until it exits; returns the process exit status. */
 int  lb_master_run(lb_cycle_t *cycle, bool foreground);
 /* Runs fn once in the master when its loop starts: after daemonizing, so

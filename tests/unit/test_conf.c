@@ -8,6 +8,10 @@
 #include "lb_upstream.h"
 
 #include <check.h>
+
+/* the global settings lbd -t lists after an unknown one */
+#define GLOBALS  "admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, " \
+                 "max_old_generations, pid_file, shutdown_timeout, upstreams, user, workers"
 #include <limits.h>
 
 #define LB_TEST_NAME  "conf"
@@ -230,8 +234,7 @@ START_TEST(unknown_global_setting_without_suggestion)
         TCP_LISTENER WEB_UPSTREAM
         "frobnicate = 1;\n",                                                /* 9 */
         "lbd.conf:9: unknown setting \"frobnicate\" in the global section; valid here: "
-        "admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, pid_file, shutdown_timeout, "
-        "upstreams, user, workers");
+        GLOBALS);
 }
 END_TEST
 
@@ -241,8 +244,7 @@ START_TEST(unknown_global_setting_with_suggestion)
         "worker = 4;\n"                                                     /* 1 */
         TCP_LISTENER WEB_UPSTREAM,
         "lbd.conf:1: unknown setting \"worker\" in the global section "
-        "(did you mean \"workers\"?); valid here: admin_socket, error_log, ipv6_prefix, limits_memory, listeners, "
-        "log_level, pid_file, shutdown_timeout, upstreams, user, workers");
+        "(did you mean \"workers\"?); valid here: " GLOBALS);
 }
 END_TEST
 
@@ -274,7 +276,7 @@ START_TEST(unknown_listener_setting_knows_the_protocol_settings)
         WEB_UPSTREAM,
         "lbd.conf:3: unknown setting \"idle_timout\" in listener \"tcp:127.0.0.1:8000\" "
         "(did you mean \"idle_timeout\"?); valid here: accept_proxy_protocol, access_log, allow, deny, "
-        "idle_timeout, listen, name, protocol, sni_routes, splice, upstream");
+        "idle_timeout, listen, max_conns_per_ip, name, protocol, sni_routes, splice, upstream");
 }
 END_TEST
 
@@ -816,11 +818,9 @@ START_TEST(reporting_stops_after_too_many_errors)
     load_bad(text);
     ck_assert_uint_eq(nreports, LB_CONF_MAX_ERRORS);
     assert_report(0, "lbd.conf:1: unknown setting \"bogus1\" in the global section; valid "
-                     "here: admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, pid_file, "
-                     "shutdown_timeout, upstreams, user, workers");
+                     "here: " GLOBALS);
     assert_report(48, "lbd.conf:49: unknown setting \"bogus49\" in the global section; "
-                      "valid here: admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, pid_file, "
-                      "shutdown_timeout, upstreams, user, workers");
+                      "valid here: " GLOBALS);
     ck_assert_str_eq(reports[49], "too many errors; stopping here");
 }
 END_TEST

@@ -18,7 +18,9 @@ lb_admin_status(lb_admin_req_t *rq)
     lb_upstream_t  **all;
     size_t           nu, nl = 0, i;
     time_t           now = time(NULL);
+    lb_draining_t    dr;
 
+    lb_master_draining(&dr);
     all = lb_upstream_all(cycle, &nu);
     (void) all;
     for (i = 0; i < cycle->listeners.nelts; i++) {
@@ -34,6 +36,9 @@ lb_admin_status(lb_admin_req_t *rq)
                             (long long) cycle->core->workers,
                             (long long) (now - lb_master_started_at), nl, nu,
                             cycle->conf_file);
+        lb_admin_out_printf(&rq->body, "draining:      %u generations, %u workers, %llu "
+                            "bytes\n", dr.generations, dr.workers,
+                            (unsigned long long) dr.memory_bytes);
         return;
     }
     lb_admin_out_printf(&rq->body, "{\"version\": \"%s\", \"master_pid\": %d, "
@@ -44,7 +49,9 @@ lb_admin_status(lb_admin_req_t *rq)
                         (long long) (now - lb_master_started_at),
                         (long long) lb_master_started_at, nl, nu);
     lb_admin_out_json(&rq->body, cycle->conf_file);
-    lb_admin_out_add(&rq->body, "}\n", 2);
+    lb_admin_out_printf(&rq->body, ", \"draining\": {\"generations\": %u, \"workers\": %u, "
+                        "\"memory_bytes\": %llu}}\n", dr.generations, dr.workers,
+                        (unsigned long long) dr.memory_bytes);
 }
 
 /* What an operator calls a server's state, most telling first. */
@@ -381,6 +388,7 @@ lb_admin_metrics(lb_admin_req_t *rq)
     lb_admin_out_t                  *o = &rq->body;
     lb_upstream_t                  **all;
     lb_cycle_t                      *cycle = rq->cycle;
+    lb_draining_t                    dr;
     char                             name[256], addr[256];
     size_t                           n, i, j, k;
 
@@ -396,6 +404,18 @@ lb_admin_metrics(lb_admin_req_t *rq)
                         "# TYPE lbd_start_time_seconds gauge\nlbd_start_time_seconds %lld\n",
                         LB_VERSION, (long long) cycle->core->workers, cycle->generation,
                         (long long) lb_master_started_at);
+    lb_master_draining(&dr);
+    lb_admin_out_printf(o, "# HELP lbd_draining_generations Older generations whose workers "
+                        "are still finishing their connections.\n"
+                        "# TYPE lbd_draining_generations gauge\nlbd_draining_generations %u\n"
+                        "# HELP lbd_draining_workers Workers of older generations still "
+                        "finishing their connections.\n"
+                        "# TYPE lbd_draining_workers gauge\nlbd_draining_workers %u\n"
+                        "# HELP lbd_draining_workers_memory_bytes Private resident memory of "
+                        "the draining workers.\n"
+                        "# TYPE lbd_draining_workers_memory_bytes gauge\n"
+                        "lbd_draining_workers_memory_bytes %llu\n", dr.generations, dr.workers,
+                        (unsigned long long) dr.memory_bytes);
     lb_metrics_render(cycle, lb_admin_emit, o);
     all = lb_upstream_all(cycle, &n);
     for (k = 0; k < lb_nelems(lb_admin_server_metrics); k++) {

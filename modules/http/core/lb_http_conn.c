@@ -136,13 +136,39 @@ lb_http_idle_add(lb_http_conn_t *hc)
     lb_queue_insert_tail(&lb_http_idle, &hc->idle_link);
 }
 
+static void lb_http_run(lb_http_conn_t *hc);
+
 /* The graceful stop closes the idle connections: they have no request in
- * flight, and the worker exits once its connections are gone. */
+ * flight, and the worker exits once its connections are gone. One whose
+ * request has begun to arrive (bytes in the socket the loop has not read
+ * yet) is no longer idle: closed, its unread bytes would make the kernel
+ * reset it; it is read and answered instead, with Connection: close as the
+ * worker is stopping. */
 void
 lb_http_conn_stop_worker(lb_cycle_t *cycle)
 {
+    lb_queue_t       stopping, *q;
+    lb_http_conn_t  *hc;
+    lb_conn_t       *c;
+    char             byte;
+
+    /* moved first: running or closing one takes it off whichever list */
+    lb_queue_init(&stopping);
     while (!lb_queue_empty(&lb_http_idle)) {
-        lb_http_close(lb_queue_data(lb_queue_head(&lb_http_idle), lb_http_conn_t, idle_link));
+        q = lb_queue_head(&lb_http_idle);
+        lb_queue_remove(q);
+        lb_queue_insert_tail(&stopping, q);
+    }
+    while (!lb_queue_empty(&stopping)) {
+        hc = lb_queue_data(lb_queue_head(&stopping), lb_http_conn_t, idle_link);
+        c = hc->c;
+        lb_queue_remove(&hc->idle_link);
+        if (recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+            c->read.ready = 1;
+            lb_http_run(hc);
+            continue;
+        }
+        lb_http_close(hc);
     }
 }
 

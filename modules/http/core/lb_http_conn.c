@@ -21,6 +21,7 @@
  * do not make the kernel reset the connection before the client has read
  * the response (RFC 9112 §9.6). */
 #define LB_HTTP_LINGER_TIME   2000
+#define LB_HTTP_DRAIN_IDLE_TIME  250    /* an idle connection of a stopping worker */
 #define LB_HTTP_LINGER_READ   (1024 * 1024)     /* per event, then wait */
 
 
@@ -168,7 +169,12 @@ lb_http_conn_stop_worker(lb_cycle_t *cycle)
             lb_http_run(hc);
             continue;
         }
-        lb_http_close(hc);
+        /* a busy client sends its next request as soon as it has read the
+         * last response: one may be on its way. It is still answered, with
+         * Connection: close, for a moment; then the connection closes. A
+         * bare close now would cross it, and the client would see a reset
+         * or an empty reply (most HTTP clients retry neither for a POST). */
+        lb_event_timer_set(&c->read, LB_HTTP_DRAIN_IDLE_TIME);
     }
 }
 

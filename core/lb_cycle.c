@@ -53,6 +53,8 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_conf_t, max_old_generations), NULL, NULL, 0 },
     { "user", LB_SET_STR, LB_CTX_GLOBAL, NULL, 0, 0,
       offsetof(lb_core_conf_t, user), NULL, NULL, 0 },
+    { "upgrade_timeout", LB_SET_DURATION, LB_CTX_GLOBAL, "30s", 100, 600000,
+      offsetof(lb_core_conf_t, upgrade_timeout), NULL, NULL, 0 },
     { "ipv6_prefix", LB_SET_INT, LB_CTX_GLOBAL, "64", 1, 128,
       offsetof(lb_core_conf_t, ipv6_prefix), NULL, NULL, 0 },
     { "listeners", LB_SET_CUSTOM, LB_CTX_GLOBAL, NULL, 0, 0, 0, NULL,

@@ -17,6 +17,7 @@ typedef struct {
     int64_t       max_old_generations;  /* draining generations kept by a reload */
     char         *user;             /* NULL: keep the master's user */
     int64_t       ipv6_prefix;      /* an IPv6 client counts by this network */
+    lb_msec_t     upgrade_timeout;  /* a new binary's time to become ready */
 } lb_core_conf_t;
 
 /* Called for each connection a listener accepts (stream) or each datagram

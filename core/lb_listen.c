@@ -7,6 +7,7 @@
 #include "lb_core.h"
 #include "lb_ipcount.h"
 
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -264,6 +265,95 @@ lb_sockets_close_unused(lb_cycle_t *cycle)
     lb_nsockets = i;
 }
 
+/* Binary upgrade ---------------------------------------------------------- */
+
+size_t
+lb_sockets_count(void)
+{
+    return lb_nsockets;
+}
+
+bool
+lb_sockets_get(size_t i, const lb_addr_t **addr, int *socktype, int *slot, int *fd)
+{
+    if (i >= lb_nsockets || lb_sockets[i].fd == -1) {
+        return false;
+    }
+    *addr = &lb_sockets[i].addr;
+    *socktype = lb_sockets[i].socktype;
+    *slot = lb_sockets[i].slot;
+    *fd = lb_sockets[i].fd;
+    return true;
+}
+
+/* Whether fd is a socket bound to addr, of socktype, listening when it is a
+ * stream socket: what an inherited descriptor must be to stand in for one
+ * lbd would open. */
+static bool
+lb_socket_is(int fd, const lb_addr_t *addr, int socktype)
+{
+    struct sockaddr_storage  ss;
+    socklen_t                len = sizeof(int), slen = sizeof(ss);
+    int                      type = -1, listening = 0, domain = -1;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 || type != socktype
+        || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len)) == -1
+        || domain != addr->u.sa.sa_family
+        || getsockname(fd, (struct sockaddr *) &ss, &slen) == -1)
+    {
+        return false;
+    }
+    if (socktype == SOCK_STREAM
+        && ((len = sizeof(int)), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)
+            == -1 || !listening))
+    {
+        return false;
+    }
+    switch (domain) {
+    case AF_INET:
+        return memcmp(&((struct sockaddr_in *) &ss)->sin_addr, &addr->u.sin.sin_addr, 4) == 0
+               && ((struct sockaddr_in *) &ss)->sin_port == addr->u.sin.sin_port;
+    case AF_INET6:
+        return memcmp(&((struct sockaddr_in6 *) &ss)->sin6_addr, &addr->u.sin6.sin6_addr, 16)
+               == 0 && ((struct sockaddr_in6 *) &ss)->sin6_port == addr->u.sin6.sin6_port;
+    case AF_UNIX:
+        return strncmp(((struct sockaddr_un *) &ss)->sun_path, addr->u.sun.sun_path,
+                       sizeof(addr->u.sun.sun_path)) == 0;
+    default:
+        return false;
+    }
+}
+
+int
+lb_sockets_adopt(const lb_addr_t *addr, int socktype, int slot, int fd)
+{
+    int  flags;
+
+    if (!lb_socket_is(fd, addr, socktype)) {
+        return LB_DECLINED;
+    }
+    flags = fcntl(fd, F_GETFL);
+    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1
+        || fcntl(fd, F_SETFD, FD_CLOEXEC) == -1
+        || lb_socket_add(addr, socktype, slot, fd) == NULL)
+    {
+        return LB_ERROR;
+    }
+    return LB_OK;
+}
+
+void
+lb_sockets_forget_all(void)
+{
+    size_t  i;
+
+    /* the new master listens on them: close our copies, remove no file */
+    for (i = 0; i < lb_nsockets; i++) {
+        close(lb_sockets[i].fd);
+    }
+    lb_nsockets = 0;
+}
+
 void
 lb_sockets_close_all(void)
 {
@@ -513,7 +603,9 @@ lb_sockets_keep_slot(lb_cycle_t *cycle, int slot, lb_module_t *helper)
 
 /* Stops accepting. The worker's descriptor is closed, but the socket lives
  * on in the master and in the next worker of the slot, so connections still
- * queued on it are served by that worker, not reset. */
+ * queued on it are served by that worker, not reset. A datagram socket is
+ * only no longer read: its sessions still send replies through it, and
+ * the protocol module closes it (stop_worker). */
 void
 lb_listeners_stop(lb_cycle_t *cycle)
 {
@@ -526,6 +618,9 @@ lb_listeners_stop(lb_cycle_t *cycle)
             if (ls->conns[a]) {
                 lb_timer_del(&ls->conns[a]->read.timer);
                 lb_loop_del_conn(ls->conns[a]);
+                if (ls->socktype == SOCK_DGRAM) {
+                    continue;
+                }
                 lb_conn_close(ls->conns[a]);
                 ls->conns[a] = NULL;
             }

@@ -5,6 +5,7 @@
  * a pipe to notice when the master is gone.
  */
 #include "lb_core.h"
+#include "lb_upgrade.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -31,6 +32,7 @@ typedef struct {
     bool       quitting;        /* QUIT sent: finishing in-flight work */
     bool       closed;          /* TERM sent: its generation was closed early */
     bool       stopped;         /* it said it no longer accepts */
+    bool       ready;           /* it said it serves (workers) */
     lb_msec_t  started;
     lb_msec_t  shutdown_timeout;    /* of the worker's own configuration */
     lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
@@ -78,6 +80,12 @@ static volatile sig_atomic_t  lb_nrequesters;
 #define LB_MAX_STOPPED  (4 * LB_MAX_WORKERS)
 static volatile pid_t         lb_stopped_pids[LB_MAX_STOPPED];
 static volatile sig_atomic_t  lb_nstopped;
+/* workers that started serving (LB_WORKER_READY), and who asked for an
+ * upgrade (lbctl upgrade's pid) */
+#define LB_WORKER_READY  1
+static volatile pid_t         lb_ready_pids[LB_MAX_STOPPED];
+static volatile sig_atomic_t  lb_nready;
+static volatile pid_t         lb_upgrade_requester;
 
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
                               lb_sig_reopen, lb_sig_child, lb_sig_alarm, lb_sig_upgrade;
@@ -132,9 +140,21 @@ lb_signal_handler(int signo, siginfo_t *info, void *unused)
             lb_reload_requesters[lb_nrequesters++] = info->si_pid;
         }
         break;
-    case SIGUSR2: lb_sig_upgrade = 1; break;
+    case SIGUSR2:
+        lb_sig_upgrade = 1;
+        if (info && info->si_code == SI_QUEUE && info->si_value.sival_int == LB_CTL_UPGRADE) {
+            lb_upgrade_requester = info->si_pid;
+        }
+        break;
     default:
-        if (signo == LB_SIG_STOPPED && info && lb_nstopped < LB_MAX_STOPPED) {
+        if (signo != LB_SIG_STOPPED || info == NULL) {
+            break;
+        }
+        if (info->si_code == SI_QUEUE && info->si_value.sival_int == LB_WORKER_READY) {
+            if (lb_nready < LB_MAX_STOPPED) {
+                lb_ready_pids[lb_nready++] = info->si_pid;
+            }
+        } else if (lb_nstopped < LB_MAX_STOPPED) {
             lb_stopped_pids[lb_nstopped++] = info->si_pid;
         }
         break;
@@ -519,6 +539,10 @@ lb_worker_run(lb_cycle_t *cycle, int slot)
         exit(2);
     }
     lb_timer_init(&lb_worker_shutdown_timer, lb_worker_shutdown_expired, NULL);
+    if (getppid() == lb_master_pid) {
+        /* a new master waits for this before the old one may stop */
+        sigqueue(lb_master_pid, LB_SIG_STOPPED, (union sigval) { .sival_int = LB_WORKER_READY });
+    }
 
     for ( ;; ) {
         lb_loop_process(-1, &empty);
@@ -667,6 +691,7 @@ lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
     w->generation = cycle->generation;
     w->quitting = false;
     w->closed = false;
+    w->ready = false;
     /* a reload's answer waits for the old helpers too: after it, the admin
      * API answers from the new configuration (a helper exits at once) */
     w->stopped = false;
@@ -1169,6 +1194,99 @@ lb_master_answer(bool now)
     lb_answer_pending = false;
 }
 
+/* Binary upgrade ---------------------------------------------------------- */
+
+static void
+lb_workers_mark_ready(void)
+{
+    size_t  i;
+    int     k;
+
+    for (k = 0; k < lb_nready; k++) {
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].pid == lb_ready_pids[k]) {
+                lb_workers[i].ready = true;
+            }
+        }
+    }
+    lb_nready = 0;
+}
+
+/* A new master tells the old one it is ready once a worker serves in
+ * every slot. */
+static void
+lb_master_check_ready(lb_cycle_t *cycle)
+{
+    bool    ready[LB_MAX_WORKERS] = { false };
+    size_t  i;
+    int     slot;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid && lb_workers[i].ready && lb_workers[i].helper == NULL
+            && lb_workers[i].generation == cycle->generation && lb_workers[i].slot >= 0
+            && lb_workers[i].slot < LB_MAX_WORKERS)
+        {
+            ready[lb_workers[i].slot] = true;
+        }
+    }
+    for (slot = 0; slot < (int) cycle->core->workers; slot++) {
+        if (!ready[slot]) {
+            return;
+        }
+    }
+    lb_upgrade_ready();
+}
+
+static void
+lb_upgrade_answer(pid_t requester, bool ok, int value)
+{
+    if (requester > 0) {
+        sigqueue(requester, ok ? SIGUSR1 : SIGUSR2, (union sigval) { .sival_int = value });
+    }
+}
+
+/* USR2: hands every listening socket to a new binary (lb_upgrade.c). true
+ * when it took over: this master then stops its workers and leaves. */
+static bool
+lb_master_upgrade(lb_cycle_t *cycle, bool foreground, bool exiting)
+{
+    lb_upgrade_result_t  result;
+    pid_t                requester = lb_upgrade_requester, pid;
+    char                 path[PATH_MAX + 16], binary[PATH_MAX + 1], why[512];
+    FILE                *f;
+
+    lb_upgrade_requester = 0;
+    binary[0] = '\0';
+    if (requester && lb_upgrade_request_path(cycle->core->pid_file, path, sizeof(path))) {
+        /* lbctl upgrade --binary PATH left the path there */
+        f = fopen(path, "r");
+        if (f) {
+            if (fgets(binary, sizeof(binary), f) == NULL) {
+                binary[0] = '\0';
+            }
+            binary[strcspn(binary, "\n")] = '\0';
+            fclose(f);
+            unlink(path);
+        }
+    }
+    if (exiting) {
+        lb_log_error(0, "binary upgrade refused: this master is stopping (or handed over "
+                     "already)");
+        lb_upgrade_answer(requester, false, LB_UPGRADE_BUSY);
+        return false;
+    }
+    pid = lb_upgrade_run(cycle, binary, foreground, &result, why, sizeof(why));
+    if (pid == -1) {
+        lb_upgrade_answer(requester, false, (int) result);
+        return false;
+    }
+    lb_upgrade_answer(requester, true, (int) pid);
+    /* the new master listens on the same sockets: close our copies only */
+    lb_sockets_forget_all();
+    lb_workers_signal(SIGQUIT, false, 0);
+    return true;
+}
+
 /* The master loop --------------------------------------------------------- */
 
 static void  (*lb_master_starters[8])(void);
@@ -1193,7 +1311,7 @@ int
 lb_master_run(lb_cycle_t *cycle, bool foreground)
 {
     sigset_t  empty;
-    bool      exiting = false, terminating = false;
+    bool      exiting = false, terminating = false, upgraded = false;
     int       ticks = 0;
 
     lb_cycle = cycle;
@@ -1262,6 +1380,12 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         if (lb_nstopped) {
             lb_workers_mark_stopped();
         }
+        if (lb_nready) {
+            lb_workers_mark_ready();
+        }
+        if (lb_upgrade_waiting_ready()) {
+            lb_master_check_ready(lb_cycle);
+        }
         if (lb_sig_reload) {
             lb_sig_reload = 0;
             lb_answer_ok = !exiting && lb_master_reload();
@@ -1271,8 +1395,9 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         lb_master_answer(false);
         if (lb_sig_upgrade) {
             lb_sig_upgrade = 0;
-            lb_log_error(0, "binary upgrade (USR2) is not available in this version of lbd; "
-                         "ignoring the signal");
+            if (lb_master_upgrade(lb_cycle, foreground, exiting)) {
+                exiting = upgraded = true;
+            }
         }
         if (lb_sig_reopen) {
             lb_sig_reopen = 0;
@@ -1282,6 +1407,28 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
     }
 
     lb_master_answer(true);
+    if (upgraded) {
+        char   oldbin[PATH_MAX + 8];
+        FILE  *f;
+        long   pid = 0;
+
+        /* the pid file is the new master's now; the .oldbin one is ours
+         * unless the new master has upgraded again since */
+        snprintf(oldbin, sizeof(oldbin), "%s.oldbin", lb_cycle->core->pid_file);
+        f = fopen(oldbin, "r");
+        if (f) {
+            if (fscanf(f, "%ld", &pid) == 1 && pid == (long) getpid()) {
+                unlink(oldbin);
+            }
+            fclose(f);
+        }
+        lb_log_notice("handed over to the new master; exiting");
+        if (foreground && !lb_upgrade_supervised()) {
+            /* a container's PID 1, a service's main process: stays */
+            lb_upgrade_supervise(lb_cycle->core->pid_file);
+        }
+        return 0;
+    }
     lb_log_notice("exiting");
     unlink(lb_cycle->core->pid_file);
     lb_sockets_close_all();

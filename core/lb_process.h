@@ -23,6 +23,15 @@ int  lb_sockets_open(lb_cycle_t *cycle);
 /* Closes the sockets no listener of cycle uses any more. */
 void lb_sockets_close_unused(lb_cycle_t *cycle);
 void lb_sockets_close_all(void);
+/* Binary upgrade: the open listening sockets (i from 0; false past the
+ * end), one taken over from the old master (LB_OK; LB_DECLINED when fd is
+ * not a socket of that kind bound to addr; LB_ERROR), and closing every
+ * copy without removing unix socket files (the new master listens on
+ * them). */
+size_t lb_sockets_count(void);
+bool lb_sockets_get(size_t i, const lb_addr_t **addr, int *socktype, int *slot, int *fd);
+int  lb_sockets_adopt(const lb_addr_t *addr, int socktype, int slot, int fd);
+void lb_sockets_forget_all(void);
 /* In a worker (helper NULL): closes the inherited sockets of every other
  * slot and of the helpers' listeners. In a helper process (slot 0): closes
  * every socket but those of its module's listeners. */

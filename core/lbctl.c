@@ -5,6 +5,10 @@
  */
 #include "lb_core.h"
 #include "lb_sanitizer.h"
+#include "lb_upgrade.h"
+
+#include <fcntl.h>
+#include <limits.h>
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -33,10 +37,30 @@ lbctl_usage(FILE *f)
                "commands:\n"
                "  test     check the configuration (same as lbd -t)\n"
                "  reload   check the configuration, then make lbd load it\n"
+               "  upgrade [--binary PATH]\n"
+               "           run the installed (or that) lbd binary in place of the running\n"
+               "           one, handing it every listening socket\n"
                "  stop     fast shutdown; waits until lbd has exited\n"
                "  quit     graceful shutdown; waits until lbd has exited\n"
                "  reopen   reopen the log files\n");
     lbctl_usage_modules(f);
+}
+
+static bool
+lbctl_is_lbd(pid_t pid)
+{
+    char   path[64], comm[64];
+    FILE  *f;
+    bool   ok;
+
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int) pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    ok = fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "lbd", 3) == 0;
+    fclose(f);
+    return ok;
 }
 
 static pid_t
@@ -51,7 +75,7 @@ lbctl_read_pid(const char *path)
                 path, strerror(errno));
         return -1;
     }
-    if (fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+    if (fscanf(f, "%ld", &pid) != 1 || pid < 1 || pid > INT_MAX) {
         fprintf(stderr, "lbctl: pid file \"%s\" does not hold a process id\n", path);
         fclose(f);
         return -1;
@@ -59,6 +83,14 @@ lbctl_read_pid(const char *path)
     fclose(f);
     if (kill((pid_t) pid, 0) == -1 && errno == ESRCH) {
         fprintf(stderr, "lbctl: lbd is not running (no process %ld from \"%s\")\n", pid, path);
+        return -1;
+    }
+    /* never signal what is not lbd: a stale file whose pid was reused, or
+     * a container's pid file ("1") read from outside its namespace, where
+     * 1 is the host's init */
+    if (!lbctl_is_lbd((pid_t) pid)) {
+        fprintf(stderr, "lbctl: process %ld named by \"%s\" is not lbd (a stale pid file, or "
+                "one from another pid namespace); not signalling it\n", pid, path);
         return -1;
     }
     return (pid_t) pid;
@@ -154,6 +186,106 @@ lbctl_reload(pid_t pid, lb_cycle_t *cycle)
     }
 }
 
+/* USR2 with a value that asks the master to answer (after writing the
+ * binary asked for beside the pid file), then waits: SIGUSR1 with the new
+ * master's pid, or SIGUSR2 with why it failed (lb_upgrade.h). */
+static int
+lbctl_upgrade(pid_t pid, lb_cycle_t *cycle, const char *binary)
+{
+    union sigval     value = { .sival_int = LB_CTL_UPGRADE };
+    struct timespec  timeout;
+    siginfo_t        info;
+    sigset_t         set;
+    char             path[PATH_MAX + 16], full[PATH_MAX];
+    FILE            *f;
+    off_t            log_size;
+    int              signo, fd;
+
+    if (binary) {
+        if (realpath(binary, full) == NULL || access(full, X_OK) == -1) {
+            fprintf(stderr, "lbctl: cannot run \"%s\": %s\n", binary, strerror(errno));
+            return 1;
+        }
+        binary = full;
+    }
+    if (lb_upgrade_request_path(cycle->core->pid_file, path, sizeof(path)) == NULL) {
+        fprintf(stderr, "lbctl: pid_file path too long\n");
+        return 1;
+    }
+    unlink(path);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    f = fd == -1 ? NULL : fdopen(fd, "w");
+    if (f == NULL || fprintf(f, "%s\n", binary ? binary : "") < 0 || fclose(f) != 0) {
+        fprintf(stderr, "lbctl: cannot write \"%s\": %s\n", path, strerror(errno));
+        return 1;
+    }
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    log_size = lbctl_log_size(cycle->core->error_log);
+    if (sigqueue(pid, SIGUSR2, value) == -1) {
+        fprintf(stderr, "lbctl: cannot signal process %d: %s\n", (int) pid, strerror(errno));
+        unlink(path);
+        return 1;
+    }
+    timeout.tv_sec = (time_t) (cycle->core->upgrade_timeout / 1000) + 20;
+    timeout.tv_nsec = 0;
+    for ( ;; ) {
+        signo = sigtimedwait(&set, &info, &timeout);
+        if (signo == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            fprintf(stderr, "lbctl: lbd (pid %d) did not answer the upgrade in time; see the "
+                    "error log \"%s\"\n", (int) pid, cycle->core->error_log);
+            return 1;
+        }
+        if (info.si_pid != pid) {
+            continue;
+        }
+        if (signo == SIGUSR1) {
+            printf("upgraded: new master %d, the old one (%d) stops its workers gracefully\n",
+                   info.si_value.sival_int, (int) pid);
+            return 0;
+        }
+        lbctl_print_errors(cycle->core->error_log, log_size, pid);
+        fprintf(stderr, "lbctl: upgrade failed: %s; lbd %d keeps serving\n",
+                lb_upgrade_result_text(info.si_value.sival_int), (int) pid);
+        return 1;
+    }
+}
+
+/* Whether a binary upgrade is handing over right now: the old master has
+ * renamed the pid file to pid_file.oldbin and the new one has not written
+ * its own yet. (Once it has, a new upgrade may start while the old master
+ * still finishes its connections.) */
+static bool
+lbctl_upgrade_under_way(const char *pid_file)
+{
+    char   path[PATH_MAX + 8];
+    FILE  *f;
+    long   pid = 0;
+
+    snprintf(path, sizeof(path), "%s.oldbin", pid_file);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    if (fscanf(f, "%ld", &pid) != 1 || pid < 1 || pid > INT_MAX || !lbctl_is_lbd((pid_t) pid)) {
+        fclose(f);
+        return false;               /* left by a master that is gone */
+    }
+    fclose(f);
+    if (access(pid_file, F_OK) == 0) {
+        return false;
+    }
+    fprintf(stderr, "lbctl: an upgrade is under way: lbd %ld is handing over to a new binary "
+            "(\"%s\"); try again when it has ended\n", pid, path);
+    return true;
+}
+
 /* An exited master whose parent has not reaped it yet is gone for us. */
 static bool
 lbctl_is_zombie(pid_t pid)
@@ -193,7 +325,7 @@ lbctl_wait_exit(pid_t pid, lb_msec_t timeout)
 }
 
 static int
-lbctl_run(const char *cmd, lb_cycle_t *cycle)
+lbctl_run(const char *cmd, lb_cycle_t *cycle, const char *binary)
 {
     pid_t  pid;
     int    rc;
@@ -202,12 +334,18 @@ lbctl_run(const char *cmd, lb_cycle_t *cycle)
         printf("configuration ok\n");
         return 0;
     }
+    if (lbctl_upgrade_under_way(cycle->core->pid_file)) {
+        return 1;
+    }
     pid = lbctl_read_pid(cycle->core->pid_file);
     if (pid == -1) {
         return 1;
     }
     if (strcmp(cmd, "reload") == 0) {
         return lbctl_reload(pid, cycle);
+    }
+    if (strcmp(cmd, "upgrade") == 0) {
+        return lbctl_upgrade(pid, cycle, binary);
     }
     if (strcmp(cmd, "reopen") == 0) {
         return lbctl_signal(pid, SIGUSR1);
@@ -226,6 +364,7 @@ main(int argc, char **argv)
     const char              *conf = NULL, *prefix = LB_PREFIX, *cmd;
     const lb_ctl_command_t  *module_cmd;
     lb_cycle_t              *cycle;
+    const char              *binary = NULL;
     char        *conf_path = NULL;
     int          opt, rc;
 
@@ -245,10 +384,22 @@ main(int argc, char **argv)
     module_cmd = lb_module_command(cmd);
     if (module_cmd == NULL) {
         if (strcmp(cmd, "test") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "stop") != 0
-            && strcmp(cmd, "quit") != 0 && strcmp(cmd, "reopen") != 0)
+            && strcmp(cmd, "quit") != 0 && strcmp(cmd, "reopen") != 0
+            && strcmp(cmd, "upgrade") != 0)
         {
             fprintf(stderr, "lbctl: unknown command \"%s\" (try lbctl -h)\n", cmd);
             return 2;
+        }
+        if (strcmp(cmd, "upgrade") == 0 && optind + 2 < argc
+            && strcmp(argv[optind + 1], "--binary") == 0)
+        {
+            binary = argv[optind + 2];
+            optind += 2;
+        } else if (strcmp(cmd, "upgrade") == 0 && optind + 1 < argc
+                   && strcmp(argv[optind + 1], "--help") == 0)
+        {
+            printf("usage: lbctl [-c FILE] [-p PREFIX] upgrade [--binary PATH]\n");
+            return 0;
         }
         if (optind != argc - 1) {
             fprintf(stderr, "lbctl: \"%s\" takes no arguments\n", cmd);
@@ -277,7 +428,7 @@ main(int argc, char **argv)
         return 1;
     }
     rc = module_cmd ? module_cmd->run(cycle, argc - optind, argv + optind)
-                    : lbctl_run(cmd, cycle);
+                    : lbctl_run(cmd, cycle, binary);
     lb_cycle_free(cycle);
     free(conf_path);
     return rc;

@@ -3,6 +3,7 @@
  * the configuration, then become the master.
  */
 #include "lb_core.h"
+#include "lb_upgrade.h"
 #include "lb_sanitizer.h"
 
 #include <fcntl.h>
@@ -120,11 +121,23 @@ lbd_daemonize(void)
     return LB_OK;
 }
 
+/* The first configuration error, for an old master waiting on an upgrade. */
+static char  lbd_first_error[512];
+
+static void
+lbd_report(const char *line)
+{
+    fprintf(stderr, "%s\n", line);
+    if (lbd_first_error[0] == '\0') {
+        snprintf(lbd_first_error, sizeof(lbd_first_error), "%s", line);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
     const char  *conf = NULL, *prefix = LB_PREFIX;
-    bool         foreground = false, test = false;
+    bool         foreground = false, test = false, upgrading;
     lb_cycle_t  *cycle;
     char        *conf_path = NULL;
     int          opt;
@@ -146,6 +159,9 @@ main(int argc, char **argv)
     }
 
     lb_time_update();
+    lb_upgrade_init(argc, argv);
+    /* started by an old master's binary upgrade: says hello at once */
+    upgrading = !test && lb_upgrade_child();
     if (conf == NULL) {
         conf_path = malloc(strlen(prefix) + sizeof(LB_CONF_PATH) + 2);
         if (conf_path == NULL) {
@@ -155,9 +171,11 @@ main(int argc, char **argv)
         conf = conf_path;
     }
 
-    cycle = lb_cycle_load(conf, prefix, NULL);
+    cycle = lb_cycle_load(conf, prefix, upgrading ? lbd_report : NULL);
     free(conf_path);
     if (cycle == NULL) {
+        lb_upgrade_fail(LB_UPGRADE_CONFIG, "%s", lbd_first_error[0] ? lbd_first_error
+                        : "the configuration has errors");
         return 1;
     }
     if (test) {
@@ -175,14 +193,28 @@ main(int argc, char **argv)
 
     /* fail early, while the user still sees stderr */
     lb_log_copy_stderr = true;
-    if (lbd_check_running(cycle->core->pid_file) != LB_OK
-        || lb_master_init(cycle) != LB_OK
-        || lbd_write_pid(cycle->core->pid_file) != LB_OK)
+    if (upgrading) {
+        /* the old master renamed its pid file; this one is already out of
+         * any terminal's session (a daemon's child) or the foreground
+         * master's child: no daemonizing */
+        if (lb_upgrade_receive(cycle) != LB_OK) {
+            goto failed;
+        }
+        if (lb_master_init(cycle) != LB_OK || lb_upgrade_apply_state(cycle) != LB_OK
+            || lbd_write_pid(cycle->core->pid_file) != LB_OK)
+        {
+            lb_upgrade_fail(LB_UPGRADE_REFUSED, "the new master could not start: see %s",
+                            cycle->core->error_log);
+            goto failed;
+        }
+        lb_sockets_close_unused(cycle);
+    } else if (lbd_check_running(cycle->core->pid_file) != LB_OK
+               || lb_master_init(cycle) != LB_OK
+               || lbd_write_pid(cycle->core->pid_file) != LB_OK)
     {
         goto failed;
-    }
-    if (!foreground && (lbd_daemonize() != LB_OK
-                        || lbd_write_pid(cycle->core->pid_file) != LB_OK))
+    } else if (!foreground && (lbd_daemonize() != LB_OK
+                               || lbd_write_pid(cycle->core->pid_file) != LB_OK))
     {
         goto failed;
     }
@@ -192,7 +224,11 @@ main(int argc, char **argv)
     return lb_master_run(cycle, foreground);
 
 failed:
-    lb_sockets_close_all();
+    if (upgrading) {
+        lb_sockets_forget_all();        /* the old master still listens on them */
+    } else {
+        lb_sockets_close_all();
+    }
     lb_cycle_free(cycle);
     return 1;
 }

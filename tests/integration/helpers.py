@@ -667,6 +667,16 @@ class Lbd:
         except ChildProcessError:
             pass
 
+    def follow(self, pid):
+        """After a binary upgrade: pid is the master from now on (cleanup
+        ends it and every process it is seen with)."""
+        self._remember(pid)
+        self.master_pid = pid
+        for child in children(pid):
+            self._remember(child)
+        self._reaper = threading.Thread(target=self._reap, args=(pid,), daemon=True)
+        self._reaper.start()
+
     def _read_pid_file(self):
         try:
             with open(self.pid_file) as f:

@@ -108,15 +108,22 @@ def processes_of(binaries):
 
 
 def pss_bytes(pid):
-    """Proportional set size: shared pages counted once across processes."""
+    """The memory a process owns, shared pages counted once across the
+    processes that share them: its proportional share of anonymous and
+    shared-memory pages (Pss_Anon + Pss_Shmem). File pages (the binary,
+    the libraries) are left out: they are the page cache's, and how many of
+    them a process has mapped depends on how it started (a daemonized
+    master maps fewer than one that an upgrade executed), not on what it
+    uses."""
+    total = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
+                    total += int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return total
 
 
 def alive(pid):

@@ -233,6 +233,11 @@ LB_FUZZ_WAF := modules/http/waf/lb_waf_engine.c modules/http/waf/lb_waf_rules.c
 objs/fuzz/fuzz_waf: LB_FUZZ_EXTRA := $(LB_FUZZ_WAF) -I modules/http/waf $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
 objs/fuzz/fuzz_waf: $(LB_FUZZ_WAF)
 
+# the binary upgrade's handoff message
+LB_FUZZ_UPGRADE := core/lb_upgrade_codec.c
+objs/fuzz/fuzz_upgrade_message: LB_FUZZ_EXTRA := $(LB_FUZZ_UPGRADE)
+objs/fuzz/fuzz_upgrade_message: $(LB_FUZZ_UPGRADE)
+
 $(LB_FUZZ_BINS): objs/fuzz/%: tests/fuzz/%.c $(LB_FUZZ_PARSER) objs/lb_auto_config.h
 	@command -v '$(FUZZ_CC)' >/dev/null 2>&1 || \
 		{ echo 'make fuzz: $(FUZZ_CC) not found (auto/deps installs it)' >&2; exit 1; }

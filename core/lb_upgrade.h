@@ -95,4 +95,20 @@ int lb_upgrade_parse_sockets(const u_char *p, size_t len, lb_upgrade_socket_t *o
                              size_t max, size_t *n, uint32_t *state_len,
                              char *err, size_t errlen);
 
+/* Big-endian 32-bit fields of the messages. */
+static inline void
+lb_put32(u_char *p, uint32_t v)
+{
+    p[0] = (u_char) (v >> 24);
+    p[1] = (u_char) (v >> 16);
+    p[2] = (u_char) (v >> 8);
+    p[3] = (u_char) v;
+}
+
+static inline uint32_t
+lb_get32(const u_char *p)
+{
+    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
 #endif

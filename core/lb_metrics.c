@@ -81,6 +81,23 @@ lb_metric_label(char *out, size_t size, const char *v)
 }
 
 int
+lb_metric_declare_each(lb_conf_t *cf, uint32_t *out, const lb_metric_family_t *fam,
+                       const char *base, const char *name, const char *const *values, size_t n)
+{
+    char    labels[768];
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        snprintf(labels, sizeof(labels), "%s%s%s=\"%s\"", base, base[0] ? "," : "", name,
+                 values[i]);
+        if (lb_metric_declare(cf, &out[i], fam, labels) != LB_OK) {
+            return LB_ERROR;
+        }
+    }
+    return LB_OK;
+}
+
+int
 lb_metric_declare(lb_conf_t *cf, uint32_t *out, const lb_metric_family_t *fam,
                   const char *labels)
 {

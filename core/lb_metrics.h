@@ -43,6 +43,12 @@ typedef struct {
 int lb_metric_declare(lb_conf_t *cf, uint32_t *out, const lb_metric_family_t *fam,
                       const char *labels);
 
+/* One series of fam for each of values[0..n), the label `name` set to it
+ * after the labels `base` (`listener="web",route="2"`): its number goes to
+ * out[i]. LB_OK or LB_ERROR. */
+int lb_metric_declare_each(lb_conf_t *cf, uint32_t *out, const lb_metric_family_t *fam,
+                           const char *base, const char *name, const char *const *values,
+                           size_t n);
 /* The size of a declaration, for the cycle's array. */
 extern const size_t  lb_metric_decl_size;
 

@@ -191,17 +191,11 @@ lb_http_limits_declare(lb_conf_t *cf, lb_http_limits_conf_t *lcf, const char *li
                        const char *route)
 {
     static const char *const  actions[2] = { "refused", "delayed" };
-    char                      labels[512];
-    int                       k;
+    char                      base[512];
 
-    for (k = 0; k < 2; k++) {
-        snprintf(labels, sizeof(labels), "listener=\"%s\",route=\"%s\",action=\"%s\"",
-                 listener, route, actions[k]);
-        if (lb_metric_declare(cf, &lcf->m_limited[k], &lb_http_limited, labels) != LB_OK) {
-            return LB_ERROR;
-        }
-    }
-    return LB_OK;
+    snprintf(base, sizeof(base), "listener=\"%s\",route=\"%s\"", listener, route);
+    return lb_metric_declare_each(cf, lcf->m_limited, &lb_http_limited, base, "action",
+                                  actions, 2);
 }
 
 /* A limit's identity: its listener's name and its route's number, so that

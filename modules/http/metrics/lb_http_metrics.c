@@ -71,16 +71,13 @@ lb_http_metrics_declare(lb_conf_t *cf, lb_http_metrics_conf_t *mcf, const char *
         "", "1xx", "2xx", "3xx", "4xx", "5xx"
     };
     char                      labels[512];
-    unsigned                  i;
 
-    for (i = 0; i < LB_METRICS_CLASSES; i++) {
-        snprintf(labels, sizeof(labels), "listener=\"%s\",route=\"%s\",code=\"%s\"",
-                 listener, route, codes[i]);
-        if (lb_metric_declare(cf, &mcf->requests[i], &lb_http_requests, labels) != LB_OK) {
-            return LB_ERROR;
-        }
-    }
     snprintf(labels, sizeof(labels), "listener=\"%s\",route=\"%s\"", listener, route);
+    if (lb_metric_declare_each(cf, mcf->requests, &lb_http_requests, labels, "code", codes,
+                               LB_METRICS_CLASSES) != LB_OK)
+    {
+        return LB_ERROR;
+    }
     return lb_metric_declare(cf, &mcf->duration, &lb_http_duration, labels);
 }
 

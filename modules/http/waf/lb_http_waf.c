@@ -265,20 +265,14 @@ lb_http_waf_declare(lb_conf_t *cf, lb_http_waf_conf_t *wcf, const char *listener
                     const char *route)
 {
     static const char *const  actions[2] = { "blocked", "detected" };
-    char                      labels[512];
-    int                       k;
+    char                      base[512];
 
     if (!wcf->on) {
         return LB_OK;
     }
-    for (k = 0; k < 2; k++) {
-        snprintf(labels, sizeof(labels), "listener=\"%s\",route=\"%s\",action=\"%s\"",
-                 listener, route, actions[k]);
-        if (lb_metric_declare(cf, &wcf->m_hits[k], &lb_http_waf_hits, labels) != LB_OK) {
-            return LB_ERROR;
-        }
-    }
-    return LB_OK;
+    snprintf(base, sizeof(base), "listener=\"%s\",route=\"%s\"", listener, route);
+    return lb_metric_declare_each(cf, wcf->m_hits, &lb_http_waf_hits, base, "action",
+                                  actions, 2);
 }
 
 /* Once every listener and route exists: the series, and each block's

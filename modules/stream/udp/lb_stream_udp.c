@@ -516,17 +516,40 @@ lb_udp_close_all(lb_udp_worker_t *w, lb_stream_end_t end)
     }
 }
 
-/* A stopping worker's sessions end at once instead of holding it up until
- * their session_timeout: its listening sockets are gone, so no datagram
- * of theirs would reach it any more. */
+/* A stopping worker no longer reads its listening sockets (the core took
+ * them out of the loop; the next generation reads the same sockets). Its
+ * sessions end soon instead of holding it up until their session_timeout:
+ * after LB_UDP_DRAIN_TIME, so that a reply already on its way from a
+ * server still reaches its client through the listening socket, which is
+ * closed then. */
+#define LB_UDP_DRAIN_TIME  250
+
+static lb_timer_t  lb_udp_drain_timer;
+
 static void
-lb_stream_udp_stop_worker(lb_cycle_t *cycle)
+lb_udp_drained(lb_timer_t *t)
 {
     lb_udp_worker_t  *w;
+    lb_listener_t    *ls;
+    size_t            a;
 
     for (w = lb_udp_workers; w; w = w->next) {
         lb_udp_close_all(w, LB_STREAM_END_SHUTDOWN);
+        ls = w->conf->listener;
+        for (a = 0; ls->conns && a < ls->addrs.nelts; a++) {
+            if (ls->conns[a]) {
+                lb_conn_close(ls->conns[a]);
+                ls->conns[a] = NULL;
+            }
+        }
     }
+}
+
+static void
+lb_stream_udp_stop_worker(lb_cycle_t *cycle)
+{
+    lb_timer_init(&lb_udp_drain_timer, lb_udp_drained, NULL);
+    lb_timer_set(&lb_udp_drain_timer, LB_UDP_DRAIN_TIME);
 }
 
 /* The server refused a datagram (ICMP port unreachable): a failed connect

@@ -150,7 +150,8 @@ def test_an_upgrade_under_way_refuses_another(lbd, echo_backend):
     assert get(lbd.address)[0] == 200
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "not_lbd", "timeout", "crash"])
+@pytest.mark.parametrize("case", ["missing", "directory", "not_lbd", "timeout", "crash",
+                                  "never_ready"])
 def test_a_failed_upgrade_leaves_the_old_master_serving(lbd, echo_backend, case):
     start(lbd, echo_backend, timeout="2s")
     master, workers = lbd.master_pid, lbd.workers()
@@ -168,11 +169,16 @@ def test_a_failed_upgrade_leaves_the_old_master_serving(lbd, echo_backend, case)
     elif case == "timeout":
         binary = script(lbd, "sleep.sh", "sleep 30")
         reason = "not lbd"
-    else:
+    elif case == "crash":
         # says hello, takes the sockets, then dies before it is ready
         binary = script(lbd, "crash.sh", f"exec {sys.executable} {os.path.abspath(__file__)} "
                         "--fake-new-master crash")
         reason = "died before it was ready"
+    else:
+        # says hello, takes the sockets, never says it is ready
+        binary = script(lbd, "hang.sh", f"exec {sys.executable} {os.path.abspath(__file__)} "
+                        "--fake-new-master hang")
+        reason = "not ready within upgrade_timeout"
     t0 = time.monotonic()
     r = upgrade(lbd, binary)
     assert r.returncode == 1, r.stdout
@@ -260,6 +266,7 @@ def fake_new_master(mode):
             break
     if mode == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(60)              # "hang": the old master gives up and stops it
 
 
 # PID 1 of a new PID namespace --------------------------------------------------

@@ -65,7 +65,7 @@ def test_example_module_settings_are_validated(lbd_with_echo, tmp_path):
     assert out.stderr.strip() == (f'{conf}:2: unknown setting "max_byte" in listener '
                                   f'"echo:127.0.0.1:1" (did you mean "max_bytes"?); valid '
                                   f'here: accept_proxy_protocol, allow, banner, deny, '
-                                  f'idle_timeout, listen, max_bytes, name, protocol')
+                                  f'idle_timeout, listen, max_bytes, max_conns_per_ip, name, protocol')
 
 
 def start(lbd, tmp_path, listeners, top=""):

@@ -53,6 +53,8 @@ static const lb_setting_t  lb_core_settings[] = {
       offsetof(lb_core_conf_t, max_old_generations), NULL, NULL, 0 },
     { "user", LB_SET_STR, LB_CTX_GLOBAL, NULL, 0, 0,
       offsetof(lb_core_conf_t, user), NULL, NULL, 0 },
+    { "worker_rlimit_nofile", LB_SET_INT, LB_CTX_GLOBAL, "0", 0, 1 << 30,
+      offsetof(lb_core_conf_t, rlimit_nofile), NULL, NULL, 0 },
     { "upgrade_timeout", LB_SET_DURATION, LB_CTX_GLOBAL, "30s", 100, 600000,
       offsetof(lb_core_conf_t, upgrade_timeout), NULL, NULL, 0 },
     { "ipv6_prefix", LB_SET_INT, LB_CTX_GLOBAL, "64", 1, 128,

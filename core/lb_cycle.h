@@ -18,6 +18,7 @@ typedef struct {
     char         *user;             /* NULL: keep the master's user */
     int64_t       ipv6_prefix;      /* an IPv6 client counts by this network */
     lb_msec_t     upgrade_timeout;  /* a new binary's time to become ready */
+    int64_t       rlimit_nofile;    /* worker_rlimit_nofile; 0: the hard limit */
 } lb_core_conf_t;
 
 /* Called for each connection a listener accepts (stream) or each datagram

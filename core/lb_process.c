@@ -5,6 +5,7 @@
  * a pipe to notice when the master is gone.
  */
 #include "lb_core.h"
+#include "lb_notify.h"
 #include "lb_upgrade.h"
 
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -86,6 +88,8 @@ static volatile sig_atomic_t  lb_nstopped;
 static volatile pid_t         lb_ready_pids[LB_MAX_STOPPED];
 static volatile sig_atomic_t  lb_nready;
 static volatile pid_t         lb_upgrade_requester;
+/* READY=1 is owed to the service manager (lb_notify.h) */
+static bool                   lb_notify_ready_pending = true;
 
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
                               lb_sig_reopen, lb_sig_child, lb_sig_alarm, lb_sig_upgrade;
@@ -1072,10 +1076,43 @@ lb_reload_report(const char *line)
     lb_log_error(0, "%s", line);
 }
 
+/* worker_rlimit_nofile: the open-files limit the master (and so every
+ * process it forks) runs with. 0 raises the soft limit to the hard one;
+ * a number above the hard limit raises both where the master may (root),
+ * else the hard limit is used and that is said. */
+static void
+lb_master_set_nofile(lb_cycle_t *cycle)
+{
+    struct rlimit  rl, want;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+        return;
+    }
+    want = rl;
+    want.rlim_cur = cycle->core->rlimit_nofile ? (rlim_t) cycle->core->rlimit_nofile
+                                               : rl.rlim_max;
+    if (want.rlim_cur > rl.rlim_max) {
+        want.rlim_max = want.rlim_cur;
+    }
+    if (want.rlim_cur == rl.rlim_cur && want.rlim_max == rl.rlim_max) {
+        return;
+    }
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+        return;
+    }
+    lb_log_warn(errno, "cannot raise the open-files limit to %llu (worker_rlimit_nofile); "
+                "using the hard limit, %llu", (unsigned long long) want.rlim_cur,
+                (unsigned long long) rl.rlim_max);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 static int
 lb_master_init_cycle(lb_cycle_t *cycle, lb_cycle_t *old)
 {
     size_t  i;
+
+    lb_master_set_nofile(cycle);
 
     if (lb_sockets_open(cycle) != LB_OK || lb_shm_zones_map(cycle, old) != LB_OK) {
         return LB_ERROR;
@@ -1097,6 +1134,10 @@ lb_master_reload(void)
     lb_cycle_t  *cycle, *old = lb_cycle;
 
     lb_log_notice("reloading configuration from %s", old->conf_file);
+    lb_notify("RELOADING=1");
+    /* READY=1 again once the new generation serves, or at once when the
+     * running configuration stays */
+    lb_notify_ready_pending = true;
     cycle = lb_cycle_load(old->conf_file, old->prefix, lb_reload_report);
     if (cycle == NULL) {
         lb_log_error(0, "reload failed: the configuration has errors; "
@@ -1212,8 +1253,9 @@ lb_workers_mark_ready(void)
     lb_nready = 0;
 }
 
-/* A new master tells the old one it is ready once a worker serves in
- * every slot. */
+/* Once a worker of the configuration in force serves in every slot: a
+ * new master tells the old one, and the service manager hears READY=1
+ * (after the start and after each reload). */
 static void
 lb_master_check_ready(lb_cycle_t *cycle)
 {
@@ -1235,6 +1277,10 @@ lb_master_check_ready(lb_cycle_t *cycle)
         }
     }
     lb_upgrade_ready();
+    if (lb_notify_ready_pending) {
+        lb_notify_ready_pending = false;
+        lb_notify("READY=1");
+    }
 }
 
 static void
@@ -1352,6 +1398,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_sig_terminate = 0;
             if (!terminating) {
                 lb_log_notice("fast shutdown");
+                lb_notify("STOPPING=1");
             }
             exiting = terminating = true;
             lb_workers_signal(SIGTERM, false, 0);
@@ -1360,6 +1407,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
             lb_sig_quit = 0;
             if (!exiting) {
                 lb_log_notice("graceful shutdown");
+                lb_notify("STOPPING=1");
                 exiting = true;
                 /* new clients are refused at once, not queued until the
                  * end: the master's copies go first, then the workers
@@ -1383,7 +1431,7 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         if (lb_nready) {
             lb_workers_mark_ready();
         }
-        if (lb_upgrade_waiting_ready()) {
+        if (lb_upgrade_waiting_ready() || lb_notify_ready_pending) {
             lb_master_check_ready(lb_cycle);
         }
         if (lb_sig_reload) {

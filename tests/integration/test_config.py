@@ -28,7 +28,7 @@ listeners = (
 
 GLOBAL_SETTINGS = ("admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, "
                    "max_old_generations, pid_file, shutdown_timeout, upgrade_timeout, upstreams, "
-                   "user, workers")
+                   "user, worker_rlimit_nofile, workers")
 ROUTE_SETTINGS = ("allow, cookie, deny, error_pages, gzip, header, host, limits, method, path, "
                   "path_prefix, path_regex, query, "
                   "redirect, request_buffering, request_headers, response_headers, return, "

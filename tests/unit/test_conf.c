@@ -11,7 +11,8 @@
 
 /* the global settings lbd -t lists after an unknown one */
 #define GLOBALS  "admin_socket, error_log, ipv6_prefix, limits_memory, listeners, log_level, " \
-                 "max_old_generations, pid_file, shutdown_timeout, upgrade_timeout, upstreams, user, workers"
+                 "max_old_generations, pid_file, shutdown_timeout, upgrade_timeout, upstreams, user, " \
+                 "worker_rlimit_nofile, workers"
 #include <limits.h>
 
 #define LB_TEST_NAME  "conf"

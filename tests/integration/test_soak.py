@@ -1,6 +1,6 @@
 """The short soak (tests/soak/soak.py, `make soak` runs it at full size beside
-nginx and HAProxy): 10 reloads — in-place upstream changes alternating with
-full ones — and 2 binary upgrades between two builds, under wrk, WebSocket
+nginx and HAProxy): 10 reloads — upstream-only changes alternating with
+other ones — and 2 binary upgrades between two builds, under wrk, WebSocket
 sessions, TCP streams and UDP sessions. Nothing may be lost: no failed
 request, no socket error, no session or stream cut that was not on a draining
 generation, no TCP byte, no UDP reply; every reload and upgrade succeeds;
@@ -24,7 +24,6 @@ def test_short_soak_loses_nothing(tmp_path):
     assert "error" not in r, r
     assert r["failed"] == [], r["failed"]
     assert r["reloads"] == 10 and r["upgrades"] == 2
-    assert r["in_place"] == 5, "every other reload changes only upstream servers"
     assert r["requests"] > 0
     assert r["non2xx"] == 0 and r["socket_errors"] == 0, r["socket_errors_detail"]
     assert r["ws_opened"] >= 4 and r["ws_lost"] == 0, r["errors"]

@@ -12,8 +12,10 @@
 #   make fuzz         tests/fuzz/*.c with clang and libFuzzer, FUZZ_SECONDS each (30)
 #   make run          demo: lbd on 127.0.0.1:8080 before two demo backends;
 #                     PORT=18080 BACKEND_PORTS='19001 19002' on a busy machine
-#   make install      PREFIX/sbin, PREFIX/conf, PREFIX/logs; honours DESTDIR;
+#   make install      PREFIX/sbin, PREFIX/conf, PREFIX/logs, man pages, the
+#                     systemd unit and the logrotate file; honours DESTDIR;
 #                     PREFIX=DIR overrides configure's --prefix
+#   make deb          objs/lbd_VERSION_ARCH.deb (dpkg-deb; lintian-clean)
 #   make clean        removes objs/
 #
 # Sanitizer build: ./configure --with-sanitizers && make test (.ci/run does it).
@@ -296,7 +298,7 @@ ifeq ($(lb_install_prefix),$(LB_PREFIX))
 lb_install_bins := objs/lbd objs/lbctl
 else
 lb_install_bins := objs/install/lbd objs/install/lbctl
-ifneq ($(filter install,$(MAKECMDGOALS)),)
+ifneq ($(filter install install-bins,$(MAKECMDGOALS)),)
 ifneq ($(filter-out /%,$(lb_install_prefix)),)
 $(error make install: PREFIX must be an absolute directory, not "$(PREFIX)")
 endif
@@ -328,7 +330,7 @@ objs/install/lbd objs/install/lbctl: objs/install/%: objs/install/%.o objs/liblb
 # overwrites the one in use. conf/examples/ always gets the shipped ones.
 lb_dest := $(DESTDIR)$(lb_install_prefix)
 
-install: all $(lb_install_bins)
+install: all $(lb_install_bins) objs/install/lbd.service objs/install/lbd.logrotate
 	@if [ ! -f conf/lbd.conf ]; then echo 'make install: conf/lbd.conf is missing' >&2; exit 1; fi
 	install -d '$(lb_dest)/sbin' '$(lb_dest)/conf/examples' '$(lb_dest)/logs'
 	install -m 755 $(lb_install_bins) '$(lb_dest)/sbin/'
@@ -339,11 +341,35 @@ install: all $(lb_install_bins)
 		echo "install -m 644 conf/lbd.conf '$(lb_dest)/conf/lbd.conf'"; \
 		install -m 644 conf/lbd.conf '$(lb_dest)/conf/lbd.conf'; \
 	fi
+	install -d '$(lb_dest)/share/man/man5' '$(lb_dest)/share/man/man8' \
+		'$(lb_dest)/lib/systemd/system' '$(lb_dest)/etc/logrotate.d'
+	install -m 644 docs/man/lbd.8 docs/man/lbctl.8 '$(lb_dest)/share/man/man8/'
+	install -m 644 docs/man/lbd.conf.5 '$(lb_dest)/share/man/man5/'
+	install -m 644 objs/install/lbd.service '$(lb_dest)/lib/systemd/system/lbd.service'
+	install -m 644 objs/install/lbd.logrotate '$(lb_dest)/etc/logrotate.d/lbd'
+
+# A Debian package (auto/deb): the binaries relinked for /etc/lbd.
+deb:
+	@$(MAKE) --no-print-directory install-bins PREFIX=/etc/lbd
+	@sh auto/deb
+
+install-bins: $(lb_install_bins)
+
+# The unit and the logrotate file with this installation's paths.
+lb_subst = sed -e 's|@SBIN@|$(1)/sbin|g' -e 's|@CONF@|$(1)/conf/lbd.conf|g' -e 's|@LOGS@|$(1)/logs|g'
+
+objs/install/lbd.service: conf/systemd/lbd.service.in objs/install/prefix
+	@mkdir -p $(@D)
+	$(call lb_subst,$(lb_install_prefix)) $< > $@
+
+objs/install/lbd.logrotate: conf/logrotate/lbd.in objs/install/prefix
+	@mkdir -p $(@D)
+	$(call lb_subst,$(lb_install_prefix)) $< > $@
 
 clean:
 	rm -rf objs
 
 help:
-	@sed -n '2,20s/^# \{0,1\}//p' Makefile
+	@sed -n '2,22s/^# \{0,1\}//p' Makefile
 
-.PHONY: all test unit integration soak bench fuzz run install clean help
+.PHONY: all test unit integration soak bench fuzz run install install-bins deb clean help

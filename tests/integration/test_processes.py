@@ -177,9 +177,13 @@ def test_graceful_stop_turns_new_connections_away_at_once(lbd, backend):
         assert busy.recv(1024)
         lbd.signal(signal.SIGQUIT)
         lbd.wait_log(log_line("notice", "graceful shutdown"))
-        # a connection the worker accepted before it saw QUIT is served;
-        # once it says it stopped accepting, new ones must be turned away
-        lbd.wait_log(log_line("notice", r"stopped accepting; finishing \d+ connections"))
+        # a connection a worker accepted before it saw QUIT is served;
+        # once every worker says it stopped accepting, new ones must be
+        # turned away (with one line waited for, the other worker could
+        # still accept the late one, and serve it)
+        wait_until(lambda: len(re.findall(r"stopped accepting; finishing \d+ connections",
+                                          open(lbd.error_log_path).read())) >= lbd.nworkers,
+                   10, what="every worker to stop accepting")
         try:
             with connect(lbd.address, timeout=1) as late:
                 assert helpers.closed_by_peer(late, timeout=1), \

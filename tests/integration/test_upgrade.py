@@ -254,6 +254,49 @@ listeners = ( {{ protocol = "http"; listen = "127.0.0.1:{port}";
         old.close()
 
 
+def test_a_descriptor_of_the_wrong_kind_is_refused(tmp_path):
+    """A well-formed handoff whose descriptor is not what it says: a
+    regular file, then a datagram socket named as a listening stream."""
+    port = helpers.free_port()
+    conf = tmp_path / "lbd.conf"
+    conf.write_text(f"""
+workers = 1; pid_file = "{tmp_path}/lbd.pid"; error_log = "{tmp_path}/error.log";
+admin_socket = "{tmp_path}/admin.sock";
+listeners = ( {{ protocol = "http"; listen = "127.0.0.1:{port}";
+                 routes = ( {{ return = {{ status = 200; }}; }} ); }} );
+""")
+    sin = struct.pack("=H", socket.AF_INET) + struct.pack(">H", port) \
+        + socket.inet_aton("127.0.0.1") + b"\0" * 8
+    text = f"127.0.0.1:{port}".encode()
+    record = b"\x01" + struct.pack(">I", 1) + struct.pack(">H", len(sin)) + sin + b"\x00" \
+        + struct.pack(">H", len(text)) + text
+    message = b"S" + b"LBDUPGRD" + b"\x01" + struct.pack(">II", 1, 0) + record
+    wrong = [open(conf, "rb"), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+    wrong[1].bind(("127.0.0.1", port))
+    for fake in wrong:
+        old, new = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ, LBD_UPGRADE_FD=str(new.fileno()))
+        p = subprocess.Popen([LBD, "-f", "-c", str(conf), "-p", str(tmp_path)], env=env,
+                             pass_fds=[new.fileno()], stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL)
+        new.close()
+        old.settimeout(10)
+        assert old.recv(64)[:1] == b"H"
+        old.send(message)
+        old.sendmsg([b"F" + struct.pack(">I", 1)],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fake.fileno()))])
+        try:
+            old.send(b"E")
+        except OSError:
+            pass
+        answer = old.recv(1024)
+        assert answer[:1] == b"X" and b"is not a listening stream socket" in answer, answer
+        assert p.wait(10) != 0
+        assert helpers.listening_sockets(port) == 0
+        old.close()
+        fake.close()
+
+
 def fake_new_master(mode):
     """Run as the new binary by a test: speaks the handoff, then misbehaves."""
     fd = int(os.environ["LBD_UPGRADE_FD"])

@@ -1472,8 +1472,13 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         lb_log_notice("handed over to the new master; exiting");
         if (foreground && !lb_upgrade_supervised()) {
-            /* a container's PID 1, a service's main process: stays */
-            lb_upgrade_supervise(lb_cycle->core->pid_file);
+            /* a container's PID 1, a service's main process: stays, with
+             * nothing of the old configuration (its shared zones unmapped) */
+            char  *pid_file = strdup(lb_cycle->core->pid_file);
+
+            lb_cycle_free(lb_cycle);
+            lb_cycle = NULL;
+            lb_upgrade_supervise(pid_file ? pid_file : "");
         }
         return 0;
     }

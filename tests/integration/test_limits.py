@@ -219,3 +219,19 @@ def test_bad_settings_are_load_errors(lbd, tmp_path):
                      **{"global": ""})
     r = lbd_test(lbd.conf_path)
     assert r.returncode == 1 and "requests_per_second" in r.stdout + r.stderr
+
+
+def test_buckets_survive_a_binary_upgrade(lbd):
+    """As across a reload: the new binary takes the buckets over (and the
+    seed their keys were hashed with)."""
+    import re as _re
+    lbd.start(CONF, extra="", proxy="", foreground=False, **{"global": ""})
+    first = [one(lbd.address, "/slow")[0] for _ in range(10)]
+    assert first.count(200) == 6, first
+    t = time.monotonic()
+    r = lbd.lbctl("upgrade")
+    assert r.returncode == 0, r.stderr
+    lbd.follow(int(_re.search(r"new master (\d+)", r.stdout).group(1)))
+    again = [one(lbd.address, "/slow")[0] for _ in range(10)]
+    refilled = int(time.monotonic() - t) + 1
+    assert again.count(200) <= min(refilled, 5), (first, again, refilled)

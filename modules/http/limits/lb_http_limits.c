@@ -25,6 +25,7 @@
 #include "lb_http.h"
 #include "lb_http_route.h"
 #include "lb_limits_table.h"
+#include "lb_state.h"
 
 #include <arpa/inet.h>
 #include <time.h>
@@ -64,6 +65,8 @@ static int   lb_http_limits_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent
 static int   lb_http_limits_init_conf(lb_conf_t *cf);
 static int   lb_http_limits_access(lb_http_request_t *r);
 static int   lb_http_limits_header_filter(lb_http_request_t *r);
+static int   lb_http_limits_state_save(lb_cycle_t *cycle, lb_state_writer_t *w);
+static int   lb_http_limits_state_load(lb_cycle_t *cycle, const lb_state_record_t *r);
 
 static const char *const  lb_http_limits_protocols[] = { "http", "https", NULL };
 
@@ -106,6 +109,8 @@ lb_module_t  lb_http_limits_module = {
     .merge_conf = lb_http_limits_merge_conf,
     .init_conf = lb_http_limits_init_conf,
     .ctx = &lb_http_limits_ctx,
+    .state_save = lb_http_limits_state_save,
+    .state_load = lb_http_limits_state_load,
 };
 
 static const lb_metric_family_t  lb_http_limited = {
@@ -267,6 +272,106 @@ lb_http_limits_init_conf(lb_conf_t *cf)
     if (main->zone == NULL) {
         return lb_conf_error_at(cf, cf->cycle->conf_file, 0, "cannot declare the shared zone "
                                 "\"" LB_LIMITS_ZONE "\"");
+    }
+    return LB_OK;
+}
+
+/* Binary upgrade --------------------------------------------------------- */
+
+/* The buckets go over as one record: the seed their keys were hashed
+ * with, and per bucket its hash and how far its clock is from now
+ * (microseconds; a clock in the past is an empty bucket and is left
+ * out), 16 bytes each, big-endian. */
+typedef struct {
+    u_char   *buf;
+    size_t    len, cap;
+    int64_t   now;
+} lb_http_limits_dump_t;
+
+static int64_t
+lb_http_limits_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+lb_http_limits_dump(void *arg, uint64_t hash, int64_t tat)
+{
+    lb_http_limits_dump_t  *d = arg;
+    uint64_t                ahead = (uint64_t) (tat - d->now);
+    u_char                 *p;
+    int                     i;
+
+    if (tat <= d->now || d->buf == NULL) {
+        return;
+    }
+    if (d->len + 16 > d->cap) {
+        p = realloc(d->buf, d->cap ? 2 * d->cap : 4096);
+        if (p == NULL) {
+            free(d->buf);
+            d->buf = NULL;
+            return;
+        }
+        d->buf = p;
+        d->cap = d->cap ? 2 * d->cap : 4096;
+    }
+    for (i = 0; i < 8; i++) {
+        d->buf[d->len + (size_t) i] = (u_char) (hash >> (56 - 8 * i));
+        d->buf[d->len + 8 + (size_t) i] = (u_char) (ahead >> (56 - 8 * i));
+    }
+    d->len += 16;
+}
+
+static int
+lb_http_limits_state_save(lb_cycle_t *cycle, lb_state_writer_t *w)
+{
+    lb_http_limits_main_t  *main = lb_get_conf(cycle->confs, lb_http_limits_module);
+    lb_http_limits_dump_t   d = { malloc(4096), 0, 4096, lb_http_limits_now() };
+
+    if (main == NULL || main->zone == NULL || main->zone->data == NULL) {
+        free(d.buf);
+        return LB_OK;
+    }
+    lb_limits_table_each(main->zone->data, lb_http_limits_dump, &d);
+    if (d.buf == NULL) {
+        lb_log_error(ENOMEM, "cannot save the rate limits' buckets");
+        return LB_ERROR;
+    }
+    lb_state_record_begin(w, "http_limits", "buckets");
+    lb_state_put_int(w, "seed", (int64_t) lb_limits_table_seed(main->zone->data));
+    lb_state_put_bytes(w, "buckets", d.buf, d.len);
+    lb_state_record_end(w);
+    free(d.buf);
+    return LB_OK;
+}
+
+static int
+lb_http_limits_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
+{
+    lb_http_limits_main_t  *main = lb_get_conf(cycle->confs, lb_http_limits_module);
+    const u_char           *p;
+    uint64_t                hash, ahead;
+    int64_t                 seed, now = lb_http_limits_now();
+    size_t                  n, i;
+    int                     k;
+
+    if (strcmp(r->type, "buckets") != 0 || main == NULL || main->zone == NULL
+        || main->zone->data == NULL || !lb_state_get_int(r, "seed", &seed)
+        || (p = lb_state_get_bytes(r, "buckets", &n)) == NULL || n % 16)
+    {
+        return LB_DECLINED;
+    }
+    lb_limits_table_set_seed(main->zone->data, (uint64_t) seed);
+    for (i = 0; i < n; i += 16) {
+        hash = ahead = 0;
+        for (k = 0; k < 8; k++) {
+            hash = hash << 8 | p[i + (size_t) k];
+            ahead = ahead << 8 | p[i + 8 + (size_t) k];
+        }
+        lb_limits_table_put(main->zone->data, hash, now + (int64_t) ahead);
     }
     return LB_OK;
 }

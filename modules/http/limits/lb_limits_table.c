@@ -206,6 +206,35 @@ lb_limits_take(lb_limits_table_t *t, uint64_t hash, int64_t now_us, int64_t inte
     return v;
 }
 
+void
+lb_limits_table_each(lb_limits_table_t *t,
+                     void (*fn)(void *arg, uint64_t hash, int64_t tat), void *arg)
+{
+    lb_limits_bucket_t  *b;
+    uint32_t             i;
+
+    lb_shm_lock(&t->lock);
+    for (i = t->oldest; i; i = b->next) {
+        b = lb_limits_bucket(t, i);
+        fn(arg, b->hash, b->tat);
+    }
+    lb_shm_unlock(&t->lock);
+}
+
+void
+lb_limits_table_set_seed(lb_limits_table_t *t, uint64_t seed)
+{
+    t->seed = seed;
+}
+
+void
+lb_limits_table_put(lb_limits_table_t *t, uint64_t hash, int64_t tat)
+{
+    lb_shm_lock(&t->lock);
+    lb_limits_find_or_add(t, hash, tat)->tat = tat;
+    lb_shm_unlock(&t->lock);
+}
+
 size_t
 lb_limits_table_count(lb_limits_table_t *t)
 {

@@ -46,6 +46,14 @@ lb_limits_verdict_t lb_limits_take(lb_limits_table_t *t, uint64_t hash, int64_t 
                                    int64_t interval_us, int64_t burst, bool nodelay,
                                    int64_t *wait_us);
 
+/* A binary upgrade carries the buckets over (lb_state.h): every bucket,
+ * least recently used first, to fn; and, in the new master's table, the
+ * old seed (before any bucket goes in) and a bucket as it was. */
+void lb_limits_table_each(lb_limits_table_t *t,
+                          void (*fn)(void *arg, uint64_t hash, int64_t tat), void *arg);
+void lb_limits_table_set_seed(lb_limits_table_t *t, uint64_t seed);
+void lb_limits_table_put(lb_limits_table_t *t, uint64_t hash, int64_t tat);
+
 /* Buckets in use, and how many were taken from the least recently used. */
 size_t   lb_limits_table_count(lb_limits_table_t *t);
 uint64_t lb_limits_table_evicted(lb_limits_table_t *t);

@@ -379,7 +379,10 @@ def test_reload_ends_old_sessions_at_once_and_keeps_serving(lbd, udp_backend, cl
                what="the old workers to exit")
     for i, s in enumerate(socks):
         assert ask(s, lbd.address, b"after %d" % i) == b"after %d" % i
-    assert len(server.sources()) == 20, "new sessions in the new workers"
+    # new sessions in the new workers: ten more source sockets (the kernel
+    # may give one an old session's port again, freed since)
+    assert len(server.received) >= 20 and len(server.sources()) >= 19, \
+        "new sessions in the new workers"
 
 
 def test_config_errors_are_reported(lbd):

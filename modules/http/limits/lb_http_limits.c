@@ -51,7 +51,7 @@ typedef struct lb_http_limits_conf_s {
     bool                 key_is_addr;       /* key is "$remote_addr": by network */
     bool                 written;
     uint64_t             id;                /* the limit's own bucket space */
-    lb_http_limits_main_t *main;            /* the table, ipv6_prefix */
+    lb_http_limits_main_t *lmcf;            /* the table, ipv6_prefix */
     struct lb_http_limits_conf_s *use;      /* a route without a group: its listener's */
     uint32_t             m_limited[2];      /* refused, delayed */
     char                 where[48];         /* "listener \"web\" route #2" */
@@ -222,14 +222,14 @@ lb_http_limits_name(lb_http_limits_conf_t *lcf, const char *listener, unsigned r
 static int
 lb_http_limits_init_conf(lb_conf_t *cf)
 {
-    lb_http_limits_main_t   *main = lb_get_conf(cf->cycle->confs, lb_http_limits_module);
+    lb_http_limits_main_t   *lmcf = lb_get_conf(cf->cycle->confs, lb_http_limits_module);
     const lb_http_routes_t  *rs;
     lb_http_limits_conf_t   *lcf, *rcf;
     lb_listener_t           *ls;
     char                     name[256], route[16];
     size_t                   i, k;
 
-    main->ipv6_prefix = cf->cycle->core->ipv6_prefix;      /* a core setting */
+    lmcf->ipv6_prefix = cf->cycle->core->ipv6_prefix;      /* a core setting */
     for (i = 0; i < cf->cycle->listeners.nelts; i++) {
         ls = lb_array_at(&cf->cycle->listeners, lb_listener_t *, i);
         rs = lb_http_route_list(ls);
@@ -238,9 +238,9 @@ lb_http_limits_init_conf(lb_conf_t *cf)
         }
         lb_metric_label(name, sizeof(name), ls->name);
         lcf = lb_get_conf(ls->confs, lb_http_limits_module);
-        lcf->main = main;
+        lcf->lmcf = lmcf;
         if (lcf->written && lcf->enabled) {
-            main->used = true;
+            lmcf->used = true;
             lb_http_limits_name(lcf, ls->name, 0);
             if (lb_http_limits_declare(cf, lcf, name, "") != LB_OK) {
                 return LB_ERROR;
@@ -248,7 +248,7 @@ lb_http_limits_init_conf(lb_conf_t *cf)
         }
         for (k = 0; k < rs->nroutes; k++) {
             rcf = lb_get_conf(rs->routes[k]->confs, lb_http_limits_module);
-            rcf->main = main;
+            rcf->lmcf = lmcf;
             if (!rcf->written) {
                 rcf->use = lcf;         /* the listener's limit, buckets and all */
                 continue;
@@ -256,7 +256,7 @@ lb_http_limits_init_conf(lb_conf_t *cf)
             if (!rcf->enabled) {
                 continue;
             }
-            main->used = true;
+            lmcf->used = true;
             lb_http_limits_name(rcf, ls->name, rs->routes[k]->index);
             snprintf(route, sizeof(route), "%u", rs->routes[k]->index);
             if (lb_http_limits_declare(cf, rcf, name, route) != LB_OK) {
@@ -264,12 +264,12 @@ lb_http_limits_init_conf(lb_conf_t *cf)
             }
         }
     }
-    if (!main->used) {
+    if (!lmcf->used) {
         return LB_OK;
     }
-    main->zone = lb_shm_zone_add(cf, LB_LIMITS_ZONE, (size_t) main->memory,
-                                 lb_http_limits_zone_init, main);
-    if (main->zone == NULL) {
+    lmcf->zone = lb_shm_zone_add(cf, LB_LIMITS_ZONE, (size_t) lmcf->memory,
+                                 lb_http_limits_zone_init, lmcf);
+    if (lmcf->zone == NULL) {
         return lb_conf_error_at(cf, cf->cycle->conf_file, 0, "cannot declare the shared zone "
                                 "\"" LB_LIMITS_ZONE "\"");
     }
@@ -328,20 +328,20 @@ lb_http_limits_dump(void *arg, uint64_t hash, int64_t tat)
 static int
 lb_http_limits_state_save(lb_cycle_t *cycle, lb_state_writer_t *w)
 {
-    lb_http_limits_main_t  *main = lb_get_conf(cycle->confs, lb_http_limits_module);
+    lb_http_limits_main_t  *lmcf = lb_get_conf(cycle->confs, lb_http_limits_module);
     lb_http_limits_dump_t   d = { malloc(4096), 0, 4096, lb_http_limits_now() };
 
-    if (main == NULL || main->zone == NULL || main->zone->data == NULL) {
+    if (lmcf == NULL || lmcf->zone == NULL || lmcf->zone->data == NULL) {
         free(d.buf);
         return LB_OK;
     }
-    lb_limits_table_each(main->zone->data, lb_http_limits_dump, &d);
+    lb_limits_table_each(lmcf->zone->data, lb_http_limits_dump, &d);
     if (d.buf == NULL) {
         lb_log_error(ENOMEM, "cannot save the rate limits' buckets");
         return LB_ERROR;
     }
     lb_state_record_begin(w, "http_limits", "buckets");
-    lb_state_put_int(w, "seed", (int64_t) lb_limits_table_seed(main->zone->data));
+    lb_state_put_int(w, "seed", (int64_t) lb_limits_table_seed(lmcf->zone->data));
     lb_state_put_bytes(w, "buckets", d.buf, d.len);
     lb_state_record_end(w);
     free(d.buf);
@@ -351,27 +351,27 @@ lb_http_limits_state_save(lb_cycle_t *cycle, lb_state_writer_t *w)
 static int
 lb_http_limits_state_load(lb_cycle_t *cycle, const lb_state_record_t *r)
 {
-    lb_http_limits_main_t  *main = lb_get_conf(cycle->confs, lb_http_limits_module);
+    lb_http_limits_main_t  *lmcf = lb_get_conf(cycle->confs, lb_http_limits_module);
     const u_char           *p;
     uint64_t                hash, ahead;
     int64_t                 seed, now = lb_http_limits_now();
     size_t                  n, i;
     int                     k;
 
-    if (strcmp(r->type, "buckets") != 0 || main == NULL || main->zone == NULL
-        || main->zone->data == NULL || !lb_state_get_int(r, "seed", &seed)
+    if (strcmp(r->type, "buckets") != 0 || lmcf == NULL || lmcf->zone == NULL
+        || lmcf->zone->data == NULL || !lb_state_get_int(r, "seed", &seed)
         || (p = lb_state_get_bytes(r, "buckets", &n)) == NULL || n % 16)
     {
         return LB_DECLINED;
     }
-    lb_limits_table_set_seed(main->zone->data, (uint64_t) seed);
+    lb_limits_table_set_seed(lmcf->zone->data, (uint64_t) seed);
     for (i = 0; i < n; i += 16) {
         hash = ahead = 0;
         for (k = 0; k < 8; k++) {
             hash = hash << 8 | p[i + (size_t) k];
             ahead = ahead << 8 | p[i + 8 + (size_t) k];
         }
-        lb_limits_table_put(main->zone->data, hash, now + (int64_t) ahead);
+        lb_limits_table_put(lmcf->zone->data, hash, now + (int64_t) ahead);
     }
     return LB_OK;
 }
@@ -393,7 +393,7 @@ lb_http_limits_hash(lb_http_request_t *r, const lb_http_limits_conf_t *lcf, uint
         && inet_pton(AF_INET6, r->peer->remote_ip, &a6) == 1)
     {
         /* an IPv6 client counts by its network */
-        bits = (int) lcf->main->ipv6_prefix;
+        bits = (int) lcf->lmcf->ipv6_prefix;
         for (i = 0; i < 16; i++, bits -= 8) {
             a6.s6_addr[i] &= bits >= 8 ? 0xff : bits <= 0 ? 0 : (uint8_t) (0xff << (8 - bits));
         }
@@ -450,7 +450,7 @@ lb_http_limits_access(lb_http_request_t *r)
     if (lcf == NULL || !lcf->written || !lcf->enabled || lcf->key == NULL) {
         return LB_DECLINED;
     }
-    zone = lcf->main->zone ? lcf->main->zone->data : NULL;
+    zone = lcf->lmcf->zone ? lcf->lmcf->zone->data : NULL;
     if (zone == NULL) {
         return LB_DECLINED;
     }

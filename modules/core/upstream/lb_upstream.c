@@ -344,6 +344,7 @@ lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
     switch (ctx) {
     case LB_CTX_GLOBAL:
         lb_resolve_load_begin();        /* a load starts */
+        lb_upstream_update_register();
         umcf = lb_pcalloc(cf->pool, sizeof(*umcf));
         if (umcf && lb_array_init(&umcf->upstreams, cf->pool, 8, sizeof(lb_upstream_t *)) != LB_OK) {
             return NULL;
@@ -878,6 +879,14 @@ lb_upstream_find(lb_cycle_t *cycle, const char *name)
     return NULL;
 }
 
+lb_shm_zone_t *
+lb_upstream_zone(lb_cycle_t *cycle)
+{
+    lb_upstream_main_conf_t  *umcf = lb_get_conf(cycle->confs, lb_core_upstream_module);
+
+    return umcf ? umcf->zone : NULL;
+}
+
 lb_upstream_t **
 lb_upstream_all(lb_cycle_t *cycle, size_t *n)
 {
@@ -1227,6 +1236,7 @@ lb_upstream_take(lb_upstream_peer_t *pr, lb_upstream_server_t *s, bool trial)
         __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
         return false;
     }
+    u->refs++;                  /* the version stays while a server of it is taken */
     pr->try.attempts++;
     pr->try.trial = trial || (u->passive.max_fails
                               && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED));
@@ -1379,6 +1389,12 @@ typedef struct {
 } lb_upstream_seen_t;
 
 static lb_upstream_seen_t  lb_upstream_seen[LB_STICKY_SEEN];
+
+void
+lb_upstream_sticky_forget(void)
+{
+    memset(lb_upstream_seen, 0, sizeof(lb_upstream_seen));
+}
 
 lb_upstream_server_t *
 lb_upstream_sticky_check(lb_upstream_t *u, const char *value, size_t len, const char **why,
@@ -1535,4 +1551,7 @@ lb_upstream_release(lb_upstream_server_t *s, lb_upstream_outcome_t outcome)
         lb_metric_add(s->m_failures, 1);
     }
     __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+    if (s->upstream && s->upstream->refs) {
+        s->upstream->refs--;
+    }
 }

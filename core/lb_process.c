@@ -39,6 +39,8 @@ typedef struct {
     lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
     int        channel;         /* the master's end of its socket pair, or -1 */
     bool       replaced;        /* a helper replaced by a reload in place */
+    bool       applying;        /* a worker handed a reload in place, until
+                                   it says it applied it */
 } lb_worker_t;
 
 static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
@@ -87,6 +89,10 @@ static volatile sig_atomic_t  lb_nstopped;
 #define LB_WORKER_READY  1
 static volatile pid_t         lb_ready_pids[LB_MAX_STOPPED];
 static volatile sig_atomic_t  lb_nready;
+/* workers that applied a reload in place (LB_WORKER_APPLIED) */
+#define LB_WORKER_APPLIED  2
+static volatile pid_t         lb_applied_pids[LB_MAX_STOPPED];
+static volatile sig_atomic_t  lb_napplied;
 static volatile pid_t         lb_upgrade_requester;
 
 static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
@@ -155,6 +161,10 @@ lb_signal_handler(int signo, siginfo_t *info, void *unused)
         if (info->si_code == SI_QUEUE && info->si_value.sival_int == LB_WORKER_READY) {
             if (lb_nready < LB_MAX_STOPPED) {
                 lb_ready_pids[lb_nready++] = info->si_pid;
+            }
+        } else if (info->si_code == SI_QUEUE && info->si_value.sival_int == LB_WORKER_APPLIED) {
+            if (lb_napplied < LB_MAX_STOPPED) {
+                lb_applied_pids[lb_napplied++] = info->si_pid;
             }
         } else if (lb_nstopped < LB_MAX_STOPPED) {
             lb_stopped_pids[lb_nstopped++] = info->si_pid;
@@ -412,6 +422,11 @@ lb_worker_reopen(lb_cycle_t *cycle)
         }
         if (strcmp(path, LB_RELOAD_CHANNEL_TAG) == 0) {
             lb_reload_apply(cycle, fd);     /* a reload in place; closes fd */
+            if (getppid() == lb_master_pid) {
+                /* the master answers lbctl once every worker applied it */
+                sigqueue(lb_master_pid, LB_SIG_STOPPED,
+                         (union sigval) { .sival_int = LB_WORKER_APPLIED });
+            }
         } else if (lb_log_path() && strcmp(lb_log_path(), path) == 0) {
             lb_log_adopt(fd);
         } else {
@@ -703,6 +718,7 @@ lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
     w->shutdown_timeout = cycle->core->shutdown_timeout;
     w->kill_at = 0;
     w->replaced = false;
+    w->applying = false;
     if (helper) {
         lb_log_notice("started %s %d (generation %u)", helper->helper->name, (int) pid,
                       cycle->generation);
@@ -1115,6 +1131,7 @@ lb_workers_send_reload(lb_cycle_t *cycle, int fd)
         if (w->channel != -1
             && lb_channel_send_file(w->channel, LB_RELOAD_CHANNEL_TAG, fd) == LB_OK)
         {
+            w->applying = true;
             kill(w->pid, SIGUSR1);
             continue;
         }
@@ -1278,7 +1295,7 @@ lb_master_answer(bool now)
         for (i = 0; i < lb_nelems(lb_workers); i++) {
             if (lb_workers[i].pid
                 && ((lb_workers[i].generation < lb_cycle->generation && !lb_workers[i].stopped)
-                    || lb_workers[i].replaced))
+                    || lb_workers[i].replaced || lb_workers[i].applying))
             {
                 return;
             }
@@ -1292,6 +1309,22 @@ lb_master_answer(bool now)
     }
     lb_nrequesters = 0;
     lb_answer_pending = false;
+}
+
+static void
+lb_workers_mark_applied(void)
+{
+    size_t  i;
+    int     k;
+
+    for (k = 0; k < lb_napplied; k++) {
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].pid == lb_applied_pids[k]) {
+                lb_workers[i].applying = false;
+            }
+        }
+    }
+    lb_napplied = 0;
 }
 
 /* Binary upgrade ---------------------------------------------------------- */
@@ -1482,6 +1515,9 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         if (lb_nready) {
             lb_workers_mark_ready();
+        }
+        if (lb_napplied) {
+            lb_workers_mark_applied();
         }
         if (lb_upgrade_waiting_ready()) {
             lb_master_check_ready(lb_cycle);

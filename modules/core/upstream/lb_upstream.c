@@ -30,11 +30,13 @@ typedef struct {
     char                      key[192];
     unsigned                  generation;   /* newest configuration that uses it */
     bool                      used;
+    uint64_t                  load;         /* ... and the load that numbered it */
     lb_upstream_peer_state_t  state;
 } lb_upstream_slot_t;
 
 typedef struct {
     lb_shm_lock_t        lock;
+    uint64_t             loads;             /* configurations loaded (init_master) */
     lb_upstream_slot_t   slots[];           /* as many as the zone holds */
 } lb_upstream_shm_t;
 
@@ -1003,6 +1005,32 @@ lb_upstream_index_build(lb_upstream_index_t *ix, lb_upstream_shm_t *shm, size_t 
     return LB_OK;
 }
 
+/* Field by field: `active` and `lock` are left alone, for connections of
+ * older versions still counting on them. */
+static void
+lb_upstream_slot_forget(lb_upstream_slot_t *slot)
+{
+    lb_upstream_peer_state_t  *st = &slot->state;
+
+    lb_shm_lock(&st->lock);
+    st->fails = 0;
+    st->failed = 0;
+    st->fail_start = 0;
+    st->retry_at = 0;
+    lb_shm_unlock(&st->lock);
+    st->down = 0;
+    st->connects = 0;
+    st->back_at = 0;
+    st->drain = 0;
+    st->disabled = 0;
+    st->weight_set = 0;
+    st->checked = 0;
+    st->checks_failed = 0;
+    st->down_why[0] = '\0';
+    st->ok_run = 0;
+    st->fail_run = 0;
+}
+
 /* Attaches every server to its shared state slot, taking free slots for
  * new servers; the zone grows first when they would not fit. Slots of
  * servers this configuration dropped stay taken while older workers may
@@ -1052,6 +1080,7 @@ lb_upstream_init_master(lb_cycle_t *cycle)
 
     k = 0;
     lb_shm_lock(&shm->lock);
+    shm->loads++;
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
         for (j = 0; j < u->nservers; j++) {
@@ -1076,6 +1105,14 @@ lb_upstream_init_master(lb_cycle_t *cycle)
                 *b = (uint32_t) k + 1;
             }
             slot = &shm->slots[*b - 1];
+            if (slot->load && slot->load + 1 < shm->loads) {
+                /* the configuration before this one had removed it (a
+                 * reload in place keeps its slot while older versions may
+                 * count on it): what was set about it is forgotten, as if
+                 * it were new, but the connections it still has */
+                lb_upstream_slot_forget(slot);
+            }
+            slot->load = shm->loads;
             slot->generation = cycle->generation;
             s->state = &slot->state;
             /* a weight set at runtime holds until the file changes this

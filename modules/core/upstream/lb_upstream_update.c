@@ -259,6 +259,8 @@ typedef struct {
     size_t         left;
 } lb_upstream_reader_t;
 
+/* The next n bytes (unaligned: copy records out with lb_upstream_take_rec),
+ * or NULL past the end. */
 static const void *
 lb_upstream_read(lb_upstream_reader_t *r, size_t n)
 {
@@ -270,6 +272,17 @@ lb_upstream_read(lb_upstream_reader_t *r, size_t n)
     r->p += n;
     r->left -= n;
     return p;
+}
+
+static bool
+lb_upstream_take_rec(lb_upstream_reader_t *r, void *out, size_t n)
+{
+    const void  *p = lb_upstream_read(r, n);
+
+    if (p) {
+        memcpy(out, p, n);
+    }
+    return p != NULL;
 }
 
 static void
@@ -307,7 +320,7 @@ static lb_upstream_t *
 lb_upstream_version_new(lb_cycle_t *cycle, lb_upstream_t *h,
                         const lb_upstream_update_head_t *head, lb_upstream_reader_t *r)
 {
-    const lb_upstream_update_server_t  *rec;
+    lb_upstream_update_server_t         rec;
     lb_upstream_server_t               *s;
     lb_upstream_t                      *v, *prev = lb_upstream_current(h);
     lb_shm_zone_t                      *zone = lb_upstream_zone(cycle);
@@ -348,30 +361,30 @@ lb_upstream_version_new(lb_cycle_t *cycle, lb_upstream_t *h,
     v->nprimary = head->nprimary;
 
     for (i = 0; i < v->nservers; i++) {
-        rec = lb_upstream_read(r, sizeof(*rec));
-        if (rec == NULL || rec->name_len > 1024 || rec->state_off % sizeof(uint64_t)
-            || rec->state_off + sizeof(lb_upstream_peer_state_t) > zone->size)
+        if (!lb_upstream_take_rec(r, &rec, sizeof(rec)) || rec.name_len > 1024
+            || rec.state_off % sizeof(uint64_t)
+            || rec.state_off + sizeof(lb_upstream_peer_state_t) > zone->size)
         {
             goto failed;
         }
-        name = rec->name_len ? lb_upstream_read(r, rec->name_len) : NULL;
-        if (rec->name_len && name == NULL) {
+        name = rec.name_len ? lb_upstream_read(r, rec.name_len) : NULL;
+        if (rec.name_len && name == NULL) {
             goto failed;
         }
         s = &v->servers[i];
-        s->addr = rec->addr;
+        s->addr = rec.addr;
         s->addr.text[sizeof(s->addr.text) - 1] = '\0';
-        s->weight = rec->weight;
-        s->max_conns = rec->max_conns;
-        s->share = rec->share;
-        s->backup = rec->backup;
-        s->sticky_id = rec->sticky_id;
-        s->state = (lb_upstream_peer_state_t *) ((char *) zone->data + rec->state_off);
-        s->m_requests = rec->m_requests;
-        s->m_failures = rec->m_failures;
+        s->weight = rec.weight;
+        s->max_conns = rec.max_conns;
+        s->share = rec.share;
+        s->backup = rec.backup;
+        s->sticky_id = rec.sticky_id;
+        s->state = (lb_upstream_peer_state_t *) ((char *) zone->data + rec.state_off);
+        s->m_requests = rec.m_requests;
+        s->m_failures = rec.m_failures;
         s->upstream = v;
         if (name) {
-            s->name = lb_pstrndup(pool, name, rec->name_len);
+            s->name = lb_pstrndup(pool, name, rec.name_len);
             if (s->name == NULL) {
                 goto failed;
             }
@@ -434,26 +447,27 @@ lb_upstream_version_install(lb_upstream_t *h, lb_upstream_t *v)
 static int
 lb_upstream_update_apply(lb_cycle_t *cycle, const u_char *msg, size_t len)
 {
-    const lb_upstream_update_head_t  *head;
+    lb_upstream_update_head_t         head;
     lb_upstream_reader_t              r = { msg, len };
-    const uint32_t                   *count;
+    uint32_t                          count;
     lb_upstream_t                    *h, *v;
     const char                       *name;
     char                              buf[256];
     uint32_t                          k;
 
-    count = lb_upstream_read(&r, sizeof(*count));
-    for (k = 0; count && k < *count; k++) {
-        head = lb_upstream_read(&r, sizeof(*head));
-        name = head && head->name_len < sizeof(buf) ? lb_upstream_read(&r, head->name_len)
-                                                    : NULL;
+    if (!lb_upstream_take_rec(&r, &count, sizeof(count))) {
+        return LB_ERROR;
+    }
+    for (k = 0; k < count; k++) {
+        name = lb_upstream_take_rec(&r, &head, sizeof(head)) && head.name_len < sizeof(buf)
+               ? lb_upstream_read(&r, head.name_len) : NULL;
         if (name == NULL) {
             return LB_ERROR;
         }
-        memcpy(buf, name, head->name_len);
-        buf[head->name_len] = '\0';
+        memcpy(buf, name, head.name_len);
+        buf[head.name_len] = '\0';
         h = lb_upstream_find(cycle, buf);
-        v = h ? lb_upstream_version_new(cycle, h, head, &r) : NULL;
+        v = h ? lb_upstream_version_new(cycle, h, &head, &r) : NULL;
         if (v == NULL) {
             /* the rest of the message cannot be read past it */
             lb_log_error(0, "reload in place: upstream \"%s\" could not be changed in this "
@@ -463,7 +477,7 @@ lb_upstream_update_apply(lb_cycle_t *cycle, const u_char *msg, size_t len)
         lb_upstream_version_install(h, v);
         lb_log_info("upstream \"%s\": %zu servers now (reload in place)", buf, v->nservers);
     }
-    return count ? LB_OK : LB_ERROR;
+    return LB_OK;
 }
 
 static const lb_reload_handler_t  lb_upstream_reload_handler = {

@@ -323,3 +323,14 @@ def test_the_hash_balancer_follows_a_reload_in_place(lbd, http_backends):
     assert "c" in after.values()
     # consistent hashing: a key that moved, moved to the new server
     assert all(after[p] in (before[p], "c") for p in before), (before, after)
+
+
+def test_a_server_added_in_place_ramps_up_over_slow_start(lbd, http_backends):
+    a, b = (http_backends(name=n) for n in "ab")
+    ramp = 'slow_start = "60s";'
+    lbd.start(HTTP_CONF, servers=server(a), extra=ramp)
+    out = reload_ok(lbd, [server(a), server(b)], extra=ramp)
+    in_place(out, 'upstream "web" (1 server added)')
+    got = spread(lbd, 60)
+    # a tenth of its weight at first: about 5 of 60, far from half
+    assert 0 < got["b"] <= 15, got

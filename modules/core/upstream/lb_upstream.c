@@ -1047,6 +1047,7 @@ lb_upstream_init_master(lb_cycle_t *cycle)
     uint32_t                 *b;
     char                      key[sizeof(slot->key)];
     size_t                    i, j, k, nslots, used = 0, missing = 0, want;
+    bool                      fresh;
 
     shm = umcf->zone->data;
     nslots = lb_upstream_zone_nslots(umcf->zone);
@@ -1103,14 +1104,23 @@ lb_upstream_init_master(lb_cycle_t *cycle)
                 memcpy(slot->key, key, sizeof(key));
                 slot->used = true;
                 *b = (uint32_t) k + 1;
+                fresh = true;
+            } else {
+                slot = &shm->slots[*b - 1];
+                fresh = slot->load && slot->load + 1 < shm->loads;
+                if (fresh) {
+                    /* the configuration before this one had removed it (a
+                     * reload in place keeps its slot while older versions
+                     * may count on it): what was set about it is
+                     * forgotten, as if it were new, but the connections it
+                     * still has */
+                    lb_upstream_slot_forget(slot);
+                }
             }
             slot = &shm->slots[*b - 1];
-            if (slot->load && slot->load + 1 < shm->loads) {
-                /* the configuration before this one had removed it (a
-                 * reload in place keeps its slot while older versions may
-                 * count on it): what was set about it is forgotten, as if
-                 * it were new, but the connections it still has */
-                lb_upstream_slot_forget(slot);
+            if (fresh && shm->loads > 1 && u->slow_start) {
+                /* a server a reload adds ramps up like one coming back */
+                __atomic_store_n(&slot->state.back_at, lb_current_msec, __ATOMIC_RELAXED);
             }
             slot->load = shm->loads;
             slot->generation = cycle->generation;

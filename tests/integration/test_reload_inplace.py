@@ -334,3 +334,14 @@ def test_a_server_added_in_place_ramps_up_over_slow_start(lbd, http_backends):
     got = spread(lbd, 60)
     # a tenth of its weight at first: about 5 of 60, far from half
     assert 0 < got["b"] <= 15, got
+
+
+def test_idle_keepalive_connections_to_a_server_that_stays_are_kept(lbd, http_backends):
+    a, b = (http_backends(name=n) for n in "ab")
+    lbd.start("workers = 1;\n" + HTTP_CONF, servers=server(a), extra="")
+    assert get(lbd.address) == (200, "a")
+    out = reload_ok(lbd, [server(a), server(b, backup=True)], conf="workers = 1;\n" + HTTP_CONF)
+    in_place(out, 'upstream "web" (1 server added)')
+    assert [get(lbd.address) for _ in range(3)] == [(200, "a")] * 3
+    # one connection to a all along: the idle one moved to the new version
+    assert {r.conn for r in a.requests} == {1}, a.requests

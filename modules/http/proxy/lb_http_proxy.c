@@ -588,7 +588,9 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     lb_http_upconn_t     *old;
     size_t                limit;
 
-    if (ka != lb_get_conf(lb_upstream_current(u)->confs, lb_http_proxy_module)) {
+    if (ka == NULL || kas == NULL
+        || ka != lb_get_conf(lb_upstream_current(u)->confs, lb_http_proxy_module))
+    {
         /* its server's upstream changed in place since: the pool of the
          * version in force takes no connection of another */
         lb_http_upconn_close(up);

@@ -305,6 +305,8 @@ lb_upstream_retire_check(lb_timer_t *t)
             v->idle_since = lb_current_msec;
         } else if (lb_current_msec - v->idle_since >= LB_UPSTREAM_VERSION_GRACE) {
             *pp = v->next_retired;
+            lb_log_debug("upstream \"%s\": a version replaced by a reload in place is "
+                         "freed", v->name);
             lb_pool_destroy(v->pool);
             continue;
         }

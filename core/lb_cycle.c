@@ -8,6 +8,7 @@
 #include "lb_crypto.h"
 #include "lb_hash.h"
 #include "lb_ipcount.h"
+#include "lb_reload.h"
 
 #include <fcntl.h>
 #include <libgen.h>
@@ -873,6 +874,9 @@ lb_cycle_load(const char *conf_file, const char *prefix, lb_conf_report_pt repor
                 rc = LB_ERROR;
             }
         }
+    }
+    if (rc == LB_OK && cf.nerrors == 0) {
+        lb_reload_digest(&config, cycle->conf_digest);
     }
     config_destroy(&config);
 

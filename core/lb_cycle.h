@@ -90,6 +90,9 @@ struct lb_cycle_s {
     char            *conf_file;         /* absolute */
     char            *prefix;            /* absolute, with a trailing slash */
     unsigned         generation;
+    /* what is left of the file once the parts a reload may apply in place
+     * are taken out (lb_reload.h): equal digests, such a reload */
+    u_char           conf_digest[32];
 };
 
 extern lb_module_t  lb_core_module;

@@ -7,6 +7,7 @@
 #include "lb_core.h"
 #include "lb_notify.h"
 #include "lb_upgrade.h"
+#include "lb_reload.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -39,6 +40,9 @@ typedef struct {
     lb_msec_t  shutdown_timeout;    /* of the worker's own configuration */
     lb_msec_t  kill_at;         /* when quitting: SIGKILL after this */
     int        channel;         /* the master's end of its socket pair, or -1 */
+    bool       replaced;        /* a helper replaced by a reload in place */
+    bool       applying;        /* a worker handed a reload in place, until
+                                   it says it applied it */
 } lb_worker_t;
 
 static lb_worker_t  lb_workers[2 * LB_MAX_WORKERS * 4];
@@ -87,6 +91,10 @@ static volatile sig_atomic_t  lb_nstopped;
 #define LB_WORKER_READY  1
 static volatile pid_t         lb_ready_pids[LB_MAX_STOPPED];
 static volatile sig_atomic_t  lb_nready;
+/* workers that applied a reload in place (LB_WORKER_APPLIED) */
+#define LB_WORKER_APPLIED  2
+static volatile pid_t         lb_applied_pids[LB_MAX_STOPPED];
+static volatile sig_atomic_t  lb_napplied;
 static volatile pid_t         lb_upgrade_requester;
 /* READY=1 is owed to the service manager (lb_notify.h) */
 static bool                   lb_notify_ready_pending = true;
@@ -97,7 +105,7 @@ static volatile sig_atomic_t  lb_sig_reload, lb_sig_quit, lb_sig_terminate,
 /* The answer to lbctl reload waits until no worker of an older generation
  * still accepts, so that once lbctl returns every new connection meets the
  * new configuration (bounded: 5s). */
-static bool       lb_answer_pending, lb_answer_ok;
+static bool       lb_answer_pending, lb_answer_ok, lb_answer_in_place;
 static lb_msec_t  lb_answer_deadline;
 
 /* A slot whose workers keep dying young (three in a row within a second of
@@ -157,6 +165,10 @@ lb_signal_handler(int signo, siginfo_t *info, void *unused)
         if (info->si_code == SI_QUEUE && info->si_value.sival_int == LB_WORKER_READY) {
             if (lb_nready < LB_MAX_STOPPED) {
                 lb_ready_pids[lb_nready++] = info->si_pid;
+            }
+        } else if (info->si_code == SI_QUEUE && info->si_value.sival_int == LB_WORKER_APPLIED) {
+            if (lb_napplied < LB_MAX_STOPPED) {
+                lb_applied_pids[lb_napplied++] = info->si_pid;
             }
         } else if (lb_nstopped < LB_MAX_STOPPED) {
             lb_stopped_pids[lb_nstopped++] = info->si_pid;
@@ -412,7 +424,14 @@ lb_worker_reopen(lb_cycle_t *cycle)
         if (rc != LB_OK) {
             continue;
         }
-        if (lb_log_path() && strcmp(lb_log_path(), path) == 0) {
+        if (strcmp(path, LB_RELOAD_CHANNEL_TAG) == 0) {
+            lb_reload_apply(cycle, fd);     /* a reload in place; closes fd */
+            if (getppid() == lb_master_pid) {
+                /* the master answers lbctl once every worker applied it */
+                sigqueue(lb_master_pid, LB_SIG_STOPPED,
+                         (union sigval) { .sival_int = LB_WORKER_APPLIED });
+            }
+        } else if (lb_log_path() && strcmp(lb_log_path(), path) == 0) {
             lb_log_adopt(fd);
         } else {
             lb_access_files_adopt(cycle, path, fd);
@@ -702,6 +721,8 @@ lb_child_spawn(lb_cycle_t *cycle, int slot, lb_module_t *helper)
     w->started = lb_current_msec;
     w->shutdown_timeout = cycle->core->shutdown_timeout;
     w->kill_at = 0;
+    w->replaced = false;
+    w->applying = false;
     if (helper) {
         lb_log_notice("started %s %d (generation %u)", helper->helper->name, (int) pid,
                       cycle->generation);
@@ -1128,29 +1149,121 @@ lb_master_init_cycle(lb_cycle_t *cycle, lb_cycle_t *old)
     return lb_access_files_open(cycle);
 }
 
+/* Reload in place (lb_reload.h) -------------------------------------------- */
+
+/* Hands the message in fd to every worker of the generation in force; one
+ * it cannot reach is replaced by a worker forked from the new cycle. */
+static void
+lb_workers_send_reload(lb_cycle_t *cycle, int fd)
+{
+    lb_worker_t  *w;
+    size_t        i;
+    char          what[128];
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        w = &lb_workers[i];
+        if (w->pid == 0 || w->helper || w->quitting || w->generation != cycle->generation) {
+            continue;
+        }
+        if (w->channel != -1
+            && lb_channel_send_file(w->channel, LB_RELOAD_CHANNEL_TAG, fd) == LB_OK)
+        {
+            w->applying = true;
+            kill(w->pid, SIGUSR1);
+            continue;
+        }
+        lb_log_warn(errno, "cannot hand the change to %s; replacing it",
+                    lb_child_text(w, what, sizeof(what)));
+        w->quitting = true;
+        w->kill_at = lb_current_msec + w->shutdown_timeout + 5000;
+        kill(w->pid, SIGQUIT);
+    }
+}
+
+/* The helpers (health prober, admin server) run the configuration they
+ * were forked with: new ones are forked from the new cycle and the old
+ * ones told to stop; the answer to lbctl waits for those to be gone. */
+static void
+lb_helpers_replace(lb_cycle_t *cycle)
+{
+    size_t  i;
+
+    for (i = 0; i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid && lb_workers[i].helper && !lb_workers[i].quitting) {
+            lb_workers[i].quitting = true;
+            lb_workers[i].replaced = true;
+            lb_workers[i].kill_at = lb_current_msec + lb_workers[i].shutdown_timeout + 5000;
+            kill(lb_workers[i].pid, SIGQUIT);
+        }
+    }
+    lb_workers_fill(cycle, false);
+}
+
+/* cycle, initialised beside old with old's generation, differs from it
+ * only in what the running workers can take: it becomes the master's, the
+ * workers get the change, the helpers are replaced. LB_DECLINED (logged
+ * why): a full reload it must be; nothing was committed. */
+static int
+lb_master_reload_in_place(lb_cycle_t *cycle, lb_cycle_t *old)
+{
+    char  summary[1024];
+    int   fd;
+
+    if (lb_reload_prepare(old, cycle, &fd, summary, sizeof(summary)) != LB_OK) {
+        lb_log_notice("reload: %s; starting a new generation", summary);
+        return LB_DECLINED;
+    }
+    lb_shm_zones_commit(cycle, old);
+    lb_cycle = cycle;
+    lb_workers_send_reload(cycle, fd);
+    close(fd);
+    lb_helpers_replace(cycle);
+    lb_sockets_close_unused(cycle);
+    lb_cycle_free(old);
+    lb_log_notice("reloaded in place: %s", summary);
+    return LB_OK;
+}
+
 static bool
 lb_master_reload(void)
 {
     lb_cycle_t  *cycle, *old = lb_cycle;
+    bool         in_place = true;       /* tried first, when the change allows */
 
+    lb_answer_in_place = false;
     lb_log_notice("reloading configuration from %s", old->conf_file);
     lb_notify("RELOADING=1");
     /* READY=1 again once the new generation serves, or at once when the
      * running configuration stays */
     lb_notify_ready_pending = true;
-    cycle = lb_cycle_load(old->conf_file, old->prefix, lb_reload_report);
-    if (cycle == NULL) {
-        lb_log_error(0, "reload failed: the configuration has errors; "
-                     "the running configuration keeps serving");
-        return false;
-    }
-    cycle->generation = old->generation + 1;
-    if (lb_master_init_cycle(cycle, old) != LB_OK) {
-        lb_log_error(0, "reload failed; the running configuration keeps serving");
+    for ( ;; ) {
+        cycle = lb_cycle_load(old->conf_file, old->prefix, lb_reload_report);
+        if (cycle == NULL) {
+            lb_log_error(0, "reload failed: the configuration has errors; "
+                         "the running configuration keeps serving");
+            return false;
+        }
+        in_place = in_place && lb_reload_candidate(old, cycle);
+        cycle->generation = old->generation + !in_place;
+        if (lb_master_init_cycle(cycle, old) != LB_OK) {
+            lb_log_error(0, "reload failed; the running configuration keeps serving");
+            lb_shm_zones_abandon(cycle);
+            lb_cycle_free(cycle);
+            lb_sockets_close_unused(old);       /* those this attempt opened */
+            return false;
+        }
+        if (!in_place) {
+            break;
+        }
+        if (lb_master_reload_in_place(cycle, old) == LB_OK) {
+            lb_answer_in_place = true;
+            return true;
+        }
+        /* loaded again as a new generation: its shared state marked anew */
         lb_shm_zones_abandon(cycle);
         lb_cycle_free(cycle);
-        lb_sockets_close_unused(old);       /* those this attempt opened */
-        return false;
+        lb_sockets_close_unused(old);
+        in_place = false;
     }
     lb_shm_zones_commit(cycle, old);
     if (strcmp(cycle->core->error_log, old->core->error_log) != 0
@@ -1212,7 +1325,7 @@ lb_workers_mark_stopped(void)
 static void
 lb_master_answer(bool now)
 {
-    union sigval  value = { .sival_int = LB_CTL_RELOAD };
+    union sigval  value;
     size_t        i;
     int           k;
 
@@ -1221,18 +1334,38 @@ lb_master_answer(bool now)
     }
     if (lb_answer_ok && !now && lb_current_msec < lb_answer_deadline) {
         for (i = 0; i < lb_nelems(lb_workers); i++) {
-            if (lb_workers[i].pid && lb_workers[i].generation < lb_cycle->generation
-                && !lb_workers[i].stopped)
+            if (lb_workers[i].pid
+                && ((lb_workers[i].generation < lb_cycle->generation && !lb_workers[i].stopped)
+                    || lb_workers[i].replaced || lb_workers[i].applying))
             {
                 return;
             }
         }
     }
+    /* what was done: the generation in force, and whether in place */
+    value.sival_int = (int) (lb_cycle->generation & LB_CTL_GENERATION)
+                      | (lb_answer_in_place ? LB_CTL_IN_PLACE : 0);
     for (k = 0; k < lb_nrequesters; k++) {
         sigqueue(lb_reload_requesters[k], lb_answer_ok ? SIGUSR1 : SIGUSR2, value);
     }
     lb_nrequesters = 0;
     lb_answer_pending = false;
+}
+
+static void
+lb_workers_mark_applied(void)
+{
+    size_t  i;
+    int     k;
+
+    for (k = 0; k < lb_napplied; k++) {
+        for (i = 0; i < lb_nelems(lb_workers); i++) {
+            if (lb_workers[i].pid && lb_workers[i].pid == lb_applied_pids[k]) {
+                lb_workers[i].applying = false;
+            }
+        }
+    }
+    lb_napplied = 0;
 }
 
 /* Binary upgrade ---------------------------------------------------------- */
@@ -1430,6 +1563,9 @@ lb_master_run(lb_cycle_t *cycle, bool foreground)
         }
         if (lb_nready) {
             lb_workers_mark_ready();
+        }
+        if (lb_napplied) {
+            lb_workers_mark_applied();
         }
         if (lb_upgrade_waiting_ready() || lb_notify_ready_pending) {
             lb_master_check_ready(lb_cycle);

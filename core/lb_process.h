@@ -9,6 +9,11 @@
 
 /* The sigqueue(2) value lbctl sends with HUP to ask for an answer. */
 #define LB_CTL_RELOAD   0x4c42
+/* The master's SIGUSR1 answer carries what it did: the generation in
+ * force, with LB_CTL_IN_PLACE when the running workers took the change
+ * (lb_reload.h) instead of a new generation. */
+#define LB_CTL_IN_PLACE    0x40000000
+#define LB_CTL_GENERATION  0x3fffffff
 
 extern lb_cycle_t  *lb_cycle;           /* the configuration in force */
 extern time_t       lb_master_started_at;   /* wall clock; children inherit it */

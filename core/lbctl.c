@@ -142,8 +142,36 @@ lbctl_print_errors(const char *path, off_t from, pid_t pid)
     fclose(f);
 }
 
+/* After a reload applied in place: the master's line saying what changed
+ * ("reloaded in place: upstream ..."), from the error log written since
+ * `from`; "reloaded in place" alone when the log cannot be read. */
+static void
+lbctl_print_in_place(const char *path, off_t from, pid_t pid)
+{
+    char   line[2048], tag[32], *msg;
+    FILE  *f;
+
+    snprintf(tag, sizeof(tag), "] %d#", (int) pid);
+    f = from >= 0 ? fopen(path, "r") : NULL;
+    if (f && fseeko(f, from, SEEK_SET) == 0) {
+        while (fgets(line, sizeof(line), f)) {
+            msg = strstr(line, tag) ? strstr(line, ": reloaded in place: ") : NULL;
+            if (msg) {
+                printf("%s", msg + 2);
+                fclose(f);
+                return;
+            }
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    printf("reloaded in place\n");
+}
+
 /* Sends HUP with a value that asks the master to answer, then waits for
- * its answer: SIGUSR1 applied, SIGUSR2 refused (reasons in the error log). */
+ * its answer: SIGUSR1 applied (its value says how: in place, or the new
+ * generation), SIGUSR2 refused (reasons in the error log). */
 static int
 lbctl_reload(pid_t pid, lb_cycle_t *cycle)
 {
@@ -178,6 +206,12 @@ lbctl_reload(pid_t pid, lb_cycle_t *cycle)
             continue;
         }
         if (signo == SIGUSR1) {
+            if (info.si_value.sival_int & LB_CTL_IN_PLACE) {
+                lbctl_print_in_place(cycle->core->error_log, log_size, pid);
+            } else {
+                printf("reloaded: new generation %d\n",
+                       info.si_value.sival_int & LB_CTL_GENERATION);
+            }
             return 0;
         }
         lbctl_print_errors(cycle->core->error_log, log_size, pid);

@@ -24,15 +24,18 @@ def names(address, n=10):
 def test_twenty_reloads_under_load_lose_no_connection(lbd, backend):
     one, two = backend(helpers.echo), backend(helpers.echo)
     conf = """
-        upstreams = { web = { servers = ( { address = "$one"; weight = $w1; },
+        upstreams = { web = { connect_timeout = "${ct}s";
+                              servers = ( { address = "$one"; weight = $w1; },
                                           { address = "$two"; weight = $w2; } ); }; };
         listeners = ( { protocol = "tcp"; listen = "$listen"; upstream = "web"; } );
         """
-    lbd.start(conf, one=one, two=two, w1=1, w2=1)
+    # connect_timeout changes too: each reload is a new generation (one
+    # that changes only servers is applied in place: test_reload_inplace.py)
+    lbd.start(conf, one=one, two=two, w1=1, w2=1, ct=5)
     with helpers.Load(lbd.address, threads=3, duration=30) as load:
         helpers.wait_until(lambda: len(load.attempts) >= 20, 5, what="load to start")
         for i in range(20):
-            out = lbd.reload(conf, one=one, two=two, w1=1 + 4 * (i % 2), w2=1)
+            out = lbd.reload(conf, one=one, two=two, w1=1 + 4 * (i % 2), w2=1, ct=5 + i % 2)
             assert (i, out.returncode, out.stderr) == (i, 0, "")
             time.sleep(0.05)                # let the old workers drain under load
         reloaded = len(load.attempts)
@@ -104,11 +107,18 @@ def test_reload_that_changes_the_server_sends_new_connections_to_it(lbd, backend
     lbd.start(NAMED, server=old)
     workers = lbd.workers()
     assert names(lbd.address) == {"old": 10}
+    # only the server changes: the running workers take it (in place)
     out = lbd.reload(NAMED, server=new)
     assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout.startswith("reloaded in place: "), out.stdout
+    assert names(lbd.address) == {"new": 10}
+    assert lbd.workers() == workers
+    # anything else as well: new workers
+    out = lbd.reload(NAMED.replace("servers", "retries = 1; servers"), server=old)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "reloaded: new generation 1\n", "")
     lbd.wait_workers(lambda w: len(w) == 2 and not set(w) & set(workers), timeout=10,
                      what="the old workers to be replaced")
-    assert names(lbd.address) == {"new": 10}
+    assert names(lbd.address) == {"old": 10}
 
 
 # lbctl reload returns only once every old worker has said it stopped
@@ -149,7 +159,9 @@ def test_stream_in_flight_finishes_on_its_old_worker_after_a_reload(lbd, backend
     old_workers = lbd.workers()
     with helpers.connect(lbd.address) as s:
         first = s.recv(65536)
-        out = lbd.reload(NAMED, server=other)
+        # not only the server: a new generation (test_reload_inplace.py has
+        # a stream across reloads applied in place)
+        out = lbd.reload(NAMED.replace("servers", "retries = 1; servers"), server=other)
         assert (out.returncode, out.stderr) == (0, "")
         assert names(lbd.address) == {"other": 10}
         got = helpers.recv_digest(s, prefix=first)

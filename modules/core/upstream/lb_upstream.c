@@ -30,11 +30,13 @@ typedef struct {
     char                      key[192];
     unsigned                  generation;   /* newest configuration that uses it */
     bool                      used;
+    uint64_t                  load;         /* ... and the load that numbered it */
     lb_upstream_peer_state_t  state;
 } lb_upstream_slot_t;
 
 typedef struct {
     lb_shm_lock_t        lock;
+    uint64_t             loads;             /* configurations loaded (init_master) */
     lb_upstream_slot_t   slots[];           /* as many as the zone holds */
 } lb_upstream_shm_t;
 
@@ -344,6 +346,7 @@ lb_upstream_create_conf(lb_conf_t *cf, unsigned ctx)
     switch (ctx) {
     case LB_CTX_GLOBAL:
         lb_resolve_load_begin();        /* a load starts */
+        lb_upstream_update_register();
         umcf = lb_pcalloc(cf->pool, sizeof(*umcf));
         if (umcf && lb_array_init(&umcf->upstreams, cf->pool, 8, sizeof(lb_upstream_t *)) != LB_OK) {
             return NULL;
@@ -878,6 +881,14 @@ lb_upstream_find(lb_cycle_t *cycle, const char *name)
     return NULL;
 }
 
+lb_shm_zone_t *
+lb_upstream_zone(lb_cycle_t *cycle)
+{
+    lb_upstream_main_conf_t  *umcf = lb_get_conf(cycle->confs, lb_core_upstream_module);
+
+    return umcf ? umcf->zone : NULL;
+}
+
 lb_upstream_t **
 lb_upstream_all(lb_cycle_t *cycle, size_t *n)
 {
@@ -994,6 +1005,32 @@ lb_upstream_index_build(lb_upstream_index_t *ix, lb_upstream_shm_t *shm, size_t 
     return LB_OK;
 }
 
+/* Field by field: `active` and `lock` are left alone, for connections of
+ * older versions still counting on them. */
+static void
+lb_upstream_slot_forget(lb_upstream_slot_t *slot)
+{
+    lb_upstream_peer_state_t  *st = &slot->state;
+
+    lb_shm_lock(&st->lock);
+    st->fails = 0;
+    st->failed = 0;
+    st->fail_start = 0;
+    st->retry_at = 0;
+    lb_shm_unlock(&st->lock);
+    st->down = 0;
+    st->connects = 0;
+    st->back_at = 0;
+    st->drain = 0;
+    st->disabled = 0;
+    st->weight_set = 0;
+    st->checked = 0;
+    st->checks_failed = 0;
+    st->down_why[0] = '\0';
+    st->ok_run = 0;
+    st->fail_run = 0;
+}
+
 /* Attaches every server to its shared state slot, taking free slots for
  * new servers; the zone grows first when they would not fit. Slots of
  * servers this configuration dropped stay taken while older workers may
@@ -1010,6 +1047,7 @@ lb_upstream_init_master(lb_cycle_t *cycle)
     uint32_t                 *b;
     char                      key[sizeof(slot->key)];
     size_t                    i, j, k, nslots, used = 0, missing = 0, want;
+    bool                      fresh;
 
     shm = umcf->zone->data;
     nslots = lb_upstream_zone_nslots(umcf->zone);
@@ -1043,6 +1081,7 @@ lb_upstream_init_master(lb_cycle_t *cycle)
 
     k = 0;
     lb_shm_lock(&shm->lock);
+    shm->loads++;
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
         for (j = 0; j < u->nservers; j++) {
@@ -1065,8 +1104,25 @@ lb_upstream_init_master(lb_cycle_t *cycle)
                 memcpy(slot->key, key, sizeof(key));
                 slot->used = true;
                 *b = (uint32_t) k + 1;
+                fresh = true;
+            } else {
+                slot = &shm->slots[*b - 1];
+                fresh = slot->load && slot->load + 1 < shm->loads;
+                if (fresh) {
+                    /* the configuration before this one had removed it (a
+                     * reload in place keeps its slot while older versions
+                     * may count on it): what was set about it is
+                     * forgotten, as if it were new, but the connections it
+                     * still has */
+                    lb_upstream_slot_forget(slot);
+                }
             }
             slot = &shm->slots[*b - 1];
+            if (fresh && shm->loads > 1 && u->slow_start) {
+                /* a server a reload adds ramps up like one coming back */
+                __atomic_store_n(&slot->state.back_at, lb_current_msec, __ATOMIC_RELAXED);
+            }
+            slot->load = shm->loads;
             slot->generation = cycle->generation;
             s->state = &slot->state;
             /* a weight set at runtime holds until the file changes this
@@ -1227,6 +1283,7 @@ lb_upstream_take(lb_upstream_peer_t *pr, lb_upstream_server_t *s, bool trial)
         __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
         return false;
     }
+    u->refs++;                  /* the version stays while a server of it is taken */
     pr->try.attempts++;
     pr->try.trial = trial || (u->passive.max_fails
                               && __atomic_load_n(&s->state->failed, __ATOMIC_RELAXED));
@@ -1379,6 +1436,12 @@ typedef struct {
 } lb_upstream_seen_t;
 
 static lb_upstream_seen_t  lb_upstream_seen[LB_STICKY_SEEN];
+
+void
+lb_upstream_sticky_forget(void)
+{
+    memset(lb_upstream_seen, 0, sizeof(lb_upstream_seen));
+}
 
 lb_upstream_server_t *
 lb_upstream_sticky_check(lb_upstream_t *u, const char *value, size_t len, const char **why,
@@ -1535,4 +1598,7 @@ lb_upstream_release(lb_upstream_server_t *s, lb_upstream_outcome_t outcome)
         lb_metric_add(s->m_failures, 1);
     }
     __atomic_sub_fetch(&s->state->active, 1, __ATOMIC_RELAXED);
+    if (s->upstream && s->upstream->refs) {
+        s->upstream->refs--;
+    }
 }

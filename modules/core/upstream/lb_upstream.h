@@ -122,6 +122,20 @@ struct lb_upstream_s {
     lb_upstream_sticky_t   sticky;
     lb_array_t             server_list;     /* while parsing */
     void                 **confs;           /* every module's conf of this upstream */
+
+    /* A reload applied in place (lb_upstream_update.c) gives a worker a
+     * new version of the upstream: the settings, with other servers. The
+     * upstream the configuration loaded is the handle every user keeps;
+     * lb_upstream_current says which version new connections use. A
+     * version lives in its own pool until no connection uses it. */
+    lb_upstream_t         *latest;          /* of the handle: the version in
+                                               force; NULL: the handle itself */
+    lb_upstream_t         *handle;          /* of a version: its handle */
+    lb_pool_t             *pool;            /* of a version: its memory */
+    uint32_t               refs;            /* servers taken and not released,
+                                               in this worker */
+    lb_msec_t              idle_since;      /* a replaced version: unused since */
+    lb_upstream_t         *next_retired;
 };
 
 #define LB_UPSTREAM_KEEPALIVE_AUTO  (-1)
@@ -163,6 +177,30 @@ typedef struct {
 /* Setting handler (LB_SET_CUSTOM) for such a name: the setting's offset
  * points at an lb_upstream_ref_t in the module's conf. */
 int lb_upstream_set_ref(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, void *conf);
+
+/* The version of u (a handle) that new connections use. */
+static inline lb_upstream_t *
+lb_upstream_current(lb_upstream_t *u)
+{
+    return u->latest ? u->latest : u;
+}
+
+/* Reloads applied in place, in a worker: fn(old, u) is called once u, a
+ * new version of an upstream, is built and before it is in force, for a
+ * module to give u what it keeps per server (u->confs is u's own copy of
+ * old's, and u->pool its memory). Up to 8; at init_worker. */
+typedef void (*lb_upstream_update_pt)(lb_upstream_t *old, lb_upstream_t *u);
+int  lb_upstream_on_update(lb_upstream_update_pt fn);
+/* The index in u of the server that is s (same address, same name as
+ * written), or -1. */
+ssize_t lb_upstream_server_index(const lb_upstream_t *u, const lb_upstream_server_t *s);
+/* Within the module (lb_upstream_update.c): the reload handler
+ * (lb_reload.h), registered at load; the shared state zone of cycle; and
+ * forgetting the sticky cookies verified lately, which name servers of
+ * the version replaced. */
+void lb_upstream_update_register(void);
+lb_shm_zone_t *lb_upstream_zone(lb_cycle_t *cycle);
+void lb_upstream_sticky_forget(void);
 
 /* The upstream called name in cycle, or NULL. */
 lb_upstream_t *lb_upstream_find(lb_cycle_t *cycle, const char *name);

@@ -21,7 +21,7 @@ void
 lb_upstream_peer_init(lb_upstream_peer_t *pr, lb_upstream_t *u)
 {
     memset(pr, 0, sizeof(*pr));
-    pr->u = u;
+    pr->u = lb_upstream_current(u);    /* a reload in place may have replaced it */
     pr->socktype = SOCK_STREAM;
 }
 

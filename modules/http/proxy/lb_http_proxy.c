@@ -78,6 +78,7 @@ static const char *const  lb_http_proxy_protocols[] = { "http", "https", NULL };
 static int   lb_http_proxy_set_trusted(lb_conf_t *cf, const lb_setting_t *s,
                                        config_setting_t *v, void *conf);
 static void *lb_http_proxy_create_conf(lb_conf_t *cf, unsigned ctx);
+static int   lb_http_proxy_init_worker(lb_cycle_t *cycle);
 static int   lb_http_proxy_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static void  lb_http_proxy_exit_worker(lb_cycle_t *cycle);
 static void  lb_http_proxy_stop_worker(lb_cycle_t *cycle);
@@ -165,7 +166,7 @@ lb_module_t  lb_http_proxy_module = {
     "http_proxy", LB_MODULE_HTTP, lb_http_proxy_protocols, lb_http_proxy_settings,
     LB_CTX_LISTENER | LB_CTX_UPSTREAM | LB_CTX_ROUTE,
     lb_http_proxy_create_conf, lb_http_proxy_merge_conf, NULL,
-    NULL, NULL, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL, 0,
+    NULL, lb_http_proxy_init_worker, lb_http_proxy_exit_worker, &lb_http_proxy_ctx, 0, NULL, 0,
     lb_http_proxy_stop_worker
 };
 
@@ -587,6 +588,14 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     lb_http_upconn_t     *old;
     size_t                limit;
 
+    if (ka == NULL || kas == NULL
+        || ka != lb_get_conf(lb_upstream_current(u)->confs, lb_http_proxy_module))
+    {
+        /* its server's upstream changed in place since: the pool of the
+         * version in force takes no connection of another */
+        lb_http_upconn_close(up);
+        return;
+    }
     if (u->keepalive == LB_UPSTREAM_KEEPALIVE_AUTO) {
         limit = lb_http_ka_auto_limit(kas);
         if (kas->nidle >= limit) {
@@ -616,6 +625,74 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
     lb_queue_insert_head(&lb_http_upconn_idle, &up->all);
     ka->nidle++;
     kas->nidle++;
+}
+
+/* A reload applied in place replaced upstream old by u: u gets a pool of
+ * its own, and the idle connections to servers u keeps move into it (most
+ * recently used first, as they were); those to servers gone are closed.
+ * Connections in use go back to no pool: lb_http_upconn_keep closes them. */
+static void
+lb_http_proxy_upstream_update(lb_upstream_t *old, lb_upstream_t *u)
+{
+    lb_http_proxy_ka_t   *oka = lb_get_conf(old->confs, lb_http_proxy_module), *ka;
+    lb_http_ka_server_t  *okas, *kas;
+    lb_http_upconn_t     *up;
+    ssize_t               k;
+    size_t                i;
+
+    if (oka == NULL) {
+        return;
+    }
+    ka = lb_palloc(u->pool, sizeof(*ka));
+    if (ka == NULL) {
+        lb_log_error(ENOMEM, "upstream \"%s\": no keepalive pool after the reload in place",
+                     u->name);
+        lb_get_conf(u->confs, lb_http_proxy_module) = NULL;
+        return;
+    }
+    *ka = *oka;                 /* hash_key, sticky cookie getter */
+    lb_queue_init(&ka->idle);
+    ka->nidle = 0;
+    ka->servers = NULL;
+    lb_get_conf(u->confs, lb_http_proxy_module) = ka;
+    if (oka->servers) {
+        ka->servers = lb_pcalloc(u->pool, (u->nservers + 1) * sizeof(lb_http_ka_server_t));
+        for (i = 0; ka->servers && i < u->nservers; i++) {
+            lb_queue_init(&ka->servers[i].idle);
+            k = lb_upstream_server_index(old, &u->servers[i]);
+            if (k >= 0) {
+                /* keepalive = "auto" goes on from the server's recent peak */
+                okas = &oka->servers[k];
+                ka->servers[i].peak = okas->peak;
+                ka->servers[i].peak_prev = okas->peak_prev;
+                ka->servers[i].window_start = okas->window_start;
+            }
+        }
+    }
+    while (!lb_queue_empty(&oka->idle)) {
+        up = lb_queue_data(lb_queue_head(&oka->idle), lb_http_upconn_t, link);
+        lb_http_upconn_unidle(up);
+        k = ka->servers ? lb_upstream_server_index(u, up->server) : -1;
+        if (k < 0) {
+            lb_http_upconn_close(up);
+            continue;
+        }
+        kas = &ka->servers[k];
+        up->ka = ka;
+        up->kas = kas;
+        up->server = &u->servers[k];
+        lb_queue_insert_tail(&ka->idle, &up->link);
+        lb_queue_insert_tail(&kas->idle, &up->slink);
+        lb_queue_insert_head(&lb_http_upconn_idle, &up->all);
+        ka->nidle++;
+        kas->nidle++;
+    }
+}
+
+static int
+lb_http_proxy_init_worker(lb_cycle_t *cycle)
+{
+    return lb_upstream_on_update(lb_http_proxy_upstream_update);
 }
 
 /* The server's most recently used idle connection. */
@@ -940,8 +1017,15 @@ lb_http_proxy_end(lb_http_proxy_t *p, bool keep)
     lb_http_request_t  *r = p->r;
 
     if (p->pr.server) {
-        r->upstream_addr.data = p->pr.server->addr.text;
+        /* a copy: the access log may be written after a reload in place
+         * freed the server */
         r->upstream_addr.len = strlen(p->pr.server->addr.text);
+        r->upstream_addr.data = lb_http_request_alloc(r, r->upstream_addr.len + 1);
+        if (r->upstream_addr.data) {
+            memcpy(r->upstream_addr.data, p->pr.server->addr.text, r->upstream_addr.len + 1);
+        } else {
+            r->upstream_addr.len = 0;
+        }
         r->upstream_msec = lb_current_msec - p->start;
     }
     r->status = p->status;
@@ -1059,7 +1143,7 @@ lb_http_proxy_peer_result(lb_http_proxy_t *p, int rc)
         }
         up->c = pr->c;
         up->server = pr->server;
-        up->ka = lb_get_conf(p->u->confs, lb_http_proxy_module);
+        up->ka = lb_get_conf(pr->u->confs, lb_http_proxy_module);
         up->kas = p->kas;
         lb_queue_init(&up->link);
         lb_queue_init(&up->slink);
@@ -1118,7 +1202,8 @@ lb_http_proxy_sticky_read(lb_http_proxy_t *p, lb_http_proxy_ka_t *ka, lb_http_va
         return;
     }
     if (out.len <= sizeof(buf)) {
-        p->pr.sticky = lb_upstream_sticky_check(p->u, buf, out.len, &why, &p->sticky_renew);
+        p->pr.sticky = lb_upstream_sticky_check(p->pr.u, buf, out.len, &why,
+                                                &p->sticky_renew);
     }
     if (p->pr.sticky == NULL) {
         lb_log_debug("*%llu client %s: sticky cookie %s of upstream \"%s\" ignored: %s",

@@ -14,6 +14,7 @@
 #include <limits.h>
 
 static lb_tls_upstream_t *(*lb_tls_upstream_lookup)(void **confs);
+static lb_tls_upstream_rebuild_pt  lb_tls_upstream_rebuilder;
 
 /* Small writes gathered into one record: a response head and a short body
  * go out as one record, not two. */
@@ -466,6 +467,39 @@ lb_tls_upstream_t *
 lb_tls_upstream(void **confs)
 {
     return lb_tls_upstream_lookup && confs ? lb_tls_upstream_lookup(confs) : NULL;
+}
+
+void
+lb_tls_set_upstream_rebuild(lb_tls_upstream_rebuild_pt rebuild)
+{
+    lb_tls_upstream_rebuilder = rebuild;
+}
+
+int
+lb_tls_upstream_rebuild(void **confs, lb_pool_t *pool, const lb_tls_upstream_t *want,
+                        const char *ca_pem, size_t ca_len, char *err, size_t size)
+{
+    if (lb_tls_upstream_rebuilder == NULL) {
+        snprintf(err, size, "no tls module is built in");
+        return LB_ERROR;
+    }
+    return lb_tls_upstream_rebuilder(confs, pool, want, ca_pem, ca_len, err, size);
+}
+
+static bool
+lb_tls_same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool
+lb_tls_upstream_same(const lb_tls_upstream_t *a, const lb_tls_upstream_t *b)
+{
+    if (a == NULL || b == NULL) {
+        return a == b;
+    }
+    return a->verify == b->verify && lb_tls_same_text(a->sni, b->sni)
+           && lb_tls_same_text(a->ca, b->ca);
 }
 
 lb_tls_ctx_t *

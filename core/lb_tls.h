@@ -46,6 +46,7 @@ int  lb_tls_connect(lb_conn_t *c, lb_tls_ctx_t *ctx, const char *sni, lb_msec_t 
 typedef struct {
     lb_tls_ctx_t  *ctx;
     const char    *sni;         /* NULL: none */
+    const char    *ca;          /* the CA file's full path; NULL: the system's store */
     bool           verify;
 } lb_tls_upstream_t;
 
@@ -55,6 +56,22 @@ lb_tls_upstream_t *lb_tls_upstream(void **confs);
 /* Registration, by the module that keeps the upstreams' tls groups (the
  * tls module, at load): how lb_tls_upstream finds them. */
 void lb_tls_set_upstream_lookup(lb_tls_upstream_t *(*lookup)(void **confs));
+
+/* A reload applied in place (lb_reload.h) that changed an upstream's tls
+ * group: in a worker, gives confs (a new version's copy of the upstream's
+ * module confs) a new group made in pool from want's verify, sni and ca
+ * (the CA file's name, for comparisons), with ca_pem the file's contents
+ * as the master read them (the worker may not be able to read it), or no
+ * group when want is NULL. LB_OK, or LB_ERROR with err saying why. */
+typedef int (*lb_tls_upstream_rebuild_pt)(void **confs, lb_pool_t *pool,
+                                          const lb_tls_upstream_t *want, const char *ca_pem,
+                                          size_t ca_len, char *err, size_t size);
+/* Registration, by the tls module at load, and its use. */
+void lb_tls_set_upstream_rebuild(lb_tls_upstream_rebuild_pt rebuild);
+int  lb_tls_upstream_rebuild(void **confs, lb_pool_t *pool, const lb_tls_upstream_t *want,
+                             const char *ca_pem, size_t ca_len, char *err, size_t size);
+/* Whether two upstream tls groups (either NULL: none) say the same. */
+bool lb_tls_upstream_same(const lb_tls_upstream_t *a, const lb_tls_upstream_t *b);
 
 /* A client context that checks no certificate (TLS 1.2 and up), made on
  * first use and kept for the process: for health checks of servers that

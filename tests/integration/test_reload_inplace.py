@@ -1,5 +1,5 @@
 """Reloads applied in place (SPEC §6): a reload whose only changes are
-upstream server lists, weights, max_conns or backup flags is taken by the
+upstream server lists, weights, max_conns, backup flags or tls groups is taken by the
 running workers (same pids, same generation, `lbctl reload` says "in
 place"); anything else starts a new generation, and so does a change that
 would outgrow the shared zones the workers mapped."""
@@ -17,6 +17,7 @@ import pytest
 import helpers
 from helpers import wait_until
 from http_backend import RecordingBackends
+from test_tls import Pki, TlsRecordingBackend, backend_ctx
 
 
 @pytest.fixture
@@ -234,11 +235,64 @@ def test_a_change_outgrowing_the_shared_zone_is_a_new_generation(lbd, http_backe
     in_place(out, 'upstream "web" (100 servers removed)')
 
 
-def test_an_upstream_tls_change_is_a_new_generation(lbd, http_backends):
-    a = http_backends(name="a")
-    lbd.start(HTTP_CONF, servers=server(a), extra="")
-    out = reload_ok(lbd, [server(a)], extra="tls = { verify = false; };")
-    assert out.strip() == "reloaded: new generation 1", out
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    p = Pki(tmp_path_factory.mktemp("pki"))
+    p.ca("ca")
+    p.ca("otherca")
+    p.leaf("backend", "ca", "backend.test", ["backend.test"])
+    return p
+
+
+def test_an_upstream_tls_change_is_applied_in_place(lbd, pki):
+    """verify, ca and sni, a tls group added and removed: the same workers
+    take each, and the next connection shows it (a wrong CA refuses the
+    server, the right one with its name accepts it, none speaks plain
+    HTTP to a TLS server)."""
+    with TlsRecordingBackend(backend_ctx(pki), name="tb") as b:
+        lbd.start(HTTP_CONF, servers=server(b), extra="tls = { verify = false; };")
+        workers = sorted(lbd.workers())
+        assert get(lbd.address) == (200, "tb")
+
+        wrong = f'tls = {{ verify = true; ca = "{pki.path("otherca.crt")}"; }};'
+        in_place(reload_ok(lbd, [server(b)], extra=wrong), 'upstream "web" (tls changed)')
+        assert get(lbd.address)[0] == 502
+        lbd.wait_log(r"TLS handshake failed")
+
+        good = (f'tls = {{ verify = true; ca = "{pki.path("ca.crt")}"; '
+                f'sni = "backend.test"; }};')
+        b.snis.clear()
+        in_place(reload_ok(lbd, [server(b)], extra=good), 'upstream "web" (tls changed)')
+        assert get(lbd.address) == (200, "tb")
+        assert b.snis == ["backend.test"]
+
+        # with a server added in the same reload: one line says both
+        with TlsRecordingBackend(backend_ctx(pki), name="tc") as c:
+            out = reload_ok(lbd, [server(b), server(c)],
+                            extra=good.replace("backend.test", "wrong.test"))
+            in_place(out, 'upstream "web" (1 server added, tls changed)')
+            assert {get(lbd.address)[0] for _ in range(4)} == {502}     # name mismatch
+
+        out = reload_ok(lbd, [server(b)], extra="")
+        in_place(out, 'upstream "web" (1 server removed, tls changed)')
+        assert get(lbd.address)[0] == 502       # plain HTTP to a TLS server
+        in_place(reload_ok(lbd, [server(b)], extra=good), 'upstream "web" (tls changed)')
+        assert get(lbd.address) == (200, "tb")
+
+        assert sorted(lbd.workers()) == workers
+        assert admin_json(lbd, "/status")["generation"] == 0
+
+
+def test_idle_connections_are_not_kept_across_a_tls_change(lbd, pki):
+    """A pooled connection made under the old tls group is not used after
+    the change: the next request makes a new one, checked anew."""
+    with TlsRecordingBackend(backend_ctx(pki), name="tb") as b:
+        lbd.start(HTTP_CONF, servers=server(b, extra=""),
+                  extra="keepalive = 8; tls = { verify = false; };")
+        assert get(lbd.address) == (200, "tb")
+        wrong = f'keepalive = 8; tls = {{ verify = true; ca = "{pki.path("otherca.crt")}"; }};'
+        in_place(reload_ok(lbd, [server(b)], extra=wrong), "tls changed")
+        assert get(lbd.address)[0] == 502
 
 
 # Helpers follow ---------------------------------------------------------------------

@@ -46,6 +46,20 @@ START_TEST(servers_only_is_a_candidate)
 }
 END_TEST
 
+START_TEST(a_tls_group_change_is_a_candidate)
+{
+    ck_assert(candidate(
+        LISTENER "upstreams = { web = { servers = ( { address = \"127.0.0.1:9001\"; } ); }; };\n",
+        LISTENER "upstreams = { web = { tls = { verify = false; sni = \"b.test\"; };\n"
+        "  servers = ( { address = \"127.0.0.1:9001\"; } ); }; };\n"));
+    ck_assert(candidate(
+        LISTENER "upstreams = { web = { tls = { verify = false; };\n"
+        "  servers = ( { address = \"127.0.0.1:9001\"; } ); }; };\n",
+        LISTENER "upstreams = { web = { tls = { verify = false; sni = \"b.test\"; };\n"
+        "  servers = ( { address = \"127.0.0.1:9002\"; } ); }; };\n"));
+}
+END_TEST
+
 START_TEST(the_same_file_split_by_include_is_a_candidate)
 {
     write_file("up.conf", "upstreams = { web = { servers = ( { address = \"127.0.0.1:9003\"; } ); }; };\n");
@@ -85,6 +99,7 @@ reload_suite(void)
 
     tcase_add_checked_fixture(tc, test_dir_setup, test_dir_teardown);
     tcase_add_test(tc, servers_only_is_a_candidate);
+    tcase_add_test(tc, a_tls_group_change_is_a_candidate);
     tcase_add_test(tc, the_same_file_split_by_include_is_a_candidate);
     tcase_add_test(tc, any_other_change_is_not);
     suite_add_tcase(s, tc);

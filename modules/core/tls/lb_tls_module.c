@@ -15,10 +15,12 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <ctype.h>
+#include <limits.h>
 
 #define LB_TLS_MAX_CERTS       64
 #define LB_TLS_MAX_NAMES       256     /* names kept per certificate */
@@ -47,6 +49,7 @@ static int   lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_se
 static void *lb_tls_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_tls_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_tls_init_conf(lb_conf_t *cf);
+static SSL_CTX *lb_tls_upstream_ctx(lb_pool_t *pool, bool verify);
 static int   lb_tls_init_master(lb_cycle_t *cycle);
 static int   lb_tls_state_save(lb_cycle_t *cycle, lb_state_writer_t *w);
 static int   lb_tls_state_load(lb_cycle_t *cycle, const lb_state_record_t *r);
@@ -738,29 +741,122 @@ lb_tls_set_upstream(lb_conf_t *cf, const lb_setting_t *s, config_setting_t *v, v
     if (rc != LB_OK) {
         return LB_ERROR;
     }
-    ut->ctx = lb_tls_ctx_new(cf, TLS_client_method());
+    ut->ctx = lb_tls_upstream_ctx(cf->pool, verify);
     if (ut->ctx == NULL) {
         return lb_conf_error(cf, v, "cannot create a TLS context: %s", lb_tls_error_text());
     }
-    SSL_CTX_set_min_proto_version(ut->ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ut->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-                              | SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_options(ut->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-    if (verify) {
-        if (ca) {
-            path = lb_cycle_path(cf->pool, cf->cycle->prefix, ca);
-            if (path == NULL || SSL_CTX_load_verify_locations(ut->ctx, path, NULL) != 1) {
-                why = lb_tls_error_text();
-                return lb_conf_error(cf, cav, "cannot load ca \"%s\": %s", path ? path : ca,
-                                     path && access(path, R_OK) != 0 ? strerror(errno) : why);
-            }
-        } else if (SSL_CTX_set_default_verify_paths(ut->ctx) != 1) {
+    ut->verify = verify;
+    if (!verify) {
+        return LB_OK;
+    }
+    if (ca == NULL) {
+        if (SSL_CTX_set_default_verify_paths(ut->ctx) != 1) {
             return lb_conf_error(cf, v, "cannot load the system's CA store: %s",
                                  lb_tls_error_text());
         }
-        SSL_CTX_set_verify(ut->ctx, SSL_VERIFY_PEER, NULL);
+        return LB_OK;
     }
-    ut->verify = verify;
+    path = lb_cycle_path(cf->pool, cf->cycle->prefix, ca);
+    if (path == NULL || SSL_CTX_load_verify_locations(ut->ctx, path, NULL) != 1) {
+        why = lb_tls_error_text();
+        return lb_conf_error(cf, cav, "cannot load ca \"%s\": %s", path ? path : ca,
+                             path && access(path, R_OK) != 0 ? strerror(errno) : why);
+    }
+    ut->ca = path;
+    return LB_OK;
+}
+
+/* A client context in pool for an upstream's servers: TLS 1.2 and up, and
+ * the servers' chains checked when verify (against the CAs the caller
+ * loads). */
+static SSL_CTX *
+lb_tls_upstream_ctx(lb_pool_t *pool, bool verify)
+{
+    SSL_CTX  *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL) {
+        return NULL;
+    }
+    if (lb_pool_cleanup_add(pool, lb_tls_ctx_free, ctx) != LB_OK) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                          | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+    if (verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    return ctx;
+}
+
+/* The certificates (and CRLs) of a PEM bundle in memory, trusted by ctx:
+ * what SSL_CTX_load_verify_locations does with a file. */
+static int
+lb_tls_load_ca_pem(SSL_CTX *ctx, const char *pem, size_t len)
+{
+    STACK_OF(X509_INFO)  *infos;
+    X509_INFO            *info;
+    X509_STORE           *store = SSL_CTX_get_cert_store(ctx);
+    BIO                  *bio;
+    int                   i, n = 0;
+
+    if (len > INT_MAX || (bio = BIO_new_mem_buf(pem, (int) len)) == NULL) {
+        return LB_ERROR;
+    }
+    infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (infos == NULL) {
+        return LB_ERROR;
+    }
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        info = sk_X509_INFO_value(infos, i);
+        if (info->x509 && X509_STORE_add_cert(store, info->x509) == 1) {
+            n++;
+        }
+        if (info->crl) {
+            X509_STORE_add_crl(store, info->crl);
+        }
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    return n ? LB_OK : LB_ERROR;
+}
+
+/* lb_tls_upstream_rebuild_pt: an upstream's tls group changed by a reload
+ * applied in place, made anew in a worker from what the master sent. */
+static int
+lb_tls_upstream_rebuild_conf(void **confs, lb_pool_t *pool, const lb_tls_upstream_t *want,
+                             const char *ca_pem, size_t ca_len, char *err, size_t size)
+{
+    lb_tls_upstream_t  *ut = lb_pcalloc(pool, sizeof(*ut));
+
+    if (ut == NULL) {
+        snprintf(err, size, "out of memory");
+        return LB_ERROR;
+    }
+    if (want) {
+        ut->verify = want->verify;
+        ut->sni = want->sni ? lb_pstrdup(pool, want->sni) : NULL;
+        ut->ca = want->ca ? lb_pstrdup(pool, want->ca) : NULL;
+        ut->ctx = lb_tls_upstream_ctx(pool, want->verify);
+        if ((want->sni && ut->sni == NULL) || (want->ca && ut->ca == NULL)
+            || ut->ctx == NULL)
+        {
+            snprintf(err, size, "cannot create a TLS context: %s", lb_tls_error_text());
+            return LB_ERROR;
+        }
+        if (want->verify && want->ca && lb_tls_load_ca_pem(ut->ctx, ca_pem, ca_len) != LB_OK) {
+            snprintf(err, size, "cannot load ca \"%s\": %s", want->ca, lb_tls_error_text());
+            return LB_ERROR;
+        }
+        if (want->verify && want->ca == NULL && SSL_CTX_set_default_verify_paths(ut->ctx) != 1)
+        {
+            snprintf(err, size, "cannot load the system's CA store: %s", lb_tls_error_text());
+            return LB_ERROR;
+        }
+    }
+    lb_get_conf(confs, lb_core_tls_module) = ut;
     return LB_OK;
 }
 
@@ -772,11 +868,13 @@ lb_tls_upstream_conf(void **confs)
     return ut && ut->ctx ? ut : NULL;
 }
 
-/* Tells the core where upstreams keep their tls groups (lb_tls_upstream). */
+/* Tells the core where upstreams keep their tls groups (lb_tls_upstream)
+ * and how a worker makes one anew (lb_tls_upstream_rebuild). */
 static int
 lb_tls_init_conf(lb_conf_t *cf)
 {
     lb_tls_set_upstream_lookup(lb_tls_upstream_conf);
+    lb_tls_set_upstream_rebuild(lb_tls_upstream_rebuild_conf);
     return LB_OK;
 }
 

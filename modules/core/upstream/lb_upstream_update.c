@@ -1,8 +1,9 @@
 /*
- * lb_upstream_update.c: an upstream's servers changed by a reload applied
- * in place (lb_reload.h, SPEC §6). The master sends each changed upstream's
- * new server list, with where each server's state is in the shared zone
- * and its metrics numbers; a worker builds a new version of the upstream
+ * lb_upstream_update.c: an upstream's servers or tls group changed by a
+ * reload applied in place (lb_reload.h, SPEC §6). The master sends each
+ * changed upstream's new server list, with where each server's state is in
+ * the shared zone and its metrics numbers, and its tls group when that
+ * changed; a worker builds a new version of the upstream
  * from it (its own pool, its balancer's tables), lets the modules that keep
  * something per server follow (lb_upstream_on_update), and puts it in
  * force. Connections that picked a server of an older version keep it:
@@ -10,18 +11,24 @@
  */
 #include "lb_upstream.h"
 #include "lb_reload.h"
+#include "lb_tls.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 /* A replaced version unused this long is freed: the grace covers what
  * outlives a release by a few events (a log line naming the server). */
 #define LB_UPSTREAM_VERSION_GRACE  5000
 
 /* The message: u32 count, then per upstream a head, its name, and its
- * servers, each a record and its name as written (host-name servers). */
+ * servers, each a record and its name as written (host-name servers);
+ * then, when its tls group changed, what the group says and the CA
+ * file's contents. */
 typedef struct {
     uint32_t   name_len;
     uint32_t   nservers;
     uint32_t   nprimary;
-    uint32_t   reserved;
+    uint32_t   tls;             /* 1: a tls record follows the servers */
 } lb_upstream_update_head_t;
 
 typedef struct {
@@ -36,6 +43,17 @@ typedef struct {
     int32_t    backup;
     uint32_t   name_len;        /* 0: an IP address or unix path */
 } lb_upstream_update_server_t;
+
+typedef struct {
+    uint32_t   on;              /* 0: no tls group any more */
+    uint32_t   verify;
+    uint32_t   sni_len;         /* then the name sent, */
+    uint32_t   ca_len;          /* the CA file's name */
+    uint64_t   pem_len;         /* and its contents */
+} lb_upstream_update_tls_t;
+
+/* A CA bundle larger than this is refused (the system's is ~200 KiB). */
+#define LB_UPSTREAM_MAX_CA_FILE  (16 * 1024 * 1024)
 
 static lb_upstream_update_pt  lb_upstream_watchers[8];
 static size_t                 lb_upstream_nwatchers;
@@ -87,7 +105,7 @@ lb_upstream_server_index(const lb_upstream_t *u, const lb_upstream_server_t *s)
 /* Master ------------------------------------------------------------------ */
 
 /* The settings applied in place: each upstream's servers (addresses,
- * weights, max_conns, backup flags). */
+ * weights, max_conns, backup flags) and its tls group. */
 static void
 lb_upstream_update_strip(config_t *config)
 {
@@ -100,10 +118,13 @@ lb_upstream_update_strip(config_t *config)
     n = config_setting_length(ups);
     for (i = 0; i < n; i++) {
         g = config_setting_get_elem(ups, (unsigned) i);
-        if (g && config_setting_type(g) == CONFIG_TYPE_GROUP
-            && config_setting_get_member(g, "servers"))
-        {
-            config_setting_remove(g, "servers");
+        if (g && config_setting_type(g) == CONFIG_TYPE_GROUP) {
+            if (config_setting_get_member(g, "servers")) {
+                config_setting_remove(g, "servers");
+            }
+            if (config_setting_get_member(g, "tls")) {
+                config_setting_remove(g, "tls");
+            }
         }
     }
 }
@@ -142,7 +163,7 @@ lb_upstream_diff(const lb_upstream_t *o, const lb_upstream_t *u, size_t *added,
 
 static size_t
 lb_upstream_update_say(char *out, size_t size, const lb_upstream_t *u, size_t added,
-                       size_t removed, size_t changed)
+                       size_t removed, size_t changed, bool tls)
 {
     const char  *sep = "";
     size_t       n;
@@ -161,8 +182,79 @@ lb_upstream_update_say(char *out, size_t size, const lb_upstream_t *u, size_t ad
     LB_SAY(removed, "removed")
     LB_SAY(changed, "changed")
 #undef LB_SAY
+    if (tls) {
+        k = snprintf(out + n, size - n, "%stls changed", sep);
+        n = k > 0 ? lb_min(n + (size_t) k, size) : n;
+        sep = ", ";
+    }
     k = snprintf(out + n, size - n, "%s)", *sep ? "" : "servers reordered");
     return k > 0 ? lb_min(n + (size_t) k, size) : n;
+}
+
+#define LB_UPSTREAM_DIFFERS      1
+#define LB_UPSTREAM_DIFFERS_TLS  2
+
+/* u's tls group as the message carries it: the settings, and the CA file
+ * read here (a worker may not have the rights to). */
+static int
+lb_upstream_update_write_tls(FILE *msg, lb_upstream_t *u, char *summary, size_t size)
+{
+    lb_upstream_update_tls_t   rec;
+    lb_tls_upstream_t         *ut = lb_tls_upstream(u->confs);
+    struct stat                st;
+    char                      *pem = NULL;
+    const char                *why = NULL;
+    ssize_t                    got = 0, k;
+    int                        fd = -1, rc = LB_ERROR;
+
+    memset(&rec, 0, sizeof(rec));
+    if (ut) {
+        rec.on = 1;
+        rec.verify = ut->verify;
+        rec.sni_len = ut->sni ? (uint32_t) strlen(ut->sni) : 0;
+        rec.ca_len = ut->verify && ut->ca ? (uint32_t) strlen(ut->ca) : 0;
+    }
+    if (rec.ca_len) {
+        fd = open(ut->ca, O_RDONLY | O_CLOEXEC);
+        if (fd == -1 || fstat(fd, &st) == -1) {
+            why = strerror(errno);
+        } else if (st.st_size > LB_UPSTREAM_MAX_CA_FILE) {
+            why = "larger than 16 MiB";
+        } else if ((pem = malloc((size_t) st.st_size + 1)) == NULL) {
+            why = strerror(ENOMEM);
+        }
+        while (why == NULL && got < st.st_size) {
+            k = read(fd, pem + got, (size_t) (st.st_size - got));
+            if (k < 0 && errno == EINTR) {
+                continue;
+            }
+            if (k <= 0) {
+                why = k < 0 ? strerror(errno) : "it shrank while read";
+            }
+            got += k > 0 ? k : 0;
+        }
+        if (why) {
+            snprintf(summary, size, "cannot read ca \"%s\" of upstream \"%s\": %s", ut->ca,
+                     u->name, why);
+            goto done;
+        }
+        rec.pem_len = (uint64_t) got;
+    }
+    fwrite(&rec, sizeof(rec), 1, msg);
+    if (rec.sni_len) {
+        fwrite(ut->sni, 1, rec.sni_len, msg);
+    }
+    if (rec.ca_len) {
+        fwrite(ut->ca, 1, rec.ca_len, msg);
+        fwrite(pem, 1, (size_t) got, msg);
+    }
+    rc = LB_OK;
+done:
+    if (fd != -1) {
+        close(fd);
+    }
+    free(pem);
+    return rc;
 }
 
 static int
@@ -176,7 +268,8 @@ lb_upstream_update_prepare(lb_cycle_t *old, lb_cycle_t *cycle, FILE *msg, char *
     lb_shm_zone_t               *zone = lb_upstream_zone(cycle);
     size_t                       n, i, j, added, removed, changed, used = 0;
     uint32_t                     count = 0;
-    bool                         moved, *differs;
+    bool                         moved, tls;
+    u_char                      *differs;       /* LB_UPSTREAM_DIFFERS_* */
 
     all = lb_upstream_all(cycle, &n);
     lb_upstream_all(old, &j);
@@ -184,7 +277,7 @@ lb_upstream_update_prepare(lb_cycle_t *old, lb_cycle_t *cycle, FILE *msg, char *
         snprintf(summary, size, "the upstreams differ");
         return LB_ERROR;
     }
-    differs = calloc(n + 1, sizeof(bool));
+    differs = calloc(n + 1, 1);
     if (differs == NULL) {
         snprintf(summary, size, "out of memory");
         return LB_ERROR;
@@ -198,11 +291,12 @@ lb_upstream_update_prepare(lb_cycle_t *old, lb_cycle_t *cycle, FILE *msg, char *
             return LB_ERROR;
         }
         lb_upstream_diff(o, u, &added, &removed, &changed, &moved);
-        if (added || removed || changed || moved) {
-            differs[i] = true;
+        tls = !lb_tls_upstream_same(lb_tls_upstream(o->confs), lb_tls_upstream(u->confs));
+        if (added || removed || changed || moved || tls) {
+            differs[i] = LB_UPSTREAM_DIFFERS | (tls ? LB_UPSTREAM_DIFFERS_TLS : 0);
             count++;
             used += lb_upstream_update_say(summary + used, size - used, u, added, removed,
-                                           changed);
+                                           changed, tls);
             if (used + 2 < size) {
                 summary[used++] = ',';
                 summary[used++] = ' ';
@@ -227,6 +321,7 @@ lb_upstream_update_prepare(lb_cycle_t *old, lb_cycle_t *cycle, FILE *msg, char *
         head.name_len = (uint32_t) strlen(u->name);
         head.nservers = (uint32_t) u->nservers;
         head.nprimary = (uint32_t) u->nprimary;
+        head.tls = (differs[i] & LB_UPSTREAM_DIFFERS_TLS) != 0;
         fwrite(&head, sizeof(head), 1, msg);
         fwrite(u->name, 1, head.name_len, msg);
         for (j = 0; j < u->nservers; j++) {
@@ -246,6 +341,10 @@ lb_upstream_update_prepare(lb_cycle_t *old, lb_cycle_t *cycle, FILE *msg, char *
             if (s->name) {
                 fwrite(s->name, 1, rec.name_len, msg);
             }
+        }
+        if (head.tls && lb_upstream_update_write_tls(msg, u, summary, size) != LB_OK) {
+            free(differs);
+            return LB_ERROR;
         }
     }
     free(differs);
@@ -315,6 +414,44 @@ lb_upstream_retire_check(lb_timer_t *t)
     if (lb_upstream_retired) {
         lb_timer_set(t, 1000);
     }
+}
+
+/* v's own tls group, from the message's tls record. */
+static int
+lb_upstream_version_tls(lb_upstream_t *v, lb_upstream_reader_t *r)
+{
+    lb_upstream_update_tls_t   rec;
+    lb_tls_upstream_t          want;
+    const char                *sni, *ca, *pem;
+    char                       err[512];
+
+    if (!lb_upstream_take_rec(r, &rec, sizeof(rec)) || rec.sni_len > 1024
+        || rec.ca_len > 4096 || rec.pem_len > LB_UPSTREAM_MAX_CA_FILE)
+    {
+        return LB_ERROR;
+    }
+    sni = rec.sni_len ? lb_upstream_read(r, rec.sni_len) : NULL;
+    ca = rec.ca_len ? lb_upstream_read(r, rec.ca_len) : NULL;
+    pem = rec.pem_len ? lb_upstream_read(r, (size_t) rec.pem_len) : NULL;
+    if ((rec.sni_len && sni == NULL) || (rec.ca_len && ca == NULL)
+        || (rec.pem_len && pem == NULL))
+    {
+        return LB_ERROR;
+    }
+    memset(&want, 0, sizeof(want));
+    want.verify = rec.verify != 0;
+    want.sni = sni ? lb_pstrndup(v->pool, sni, rec.sni_len) : NULL;
+    want.ca = ca ? lb_pstrndup(v->pool, ca, rec.ca_len) : NULL;
+    if ((sni && want.sni == NULL) || (ca && want.ca == NULL)) {
+        return LB_ERROR;
+    }
+    if (lb_tls_upstream_rebuild(v->confs, v->pool, rec.on ? &want : NULL, pem,
+                                (size_t) rec.pem_len, err, sizeof(err)) != LB_OK)
+    {
+        lb_log_error(0, "reload in place: upstream \"%s\": tls: %s", v->name, err);
+        return LB_ERROR;
+    }
+    return LB_OK;
 }
 
 /* Builds the new version of handle h from the message's servers. */
@@ -394,6 +531,9 @@ lb_upstream_version_new(lb_cycle_t *cycle, lb_upstream_t *h,
         /* a server that stays goes on with its place in the round */
         k = lb_upstream_server_index(prev, s);
         s->current = k >= 0 ? prev->servers[k].current : 0;
+    }
+    if (head->tls && lb_upstream_version_tls(v, r) != LB_OK) {
+        goto failed;
     }
 
     if (v->balancer->init_upstream) {

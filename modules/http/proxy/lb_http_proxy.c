@@ -629,7 +629,8 @@ lb_http_upconn_keep(lb_http_upconn_t *up, lb_upstream_t *u)
 
 /* A reload applied in place replaced upstream old by u: u gets a pool of
  * its own, and the idle connections to servers u keeps move into it (most
- * recently used first, as they were); those to servers gone are closed.
+ * recently used first, as they were); those to servers gone are closed,
+ * and all of them when the upstream's tls group changed.
  * Connections in use go back to no pool: lb_http_upconn_keep closes them. */
 static void
 lb_http_proxy_upstream_update(lb_upstream_t *old, lb_upstream_t *u)
@@ -639,10 +640,12 @@ lb_http_proxy_upstream_update(lb_upstream_t *old, lb_upstream_t *u)
     lb_http_upconn_t     *up;
     ssize_t               k;
     size_t                i;
+    bool                  same_tls;
 
     if (oka == NULL) {
         return;
     }
+    same_tls = lb_tls_upstream(old->confs) == lb_tls_upstream(u->confs);
     ka = lb_palloc(u->pool, sizeof(*ka));
     if (ka == NULL) {
         lb_log_error(ENOMEM, "upstream \"%s\": no keepalive pool after the reload in place",
@@ -672,7 +675,7 @@ lb_http_proxy_upstream_update(lb_upstream_t *old, lb_upstream_t *u)
     while (!lb_queue_empty(&oka->idle)) {
         up = lb_queue_data(lb_queue_head(&oka->idle), lb_http_upconn_t, link);
         lb_http_upconn_unidle(up);
-        k = ka->servers ? lb_upstream_server_index(u, up->server) : -1;
+        k = ka->servers && same_tls ? lb_upstream_server_index(u, up->server) : -1;
         if (k < 0) {
             lb_http_upconn_close(up);
             continue;

@@ -279,7 +279,9 @@ def test_expect_body_matches_the_start_of_the_decoded_body(lbd, servers, backend
     chunked = servers("chunked", body="status: ok\n", framing="chunked", chunk_size=4)
     kept = backend(keep_alive_answer(b"status: ok\n"), "kept")
     deep = servers("deep", body="x" * 20000 + "status: ok\n")
-    check = f'type = "http"; {FAST} fall = 2; expect_body = "^status: ok$$";'
+    # a new connection for each check: `kept` answers one request only
+    check = (f'type = "http"; {FAST} fall = 2; expect_body = "^status: ok$$"; '
+             'keepalive_time = "0s";')
     lbd.start(conf(upstream("web", [match, mismatch, chunked, kept, deep], check)))
     lbd.wait_log(down_line(mismatch, "body does not match expect_body", 2))
     # only the first 16 KiB of a body are read
@@ -348,9 +350,112 @@ def test_http_check_sends_its_path_and_host(lbd, servers):
     b.wait_checks(1)
     req = next(r for r in a.requests if is_check(r))
     assert (req.method, req.target, req.version) == ("GET", "/healthz?deep=1", "HTTP/1.1")
-    assert (req.header("Host"), req.header("Connection")) == ("health.example", "close")
+    # HTTP/1.1 keeps the connection: no Connection field (keepalive_time)
+    assert (req.header("Host"), req.header("Connection")) == ("health.example", None)
     req = next(r for r in b.requests if is_check(r))
     assert (req.target, req.header("Host")) == ("/", b.address)
+
+
+# Kept connections ------------------------------------------------------------------
+
+def check_conns(server):
+    """The backend connections its checks came on, in order, each once."""
+    return list(dict.fromkeys(r.conn for r in list(server.requests) if is_check(r)))
+
+
+def a_connection_per_check(server):
+    conns = [r.conn for r in list(server.requests) if is_check(r)]
+    return len(conns) == len(set(conns))
+
+
+def test_http_checks_keep_their_connection_for_keepalive_time(lbd, servers):
+    a, b, c = servers("a"), servers("b"), servers("c")
+    lbd.start(conf(upstream("web", [a], f'type = "http"; {FAST}'),
+                   upstream("short", [b], f'type = "http"; {FAST} keepalive_time = "1s";'),
+                   upstream("off", [c], f'type = "http"; {FAST} keepalive_time = "0s";')))
+    for s in (a, b, c):
+        s.wait_checks(15)
+    # the default (10s): one connection carries every check
+    assert len(check_conns(a)) == 1, check_conns(a)
+    assert all(r.header("Connection") is None for r in a.requests)
+    # 1s: a new connection about every five checks of 200ms
+    conns = check_conns(b)
+    assert 2 <= len(conns) <= 6, conns
+    per_conn = [sum(1 for r in b.requests if r.conn == k) for k in conns[:-1]]
+    assert all(3 <= n <= 7 for n in per_conn), per_conn
+    # 0: a connection per check, asked to close
+    assert a_connection_per_check(c)
+    assert all(r.header("Connection") == "close" for r in c.requests)
+    for s in (a, b, c):
+        assert never_down(lbd, s, {a: "web", b: "short", c: "off"}[s])
+
+
+def test_a_kept_connection_closed_by_the_server_never_fails_a_check(lbd, servers, backend):
+    """fall = 1, so that a single failed check would take the server out:
+    a server that closes kept connections as a request arrives on them
+    (the race of an idle timeout), one that closes them while idle, and
+    one that says Connection: close or speaks HTTP/1.0 are all checked
+    without a failure, over new connections as needed."""
+    racy = servers("racy", close_without_answer={3, 6, 9, 12, 15})
+    closing = servers("closing", close=True)
+
+    def idle_timeout(conn, backend):
+        # one answer, then the connection is closed 50ms later, before the
+        # next check comes
+        read_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        time.sleep(0.05)
+    idle = backend(idle_timeout, "idle")
+    old = backend(answer(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"), "old")
+    check = f'type = "http"; {FAST} fall = 1; rise = 1;'
+    lbd.start(conf(upstream("web", [racy, closing, idle, old], check)))
+    racy.wait_checks(16)
+    closing.wait_checks(6)
+    wait_until(lambda: idle.accepted >= 6 and old.accepted >= 6, 10,
+               what="six checks of idle and old")
+    for s in (racy, closing, idle, old):
+        assert never_down(lbd, s), s
+    # racy: each close was met by a new connection within the check
+    assert len(check_conns(racy)) == 6, check_conns(racy)
+    # closing: a connection per check
+    assert a_connection_per_check(closing)
+
+
+def test_a_check_on_a_kept_connection_still_fails_on_a_bad_answer(lbd, servers):
+    """Reuse changes what a check costs, not what it judges."""
+    a = servers("a", status=500)
+    lbd.start(conf(upstream("web", [a], f'type = "http"; {FAST} fall = 2;')))
+    lbd.wait_log(down_line(a, "http status 500", 2))
+    # a 500 with a length leaves the connection usable, but a failed check
+    # drops it: each check came on a new one
+    assert a_connection_per_check(a)
+
+
+def test_expect_body_checks_keep_a_connection_when_the_body_has_a_length(lbd, servers):
+    plain = servers("plain", body="status: ok\n")
+    chunked = servers("chunked", body="status: ok\n", framing="chunked", chunk_size=4)
+    check = f'type = "http"; {FAST} expect_body = "^status: ok$$";'
+    lbd.start(conf(upstream("web", [plain, chunked], check)))
+    plain.wait_checks(6)
+    chunked.wait_checks(6)
+    assert len(check_conns(plain)) == 1
+    # chunked answers are not kept (the end of their trailer is not read)
+    assert a_connection_per_check(chunked)
+    for s in (plain, chunked):
+        assert never_down(lbd, s), s
+
+
+def test_tls_checks_keep_their_connection_too(lbd, servers, pki):
+    with TlsRecordingBackend(backend_ctx(pki), name="tb") as b:
+        check = f'type = "http"; tls = true; {FAST}'
+        lbd.start(conf(upstream("web", [b], check,
+                                tls='{ verify = true; ca = "%s"; sni = "backend.test"; }'
+                                    % pki.path("ca.crt"))))
+        wait_until(lambda: sum(1 for r in b.requests if is_check(r)) >= 6, 10,
+                   what="six tls checks")
+        assert len(check_conns(b)) == 1
+        assert len(b.snis) == 1             # one handshake for all of them
+        assert never_down(lbd, b)
 
 
 def unused_udp_port():
@@ -461,7 +566,9 @@ def test_killed_prober_is_respawned_and_the_verdicts_and_checks_go_on(lbd, serve
 
 def test_a_prober_out_of_descriptors_takes_no_server_down(lbd, servers):
     a = servers("a")
-    lbd.start(conf(upstream("web", [a], f'type = "http"; {FAST} fall = 1;')))
+    # a new connection per check: a kept one would need no new descriptor
+    lbd.start(conf(upstream("web", [a], f'type = "http"; {FAST} fall = 1; '
+                                        'keepalive_time = "0s";')))
     a.wait_checks(2)
     prober = the_prober(lbd)
     old = helpers.squeeze(prober, 0)

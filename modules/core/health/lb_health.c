@@ -10,6 +10,16 @@
  * passive health held against it). Each change of state is one log line
  * with the reason.
  *
+ * An http check that passed leaves its connection open for the next one
+ * when the answer allows it (HTTP/1.1, its end told by its length, no
+ * "Connection: close"), for up to `keepalive_time` (default 10s) after the
+ * connection was made: the next check then costs a request and an answer,
+ * not a handshake and a close (nor a TLS handshake), while a new
+ * connection at least that often still proves the server takes them. A
+ * kept connection that the server closes, or that fails before the first
+ * byte of its answer, is replaced by a new one within the same check: a
+ * server's idle timeout never counts against it.
+ *
  * Checks are spread: each server's first check comes at a random point of
  * its first interval, and every next one an interval after the one before
  * began, give or take a tenth. A check never outlives `timeout`, whatever the server does
@@ -63,6 +73,7 @@ typedef struct {
     int64_t           fall;
     int64_t           port;         /* 0: the server's */
     int               start_down;
+    lb_msec_t         keepalive_time;   /* http: 0, a new connection each check */
 } lb_health_conf_t;
 
 static const lb_setting_t  lb_health_group[] = {
@@ -98,6 +109,8 @@ static const lb_setting_t  lb_health_group[] = {
       offsetof(lb_health_conf_t, port), NULL, NULL, 0 },
     { "start_down", LB_SET_BOOL, 0, "false", 0, 0,
       offsetof(lb_health_conf_t, start_down), NULL, NULL, 0 },
+    { "keepalive_time", LB_SET_DURATION, 0, "10s", 0, 86400000,
+      offsetof(lb_health_conf_t, keepalive_time), NULL, NULL, 0 },
     lb_setting_end
 };
 
@@ -205,6 +218,7 @@ lb_health_check_types(lb_conf_t *cf, config_setting_t *v, lb_health_conf_t *hc)
     static const struct { const char *name; int type; } only[] = {
         { "path", LB_HEALTH_HTTP }, { "host", LB_HEALTH_HTTP },
         { "expect_status", LB_HEALTH_HTTP }, { "expect_body", LB_HEALTH_HTTP },
+        { "keepalive_time", LB_HEALTH_HTTP },
         { "send", LB_HEALTH_UDP }, { "send_hex", LB_HEALTH_UDP }, { "expect", LB_HEALTH_UDP },
     };
     config_setting_t  *m;
@@ -462,7 +476,13 @@ typedef struct {
     lb_tls_ctx_t          *tls;         /* tls = true: the context, and the name */
     const char            *sni;
     lb_timer_t             timer;       /* the next check */
-    lb_conn_t             *c;           /* the check under way */
+    lb_conn_t             *c;           /* the check under way, or the
+                                           connection kept for the next */
+    lb_msec_t              conn_at;     /* when c was made */
+    bool                   reused;      /* the check runs on a kept connection */
+    bool                   keep;        /* http: the answer lets c be kept */
+    bool                   clean_end;   /* with expect_body: the answer ended
+                                           exactly at its length */
     lb_msec_t              started;     /* when it began */
     lb_msec_t              deadline;
     unsigned               ok_run;      /* checks passed in a row, up to rise */
@@ -494,6 +514,11 @@ static void lb_health_idle(lb_event_t *ev);
 static void lb_health_read(lb_event_t *ev);
 static void lb_health_write(lb_event_t *ev);
 static void lb_health_connected(lb_health_probe_t *pr);
+static void lb_health_open(lb_health_probe_t *pr);
+static int  lb_health_answer_end(lb_health_probe_t *pr);
+static void lb_health_settle(lb_event_t *ev);
+static void lb_health_kept(lb_event_t *ev);
+static void lb_health_reopen(lb_health_probe_t *pr);
 
 static unsigned
 lb_health_count(lb_cycle_t *cycle)
@@ -548,9 +573,9 @@ lb_health_schedule(lb_health_probe_t *pr)
     lb_timer_set(&pr->timer, at > lb_current_msec ? at - lb_current_msec : 0);
 }
 
-/* The end of a check: its connection and buffer go. */
+/* The check's connection goes. */
 static void
-lb_health_release(lb_health_probe_t *pr)
+lb_health_drop(lb_health_probe_t *pr)
 {
     struct linger  now = { 1, 0 };
 
@@ -564,6 +589,46 @@ lb_health_release(lb_health_probe_t *pr)
         lb_conn_close(pr->c);
         pr->c = NULL;
     }
+}
+
+/* The answer ended: its buffer goes back, and the connection waits for
+ * the next check (lb_health_kept watches it meanwhile). */
+static void
+lb_health_keep(lb_health_probe_t *pr)
+{
+    lb_health_buf_put(pr->buf);
+    pr->buf = NULL;
+    lb_event_timer_del(&pr->c->read);
+    lb_event_timer_del(&pr->c->write);
+    pr->c->read.handler = lb_health_kept;
+    pr->c->write.handler = lb_health_idle;
+}
+
+/* The end of a check: its buffer goes, and its connection too unless the
+ * check passed and its answer lets the next check use it (when the answer
+ * has not all come in yet, lb_health_settle reads the rest first). */
+static void
+lb_health_release(lb_health_probe_t *pr, bool ok)
+{
+    int  rc;
+
+    if (ok && pr->c && pr->buf && pr->hc->keepalive_time
+        && pr->hc->type == LB_HEALTH_HTTP)
+    {
+        rc = lb_health_answer_end(pr);
+        if (rc == LB_OK) {
+            lb_health_keep(pr);
+            return;
+        }
+        if (rc == LB_AGAIN) {
+            /* until the check's deadline; what is in the socket already
+             * is read now (its edge is spent) */
+            pr->c->read.handler = lb_health_settle;
+            lb_health_settle(&pr->c->read);
+            return;
+        }
+    }
+    lb_health_drop(pr);
     if (pr->buf) {
         lb_health_buf_put(pr->buf);
         pr->buf = NULL;
@@ -591,7 +656,7 @@ lb_health_verdict(lb_health_probe_t *pr, bool ok)
     lb_upstream_t             *u = pr->u;
     bool                       down;
 
-    lb_health_release(pr);
+    lb_health_release(pr, ok);
     down = __atomic_load_n(&st->down, __ATOMIC_ACQUIRE) != 0;
     if (ok) {
         pr->fail_run = 0;
@@ -648,7 +713,7 @@ lb_health_fail(lb_health_probe_t *pr, int err, const char *what)
 static void
 lb_health_skip(lb_health_probe_t *pr, int err, const char *what)
 {
-    lb_health_release(pr);
+    lb_health_release(pr, false);
     lb_log_error_limited(err, "health prober: %s for the check of server %s in upstream "
                          "\"%s\"; not counted against it", what, pr->s->addr.text,
                          pr->u->name);
@@ -772,6 +837,69 @@ lb_health_framing(lb_health_probe_t *pr, size_t head)
     return LB_OK;
 }
 
+/* Whether the head buf[0..head) has a Connection field with "close". */
+static bool
+lb_health_says_close(const char *buf, size_t head)
+{
+    const char  *p, *e, *v, *end = buf + head;
+
+    for (p = (const char *) memchr(buf, '\n', head) + 1; p < end; p = e + 1) {
+        e = memchr(p, '\n', (size_t) (end - p));
+        if (e == NULL) {
+            break;
+        }
+        if (!lb_health_field(p, e, "connection", &v)) {
+            continue;
+        }
+        for ( ; e - v >= 5; v++) {
+            if (strncasecmp(v, "close", 5) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* For a check that passed: whether its connection can carry the next
+ * check, the answer being all in buf and nothing after it. LB_OK: yes;
+ * LB_AGAIN: the end is still to come; LB_DECLINED: it cannot be kept
+ * (not HTTP/1.1, "Connection: close", an end told by the close or by
+ * chunks, longer than the buffer, or more bytes than the answer). */
+static int
+lb_health_answer_end(lb_health_probe_t *pr)
+{
+    const char  *buf = pr->buf->data;
+    size_t       head, end;
+
+    if (pr->hc->body_re) {
+        /* read through its body already (lb_health_judge_body) */
+        return pr->keep && pr->clean_end ? LB_OK : LB_DECLINED;
+    }
+    if (pr->status < 200 || pr->len < 8 || memcmp(buf, "HTTP/1.1", 8) != 0) {
+        return LB_DECLINED;
+    }
+    head = lb_health_head_len(buf, pr->len);
+    if (head == 0) {
+        return pr->len < LB_HEALTH_READ_MAX ? LB_AGAIN : LB_DECLINED;
+    }
+    if (lb_health_says_close(buf, head) || lb_health_framing(pr, head) != LB_OK) {
+        return LB_DECLINED;
+    }
+    if (pr->framing == LB_HEALTH_BODY_NONE) {
+        end = head;
+    } else if (pr->framing == LB_HEALTH_BODY_LENGTH
+               && pr->length <= LB_HEALTH_READ_MAX - head)
+    {
+        end = head + (size_t) pr->length;
+    } else {
+        return LB_DECLINED;
+    }
+    if (pr->len < end) {
+        return LB_AGAIN;
+    }
+    return pr->len == end ? LB_OK : LB_DECLINED;
+}
+
 /* Decodes the chunked body that arrived, in place (RFC 9112 §7.1): the
  * data moves down over the framing, to body_end, and len follows it, so
  * the whole buffer is left for data. LB_OK: the last chunk came (its
@@ -848,11 +976,13 @@ lb_health_judge_body(lb_health_probe_t *pr, bool complete)
 
     switch (pr->framing) {
     case LB_HEALTH_BODY_NONE:
+        pr->clean_end = pr->len == pr->body;
         pr->len = pr->body;
         break;
     case LB_HEALTH_BODY_LENGTH:
         have = pr->len - pr->body;
         if (have >= pr->length) {
+            pr->clean_end = have == pr->length;
             pr->len = pr->body + (size_t) pr->length;
         } else if (complete) {
             lb_health_fail(pr, 0, "closed before the end of the body");
@@ -952,6 +1082,7 @@ lb_health_judge_http(lb_health_probe_t *pr, bool complete)
         lb_health_fail(pr, 0, "invalid Content-Length");
         return LB_ERROR;
     }
+    pr->keep = memcmp(buf, "HTTP/1.1", 8) == 0 && !lb_health_says_close(buf, head);
     pr->body = pr->body_end = head;
     return lb_health_judge_body(pr, complete);
 }
@@ -972,6 +1103,10 @@ lb_health_read(lb_event_t *ev)
     for ( ;; ) {
         n = lb_conn_recv(c, pr->buf->data + pr->len, LB_HEALTH_READ_MAX - pr->len);
         if (n == LB_AGAIN) {
+            return;
+        }
+        if (pr->reused && pr->len == 0 && (n == LB_ERROR || n == 0)) {
+            lb_health_reopen(pr);
             return;
         }
         if (n == LB_ERROR) {
@@ -1011,8 +1146,8 @@ lb_health_send(lb_health_probe_t *pr)
         len = pr->hc->payload_len;
     } else {
         k = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lbd "
-                     "health check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-                     pr->hc->path, pr->host);
+                     "health check\r\nAccept: */*\r\n%s\r\n", pr->hc->path, pr->host,
+                     pr->hc->keepalive_time ? "" : "Connection: close\r\n");
         if (k < 0 || (size_t) k >= sizeof(req)) {
             lb_health_fail(pr, 0, "request too long");
             return;
@@ -1026,6 +1161,10 @@ lb_health_send(lb_health_probe_t *pr)
             return;             /* lb_health_write goes on */
         }
         if (n == LB_ERROR) {
+            if (pr->reused && pr->len == 0) {
+                lb_health_reopen(pr);
+                return;
+            }
             lb_health_fail(pr, errno, "send failed");
             return;
         }
@@ -1122,6 +1261,63 @@ lb_health_idle(lb_event_t *ev)
 {
 }
 
+/* A kept connection became readable between checks: the server closed
+ * it (its idle timeout) or said something unasked; it goes. */
+static void
+lb_health_kept(lb_event_t *ev)
+{
+    lb_conn_t          *c = ev->data;
+    lb_health_probe_t  *pr = c->data;
+
+    lb_health_drop(pr);
+}
+
+/* After the verdict of a check that passed: the rest of its answer, read
+ * until it ends (the connection is kept) or cannot be kept (it goes), by
+ * the check's deadline at the latest. */
+static void
+lb_health_settle(lb_event_t *ev)
+{
+    lb_conn_t          *c = ev->data;
+    lb_health_probe_t  *pr = c->data;
+    ssize_t             n;
+    int                 rc = LB_DECLINED;
+
+    while (!ev->timedout) {
+        n = lb_conn_recv(c, pr->buf->data + pr->len, LB_HEALTH_READ_MAX - pr->len);
+        if (n == LB_AGAIN) {
+            return;
+        }
+        if (n == LB_ERROR || n == 0) {
+            break;
+        }
+        pr->len += (size_t) n;
+        rc = lb_health_answer_end(pr);
+        if (rc != LB_AGAIN) {
+            break;
+        }
+    }
+    if (rc == LB_OK) {
+        lb_health_keep(pr);
+        return;
+    }
+    lb_health_drop(pr);
+    lb_health_buf_put(pr->buf);
+    pr->buf = NULL;
+}
+
+/* A kept connection failed before its answer began: the server closed it
+ * as the request went (its idle timeout). The check goes on over a new
+ * connection, within its deadline; the server is not to blame. */
+static void
+lb_health_reopen(lb_health_probe_t *pr)
+{
+    lb_health_drop(pr);
+    pr->reused = false;
+    pr->sent = 0;
+    lb_health_open(pr);
+}
+
 /* A datagram socket connected to the check's address. */
 static int
 lb_health_open_dgram(lb_health_probe_t *pr)
@@ -1146,13 +1342,19 @@ static void
 lb_health_begin(lb_timer_t *t)
 {
     lb_health_probe_t  *pr = t->data;
-    int                 rc;
 
     /* the rhythm follows when the check was due, not when a busy loop got
      * to it, so that lateness does not add up; one late by a whole
      * interval starts it afresh rather than make up for lost checks */
     pr->started = lb_current_msec - t->when < pr->hc->interval ? t->when : lb_current_msec;
     pr->deadline = lb_current_msec + pr->hc->timeout;
+    if (pr->buf) {
+        /* the answer before never ended: its connection goes */
+        lb_health_drop(pr);
+        lb_health_buf_put(pr->buf);
+        pr->buf = NULL;
+    }
+    pr->keep = pr->clean_end = false;
     pr->sent = pr->len = pr->body = pr->body_end = 0;
     pr->chunk_left = 0;
     pr->chunk_state = LB_HEALTH_CHUNK_SIZE;
@@ -1180,6 +1382,25 @@ lb_health_begin(lb_timer_t *t)
         lb_health_send(pr);
         return;
     }
+    if (pr->c) {
+        /* kept from the check before: used while young enough */
+        if (lb_current_msec - pr->conn_at < pr->hc->keepalive_time) {
+            pr->reused = true;
+            lb_health_ready(pr);
+            return;
+        }
+        lb_health_drop(pr);
+    }
+    pr->reused = false;
+    lb_health_open(pr);
+}
+
+/* A new connection for the check. */
+static void
+lb_health_open(lb_health_probe_t *pr)
+{
+    int  rc;
+
     rc = lb_conn_connect(&pr->addr, &pr->c);
     if (rc == LB_ERROR) {
         pr->c = NULL;
@@ -1190,11 +1411,12 @@ lb_health_begin(lb_timer_t *t)
         }
         return;
     }
+    pr->conn_at = lb_current_msec;
     pr->c->data = pr;
     pr->c->read.handler = lb_health_idle;
     pr->c->write.handler = lb_health_on_connect;
     if (rc == LB_AGAIN) {
-        lb_event_timer_set(&pr->c->write, pr->hc->timeout);
+        lb_event_timer_set(&pr->c->write, lb_health_left(pr));
         return;
     }
     lb_health_connected(pr);
@@ -1301,7 +1523,7 @@ lb_health_stop(lb_cycle_t *cycle)
 
     for (i = 0; i < lb_health_nprobes; i++) {
         lb_timer_del(&lb_health_probes[i].timer);
-        lb_health_release(&lb_health_probes[i]);
+        lb_health_release(&lb_health_probes[i], false);
     }
     lb_conn_release_closed();
     while ((b = lb_health_free_bufs) != NULL) {

@@ -4,6 +4,7 @@ in threads, and bounded client loops. Everything here waits by polling with
 a deadline; nothing can block a test for longer than its own timeout."""
 
 import hashlib
+import http.client
 import os
 import random
 import resource
@@ -830,3 +831,16 @@ class Lbd:
                 wait_until(lambda: not self._ours(pid), 5, what=f"pid {pid} to end")
             except AssertionError:
                 pass
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """An http.client connection over a unix socket (the admin socket)."""
+
+    def __init__(self, path, timeout=10):
+        super().__init__("lbd", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)

@@ -28,17 +28,6 @@ def http_backends():
         yield start
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("lbd", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-
 def admin(lbd, method, path, headers=None, address=None):
     """One request to the admin API (the unix socket, or an admin listener
     at address): (status, headers, body as text)."""
@@ -46,7 +35,7 @@ def admin(lbd, method, path, headers=None, address=None):
         host, port = address.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
     else:
-        conn = UnixHTTPConnection(os.path.join(lbd.dir, "admin.sock"))
+        conn = helpers.UnixHTTPConnection(os.path.join(lbd.dir, "admin.sock"))
     try:
         conn.request(method, path, headers=headers or {})
         resp = conn.getresponse()
@@ -415,7 +404,7 @@ def test_malformed_requests_are_refused(lbd, http_backends, data, status):
 
 def test_keep_alive_and_head(lbd, http_backends):
     start_web(lbd, [http_backends(name="a")])
-    conn = UnixHTTPConnection(os.path.join(lbd.dir, "admin.sock"))
+    conn = helpers.UnixHTTPConnection(os.path.join(lbd.dir, "admin.sock"))
     try:
         for _ in range(3):
             conn.request("GET", "/status")

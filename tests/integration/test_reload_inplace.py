@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import time
 from collections import Counter
 
@@ -26,19 +25,8 @@ def http_backends():
         yield start
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("lbd", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-
 def admin(lbd, path):
-    conn = UnixHTTPConnection(os.path.join(lbd.dir, "admin.sock"))
+    conn = helpers.UnixHTTPConnection(os.path.join(lbd.dir, "admin.sock"))
     try:
         conn.request("GET", path)
         resp = conn.getresponse()

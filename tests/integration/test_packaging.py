@@ -55,6 +55,21 @@ def test_the_man_pages_render_without_a_warning(installed, page):
     assert r.returncode == 0 and "SYNOPSIS" in r.stdout or "DESCRIPTION" in r.stdout
 
 
+def test_lbd_conf_5_is_generated_from_the_configuration_reference():
+    """docs/man/lbd.conf.5 is what auto/man-conf makes of docs/configuration.md
+    (run it after changing a settings table), and it names every setting of
+    the reference's tables."""
+    r = subprocess.run([os.path.join(ROOT, "auto/man-conf"),
+                        os.path.join(ROOT, "docs/configuration.md")],
+                       capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(ROOT, "docs/man/lbd.conf.5")) as f:
+        assert f.read() == r.stdout, "run: auto/man-conf >docs/man/lbd.conf.5"
+    for name in ("workers", "max_old_generations", "keepalive_time", "slow_start",
+                 "max_conns_per_ip", "handshake_timeout"):
+        assert re.search(r"^\\fB%s\\fR$" % name, r.stdout, re.M), name
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_accepts_the_unit(tmp_path):
     sbin = tmp_path / "sbin"

@@ -16,7 +16,7 @@ import pytest
 import helpers
 from helpers import wait_until
 from http_backend import RecordingBackends
-from test_tls import Pki, TlsRecordingBackend, backend_ctx
+from test_tls import TlsRecordingBackend, backend_ctx, pki  # noqa: F401 (pki: a fixture)
 
 
 @pytest.fixture
@@ -221,15 +221,6 @@ def test_a_change_outgrowing_the_shared_zone_is_a_new_generation(lbd, http_backe
     # the grown zone has room again: the next change is in place
     out = reload_ok(lbd, [server(a)] + many[:100])
     in_place(out, 'upstream "web" (100 servers removed)')
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    p = Pki(tmp_path_factory.mktemp("pki"))
-    p.ca("ca")
-    p.ca("otherca")
-    p.leaf("backend", "ca", "backend.test", ["backend.test"])
-    return p
 
 
 def test_an_upstream_tls_change_is_applied_in_place(lbd, pki):

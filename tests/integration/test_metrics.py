@@ -13,9 +13,9 @@ import subprocess
 import pytest
 
 import helpers
-from helpers import wait_until
+from helpers import UnixHTTPConnection, wait_until
 from http_backend import RecordingBackends
-from test_admin import UnixHTTPConnection, admin_json
+from test_admin import admin_json
 
 
 @pytest.fixture

@@ -1302,7 +1302,11 @@ lb_master_init(lb_cycle_t *cycle)
                      sizeof(lb_draining_zone_t));
         lb_draining_zone = NULL;
     }
-    return lb_master_init_cycle(cycle, NULL);
+    if (lb_master_init_cycle(cycle, NULL) != LB_OK) {
+        return LB_ERROR;
+    }
+    lb_shm_zones_commit(cycle, NULL);       /* the zones' commit hooks */
+    return LB_OK;
 }
 
 static void

@@ -163,6 +163,12 @@ lb_shm_zones_commit(lb_cycle_t *cycle, lb_cycle_t *old)
             o->fd = -1;
         }
     }
+    for (i = 0; i < cycle->shm_zones.nelts; i++) {
+        z = lb_array_at(&cycle->shm_zones, lb_shm_zone_t *, i);
+        if (z->commit) {
+            z->commit(z);
+        }
+    }
 }
 
 void

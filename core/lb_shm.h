@@ -29,6 +29,10 @@ struct lb_shm_zone_s {
     /* Called in the master when the zone is mapped: lay out addr (when not
      * reused) and set data. */
     int         (*init)(lb_shm_zone_t *zone);
+    /* Called in the master once the configuration that declared the zone
+     * is the one in force (at start, and when a reload is applied, in place
+     * or not; never for a reload that failed or was abandoned). Optional. */
+    void        (*commit)(lb_shm_zone_t *zone);
     void         *data;         /* the owner's view of the zone */
     void         *owner;
 };

@@ -274,6 +274,31 @@ def test_idle_connections_are_not_kept_across_a_tls_change(lbd, pki):
         assert get(lbd.address)[0] == 502
 
 
+BAD_LOG_CONF = """
+upstreams = { web = { servers = ( $servers ); }; };
+listeners = ( { protocol = "http"; listen = "$listen"; routes = ( { upstream = "web"; } );
+                access_log = { path = "$log"; }; } );
+"""
+
+
+def test_a_failed_reload_in_between_forgets_nothing(lbd, http_backends, tmp_path):
+    """A reload that drops server b and then fails after the upstreams took
+    their state slots (an access log it cannot open) is not in force: b
+    was never removed, so the next reload keeps b's runtime drain."""
+    a, b = http_backends(name="a"), http_backends(name="b")
+    good = str(tmp_path / "access.log")
+    lbd.start(BAD_LOG_CONF, servers=f"{server(a)}, {server(b)}", log=good)
+    assert lbd.lbctl("drain", "web", b.address).returncode == 0
+    assert spread(lbd, 10) == {"a": 10}
+    r = lbd.reload(BAD_LOG_CONF, servers=server(a), log=str(tmp_path / "no/such/dir/x.log"))
+    assert r.returncode != 0, r.stdout
+    out = reload_ok(lbd, [server(a), server(b, weight=2)], conf=BAD_LOG_CONF, log=good)
+    in_place(out, 'upstream "web" (1 server changed)')
+    assert spread(lbd, 10) == {"a": 10}            # b: still drained
+    [s] = [s for s in admin_json(lbd, "/upstreams/web")["servers"] if s["address"] == b.address]
+    assert s["draining"], s
+
+
 # Helpers follow ---------------------------------------------------------------------
 
 HEALTH_CONF = """

@@ -30,13 +30,15 @@ typedef struct {
     char                      key[192];
     unsigned                  generation;   /* newest configuration that uses it */
     bool                      used;
-    uint64_t                  load;         /* ... and the load that numbered it */
+    uint64_t                  commit;       /* the last configuration in force
+                                               that had it (lb_upstream_shm_t) */
     lb_upstream_peer_state_t  state;
 } lb_upstream_slot_t;
 
 typedef struct {
     lb_shm_lock_t        lock;
-    uint64_t             loads;             /* configurations loaded (init_master) */
+    uint64_t             commits;           /* configurations put in force (at start
+                                               and by reloads), the last one's number */
     lb_upstream_slot_t   slots[];           /* as many as the zone holds */
 } lb_upstream_shm_t;
 
@@ -764,6 +766,32 @@ lb_upstream_zone_init(lb_shm_zone_t *zone)
     return LB_OK;
 }
 
+/* The configuration that declared the zone is in force: its servers'
+ * slots are stamped with its number, so that the next load tells a server
+ * it has from one it had removed (lb_upstream_init_master), whatever
+ * loads failed in between. */
+static void
+lb_upstream_zone_commit(lb_shm_zone_t *zone)
+{
+    lb_upstream_main_conf_t  *umcf = zone->owner;
+    lb_upstream_shm_t        *shm = zone->data;
+    lb_upstream_slot_t       *slot;
+    lb_upstream_t            *u;
+    size_t                    i, j;
+
+    lb_shm_lock(&shm->lock);
+    shm->commits++;
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
+        for (j = 0; j < u->nservers; j++) {
+            slot = (lb_upstream_slot_t *) ((char *) u->servers[j].state
+                                           - offsetof(lb_upstream_slot_t, state));
+            slot->commit = shm->commits;
+        }
+    }
+    lb_shm_unlock(&shm->lock);
+}
+
 /* Every worker of the generations older than `oldest` has exited: the
  * slots only they used are free again. */
 static void
@@ -830,6 +858,7 @@ lb_upstream_init_conf(lb_conf_t *cf)
     }
     umcf->zone->growable = true;
     umcf->zone->retire = lb_upstream_zone_retire;
+    umcf->zone->commit = lb_upstream_zone_commit;
 
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
@@ -1081,7 +1110,6 @@ lb_upstream_init_master(lb_cycle_t *cycle)
 
     k = 0;
     lb_shm_lock(&shm->lock);
-    shm->loads++;
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         u = lb_array_at(&umcf->upstreams, lb_upstream_t *, i);
         for (j = 0; j < u->nservers; j++) {
@@ -1107,9 +1135,9 @@ lb_upstream_init_master(lb_cycle_t *cycle)
                 fresh = true;
             } else {
                 slot = &shm->slots[*b - 1];
-                fresh = slot->load && slot->load + 1 < shm->loads;
+                fresh = shm->commits && slot->commit != shm->commits;
                 if (fresh) {
-                    /* the configuration before this one had removed it (a
+                    /* the configuration in force does not have it (a
                      * reload in place keeps its slot while older versions
                      * may count on it): what was set about it is
                      * forgotten, as if it were new, but the connections it
@@ -1118,11 +1146,10 @@ lb_upstream_init_master(lb_cycle_t *cycle)
                 }
             }
             slot = &shm->slots[*b - 1];
-            if (fresh && shm->loads > 1 && u->slow_start) {
+            if (fresh && shm->commits && u->slow_start) {
                 /* a server a reload adds ramps up like one coming back */
                 __atomic_store_n(&slot->state.back_at, lb_current_msec, __ATOMIC_RELAXED);
             }
-            slot->load = shm->loads;
             slot->generation = cycle->generation;
             s->state = &slot->state;
             /* a weight set at runtime holds until the file changes this

@@ -218,12 +218,18 @@ lb_metrics_init_master(lb_cycle_t *cycle)
 
     h = zone->data;
     npages = (lb_metrics_next + LB_METRICS_PAGE_SERIES - 1) / LB_METRICS_PAGE_SERIES;
-    if (npages > h->npages) {
+    /* by what this configuration maps, not by the header: a reload that
+     * failed or was abandoned after numbering new series left the header
+     * (shared memory) counting pages that the mapping kept from the
+     * configuration in force does not reach */
+    if (lb_metrics_bytes(h->columns, npages) > zone->size) {
         if (lb_shm_zone_grow(zone, lb_metrics_bytes(h->columns, npages)) != LB_OK) {
             return LB_ERROR;
         }
         zone->data = zone->addr;
         h = zone->data;
+    }
+    if (npages > h->npages) {
         h->npages = (uint32_t) npages;
     }
     lb_metrics_init_process(cycle, -1);

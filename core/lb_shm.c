@@ -7,6 +7,7 @@
 
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 lb_shm_zone_t *
 lb_shm_zone_add(lb_conf_t *cf, const char *name, size_t size,
@@ -64,11 +65,17 @@ lb_shm_zone_take(lb_cycle_t *old, const lb_shm_zone_t *z)
 static void *
 lb_shm_mmap(lb_shm_zone_t *z, size_t size)
 {
-    void  *p;
+    struct stat  st;
+    void        *p;
 
     /* growing the memory never hurts a smaller mapping of it; shrinking
-     * would (SIGBUS past the end), so it never shrinks */
-    if (ftruncate(z->fd, (off_t) size) == -1) {
+     * would (SIGBUS past the end), so it never shrinks, even below what a
+     * reload that failed after growing it had asked for */
+    if (fstat(z->fd, &st) == -1) {
+        lb_log_error(errno, "fstat() of shared zone \"%s\" failed", z->name);
+        return NULL;
+    }
+    if ((off_t) size > st.st_size && ftruncate(z->fd, (off_t) size) == -1) {
         lb_log_error(errno, "cannot size shared zone \"%s\" to %zu bytes", z->name, size);
         return NULL;
     }

@@ -212,3 +212,38 @@ def test_promtool_accepts_the_output(lbd, http_backends, backend, udp_echo):
                    "lbd_udp_datagrams_total", "lbd_received_bytes_total", "lbd_sent_bytes_total",
                    "lbd_workers", "lbd_config_generation"):
         assert family in names, family
+
+
+MANY_CONF = """
+workers = 1;
+upstreams = { web = { servers = ( { address = "$a"; } ); }; $more };
+listeners = ( { name = "front"; protocol = "tcp"; listen = "$listen"; upstream = "$target";
+                access_log = { path = "$log"; }; } );
+"""
+
+
+def test_series_a_failed_reload_numbered_are_mapped_by_the_next_one(lbd, backend, tmp_path):
+    """A reload that numbers new series (400 servers: past the first page of
+    512) and then fails (an access log it cannot open) must not leave the
+    next reload, which declares the same series, mapping too few pages:
+    once, its workers counted those servers past the end of their mapping."""
+    a = backend(helpers.echo, "a")
+    servers = ", ".join(f'{{ address = "127.0.0.2:{20001 + i}"; }}' for i in range(400))
+    many = f"many = {{ retries = 0; passive = {{ max_fails = 0; }}; servers = ( {servers} ); }};"
+    good, bad = str(tmp_path / "access.log"), str(tmp_path / "no/such/dir/access.log")
+    lbd.start(MANY_CONF, a=a.address, more="", target="web", log=good)
+    r = lbd.reload(MANY_CONF, a=a.address, more=many, target="many", log=bad)
+    assert r.returncode != 0, r.stdout
+    r = lbd.reload(MANY_CONF, a=a.address, more=many, target="many", log=good)
+    assert r.returncode == 0, r.stderr
+    for _ in range(800):                # round robin: every refusing server twice
+        with helpers.connect(lbd.address) as s:
+            helpers.recv_all(s)
+    text = metrics(lbd)
+    for port in (20001, 20400):
+        server = f"127.0.0.2:{port}"
+        assert value(text, "lbd_upstream_server_requests_total", upstream="many",
+                     server=server) == 2
+        assert value(text, "lbd_upstream_server_failures_total", upstream="many",
+                     server=server) == 2
+    assert "exited on signal" not in lbd.error_log()

@@ -218,6 +218,53 @@ lb_cycle_path(lb_pool_t *pool, const char *prefix, const char *path)
     return lb_psprintf(pool, "%s%s", prefix, path);
 }
 
+const char  lb_cycle_file_too_large[] = "larger than the limit";
+
+int
+lb_cycle_read_file(lb_pool_t *pool, const char *path, size_t max, lb_str_t *out,
+                   const char **why)
+{
+    struct stat  st;
+    size_t       got = 0;
+    ssize_t      n;
+    char        *data = NULL;
+    int          fd;
+
+    *why = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1 || fstat(fd, &st) == -1) {
+        *why = strerror(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        *why = "not a regular file";
+    } else if ((uint64_t) st.st_size > max) {
+        *why = lb_cycle_file_too_large;
+    } else if ((data = lb_palloc(pool, (size_t) st.st_size + 1)) == NULL) {
+        *why = strerror(ENOMEM);
+    }
+    /* a file that grows meanwhile is cut at the size it had */
+    while (*why == NULL && got < (size_t) st.st_size) {
+        n = read(fd, data + got, (size_t) st.st_size - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            *why = n == 0 ? "it shrank while read" : strerror(errno);
+            break;
+        }
+        got += (size_t) n;
+    }
+    if (fd != -1) {
+        close(fd);
+    }
+    if (*why) {
+        return LB_ERROR;
+    }
+    data[got] = '\0';
+    out->data = data;
+    out->len = got;
+    return LB_OK;
+}
+
 static void *
 lb_core_create_conf(lb_conf_t *cf, unsigned ctx)
 {

@@ -125,5 +125,14 @@ int   lb_addr_resolve_unix(lb_conf_t *cf, lb_addr_t *a);
 
 /* path if absolute, else prefix + path, allocated from pool. */
 char *lb_cycle_path(lb_pool_t *pool, const char *prefix, const char *path);
+/* The whole regular file at path, at most max bytes, read into pool (with
+ * a NUL after it): a file a worker may not be able to read later, read by
+ * the master. LB_OK with out set; LB_ERROR with *why saying what went
+ * wrong ("No such file or directory", "not a regular file", "it shrank
+ * while read", or lb_cycle_file_too_large, the same pointer, for a file
+ * over max). */
+int   lb_cycle_read_file(lb_pool_t *pool, const char *path, size_t max, lb_str_t *out,
+                         const char **why);
+extern const char  lb_cycle_file_too_large[];
 
 #endif

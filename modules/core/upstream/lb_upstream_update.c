@@ -13,9 +13,6 @@
 #include "lb_reload.h"
 #include "lb_tls.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-
 /* A replaced version unused this long is freed: the grace covers what
  * outlives a release by a few events (a log line naming the server). */
 #define LB_UPSTREAM_VERSION_GRACE  5000
@@ -195,17 +192,16 @@ lb_upstream_update_say(char *out, size_t size, const lb_upstream_t *u, size_t ad
 #define LB_UPSTREAM_DIFFERS_TLS  2
 
 /* u's tls group as the message carries it: the settings, and the CA file
- * read here (a worker may not have the rights to). */
+ * read here (a worker may not have the rights to), into the new cycle's
+ * pool. */
 static int
-lb_upstream_update_write_tls(FILE *msg, lb_upstream_t *u, char *summary, size_t size)
+lb_upstream_update_write_tls(FILE *msg, lb_cycle_t *cycle, lb_upstream_t *u, char *summary,
+                             size_t size)
 {
     lb_upstream_update_tls_t   rec;
     lb_tls_upstream_t         *ut = lb_tls_upstream(u->confs);
-    struct stat                st;
-    char                      *pem = NULL;
-    const char                *why = NULL;
-    ssize_t                    got = 0, k;
-    int                        fd = -1, rc = LB_ERROR;
+    lb_str_t                   pem = { 0, NULL };
+    const char                *why;
 
     memset(&rec, 0, sizeof(rec));
     if (ut) {
@@ -215,30 +211,14 @@ lb_upstream_update_write_tls(FILE *msg, lb_upstream_t *u, char *summary, size_t 
         rec.ca_len = ut->verify && ut->ca ? (uint32_t) strlen(ut->ca) : 0;
     }
     if (rec.ca_len) {
-        fd = open(ut->ca, O_RDONLY | O_CLOEXEC);
-        if (fd == -1 || fstat(fd, &st) == -1) {
-            why = strerror(errno);
-        } else if (st.st_size > LB_UPSTREAM_MAX_CA_FILE) {
-            why = "larger than 16 MiB";
-        } else if ((pem = malloc((size_t) st.st_size + 1)) == NULL) {
-            why = strerror(ENOMEM);
-        }
-        while (why == NULL && got < st.st_size) {
-            k = read(fd, pem + got, (size_t) (st.st_size - got));
-            if (k < 0 && errno == EINTR) {
-                continue;
-            }
-            if (k <= 0) {
-                why = k < 0 ? strerror(errno) : "it shrank while read";
-            }
-            got += k > 0 ? k : 0;
-        }
-        if (why) {
+        if (lb_cycle_read_file(cycle->pool, ut->ca, LB_UPSTREAM_MAX_CA_FILE, &pem, &why)
+            != LB_OK)
+        {
             snprintf(summary, size, "cannot read ca \"%s\" of upstream \"%s\": %s", ut->ca,
                      u->name, why);
-            goto done;
+            return LB_ERROR;
         }
-        rec.pem_len = (uint64_t) got;
+        rec.pem_len = (uint64_t) pem.len;
     }
     fwrite(&rec, sizeof(rec), 1, msg);
     if (rec.sni_len) {
@@ -246,15 +226,9 @@ lb_upstream_update_write_tls(FILE *msg, lb_upstream_t *u, char *summary, size_t 
     }
     if (rec.ca_len) {
         fwrite(ut->ca, 1, rec.ca_len, msg);
-        fwrite(pem, 1, (size_t) got, msg);
+        fwrite(pem.data, 1, pem.len, msg);
     }
-    rc = LB_OK;
-done:
-    if (fd != -1) {
-        close(fd);
-    }
-    free(pem);
-    return rc;
+    return LB_OK;
 }
 
 static int
@@ -342,7 +316,7 @@ lb_upstream_update_prepare(lb_cycle_t *old, lb_cycle_t *cycle, FILE *msg, char *
                 fwrite(s->name, 1, rec.name_len, msg);
             }
         }
-        if (head.tls && lb_upstream_update_write_tls(msg, u, summary, size) != LB_OK) {
+        if (head.tls && lb_upstream_update_write_tls(msg, cycle, u, summary, size) != LB_OK) {
             free(differs);
             return LB_ERROR;
         }

@@ -7,9 +7,6 @@
 #include "lb_core.h"
 #include "lb_http.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-
 static void *lb_http_core_create_conf(lb_conf_t *cf, unsigned ctx);
 static int   lb_http_core_merge_conf(lb_conf_t *cf, unsigned ctx, void *parent, void *conf);
 static int   lb_http_core_init_conf(lb_conf_t *cf);
@@ -209,12 +206,8 @@ lb_http_access_log_handler(lb_http_request_t *r)
 int
 lb_http_conf_read_file(lb_conf_t *cf, config_setting_t *v, lb_str_t *out)
 {
-    const char   *file, *what = config_setting_name(v);
-    char         *path, *data;
-    struct stat   st;
-    size_t        got = 0;
-    ssize_t       n;
-    int           fd, err;
+    const char  *file, *what = config_setting_name(v), *why;
+    char        *path;
 
     if (lb_conf_get_string(cf, v, &file) != LB_OK) {
         return LB_ERROR;
@@ -223,48 +216,13 @@ lb_http_conf_read_file(lb_conf_t *cf, config_setting_t *v, lb_str_t *out)
     if (path == NULL) {
         return lb_conf_error(cf, v, "out of memory");
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what,
-                             strerror(errno));
-    }
-    if (fstat(fd, &st) == -1) {
-        err = errno;
-        close(fd);
-        return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what,
-                             strerror(err));
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size > LB_HTTP_FILE_MAX) {
-        close(fd);
-        if (!S_ISREG(st.st_mode)) {
-            return lb_conf_error(cf, v, "\"%s\" (%s) is not a regular file", path, what);
+    if (lb_cycle_read_file(cf->pool, path, LB_HTTP_FILE_MAX, out, &why) != LB_OK) {
+        if (why == lb_cycle_file_too_large) {
+            return lb_conf_error(cf, v, "\"%s\" (%s) is larger than %d bytes: it is held "
+                                 "in memory", path, what, LB_HTTP_FILE_MAX);
         }
-        return lb_conf_error(cf, v, "\"%s\" (%s) is larger than %d bytes: it is held in "
-                             "memory", path, what, LB_HTTP_FILE_MAX);
+        return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what, why);
     }
-    data = lb_palloc(cf->pool, (size_t) st.st_size + 1);
-    if (data == NULL) {
-        close(fd);
-        return lb_conf_error(cf, v, "out of memory");
-    }
-    /* a file that grows meanwhile is cut at the size it had */
-    while (got < (size_t) st.st_size) {
-        n = read(fd, data + got, (size_t) st.st_size - got);
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-            err = n == 0 ? 0 : errno;
-            close(fd);
-            return lb_conf_error(cf, v, "cannot read \"%s\" (%s): %s", path, what,
-                                 err ? strerror(err) : "it shrank while read");
-        }
-        got += (size_t) n;
-    }
-    close(fd);
-    data[got] = '\0';
-    out->data = data;
-    out->len = got;
     return LB_OK;
 }
 

@@ -3,7 +3,6 @@ promtool accepts, counters summed over the workers that match the traffic
 sent, kept across a reload, for http (by listener, route and status class,
 with a latency histogram), tcp, udp and the upstream servers."""
 
-import http.client
 import os
 import re
 import shutil
@@ -46,15 +45,7 @@ def value(text, name, **labels):
 
 
 def get(address, path="/"):
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return helpers.http_get(address, path)[0]
 
 
 CONF = """

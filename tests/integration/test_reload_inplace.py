@@ -42,14 +42,8 @@ def admin_json(lbd, path):
 
 
 def get(address, path="/"):
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode().strip()
-    finally:
-        conn.close()
+    status, body = helpers.http_get(address, path)
+    return status, body.decode().strip()
 
 
 def spread(lbd, n=40):

@@ -7,7 +7,6 @@ old master serving with every socket and says why; a second upgrade while
 one is under way is refused; lbd -f as PID 1 of a new PID namespace stays
 as a supervisor across upgrades and rollbacks."""
 
-import http.client
 import os
 import re
 import shutil
@@ -16,7 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -66,15 +64,7 @@ def script(lbd, name, body):
     return path
 
 
-def get(address, path="/"):
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+get = helpers.http_get
 
 
 def upgrade(lbd, binary=None, timeout=60):

@@ -345,6 +345,8 @@ install: all $(lb_install_bins) objs/install/lbd.service objs/install/lbd.logrot
 		'$(lb_dest)/lib/systemd/system' '$(lb_dest)/etc/logrotate.d'
 	install -m 644 docs/man/lbd.8 docs/man/lbctl.8 '$(lb_dest)/share/man/man8/'
 	install -m 644 docs/man/lbd.conf.5 '$(lb_dest)/share/man/man5/'
+	install -d '$(lb_dest)/share/doc/lbd'
+	install -m 644 README.md docs/*.md '$(lb_dest)/share/doc/lbd/'
 	install -m 644 objs/install/lbd.service '$(lb_dest)/lib/systemd/system/lbd.service'
 	install -m 644 objs/install/lbd.logrotate '$(lb_dest)/etc/logrotate.d/lbd'
 

@@ -31,7 +31,8 @@ def test_make_install_lays_out_every_file(installed):
     for path in ["sbin/lbd", "sbin/lbctl", "conf/lbd.conf", "conf/examples/lbd.conf",
                  "share/man/man8/lbd.8", "share/man/man8/lbctl.8",
                  "share/man/man5/lbd.conf.5", "lib/systemd/system/lbd.service",
-                 "etc/logrotate.d/lbd"]:
+                 "etc/logrotate.d/lbd", "share/doc/lbd/configuration.md",
+                 "share/doc/lbd/routing.md", "share/doc/lbd/README.md"]:
         assert (installed / path).is_file(), path
     assert os.access(installed / "sbin/lbd", os.X_OK)
     assert (installed / "logs").is_dir()
@@ -97,7 +98,7 @@ def test_make_deb_builds_a_package_lintian_accepts():
     for path in ["./usr/sbin/lbd", "./usr/sbin/lbctl", "./etc/lbd/conf/lbd.conf",
                  "./lib/systemd/system/lbd.service", "./etc/logrotate.d/lbd",
                  "./usr/share/man/man8/lbd.8.gz", "./usr/share/man/man5/lbd.conf.5.gz",
-                 "./usr/share/doc/lbd/copyright"]:
+                 "./usr/share/doc/lbd/copyright", "./usr/share/doc/lbd/configuration.md.gz"]:
         assert path in listing, path
     conffiles = subprocess.run(["dpkg-deb", "-I", deb, "conffiles"], capture_output=True,
                                text=True).stdout

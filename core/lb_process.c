@@ -813,23 +813,31 @@ lb_workers_fill(lb_cycle_t *cycle, bool exiting)
     }
 }
 
+/* The child with that pid, or NULL. */
+static lb_worker_t *
+lb_worker_find(pid_t pid)
+{
+    size_t  i;
+
+    for (i = 0; pid > 0 && i < lb_nelems(lb_workers); i++) {
+        if (lb_workers[i].pid == pid) {
+            return &lb_workers[i];
+        }
+    }
+    return NULL;
+}
+
 static void
 lb_workers_reap(lb_cycle_t *cycle, bool exiting)
 {
     lb_worker_t  *w;
     pid_t         pid;
-    size_t        i, k;
+    size_t        k;
     int           status;
     char          what[128];
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        w = NULL;
-        for (i = 0; i < lb_nelems(lb_workers); i++) {
-            if (lb_workers[i].pid == pid) {
-                w = &lb_workers[i];
-                break;
-            }
-        }
+        w = lb_worker_find(pid);
         if (w == NULL) {
             continue;
         }
@@ -1309,18 +1317,17 @@ lb_master_init(lb_cycle_t *cycle)
     return LB_OK;
 }
 
+/* The marks that children's signals ask for: signals stay blocked outside
+ * sigsuspend, so the lists are ours here. */
 static void
 lb_workers_mark_stopped(void)
 {
-    size_t  i;
-    int     k;
+    lb_worker_t  *w;
+    int           k;
 
-    /* signals stay blocked outside sigsuspend: the list is ours */
     for (k = 0; k < lb_nstopped; k++) {
-        for (i = 0; i < lb_nelems(lb_workers); i++) {
-            if (lb_workers[i].pid && lb_workers[i].pid == lb_stopped_pids[k]) {
-                lb_workers[i].stopped = true;
-            }
+        if ((w = lb_worker_find(lb_stopped_pids[k])) != NULL) {
+            w->stopped = true;
         }
     }
     lb_nstopped = 0;
@@ -1359,14 +1366,12 @@ lb_master_answer(bool now)
 static void
 lb_workers_mark_applied(void)
 {
-    size_t  i;
-    int     k;
+    lb_worker_t  *w;
+    int           k;
 
     for (k = 0; k < lb_napplied; k++) {
-        for (i = 0; i < lb_nelems(lb_workers); i++) {
-            if (lb_workers[i].pid && lb_workers[i].pid == lb_applied_pids[k]) {
-                lb_workers[i].applying = false;
-            }
+        if ((w = lb_worker_find(lb_applied_pids[k])) != NULL) {
+            w->applying = false;
         }
     }
     lb_napplied = 0;
@@ -1377,14 +1382,12 @@ lb_workers_mark_applied(void)
 static void
 lb_workers_mark_ready(void)
 {
-    size_t  i;
-    int     k;
+    lb_worker_t  *w;
+    int           k;
 
     for (k = 0; k < lb_nready; k++) {
-        for (i = 0; i < lb_nelems(lb_workers); i++) {
-            if (lb_workers[i].pid && lb_workers[i].pid == lb_ready_pids[k]) {
-                lb_workers[i].ready = true;
-            }
+        if ((w = lb_worker_find(lb_ready_pids[k])) != NULL) {
+            w->ready = true;
         }
     }
     lb_nready = 0;
